@@ -49,7 +49,7 @@
 //! ```
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -81,41 +81,35 @@ pub trait Dir: Send + Sync + 'static {
 const TMP_SUFFIX: &str = ".tmp";
 
 fn check_name(name: &str) -> io::Result<()> {
-    let bad = name.is_empty()
-        || name == "."
-        || name == ".."
+    if matches!(name, "" | "." | "..")
         || name.ends_with(TMP_SUFFIX)
-        || name.contains(['/', '\\', '\0']);
-    if bad {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid storage file name {name:?}"),
-        ))
-    } else {
-        Ok(())
+        || name.contains(['/', '\\', '\0'])
+    {
+        let msg = format!("invalid storage file name {name:?}");
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
     }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-// ---------------------------------------------------------------------------
-// FsDir
-// ---------------------------------------------------------------------------
-
 /// Real files in one directory. Keeps open append handles; `sync` is `sync_data`.
+/// A file created by `append` gets its directory entry fsynced right away.
 #[derive(Debug)]
 pub struct FsDir {
     path: PathBuf,
-    state: Mutex<FsState>,
+    handles: Mutex<BTreeMap<String, File>>,
 }
 
-#[derive(Debug, Default)]
-struct FsState {
-    handles: BTreeMap<String, File>,
-    /// Files created by `append` whose directory entry has not been fsynced yet.
-    new_files: BTreeSet<String>,
+/// Maps `NotFound` to `None`.
+fn absent_ok<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl FsDir {
@@ -123,20 +117,15 @@ impl FsDir {
     pub fn open(path: impl AsRef<Path>) -> io::Result<FsDir> {
         let path = path.as_ref().to_path_buf();
         fs::create_dir_all(&path)?;
-        for entry in fs::read_dir(&path)? {
-            let entry = entry?;
-            let is_tmp = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.ends_with(TMP_SUFFIX));
-            if is_tmp && entry.file_type()?.is_file() {
-                fs::remove_file(entry.path())?;
-            }
-        }
         let dir = FsDir {
             path,
-            state: Mutex::new(FsState::default()),
+            handles: Mutex::default(),
         };
+        for name in dir.file_names()? {
+            if name.ends_with(TMP_SUFFIX) {
+                fs::remove_file(dir.path.join(name))?;
+            }
+        }
         dir.sync_dir()?;
         Ok(dir)
     }
@@ -145,8 +134,16 @@ impl FsDir {
         &self.path
     }
 
-    fn file(&self, name: &str) -> PathBuf {
-        self.path.join(name)
+    /// Names of all regular files with UTF-8 names, unsorted.
+    fn file_names(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.path)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                names.extend(entry.file_name().into_string().ok());
+            }
+        }
+        Ok(names)
     }
 
     fn sync_dir(&self) -> io::Result<()> {
@@ -154,39 +151,25 @@ impl FsDir {
         File::open(&self.path)?.sync_all()?;
         Ok(())
     }
-
-    /// Fsyncs the directory if `name` was created and its entry is not yet durable.
-    fn sync_new_entry(&self, st: &mut FsState, name: &str) -> io::Result<()> {
-        if st.new_files.contains(name) {
-            self.sync_dir()?;
-            st.new_files.remove(name);
-        }
-        Ok(())
-    }
 }
 
 impl Dir for FsDir {
     fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
         check_name(name)?;
-        match fs::read(self.file(name)) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        absent_ok(fs::read(self.path.join(name)))
     }
 
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
         check_name(name)?;
-        let mut guard = lock(&self.state);
-        let st = &mut *guard;
-        let file = match st.handles.entry(name.to_string()) {
+        let mut handles = lock(&self.handles);
+        let file = match handles.entry(name.to_string()) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
                 let path = self.path.join(name);
                 let existed = path.try_exists()?;
                 let f = OpenOptions::new().append(true).create(true).open(&path)?;
                 if !existed {
-                    st.new_files.insert(name.to_string());
+                    self.sync_dir()?;
                 }
                 e.insert(f)
             }
@@ -196,77 +179,54 @@ impl Dir for FsDir {
 
     fn sync(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
-        let mut st = lock(&self.state);
-        match st.handles.get(name) {
-            Some(f) => f.sync_data()?,
-            None => match OpenOptions::new().write(true).open(self.file(name)) {
-                Ok(f) => f.sync_data()?,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
+        let handles = lock(&self.handles);
+        match handles.get(name) {
+            Some(f) => f.sync_data(),
+            None => match absent_ok(OpenOptions::new().write(true).open(self.path.join(name)))? {
+                Some(f) => f.sync_data(),
+                None => Ok(()),
             },
         }
-        self.sync_new_entry(&mut st, name)
     }
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
         check_name(name)?;
-        let mut st = lock(&self.state);
-        st.handles.remove(name);
-        let f = OpenOptions::new().write(true).open(self.file(name))?;
+        let mut handles = lock(&self.handles);
+        handles.remove(name);
+        let f = OpenOptions::new().write(true).open(self.path.join(name))?;
         f.set_len(len)?;
-        f.sync_all()?;
-        self.sync_new_entry(&mut st, name)
+        f.sync_all()
     }
 
     fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
         check_name(name)?;
-        let mut st = lock(&self.state);
-        st.handles.remove(name);
+        let mut handles = lock(&self.handles);
+        handles.remove(name);
         let tmp = self.path.join(format!("{name}{TMP_SUFFIX}"));
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, self.file(name))?;
-        self.sync_dir()?;
-        st.new_files.remove(name);
-        Ok(())
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, self.path.join(name))?;
+        self.sync_dir()
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
         check_name(name)?;
-        let mut st = lock(&self.state);
-        st.handles.remove(name);
-        st.new_files.remove(name);
-        match fs::remove_file(self.file(name)) {
-            Ok(()) => self.sync_dir(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+        lock(&self.handles).remove(name);
+        match absent_ok(fs::remove_file(self.path.join(name)))? {
+            Some(()) => self.sync_dir(),
+            None => Ok(()),
         }
     }
 
     fn list(&self) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&self.path)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_file() {
-                continue;
-            }
-            if let Ok(name) = entry.file_name().into_string() {
-                if check_name(&name).is_ok() {
-                    names.push(name);
-                }
-            }
-        }
+        let mut names = self.file_names()?;
+        names.retain(|n| check_name(n).is_ok());
         names.sort();
         Ok(names)
     }
 }
-
-// ---------------------------------------------------------------------------
-// SimDir
-// ---------------------------------------------------------------------------
 
 /// Faults applied by [`SimDir::crash`]. `Default` = clean crash (unsynced data lost).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -292,13 +252,6 @@ pub enum IoFault {
     FailNextWrite,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Append,
-    Sync,
-    Other,
-}
-
 #[derive(Debug, Default)]
 struct SimFile {
     durable: Vec<u8>,
@@ -308,6 +261,14 @@ struct SimFile {
 }
 
 impl SimFile {
+    fn durable(data: Vec<u8>) -> SimFile {
+        SimFile {
+            durable: data,
+            unsynced: Vec::new(),
+            durable_exists: true,
+        }
+    }
+
     fn contents(&self) -> Vec<u8> {
         [self.durable.as_slice(), self.unsynced.as_slice()].concat()
     }
@@ -317,24 +278,6 @@ impl SimFile {
 struct SimState {
     files: BTreeMap<String, SimFile>,
     fault: Option<IoFault>,
-}
-
-impl SimState {
-    fn check_fault(&mut self, op: Op) -> io::Result<()> {
-        let hit = match self.fault {
-            None => false,
-            Some(IoFault::FailNextAppend) => op == Op::Append,
-            Some(IoFault::FailNextSync) => op == Op::Sync,
-            Some(IoFault::FailNextWrite) => true,
-        };
-        if hit {
-            self.fault = None;
-            return Err(io::Error::other(format!(
-                "injected I/O error (EIO) on {op:?}"
-            )));
-        }
-        Ok(())
-    }
 }
 
 /// In-memory directory for the simulator: one per node, survives the node's
@@ -357,15 +300,11 @@ impl SimDir {
         let mut st = lock(&self.inner);
         let mut rng = ChaCha8Rng::seed_from_u64(faults.seed);
         if faults.torn_write {
-            let candidates: Vec<String> = st
-                .files
-                .iter()
-                .filter(|(_, f)| !f.unsynced.is_empty())
-                .map(|(n, _)| n.clone())
-                .collect();
-            if !candidates.is_empty() {
-                let name = &candidates[rng.random_range(0..candidates.len())];
-                let f = st.files.get_mut(name).expect("candidate exists");
+            let n_dirty = st.files.values().filter(|f| !f.unsynced.is_empty()).count();
+            if n_dirty > 0 {
+                let pick = rng.random_range(0..n_dirty);
+                let mut dirty = st.files.values_mut().filter(|f| !f.unsynced.is_empty());
+                let f = dirty.nth(pick).expect("counted");
                 let keep = rng.random_range(0..=f.unsynced.len());
                 let mut kept = f.unsynced[..keep].to_vec();
                 if faults.corrupt && keep > 0 {
@@ -385,18 +324,16 @@ impl SimDir {
 
     /// Durable bytes of `name` (0 if absent).
     pub fn synced_bytes(&self, name: &str) -> usize {
-        lock(&self.inner)
-            .files
-            .get(name)
-            .map_or(0, |f| f.durable.len())
+        self.stat(name, |f| f.durable.len())
     }
 
     /// Appended but not yet synced bytes of `name` (0 if absent).
     pub fn unsynced_bytes(&self, name: &str) -> usize {
-        lock(&self.inner)
-            .files
-            .get(name)
-            .map_or(0, |f| f.unsynced.len())
+        self.stat(name, |f| f.unsynced.len())
+    }
+
+    fn stat(&self, name: &str, f: fn(&SimFile) -> usize) -> usize {
+        lock(&self.inner).files.get(name).map_or(0, f)
     }
 
     /// Arms a one-shot I/O error (replacing any pending one).
@@ -407,6 +344,20 @@ impl SimDir {
     pub fn clear_fault(&self) {
         lock(&self.inner).fault = None;
     }
+
+    /// Validates `name`, locks, and fails if a pending fault matches `kind`
+    /// (`FailNextWrite` for operations other than append/sync).
+    fn begin(&self, name: &str, kind: IoFault) -> io::Result<MutexGuard<'_, SimState>> {
+        check_name(name)?;
+        let mut st = lock(&self.inner);
+        if st.fault == Some(kind) || st.fault == Some(IoFault::FailNextWrite) {
+            st.fault = None;
+            return Err(io::Error::other(format!(
+                "injected I/O error (EIO): {kind:?}"
+            )));
+        }
+        Ok(st)
+    }
 }
 
 impl Dir for SimDir {
@@ -416,9 +367,7 @@ impl Dir for SimDir {
     }
 
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        check_name(name)?;
-        let mut st = lock(&self.inner);
-        st.check_fault(Op::Append)?;
+        let mut st = self.begin(name, IoFault::FailNextAppend)?;
         st.files
             .entry(name.to_string())
             .or_default()
@@ -428,9 +377,7 @@ impl Dir for SimDir {
     }
 
     fn sync(&self, name: &str) -> io::Result<()> {
-        check_name(name)?;
-        let mut st = lock(&self.inner);
-        st.check_fault(Op::Sync)?;
+        let mut st = self.begin(name, IoFault::FailNextSync)?;
         if let Some(f) = st.files.get_mut(name) {
             let mut tail = std::mem::take(&mut f.unsynced);
             f.durable.append(&mut tail);
@@ -440,41 +387,26 @@ impl Dir for SimDir {
     }
 
     fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
-        check_name(name)?;
         let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
-        let mut st = lock(&self.inner);
-        st.check_fault(Op::Other)?;
+        let mut st = self.begin(name, IoFault::FailNextWrite)?;
         let f = st.files.get_mut(name).ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("no such file {name:?}"))
         })?;
         let mut all = f.contents();
         all.resize(len, 0);
-        *f = SimFile {
-            durable: all,
-            unsynced: Vec::new(),
-            durable_exists: true,
-        };
+        *f = SimFile::durable(all);
         Ok(())
     }
 
     fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        check_name(name)?;
-        let mut st = lock(&self.inner);
-        st.check_fault(Op::Other)?;
-        let file = SimFile {
-            durable: data.to_vec(),
-            unsynced: Vec::new(),
-            durable_exists: true,
-        };
-        st.files.insert(name.to_string(), file);
+        let mut st = self.begin(name, IoFault::FailNextWrite)?;
+        st.files
+            .insert(name.to_string(), SimFile::durable(data.to_vec()));
         Ok(())
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {
-        check_name(name)?;
-        let mut st = lock(&self.inner);
-        st.check_fault(Op::Other)?;
-        st.files.remove(name);
+        self.begin(name, IoFault::FailNextWrite)?.files.remove(name);
         Ok(())
     }
 
@@ -482,10 +414,6 @@ impl Dir for SimDir {
         Ok(lock(&self.inner).files.keys().cloned().collect())
     }
 }
-
-// ---------------------------------------------------------------------------
-// WAL
-// ---------------------------------------------------------------------------
 
 /// Bytes of frame header before each WAL payload.
 pub const WAL_FRAME_HEADER: usize = 8;
@@ -505,12 +433,8 @@ pub fn encode_record(payload: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 fn encode_into(out: &mut Vec<u8>, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len()).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "WAL record larger than u32::MAX bytes",
-        )
-    })?;
+    let too_big = || io::Error::new(io::ErrorKind::InvalidInput, "WAL record over 4 GiB");
+    let len = u32::try_from(payload.len()).map_err(|_| too_big())?;
     let len_bytes = len.to_le_bytes();
     out.extend_from_slice(&len_bytes);
     out.extend_from_slice(&crc_with_len(&len_bytes, payload).to_le_bytes());
@@ -519,39 +443,39 @@ fn encode_into(out: &mut Vec<u8>, payload: &[u8]) -> io::Result<()> {
 }
 
 /// Decodes the longest valid prefix of a WAL file: `(records, valid_len, reason)`.
-/// `reason` describes why decoding stopped before the end, `None` if all bytes were valid.
+/// `reason` says why decoding stopped before the end, `None` if all bytes were valid.
 pub fn decode_records(bytes: &[u8]) -> (Vec<Vec<u8>>, usize, Option<String>) {
-    let mut records = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
+    let (mut records, mut pos) = (Vec::new(), 0);
+    let reason = loop {
         let rest = &bytes[pos..];
+        if rest.is_empty() {
+            break None;
+        }
         if rest.len() < WAL_FRAME_HEADER {
-            let why = format!(
-                "torn frame header at offset {pos}: {} of 8 bytes",
+            break Some(format!(
+                "torn frame header at offset {pos}: {} bytes",
                 rest.len()
-            );
-            return (records, pos, Some(why));
+            ));
         }
         let len_bytes = &rest[0..4];
         let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
         let body = &rest[WAL_FRAME_HEADER..];
         if body.len() < len {
-            let why = format!(
-                "torn record at offset {pos}: header says {len} bytes, only {} present",
+            break Some(format!(
+                "torn record at offset {pos}: {len} bytes, {} present",
                 body.len()
-            );
-            return (records, pos, Some(why));
+            ));
         }
-        let payload = &body[..len];
-        if crc_with_len(len_bytes, payload) != crc {
-            let why = format!("checksum mismatch in record at offset {pos} (len {len})");
-            return (records, pos, Some(why));
+        if crc_with_len(len_bytes, &body[..len]) != crc {
+            break Some(format!(
+                "checksum mismatch in record at offset {pos} (len {len})"
+            ));
         }
-        records.push(payload.to_vec());
+        records.push(body[..len].to_vec());
         pos += WAL_FRAME_HEADER + len;
-    }
-    (records, pos, None)
+    };
+    (records, pos, reason)
 }
 
 /// What [`Wal::open`] found.
@@ -607,15 +531,16 @@ impl Wal {
         } else {
             dir.sync(name)?;
         }
+        let (records_n, len, truncated_bytes) = (records.len(), valid as u64, cut as u64);
         let recovery = Recovery {
-            records: records.len(),
-            truncated_bytes: cut as u64,
+            records: records_n,
+            truncated_bytes,
             reason,
         };
         let wal = Wal {
             dir,
             name: name.to_string(),
-            len: valid as u64,
+            len,
             failed: None,
         };
         Ok((wal, records, recovery))
@@ -678,10 +603,6 @@ impl Wal {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Checked files
-// ---------------------------------------------------------------------------
-
 const CHECKED_MAGIC: &[u8; 4] = b"SCK1";
 const CHECKED_HEADER: usize = 16;
 
@@ -715,7 +636,7 @@ pub fn read_checked(dir: &dyn Dir, name: &str) -> io::Result<Option<Vec<u8>>> {
     let payload = &bytes[CHECKED_HEADER..];
     if payload.len() as u64 != len {
         return Err(bad(format!(
-            "length mismatch: header {len}, file has {}",
+            "length mismatch: header {len}, has {}",
             payload.len()
         )));
     }
