@@ -1,1 +1,39 @@
-pub fn placeholder() {}
+//! # checker: is this history of client operations correct?
+//!
+//! A small, self-contained linearizability checker in the style of
+//! [Porcupine](https://github.com/anishathalye/porcupine) and Knossos.
+//! Feed it a *history* (invocations and completions of operations by
+//! concurrent clients) and a *model* (a sequential specification such as a
+//! register or a key-value map); it answers whether some total order of the
+//! operations, consistent with real time, explains every observed result.
+//!
+//! What it is for:
+//! - checking histories recorded by this project's simulation harness
+//!   ([`linear::check`] with `threads: 1` never spawns a thread, so it is safe
+//!   to call inside madsim);
+//! - checking Jepsen EDN histories and Porcupine test logs from the command
+//!   line (`checker check FILE`), with an HTML report explaining a failure.
+//!
+//! What it is not for:
+//! - it does not know anything about the bookstore, Raft or madsim, and
+//!   depends on none of them: it is a library anyone can use;
+//! - it does not check transactional isolation levels (Elle-style cycle
+//!   detection) or liveness; only linearizability of single-object
+//!   operations (per key for the key-value model).
+//!
+//! Layout, in data-flow order: [`history`] (the operation model and the
+//! native JSON Lines format), [`edn`] and [`formats`] (readers and writers
+//! for other formats), [`model`] (sequential specifications), [`linear`]
+//! (the search), [`report`] (the HTML page).
+
+pub mod edn;
+pub mod formats;
+pub mod history;
+pub mod linear;
+pub mod model;
+pub mod report;
+
+pub use formats::{parse_auto, Format, ParseError};
+pub use history::{History, Op, OpType, Process};
+pub use linear::{check, CheckResult, Options, Verdict};
+pub use model::ModelKind;

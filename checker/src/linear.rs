@@ -1,0 +1,642 @@
+//! The linearizability search (Wing & Gong, with Lowe's cache, as in
+//! Porcupine's `checker.go`).
+//!
+//! Each partition's calls become a doubly linked list of call and return
+//! entries in real-time order. The search walks the list from the head: a
+//! call entry is tried (the model steps from the current state); if the new
+//! (set of linearized calls, state) pair was never seen, the call is *lifted*
+//! out of the list (its call and return entries are unlinked) and the walk
+//! restarts from the head. Reaching a return entry means the call it closes
+//! had to be linearized by now: backtrack (pop, *unlift*, try the next call).
+//!
+//! Unknown outcomes: a call with no (or an `info`) completion returns at
+//! +infinity, so it never forces a backtrack; it may be placed anywhere
+//! after its invocation, or left out. The search therefore succeeds as soon
+//! as every call with a known outcome is linearized. Reads with unknown
+//! outcome are omitted entirely (they have no effect).
+//!
+//! The verdict never depends on time or thread scheduling, except that a
+//! time or memory bound may turn it into [`Verdict::Unknown`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::formats::ParseError;
+use crate::history::{Call, History, Outcome};
+use crate::model::{KvModel, Model, ModelKind, MutexModel, RegisterModel};
+
+/// Search options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Give up with [`Verdict::Unknown`] after this long (per check).
+    pub timeout: Option<Duration>,
+    /// Worker threads for independent partitions. `1` runs everything on
+    /// the calling thread and spawns no thread (required under madsim);
+    /// `0` means one per available core.
+    pub threads: usize,
+    /// Give up with [`Verdict::Unknown`] when a partition's cache of
+    /// visited (linearized set, state) pairs reaches this many entries.
+    pub max_cache_entries: usize,
+    /// Initial value of the register (of every key, for `kv`).
+    pub initial: Value,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: None,
+            threads: 1,
+            max_cache_entries: 10_000_000,
+            initial: Value::Null,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable,
+    /// The time or memory bound was hit (or the input was unusable).
+    Unknown,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "not-linearizable",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// The outcome of a check. Operations are named by the `index` of their
+/// invocation event.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    pub verdict: Verdict,
+    /// Why the history is not linearizable, in words.
+    pub explanation: Option<String>,
+    /// For a linearizable history: a valid total order of the operations
+    /// that took effect (unknown operations left out are not listed).
+    pub linearization: Option<Vec<usize>>,
+    /// Operations that cannot be placed after the longest linearizable
+    /// prefix.
+    pub failing: Vec<usize>,
+    /// The longest linearizable prefix of the failing partition, in order.
+    pub prefix: Vec<usize>,
+    /// The key of the failing partition (kv model).
+    pub failing_key: Option<String>,
+    /// Why the verdict is unknown.
+    pub unknown_reason: Option<String>,
+    /// Number of independent partitions checked.
+    pub partitions: usize,
+}
+
+impl CheckResult {
+    fn unknown(reason: String, partitions: usize) -> CheckResult {
+        CheckResult {
+            verdict: Verdict::Unknown,
+            explanation: None,
+            linearization: None,
+            failing: vec![],
+            prefix: vec![],
+            failing_key: None,
+            unknown_reason: Some(reason),
+            partitions,
+        }
+    }
+}
+
+/// Checks `history` against a built-in model. Unusable input (a call the
+/// model does not understand, a completion without invocation) gives
+/// [`Verdict::Unknown`] with the reason; use [`try_check`] to tell it apart.
+pub fn check(history: &History, model: ModelKind, opts: &Options) -> CheckResult {
+    match try_check(history, model, opts) {
+        Ok(r) => r,
+        Err(e) => CheckResult::unknown(format!("bad input: {e}"), 0),
+    }
+}
+
+/// Like [`check`], but unusable input is an error.
+pub fn try_check(
+    history: &History,
+    model: ModelKind,
+    opts: &Options,
+) -> Result<CheckResult, ParseError> {
+    let init = opts.initial.clone();
+    match model {
+        ModelKind::Register => check_model(history, RegisterModel::new(init, false), opts),
+        ModelKind::CasRegister => check_model(history, RegisterModel::new(init, true), opts),
+        ModelKind::Kv => check_model(history, KvModel::new(init), opts),
+        ModelKind::Mutex => check_model(history, MutexModel, opts),
+    }
+}
+
+/// One independent part of the history, prepared for the search.
+struct Part<M: Model> {
+    key: Option<String>,
+    model: M,
+    /// Global call index (into `History::calls()`) of each local call.
+    calls: Vec<usize>,
+    ops: Vec<M::Op>,
+    call_rank: Vec<u64>,
+    /// `u64::MAX` for an unknown outcome.
+    ret_rank: Vec<u64>,
+}
+
+enum PartOutcome {
+    /// Local call indices in linearization order.
+    Linearizable(Vec<u32>),
+    /// The longest linearizable prefix found.
+    NotLinearizable(Vec<u32>),
+    Unknown(String),
+    /// Stopped because a lower-numbered partition already failed.
+    Skipped,
+}
+
+/// Checks `history` against any [`Model`].
+pub fn check_model<M: Model>(
+    history: &History,
+    model: M,
+    opts: &Options,
+) -> Result<CheckResult, ParseError> {
+    let calls = history.calls()?;
+    let ranks = history.event_ranks();
+
+    // Group by partition, in key order (deterministic).
+    let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+    for (i, c) in calls.iter().enumerate() {
+        groups.entry(model.partition(c)).or_default().push(i);
+    }
+    let mut parts: Vec<Part<M>> = Vec::new();
+    for (key, members) in groups {
+        let mut m = model.clone();
+        let mut part = Part {
+            key,
+            model: m.clone(),
+            calls: vec![],
+            ops: vec![],
+            call_rank: vec![],
+            ret_rank: vec![],
+        };
+        for ci in members {
+            let c = &calls[ci];
+            let op = m.prepare(c).map_err(|msg| ParseError {
+                line: c.invoke_pos + 1,
+                message: msg,
+            })?;
+            let Some(op) = op else { continue };
+            part.calls.push(ci);
+            part.ops.push(op);
+            part.call_rank.push(ranks[c.invoke_pos]);
+            part.ret_rank.push(match (&c.outcome, c.complete_pos) {
+                (Outcome::Unknown, _) | (_, None) => u64::MAX,
+                (_, Some(p)) => ranks[p],
+            });
+        }
+        part.model = m;
+        parts.push(part);
+    }
+    let nparts = parts.len();
+
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let first_fail = AtomicUsize::new(usize::MAX);
+    let limits = Limits {
+        deadline,
+        max_cache: opts.max_cache_entries.max(1),
+        first_fail: &first_fail,
+    };
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let mut outcomes: Vec<Option<PartOutcome>> = (0..nparts).map(|_| None).collect();
+    if threads <= 1 || nparts <= 1 {
+        for (pi, part) in parts.iter_mut().enumerate() {
+            let out = search(part, pi, &limits);
+            let failed = matches!(out, PartOutcome::NotLinearizable(_));
+            outcomes[pi] = Some(out);
+            if failed {
+                break;
+            }
+        }
+    } else {
+        // Biggest partitions first, pulled from a shared counter.
+        let mut order: Vec<usize> = (0..nparts).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(parts[i].ops.len()));
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<(Option<&mut Part<M>>, Option<PartOutcome>)>> =
+            parts.iter_mut().map(|p| Mutex::new((Some(p), None))).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads.min(nparts) {
+                s.spawn(|| loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= nparts {
+                        break;
+                    }
+                    let pi = order[k];
+                    let part = slots[pi].lock().unwrap().0.take().expect("taken once");
+                    let out = search(part, pi, &limits);
+                    slots[pi].lock().unwrap().1 = Some(out);
+                });
+            }
+        });
+        for (pi, slot) in slots.into_iter().enumerate() {
+            outcomes[pi] = slot.into_inner().unwrap().1;
+        }
+    }
+
+    // A definite failure wins over "unknown": report the lowest failing part.
+    let outcomes: Vec<PartOutcome> = outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or(PartOutcome::Skipped))
+        .collect();
+    if let Some(pi) = outcomes
+        .iter()
+        .position(|o| matches!(o, PartOutcome::NotLinearizable(_)))
+    {
+        let PartOutcome::NotLinearizable(best) = &outcomes[pi] else {
+            unreachable!()
+        };
+        return Ok(explain_failure(&mut parts[pi], best, &calls, nparts));
+    }
+    if let Some(PartOutcome::Unknown(reason)) =
+        outcomes.iter().find(|o| matches!(o, PartOutcome::Unknown(_)))
+    {
+        return Ok(CheckResult::unknown(reason.clone(), nparts));
+    }
+
+    // Merge the per-partition orders into one global order. Give each call
+    // the earliest point consistent with its partition's order
+    // (point = max(invocation, previous point)); since the order is valid,
+    // every point precedes the call's return, so sorting by point respects
+    // real time across partitions too.
+    let mut points: Vec<(u64, usize, usize, usize)> = Vec::new();
+    for (pi, o) in outcomes.iter().enumerate() {
+        let PartOutcome::Linearizable(order) = o else {
+            continue;
+        };
+        let part = &parts[pi];
+        let mut p = 0u64;
+        for (k, &lc) in order.iter().enumerate() {
+            p = p.max(part.call_rank[lc as usize]);
+            points.push((p, pi, k, calls[part.calls[lc as usize]].index));
+        }
+    }
+    points.sort_unstable();
+    Ok(CheckResult {
+        verdict: Verdict::Linearizable,
+        explanation: None,
+        linearization: Some(points.into_iter().map(|t| t.3).collect()),
+        failing: vec![],
+        prefix: vec![],
+        failing_key: None,
+        unknown_reason: None,
+        partitions: nparts,
+    })
+}
+
+fn explain_failure<M: Model>(
+    part: &mut Part<M>,
+    best: &[u32],
+    calls: &[Call],
+    nparts: usize,
+) -> CheckResult {
+    let n = part.ops.len();
+    let mut state = part.model.init();
+    let mut done = vec![false; n];
+    for &lc in best {
+        state = part
+            .model
+            .step(&state, &part.ops[lc as usize])
+            .expect("the prefix was linearizable");
+        done[lc as usize] = true;
+    }
+    let min_ret = (0..n)
+        .filter(|&i| !done[i])
+        .map(|i| part.ret_rank[i])
+        .min()
+        .unwrap_or(u64::MAX);
+    let mut failing = Vec::new();
+    let mut lines = Vec::new();
+    for i in 0..n {
+        if done[i] || part.call_rank[i] >= min_ret || part.ret_rank[i] == u64::MAX {
+            continue;
+        }
+        let c = &calls[part.calls[i]];
+        failing.push(c.index);
+        let why = match part.model.clone().step(&state, &part.ops[i]) {
+            None => format!("impossible in state {}", part.model.describe_state(&state)),
+            Some(_) => "possible here, but every continuation fails".to_string(),
+        };
+        lines.push(format!("  {}: {}", c.describe(), why));
+    }
+    let prefix: Vec<usize> = best
+        .iter()
+        .map(|&lc| calls[part.calls[lc as usize]].index)
+        .collect();
+    let key = match &part.key {
+        Some(k) => format!(" for key {k:?}"),
+        None => String::new(),
+    };
+    let mut text = format!(
+        "not linearizable{key}: the longest linearizable prefix has {} of {} operations and ends in state {}",
+        best.len(),
+        n,
+        part.model.describe_state(&state)
+    );
+    let shown = best.len().saturating_sub(8);
+    if !best.is_empty() {
+        text.push_str(if shown > 0 { "; its last operations:\n" } else { ":\n" });
+        for &lc in &best[shown..] {
+            text.push_str(&format!("  {}\n", calls[part.calls[lc as usize]].describe()));
+        }
+    } else {
+        text.push('\n');
+    }
+    text.push_str("none of these operations can take effect next:\n");
+    text.push_str(&lines.join("\n"));
+    CheckResult {
+        verdict: Verdict::NotLinearizable,
+        explanation: Some(text),
+        linearization: None,
+        failing,
+        prefix,
+        failing_key: part.key.clone(),
+        unknown_reason: None,
+        partitions: nparts,
+    }
+}
+
+struct Limits<'a> {
+    deadline: Option<Instant>,
+    max_cache: usize,
+    first_fail: &'a AtomicUsize,
+}
+
+/// A hasher that passes a precomputed 64-bit hash through.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A small fast hasher for model states (FxHash).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(n as u64)
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(n as u64)
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n)
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64)
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Visited (linearized set, state) pairs. Sets are stored in one flat
+/// arena; entries with the same hash are chained.
+struct Cache<S> {
+    words: usize,
+    bits: Vec<u64>,
+    states: Vec<S>,
+    chain: Vec<u32>,
+    heads: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+}
+
+impl<S: Eq + Clone> Cache<S> {
+    fn new(words: usize) -> Self {
+        Cache {
+            words,
+            bits: Vec::new(),
+            states: Vec::new(),
+            chain: Vec::new(),
+            heads: HashMap::default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Inserts; false if already present.
+    #[inline]
+    fn insert(&mut self, h: u64, bits: &[u64], s: &S) -> bool {
+        let new = self.states.len() as u32;
+        let w = self.words;
+        match self.heads.entry(h) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let mut i = *e.get();
+                while i != NONE {
+                    let iu = i as usize;
+                    if self.states[iu] == *s && self.bits[iu * w..iu * w + w] == *bits {
+                        return false;
+                    }
+                    i = self.chain[iu];
+                }
+                self.chain.push(*e.get());
+                *e.get_mut() = new;
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.chain.push(NONE);
+                e.insert(new);
+            }
+        }
+        self.bits.extend_from_slice(bits);
+        self.states.push(s.clone());
+        true
+    }
+}
+
+/// The search over one partition.
+fn search<M: Model>(part: &mut Part<M>, pi: usize, limits: &Limits) -> PartOutcome {
+    let n = part.ops.len();
+    let n_definite = part.ret_rank.iter().filter(|&&r| r != u64::MAX).count();
+    if n_definite == 0 {
+        return PartOutcome::Linearizable(vec![]);
+    }
+
+    // Nodes: 0 = head, 1..=2n = entries in real-time order, 2n+1 = tail.
+    let mut events: Vec<(u64, bool, u32)> = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        events.push((part.call_rank[i], false, i as u32));
+        events.push((part.ret_rank[i], true, i as u32));
+    }
+    // Unknown returns all sit at +inf; order them by call index, after
+    // every call (calls sort before returns at equal rank).
+    events.sort_unstable_by_key(|&(r, is_ret, i)| (r, is_ret, i));
+    let tail = 2 * n + 1;
+    let mut next: Vec<u32> = (1..=(tail as u32 + 1)).collect();
+    let mut prev: Vec<u32> = (0..=tail as u32).map(|i| i.wrapping_sub(1)).collect();
+    next[tail] = NONE;
+    prev[0] = NONE;
+    // For each node: the local call index, and for call nodes their return.
+    let mut call_of = vec![NONE; tail + 1];
+    let mut is_call = vec![false; tail + 1];
+    let mut ret_node = vec![0u32; n];
+    let mut call_node = vec![0u32; n];
+    for (k, &(_, is_ret, i)) in events.iter().enumerate() {
+        let node = k + 1;
+        call_of[node] = i;
+        is_call[node] = !is_ret;
+        if is_ret {
+            ret_node[i as usize] = node as u32;
+        } else {
+            call_node[i as usize] = node as u32;
+        }
+    }
+    let _ = call_node;
+    let definite: Vec<bool> = part.ret_rank.iter().map(|&r| r != u64::MAX).collect();
+    let zobrist: Vec<u64> = (0..n as u64).map(|i| splitmix64(i ^ 0x5eed)).collect();
+
+    let words = n.div_ceil(64);
+    let mut bits = vec![0u64; words];
+    let mut zh: u64 = 0;
+    let mut cache: Cache<M::State> = Cache::new(words);
+    let model = &mut part.model;
+    let mut state = model.init();
+    let mut stack: Vec<(u32, M::State)> = Vec::new();
+    let mut best: Vec<u32> = Vec::new();
+    let mut n_lin_definite = 0usize;
+    let mut entry = next[0] as usize;
+    let mut iterations: u64 = 0;
+
+    loop {
+        if n_lin_definite == n_definite {
+            return PartOutcome::Linearizable(stack.iter().map(|(e, _)| call_of[*e as usize]).collect());
+        }
+        iterations += 1;
+        if iterations & 0xfff == 0 {
+            if limits.first_fail.load(Ordering::Relaxed) < pi {
+                return PartOutcome::Skipped;
+            }
+            if let Some(d) = limits.deadline {
+                if Instant::now() >= d {
+                    return PartOutcome::Unknown(format!(
+                        "time limit reached after {} search steps ({} cache entries); \
+                         raise --timeout or check a shorter history",
+                        iterations,
+                        cache.len()
+                    ));
+                }
+            }
+        }
+        if is_call[entry] {
+            let c = call_of[entry] as usize;
+            if let Some(ns) = model.step(&state, &part.ops[c]) {
+                bits[c >> 6] |= 1 << (c & 63);
+                zh ^= zobrist[c];
+                let mut hs = FxHasher::default();
+                ns.hash(&mut hs);
+                let h = zh ^ hs.finish().rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                if cache.insert(h, &bits, &ns) {
+                    if cache.len() >= limits.max_cache {
+                        return PartOutcome::Unknown(format!(
+                            "memory limit reached: {} cached (linearized set, state) pairs; \
+                             raise max_cache_entries or check a shorter history",
+                            cache.len()
+                        ));
+                    }
+                    let old = std::mem::replace(&mut state, ns);
+                    stack.push((entry as u32, old));
+                    n_lin_definite += definite[c] as usize;
+                    // Lift: unlink the call and its return.
+                    let r = ret_node[c] as usize;
+                    let (p, nx) = (prev[entry] as usize, next[entry] as usize);
+                    next[p] = nx as u32;
+                    prev[nx] = p as u32;
+                    let (p, nx) = (prev[r] as usize, next[r] as usize);
+                    next[p] = nx as u32;
+                    if nx != NONE as usize {
+                        prev[nx] = p as u32;
+                    }
+                    if stack.len() > best.len() {
+                        best = stack.iter().map(|(e, _)| call_of[*e as usize]).collect();
+                    }
+                    entry = next[0] as usize;
+                } else {
+                    bits[c >> 6] &= !(1 << (c & 63));
+                    zh ^= zobrist[c];
+                    entry = next[entry] as usize;
+                }
+            } else {
+                entry = next[entry] as usize;
+            }
+        } else {
+            // A return (or the tail): backtrack.
+            let Some((e, s)) = stack.pop() else {
+                limits.first_fail.fetch_min(pi, Ordering::Relaxed);
+                return PartOutcome::NotLinearizable(best);
+            };
+            let e = e as usize;
+            state = s;
+            let c = call_of[e] as usize;
+            bits[c >> 6] &= !(1 << (c & 63));
+            zh ^= zobrist[c];
+            n_lin_definite -= definite[c] as usize;
+            // Unlift: relink the return, then the call.
+            let r = ret_node[c] as usize;
+            next[prev[r] as usize] = r as u32;
+            if next[r] != NONE {
+                prev[next[r] as usize] = r as u32;
+            }
+            next[prev[e] as usize] = e as u32;
+            prev[next[e] as usize] = e as u32;
+            entry = next[e] as usize;
+        }
+    }
+}
