@@ -1,1 +1,30 @@
+//! The bookstore's services. For now: the Raft-replicated key-value store
+//! that every other service keeps its data in.
+//!
+//! - [`raft`] (its own crate): the consensus core, a pure state machine.
+//! - [`storage`] (its own crate): crash-consistent files, real and simulated.
+//! - [`store`]: Raft's durable state on a storage directory.
+//! - [`kv`]: the replicated state machine (get, put, delete, cas, txn, sessions).
+//! - [`node`]: one replica: the async shell, gRPC server and Raft transport.
+//! - [`client`]: finds the leader, retries, reports unknown outcomes.
+//! - [`clock`]: every node's time, with offset and drift for the simulator.
+//! - [`bugs`]: planted bugs, off by default.
+//!
+//! The crate compiles for real (tokio, tonic) and, with `--cfg madsim`,
+//! against the deterministic simulator; nothing here reads the OS clock or
+//! randomness directly.
 
+pub mod bugs;
+pub mod client;
+pub mod clock;
+pub mod convert;
+pub mod kv;
+pub mod node;
+pub mod store;
+
+pub mod pb {
+    #![allow(clippy::all)]
+    tonic::include_proto!("bookstore");
+}
+
+pub use raft::NodeId;

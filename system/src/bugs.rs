@@ -1,0 +1,67 @@
+//! Planted bugs: switches that re-introduce classic mistakes, all off by
+//! default, so the simulation harness can prove that its checks find them.
+//! This is the one place they are listed; `sim sweep --bug NAME` turns one on.
+//!
+//! | name              | what it breaks                                                   |
+//! |-------------------|------------------------------------------------------------------|
+//! | `vote-no-log-check` | votes granted without the log up-to-date check (Raft 5.4.1)    |
+//! | `figure8`         | an earlier term's entry committed by counting replicas (5.4.2)   |
+//! | `stale-read`      | reads answered by a leader without confirming leadership (6.4)   |
+//! | `unsynced-vote`   | term and vote not fsynced before the reply that depends on them  |
+//! | `duplicate-apply` | a retried client request applied twice (no session dedup)        |
+//! | `unsynced-log`    | log entries acknowledged before they are fsynced                 |
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    pub raft: raft::Bugs,
+    pub unsynced_vote: bool,
+    pub duplicate_apply: bool,
+    pub unsynced_log: bool,
+}
+
+pub const ALL: &[&str] = &["vote-no-log-check", "figure8", "stale-read", "unsynced-vote", "duplicate-apply", "unsynced-log"];
+
+impl Bugs {
+    /// Parses one bug name (see the table above).
+    pub fn from_name(name: &str) -> Result<Bugs, String> {
+        let mut b = Bugs::default();
+        match name {
+            "vote-no-log-check" => b.raft.vote_without_log_check = true,
+            "figure8" => b.raft.commit_old_term = true,
+            "stale-read" => b.raft.read_without_quorum = true,
+            "unsynced-vote" => b.unsynced_vote = true,
+            "duplicate-apply" => b.duplicate_apply = true,
+            "unsynced-log" => b.unsynced_log = true,
+            other => return Err(format!("unknown bug '{other}'; known bugs: {}", ALL.join(", "))),
+        }
+        Ok(b)
+    }
+
+    pub fn is_none(&self) -> bool {
+        *self == Bugs::default()
+    }
+}
+
+impl fmt::Display for Bugs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let on: Vec<&str> = ALL.iter().copied().filter(|n| Bugs::from_name(n).map(|b| self.contains(b)).unwrap_or(false)).collect();
+        if on.is_empty() {
+            write!(f, "none")
+        } else {
+            write!(f, "{}", on.join(","))
+        }
+    }
+}
+
+impl Bugs {
+    fn contains(&self, o: Bugs) -> bool {
+        (!o.raft.vote_without_log_check || self.raft.vote_without_log_check)
+            && (!o.raft.commit_old_term || self.raft.commit_old_term)
+            && (!o.raft.read_without_quorum || self.raft.read_without_quorum)
+            && (!o.unsynced_vote || self.unsynced_vote)
+            && (!o.duplicate_apply || self.duplicate_apply)
+            && (!o.unsynced_log || self.unsynced_log)
+    }
+}

@@ -1,0 +1,284 @@
+//! Client library of the replicated key-value store: finds the leader,
+//! retries with per-attempt deadlines and jittered exponential backoff, and
+//! tells a certain failure apart from an unknown outcome.
+//!
+//! Every write carries (client id, sequence number) and keeps them across
+//! retries, so the store applies it at most once and a retry that lands
+//! after the first attempt returns the first attempt's result. A write whose
+//! every attempt was certainly rejected fails with [`ClientError::Failed`];
+//! once any attempt may have reached a leader (timeout, connection lost) and
+//! no attempt succeeded, the answer is [`ClientError::Unknown`]: it may or may
+//! not have been applied.
+
+use crate::kv::cmd;
+use crate::pb::{self, kv_client::KvClient as Grpc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use raft::NodeId;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub attempt_timeout: Duration,
+    pub total_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            attempt_timeout: Duration::from_millis(1000),
+            total_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The write may or may not have been applied.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// Certainly not applied (or, for a read, no answer).
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+impl ClientError {
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, ClientError::Unknown(_))
+    }
+}
+
+pub struct KvClient {
+    nodes: BTreeMap<NodeId, String>,
+    conns: BTreeMap<NodeId, Grpc<Channel>>,
+    leader: Option<NodeId>,
+    client_id: u64,
+    seq: u64,
+    opts: ClientOptions,
+    rng: ChaCha8Rng,
+    next_try: usize,
+}
+
+/// Parses "not leader; leader=<id>" into the hint (0 = unknown).
+fn leader_hint(msg: &str) -> Option<NodeId> {
+    msg.rsplit("leader=").next()?.trim().parse().ok().filter(|&id| id != 0)
+}
+
+impl KvClient {
+    /// `nodes`: every replica's address. `client_id` must be unique among all
+    /// clients that ever talk to this cluster (it keys the dedup table).
+    pub fn new(nodes: BTreeMap<NodeId, String>, client_id: u64, opts: ClientOptions) -> KvClient {
+        assert!(!nodes.is_empty(), "a client needs at least one node address");
+        KvClient {
+            nodes,
+            conns: BTreeMap::new(),
+            leader: None,
+            rng: ChaCha8Rng::seed_from_u64(client_id),
+            client_id,
+            seq: 0,
+            opts,
+            next_try: client_id as usize,
+        }
+    }
+
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    pub fn nodes(&self) -> &BTreeMap<NodeId, String> {
+        &self.nodes
+    }
+
+    fn conn(&mut self, id: NodeId) -> Result<Grpc<Channel>, ClientError> {
+        if let Some(c) = self.conns.get(&id) {
+            return Ok(c.clone());
+        }
+        let addr = &self.nodes[&id];
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ClientError::Failed(format!("bad address '{addr}': {e}")))?
+            .connect_timeout(self.opts.attempt_timeout);
+        let c = Grpc::new(ep.connect_lazy());
+        self.conns.insert(id, c.clone());
+        Ok(c)
+    }
+
+    fn target(&mut self) -> NodeId {
+        if let Some(l) = self.leader {
+            return l;
+        }
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        self.next_try = self.next_try.wrapping_add(1);
+        ids[self.next_try % ids.len()]
+    }
+
+    async fn backoff(&mut self, attempt: u32) {
+        let base = self.opts.backoff_min.as_micros() as u64;
+        let cap = self.opts.backoff_max.as_micros() as u64;
+        let max = base.saturating_mul(1 << attempt.min(16)).min(cap).max(1);
+        let us = self.rng.random_range(max / 2..=max);
+        tokio::time::sleep(Duration::from_micros(us)).await;
+    }
+
+    /// Runs `call` against the leader until it answers, retrying as the
+    /// module doc says. `idempotent_read` marks calls with no effect.
+    async fn retry<T, F, Fut>(&mut self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Grpc<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.opts.total_timeout;
+        let mut maybe_applied = false;
+        let mut last = String::from("no attempt made");
+        let mut attempt = 0u32;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                let msg = format!("gave up after {attempt} attempts: {last}");
+                return Err(if maybe_applied { ClientError::Unknown(msg) } else { ClientError::Failed(msg) });
+            }
+            let id = self.target();
+            let conn = self.conn(id)?;
+            let limit = self.opts.attempt_timeout.min(deadline - now);
+            attempt += 1;
+            match tokio::time::timeout(limit, call(conn)).await {
+                Ok(Ok(v)) => {
+                    self.leader = Some(id);
+                    return Ok(v);
+                }
+                Ok(Err(status)) => {
+                    last = format!("node {id}: {:?} {}", status.code(), status.message());
+                    match status.code() {
+                        Code::FailedPrecondition => {
+                            // Certainly not applied there; follow the hint.
+                            let hint = leader_hint(status.message()).filter(|h| self.nodes.contains_key(h));
+                            let fresh = hint.is_some() && hint != Some(id);
+                            self.leader = if fresh { hint } else { None };
+                            if !fresh {
+                                self.backoff(attempt).await;
+                            }
+                        }
+                        Code::Aborted => {
+                            // Our proposal lost its slot in the log: not applied.
+                            self.leader = None;
+                            self.backoff(attempt).await;
+                        }
+                        Code::InvalidArgument => return Err(ClientError::Failed(last)),
+                        _ => {
+                            maybe_applied = true;
+                            self.leader = None;
+                            self.conns.remove(&id);
+                            self.backoff(attempt).await;
+                        }
+                    }
+                }
+                Err(_) => {
+                    last = format!("node {id}: no answer within {limit:?}");
+                    maybe_applied = true;
+                    self.leader = None;
+                    self.conns.remove(&id);
+                    self.backoff(attempt).await;
+                }
+            }
+        }
+    }
+
+    /// Runs one write command; retries keep its sequence number.
+    pub async fn write(&mut self, command: pb::Command) -> Result<pb::WriteResult, ClientError> {
+        self.seq += 1;
+        let req = pb::WriteRequest { client_id: self.client_id, seq: self.seq, command: Some(command) };
+        self.retry(move |mut c| {
+            let req = req.clone();
+            async move { Ok(c.write(req).await?.into_inner().result.unwrap_or_default()) }
+        })
+        .await
+    }
+
+    pub async fn put(&mut self, key: &str, value: &str) -> Result<pb::WriteResult, ClientError> {
+        self.write(cmd::put(key, value)).await
+    }
+
+    pub async fn delete(&mut self, key: &str) -> Result<pb::WriteResult, ClientError> {
+        self.write(cmd::delete(key)).await
+    }
+
+    /// Compare-and-set; `Ok(r)` with `r.succeeded == false` means the compare
+    /// failed (and `r.previous` holds the current value).
+    pub async fn cas(&mut self, key: &str, expected: Option<&str>, new: Option<&str>) -> Result<pb::WriteResult, ClientError> {
+        self.write(cmd::cas(key, expected, new)).await
+    }
+
+    pub async fn txn(&mut self, compares: Vec<pb::Compare>, success: Vec<pb::Op>, failure: Vec<pb::Op>) -> Result<pb::WriteResult, ClientError> {
+        self.write(cmd::txn(compares, success, failure)).await
+    }
+
+    /// Linearizable read of several keys.
+    pub async fn read(&mut self, keys: &[&str]) -> Result<Vec<Option<String>>, ClientError> {
+        let req = pb::ReadRequest { keys: keys.iter().map(|k| k.to_string()).collect() };
+        let r = self
+            .retry(move |mut c| {
+                let req = req.clone();
+                async move { Ok(c.read(req).await?.into_inner()) }
+            })
+            .await;
+        // A read has no effect: an unanswered one simply failed.
+        let r = r.map_err(|e| ClientError::Failed(e.to_string()))?;
+        Ok(r.values.into_iter().map(|v| v.value).collect())
+    }
+
+    pub async fn get(&mut self, key: &str) -> Result<Option<String>, ClientError> {
+        Ok(self.read(&[key]).await?.pop().flatten())
+    }
+
+    /// Linearizable scan of every key with this prefix.
+    pub async fn scan(&mut self, prefix: &str) -> Result<Vec<(String, String)>, ClientError> {
+        let req = pb::ScanRequest { prefix: prefix.to_string() };
+        let r = self
+            .retry(move |mut c| {
+                let req = req.clone();
+                async move { Ok(c.scan(req).await?.into_inner()) }
+            })
+            .await
+            .map_err(|e| ClientError::Failed(e.to_string()))?;
+        Ok(r.pairs.into_iter().map(|kv| (kv.key, kv.value)).collect())
+    }
+
+    /// One node's applied state for these keys, and its applied index (may be stale).
+    pub async fn local_read(&mut self, node: NodeId, keys: &[&str]) -> Result<(Vec<Option<String>>, u64), ClientError> {
+        let mut c = self.conn(node)?;
+        let req = pb::ReadRequest { keys: keys.iter().map(|k| k.to_string()).collect() };
+        let call = c.local_read(req);
+        let r = tokio::time::timeout(self.opts.attempt_timeout, call)
+            .await
+            .map_err(|_| ClientError::Failed(format!("node {node}: no answer")))?
+            .map_err(|s| ClientError::Failed(format!("node {node}: {}", s.message())))?
+            .into_inner();
+        Ok((r.values.into_iter().map(|v| v.value).collect(), r.applied))
+    }
+
+    pub async fn status(&mut self, node: NodeId) -> Result<pb::StatusResponse, ClientError> {
+        let mut c = self.conn(node)?;
+        let call = c.status(pb::StatusRequest {});
+        Ok(tokio::time::timeout(self.opts.attempt_timeout, call)
+            .await
+            .map_err(|_| ClientError::Failed(format!("node {node}: no answer")))?
+            .map_err(|s| ClientError::Failed(format!("node {node}: {}", s.message())))?
+            .into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_leader_hints() {
+        assert_eq!(super::leader_hint("not leader; leader=3"), Some(3));
+        assert_eq!(super::leader_hint("not leader; leader=0"), None);
+        assert_eq!(super::leader_hint("garbage"), None);
+    }
+}

@@ -1,0 +1,479 @@
+//! One replica of the key-value store: the async shell around the pure Raft
+//! core. A single task owns the core, the durable store and the state
+//! machine, and processes one input at a time (a tick, peer messages, a
+//! client request); after each it runs the Ready cycle: persist, send, apply,
+//! answer, advance. gRPC handlers and per-peer sender tasks talk to it
+//! through channels. The same code runs under tokio and under madsim.
+
+use crate::bugs::Bugs;
+use crate::clock::Clock;
+use crate::convert::{message_from_pb, message_to_pb};
+use crate::kv::{Applied, KvState};
+use crate::pb::{self, kv_server::KvServer, raft_transport_client::RaftTransportClient, raft_transport_server::RaftTransportServer};
+use crate::store::RaftStore;
+use raft::{Config, HardState, Message, NodeId, Raft, Role};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status};
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Every replica's gRPC address ("ip:port"), this one included.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Length of one Raft tick in local (clock) time.
+    pub tick: Duration,
+    pub election_tick: u32,
+    pub heartbeat_tick: u32,
+    /// Take a snapshot and compact the log after this many applied entries.
+    pub snapshot_every: u64,
+    /// Deadline of one Raft transport call.
+    pub rpc_timeout: Duration,
+    pub seed: u64,
+    pub bugs: Bugs,
+}
+
+impl NodeConfig {
+    pub fn new(id: NodeId, peers: BTreeMap<NodeId, String>, seed: u64) -> NodeConfig {
+        NodeConfig {
+            id,
+            peers,
+            tick: Duration::from_millis(50),
+            election_tick: 10,
+            heartbeat_tick: 2,
+            snapshot_every: 1000,
+            rpc_timeout: Duration::from_millis(500),
+            seed,
+            bugs: Bugs::default(),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.peers[&self.id]
+    }
+}
+
+/// What a node reports to an observer (the simulation's history recorder).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// Started from disk: what it recovered.
+    Recovered { term: u64, vote: Option<NodeId>, last_index: u64, snapshot_index: u64, cut_bytes: u64 },
+    Role { term: u64, role: Role, leader: Option<NodeId> },
+    Commit { index: u64 },
+    /// An entry applied to the state machine; `digest` identifies its data.
+    Applied { index: u64, term: u64, digest: u64 },
+    /// A snapshot installed from the leader.
+    SnapshotInstalled { index: u64, term: u64 },
+}
+
+pub type EventSink = Arc<dyn Fn(NodeId, NodeEvent) + Send + Sync>;
+
+/// FNV-1a: a stable digest of entry data (std's hasher is not stable across versions).
+pub fn digest(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+enum Input {
+    Tick,
+    Raft(Vec<Message>),
+    Write(pb::WriteRequest, oneshot::Sender<Result<pb::WriteResult, Status>>),
+    Read(ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>),
+    LocalRead(ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>),
+    Status(oneshot::Sender<pb::StatusResponse>),
+}
+
+enum ReadKind {
+    Keys(Vec<String>),
+    Prefix(String),
+}
+
+enum ReadAnswer {
+    Values(Vec<pb::OpResult>, u64),
+    Pairs(Vec<pb::KeyValue>, u64),
+}
+
+pub fn not_leader(leader: Option<NodeId>) -> Status {
+    Status::failed_precondition(format!("not leader; leader={}", leader.unwrap_or(0)))
+}
+
+/// Runs a replica until `shutdown` completes: recovers from `dir`, serves
+/// gRPC on its address, talks to its peers.
+pub async fn serve(
+    cfg: NodeConfig,
+    dir: Arc<dyn storage::Dir>,
+    clock: Clock,
+    events: Option<EventSink>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (store, persisted, recovery) = RaftStore::open(dir)?;
+    let mut kv = KvState::new(cfg.bugs.duplicate_apply);
+    if let Some(s) = &persisted.snapshot {
+        kv.restore(&s.data)?;
+    }
+    let mut rcfg = Config::new(cfg.id, cfg.peers.keys().copied().collect(), cfg.seed);
+    rcfg.election_tick = cfg.election_tick;
+    rcfg.heartbeat_tick = cfg.heartbeat_tick;
+    rcfg.bugs = cfg.bugs.raft;
+    let hs = persisted.hard_state.clone();
+    let raft = Raft::new(rcfg, persisted);
+    if let Some(ev) = &events {
+        let log = raft.log();
+        ev(
+            cfg.id,
+            NodeEvent::Recovered {
+                term: hs.term,
+                vote: hs.vote,
+                last_index: log.last_index(),
+                snapshot_index: log.snapshot_index(),
+                cut_bytes: recovery.truncated_bytes,
+            },
+        );
+    }
+
+    let (tx, rx) = mpsc::channel::<Input>(4096);
+    let mut peers = BTreeMap::new();
+    for (&id, addr) in &cfg.peers {
+        if id != cfg.id {
+            let (ptx, prx) = mpsc::channel(1024);
+            tokio::spawn(peer_sender(addr.clone(), prx, cfg.rpc_timeout));
+            peers.insert(id, ptx);
+        }
+    }
+    let ticker_tx = tx.clone();
+    let (tick, ticker_clock) = (cfg.tick, clock.clone());
+    tokio::spawn(async move {
+        loop {
+            ticker_clock.sleep(tick).await;
+            if ticker_tx.send(Input::Tick).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let addr = cfg.addr().parse()?;
+    let server = tonic::transport::Server::builder()
+        .add_service(KvServer::new(KvService { tx: tx.clone() }))
+        .add_service(RaftTransportServer::new(TransportService { tx: tx.clone() }))
+        .serve_with_shutdown(addr, shutdown);
+    let node = Node {
+        raft,
+        store,
+        kv,
+        peers,
+        events,
+        snapshot_every: cfg.snapshot_every,
+        bugs: cfg.bugs,
+        synced_hs: hs,
+        waiters: BTreeMap::new(),
+        next_ctx: 1,
+        pending_reads: BTreeMap::new(),
+        ready_reads: Vec::new(),
+        last_role: None,
+        last_commit: 0,
+    };
+    tokio::select! {
+        r = server => r?,
+        r = node.run(rx) => r?,
+    }
+    Ok(())
+}
+
+struct Node {
+    raft: Raft,
+    store: RaftStore,
+    kv: KvState,
+    peers: BTreeMap<NodeId, mpsc::Sender<Message>>,
+    events: Option<EventSink>,
+    snapshot_every: u64,
+    bugs: Bugs,
+    /// Term and vote as last made durable.
+    synced_hs: HardState,
+    /// Proposals waiting to be applied: index -> (term, reply).
+    waiters: BTreeMap<u64, (u64, oneshot::Sender<Result<pb::WriteResult, Status>>)>,
+    next_ctx: u64,
+    pending_reads: BTreeMap<u64, (ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>)>,
+    /// Confirmed reads waiting for the state machine to reach their index.
+    ready_reads: Vec<(u64, ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>)>,
+    last_role: Option<(u64, Role, Option<NodeId>)>,
+    last_commit: u64,
+}
+
+impl Node {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>) -> anyhow::Result<()> {
+        while let Some(input) = rx.recv().await {
+            self.handle(input);
+            // Batch whatever else is already queued into the same Ready.
+            for _ in 0..256 {
+                match rx.try_recv() {
+                    Ok(input) => self.handle(input),
+                    Err(_) => break,
+                }
+            }
+            self.process_ready()?;
+        }
+        Ok(())
+    }
+
+    fn emit(&self, ev: NodeEvent) {
+        if let Some(sink) = &self.events {
+            sink(self.raft.id(), ev);
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Tick => self.raft.tick(),
+            Input::Raft(msgs) => {
+                for m in msgs {
+                    self.raft.step(m);
+                }
+            }
+            Input::Write(req, reply) => {
+                use prost::Message as _;
+                match self.raft.propose(req.encode_to_vec()) {
+                    Ok((index, term)) => {
+                        if let Some((_, old)) = self.waiters.insert(index, (term, reply)) {
+                            let _ = old.send(Err(Status::aborted("proposal overwritten; not applied")));
+                        }
+                    }
+                    Err(raft::Error::NotLeader { leader }) => {
+                        let _ = reply.send(Err(not_leader(leader)));
+                    }
+                }
+            }
+            Input::Read(kind, reply) => {
+                let ctx = self.next_ctx;
+                self.next_ctx += 1;
+                match self.raft.read_index(ctx) {
+                    Ok(()) => {
+                        self.pending_reads.insert(ctx, (kind, reply));
+                    }
+                    Err(raft::Error::NotLeader { leader }) => {
+                        let _ = reply.send(Err(not_leader(leader)));
+                    }
+                }
+            }
+            Input::LocalRead(kind, reply) => {
+                let _ = reply.send(Ok(self.answer(&kind)));
+            }
+            Input::Status(reply) => {
+                let s = self.raft.status();
+                let _ = reply.send(pb::StatusResponse {
+                    id: s.id,
+                    term: s.term,
+                    role: format!("{:?}", s.role),
+                    leader: s.leader.unwrap_or(0),
+                    commit: s.commit,
+                    applied: s.applied,
+                    last_index: s.last_index,
+                });
+            }
+        }
+    }
+
+    fn answer(&self, kind: &ReadKind) -> ReadAnswer {
+        let applied = self.raft.status().applied;
+        match kind {
+            ReadKind::Keys(keys) => {
+                ReadAnswer::Values(keys.iter().map(|k| pb::OpResult { value: self.kv.get(k).cloned() }).collect(), applied)
+            }
+            ReadKind::Prefix(p) => ReadAnswer::Pairs(
+                self.kv.scan(p).map(|(k, v)| pb::KeyValue { key: k.clone(), value: v.clone() }).collect(),
+                applied,
+            ),
+        }
+    }
+
+    fn process_ready(&mut self) -> anyhow::Result<()> {
+        if !self.raft.has_ready() {
+            return Ok(());
+        }
+        let rd = self.raft.ready();
+        // 1. Persist. Term and vote must be durable before any message that
+        //    depends on them leaves; entries before they are acknowledged.
+        let mut sync = false;
+        if let Some(hs) = &rd.hard_state {
+            self.store.append_hard_state(hs)?;
+            let vote_changed = (hs.term, hs.vote) != (self.synced_hs.term, self.synced_hs.vote);
+            sync |= vote_changed && !self.bugs.unsynced_vote;
+        }
+        if let Some(snap) = &rd.snapshot {
+            let hs = rd.hard_state.clone().unwrap_or_else(|| self.synced_hs.clone());
+            self.store.save_snapshot(snap, &hs, &[])?;
+            self.kv.restore(&snap.data)?;
+            self.emit(NodeEvent::SnapshotInstalled { index: snap.index, term: snap.term });
+        }
+        if !rd.entries.is_empty() {
+            self.store.append_entries(&rd.entries)?;
+            sync |= !self.bugs.unsynced_log;
+        }
+        if sync {
+            self.store.sync()?;
+        }
+        if let Some(hs) = &rd.hard_state {
+            if sync || !self.bugs.unsynced_vote {
+                self.synced_hs = hs.clone();
+            }
+        }
+        // 2. Send.
+        for m in rd.messages {
+            if let Some(p) = self.peers.get(&m.to) {
+                let _ = p.try_send(m); // a full queue drops, like a lossy network
+            }
+        }
+        // 3. Apply.
+        let status = self.raft.status();
+        if status.commit != self.last_commit {
+            self.last_commit = status.commit;
+            self.emit(NodeEvent::Commit { index: status.commit });
+        }
+        for e in rd.committed {
+            self.emit(NodeEvent::Applied { index: e.index, term: e.term, digest: digest(&e.data) });
+            let applied = self.kv.apply(&e.data);
+            if let Some((term, reply)) = self.waiters.remove(&e.index) {
+                let answer = match applied {
+                    _ if term != e.term => Err(Status::aborted("proposal overwritten; not applied")),
+                    Applied::Write { result: Ok(r), .. } => Ok(r),
+                    Applied::Write { result: Err(msg), .. } => Err(Status::invalid_argument(msg)),
+                    Applied::Nothing => Err(Status::internal("undecodable entry")),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+        // 4. Reads.
+        for rs in rd.read_states {
+            if let Some((kind, reply)) = self.pending_reads.remove(&rs.ctx) {
+                self.ready_reads.push((rs.index, kind, reply));
+            }
+        }
+        for ctx in rd.dropped_reads {
+            if let Some((_, reply)) = self.pending_reads.remove(&ctx) {
+                let _ = reply.send(Err(not_leader(self.raft.status().leader)));
+            }
+        }
+        let applied = self.raft.status().applied;
+        for (index, kind, reply) in std::mem::take(&mut self.ready_reads) {
+            if index <= applied {
+                let _ = reply.send(Ok(self.answer(&kind)));
+            } else {
+                self.ready_reads.push((index, kind, reply));
+            }
+        }
+        self.raft.advance();
+        // 5. Compact.
+        let snap_index = self.raft.log().snapshot_index();
+        if applied >= snap_index + self.snapshot_every {
+            self.raft.compact(applied, self.kv.snapshot());
+            let log = self.raft.log();
+            let rest = log.entries_between(applied + 1, log.last_index());
+            let hs = HardState { term: status.term, vote: self.synced_hs.vote, commit: status.commit };
+            let snap = log.snapshot().clone();
+            self.store.save_snapshot(&snap, &hs, &rest)?;
+        }
+        let s = self.raft.status();
+        let role = (s.term, s.role, s.leader);
+        if self.last_role != Some(role) {
+            self.last_role = Some(role);
+            self.emit(NodeEvent::Role { term: s.term, role: s.role, leader: s.leader });
+        }
+        Ok(())
+    }
+}
+
+async fn peer_sender(addr: String, mut rx: mpsc::Receiver<Message>, timeout: Duration) {
+    let mut client: Option<RaftTransportClient<tonic::transport::Channel>> = None;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![message_to_pb(first)];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(message_to_pb(m)),
+                Err(_) => break,
+            }
+        }
+        if client.is_none() {
+            match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
+                Ok(ep) => client = Some(RaftTransportClient::new(ep.connect_timeout(timeout).connect_lazy())),
+                Err(_) => continue,
+            }
+        }
+        let c = client.as_mut().unwrap();
+        let call = c.send(Request::new(pb::RaftBatch { messages: batch }));
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(_)) => {}
+            _ => client = None, // lost: Raft retransmits; reconnect next time
+        }
+    }
+}
+
+struct TransportService {
+    tx: mpsc::Sender<Input>,
+}
+
+#[tonic::async_trait]
+impl pb::raft_transport_server::RaftTransport for TransportService {
+    async fn send(&self, req: Request<pb::RaftBatch>) -> Result<Response<pb::Empty>, Status> {
+        let msgs: Vec<Message> = req.into_inner().messages.into_iter().filter_map(message_from_pb).collect();
+        self.tx.send(Input::Raft(msgs)).await.map_err(|_| Status::unavailable("node stopping"))?;
+        Ok(Response::new(pb::Empty {}))
+    }
+}
+
+struct KvService {
+    tx: mpsc::Sender<Input>,
+}
+
+impl KvService {
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| Status::unavailable("node stopping"))?;
+        rx.await.map_err(|_| Status::unavailable("node stopping; outcome unknown"))
+    }
+}
+
+fn values(a: ReadAnswer) -> pb::ReadResponse {
+    match a {
+        ReadAnswer::Values(values, applied) => pb::ReadResponse { values, applied },
+        ReadAnswer::Pairs(..) => unreachable!(),
+    }
+}
+
+fn pairs(a: ReadAnswer) -> pb::ScanResponse {
+    match a {
+        ReadAnswer::Pairs(pairs, applied) => pb::ScanResponse { pairs, applied },
+        ReadAnswer::Values(..) => unreachable!(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::kv_server::Kv for KvService {
+    async fn write(&self, req: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        let req = req.into_inner();
+        if req.command.as_ref().and_then(|c| c.cmd.as_ref()).is_none() {
+            return Err(Status::invalid_argument("empty command"));
+        }
+        let result = self.ask(|r| Input::Write(req, r)).await??;
+        Ok(Response::new(pb::WriteResponse { result: Some(result) }))
+    }
+
+    async fn read(&self, req: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let keys = req.into_inner().keys;
+        Ok(Response::new(values(self.ask(|r| Input::Read(ReadKind::Keys(keys), r)).await??)))
+    }
+
+    async fn scan(&self, req: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+        let prefix = req.into_inner().prefix;
+        Ok(Response::new(pairs(self.ask(|r| Input::Read(ReadKind::Prefix(prefix), r)).await??)))
+    }
+
+    async fn local_read(&self, req: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let keys = req.into_inner().keys;
+        Ok(Response::new(values(self.ask(|r| Input::LocalRead(ReadKind::Keys(keys), r)).await??)))
+    }
+
+    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        Ok(Response::new(self.ask(Input::Status).await?))
+    }
+}
