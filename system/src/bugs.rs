@@ -21,7 +21,14 @@ pub struct Bugs {
     pub unsynced_log: bool,
 }
 
-pub const ALL: &[&str] = &["vote-no-log-check", "figure8", "stale-read", "unsynced-vote", "duplicate-apply", "unsynced-log"];
+pub const ALL: &[&str] = &[
+    "vote-no-log-check",
+    "figure8",
+    "stale-read",
+    "unsynced-vote",
+    "duplicate-apply",
+    "unsynced-log",
+];
 
 impl Bugs {
     /// Parses one bug name (see the table above).
@@ -34,7 +41,12 @@ impl Bugs {
             "unsynced-vote" => b.unsynced_vote = true,
             "duplicate-apply" => b.duplicate_apply = true,
             "unsynced-log" => b.unsynced_log = true,
-            other => return Err(format!("unknown bug '{other}'; known bugs: {}", ALL.join(", "))),
+            other => {
+                return Err(format!(
+                    "unknown bug '{other}'; known bugs: {}",
+                    ALL.join(", ")
+                ))
+            }
         }
         Ok(b)
     }
@@ -46,7 +58,15 @@ impl Bugs {
 
 impl fmt::Display for Bugs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let on: Vec<&str> = ALL.iter().copied().filter(|n| Bugs::from_name(n).map(|b| self.contains(b)).unwrap_or(false)).collect();
+        let on: Vec<&str> = ALL
+            .iter()
+            .copied()
+            .filter(|n| {
+                Bugs::from_name(n)
+                    .map(|b| self.contains(b))
+                    .unwrap_or(false)
+            })
+            .collect();
         if on.is_empty() {
             write!(f, "none")
         } else {

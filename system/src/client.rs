@@ -12,9 +12,9 @@
 
 use crate::kv::cmd;
 use crate::pb::{self, kv_client::KvClient as Grpc};
+use raft::NodeId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use raft::NodeId;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -66,16 +66,31 @@ pub struct KvClient {
     next_try: usize,
 }
 
+/// A read has no effect: an unanswered one simply failed.
+fn no_effect(e: ClientError) -> ClientError {
+    match e {
+        ClientError::Unknown(m) | ClientError::Failed(m) => ClientError::Failed(m),
+    }
+}
+
 /// Parses "not leader; leader=<id>" into the hint (0 = unknown).
 fn leader_hint(msg: &str) -> Option<NodeId> {
-    msg.rsplit("leader=").next()?.trim().parse().ok().filter(|&id| id != 0)
+    msg.rsplit("leader=")
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&id| id != 0)
 }
 
 impl KvClient {
     /// `nodes`: every replica's address. `client_id` must be unique among all
     /// clients that ever talk to this cluster (it keys the dedup table).
     pub fn new(nodes: BTreeMap<NodeId, String>, client_id: u64, opts: ClientOptions) -> KvClient {
-        assert!(!nodes.is_empty(), "a client needs at least one node address");
+        assert!(
+            !nodes.is_empty(),
+            "a client needs at least one node address"
+        );
         KvClient {
             nodes,
             conns: BTreeMap::new(),
@@ -141,7 +156,11 @@ impl KvClient {
             let now = tokio::time::Instant::now();
             if now >= deadline {
                 let msg = format!("gave up after {attempt} attempts: {last}");
-                return Err(if maybe_applied { ClientError::Unknown(msg) } else { ClientError::Failed(msg) });
+                return Err(if maybe_applied {
+                    ClientError::Unknown(msg)
+                } else {
+                    ClientError::Failed(msg)
+                });
             }
             let id = self.target();
             let conn = self.conn(id)?;
@@ -157,7 +176,8 @@ impl KvClient {
                     match status.code() {
                         Code::FailedPrecondition => {
                             // Certainly not applied there; follow the hint.
-                            let hint = leader_hint(status.message()).filter(|h| self.nodes.contains_key(h));
+                            let hint = leader_hint(status.message())
+                                .filter(|h| self.nodes.contains_key(h));
                             let fresh = hint.is_some() && hint != Some(id);
                             self.leader = if fresh { hint } else { None };
                             if !fresh {
@@ -170,6 +190,12 @@ impl KvClient {
                             self.backoff(attempt).await;
                         }
                         Code::InvalidArgument => return Err(ClientError::Failed(last)),
+                        // Refused before anything was sent: certainly not applied.
+                        Code::Unavailable if status.message().contains("connect error") => {
+                            self.leader = None;
+                            self.conns.remove(&id);
+                            self.backoff(attempt).await;
+                        }
                         _ => {
                             maybe_applied = true;
                             self.leader = None;
@@ -192,7 +218,11 @@ impl KvClient {
     /// Runs one write command; retries keep its sequence number.
     pub async fn write(&mut self, command: pb::Command) -> Result<pb::WriteResult, ClientError> {
         self.seq += 1;
-        let req = pb::WriteRequest { client_id: self.client_id, seq: self.seq, command: Some(command) };
+        let req = pb::WriteRequest {
+            client_id: self.client_id,
+            seq: self.seq,
+            command: Some(command),
+        };
         self.retry(move |mut c| {
             let req = req.clone();
             async move { Ok(c.write(req).await?.into_inner().result.unwrap_or_default()) }
@@ -210,25 +240,36 @@ impl KvClient {
 
     /// Compare-and-set; `Ok(r)` with `r.succeeded == false` means the compare
     /// failed (and `r.previous` holds the current value).
-    pub async fn cas(&mut self, key: &str, expected: Option<&str>, new: Option<&str>) -> Result<pb::WriteResult, ClientError> {
+    pub async fn cas(
+        &mut self,
+        key: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<pb::WriteResult, ClientError> {
         self.write(cmd::cas(key, expected, new)).await
     }
 
-    pub async fn txn(&mut self, compares: Vec<pb::Compare>, success: Vec<pb::Op>, failure: Vec<pb::Op>) -> Result<pb::WriteResult, ClientError> {
+    pub async fn txn(
+        &mut self,
+        compares: Vec<pb::Compare>,
+        success: Vec<pb::Op>,
+        failure: Vec<pb::Op>,
+    ) -> Result<pb::WriteResult, ClientError> {
         self.write(cmd::txn(compares, success, failure)).await
     }
 
     /// Linearizable read of several keys.
     pub async fn read(&mut self, keys: &[&str]) -> Result<Vec<Option<String>>, ClientError> {
-        let req = pb::ReadRequest { keys: keys.iter().map(|k| k.to_string()).collect() };
+        let req = pb::ReadRequest {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+        };
         let r = self
             .retry(move |mut c| {
                 let req = req.clone();
                 async move { Ok(c.read(req).await?.into_inner()) }
             })
             .await;
-        // A read has no effect: an unanswered one simply failed.
-        let r = r.map_err(|e| ClientError::Failed(e.to_string()))?;
+        let r = r.map_err(no_effect)?;
         Ok(r.values.into_iter().map(|v| v.value).collect())
     }
 
@@ -238,21 +279,29 @@ impl KvClient {
 
     /// Linearizable scan of every key with this prefix.
     pub async fn scan(&mut self, prefix: &str) -> Result<Vec<(String, String)>, ClientError> {
-        let req = pb::ScanRequest { prefix: prefix.to_string() };
+        let req = pb::ScanRequest {
+            prefix: prefix.to_string(),
+        };
         let r = self
             .retry(move |mut c| {
                 let req = req.clone();
                 async move { Ok(c.scan(req).await?.into_inner()) }
             })
             .await
-            .map_err(|e| ClientError::Failed(e.to_string()))?;
+            .map_err(no_effect)?;
         Ok(r.pairs.into_iter().map(|kv| (kv.key, kv.value)).collect())
     }
 
     /// One node's applied state for these keys, and its applied index (may be stale).
-    pub async fn local_read(&mut self, node: NodeId, keys: &[&str]) -> Result<(Vec<Option<String>>, u64), ClientError> {
+    pub async fn local_read(
+        &mut self,
+        node: NodeId,
+        keys: &[&str],
+    ) -> Result<(Vec<Option<String>>, u64), ClientError> {
         let mut c = self.conn(node)?;
-        let req = pb::ReadRequest { keys: keys.iter().map(|k| k.to_string()).collect() };
+        let req = pb::ReadRequest {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+        };
         let call = c.local_read(req);
         let r = tokio::time::timeout(self.opts.attempt_timeout, call)
             .await

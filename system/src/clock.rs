@@ -26,14 +26,19 @@ struct Inner {
 impl Clock {
     /// A clock starting now, with no offset and no drift.
     pub fn new() -> Clock {
-        Clock(Arc::new(Inner { start: Instant::now(), offset_ns: AtomicI64::new(0), drift_ppm: AtomicI64::new(0) }))
+        Clock(Arc::new(Inner {
+            start: Instant::now(),
+            offset_ns: AtomicI64::new(0),
+            drift_ppm: AtomicI64::new(0),
+        }))
     }
 
     /// Local time since the clock was created (can go backwards after a jump).
     pub fn now(&self) -> Duration {
         let real = self.0.start.elapsed().as_nanos() as i128;
         let drift = self.0.drift_ppm.load(Ordering::Relaxed) as i128;
-        let local = real + real * drift / 1_000_000 + self.0.offset_ns.load(Ordering::Relaxed) as i128;
+        let local =
+            real + real * drift / 1_000_000 + self.0.offset_ns.load(Ordering::Relaxed) as i128;
         Duration::from_nanos(local.max(0) as u64)
     }
 
@@ -44,7 +49,11 @@ impl Clock {
 
     /// Converts a local duration into runtime time under the current drift.
     pub fn to_runtime(&self, d: Duration) -> Duration {
-        let drift = self.0.drift_ppm.load(Ordering::Relaxed).clamp(-500_000, 1_000_000) as i128;
+        let drift = self
+            .0
+            .drift_ppm
+            .load(Ordering::Relaxed)
+            .clamp(-500_000, 1_000_000) as i128;
         let ns = d.as_nanos() as i128 * 1_000_000 / (1_000_000 + drift);
         Duration::from_nanos(ns.max(0) as u64)
     }

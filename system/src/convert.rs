@@ -5,57 +5,114 @@ use crate::pb::{self, raft_message::Kind};
 use raft::{Entry, HardState, Message, MsgKind, Snapshot};
 
 pub fn entry_to_pb(e: Entry) -> pb::Entry {
-    pb::Entry { term: e.term, index: e.index, data: e.data }
+    pb::Entry {
+        term: e.term,
+        index: e.index,
+        data: e.data,
+    }
 }
 
 pub fn entry_from_pb(e: pb::Entry) -> Entry {
-    Entry { term: e.term, index: e.index, data: e.data }
+    Entry {
+        term: e.term,
+        index: e.index,
+        data: e.data,
+    }
 }
 
 pub fn hard_state_to_pb(h: &HardState) -> pb::HardState {
-    pb::HardState { term: h.term, vote: h.vote.unwrap_or(0), commit: h.commit }
+    pb::HardState {
+        term: h.term,
+        vote: h.vote.unwrap_or(0),
+        commit: h.commit,
+    }
 }
 
 pub fn hard_state_from_pb(h: pb::HardState) -> HardState {
-    HardState { term: h.term, vote: (h.vote != 0).then_some(h.vote), commit: h.commit }
+    HardState {
+        term: h.term,
+        vote: (h.vote != 0).then_some(h.vote),
+        commit: h.commit,
+    }
 }
 
 pub fn snapshot_to_pb(s: Snapshot) -> pb::Snapshot {
-    pb::Snapshot { index: s.index, term: s.term, data: s.data }
+    pb::Snapshot {
+        index: s.index,
+        term: s.term,
+        data: s.data,
+    }
 }
 
 pub fn snapshot_from_pb(s: pb::Snapshot) -> Snapshot {
-    Snapshot { index: s.index, term: s.term, data: s.data }
+    Snapshot {
+        index: s.index,
+        term: s.term,
+        data: s.data,
+    }
 }
 
 pub fn message_to_pb(m: Message) -> pb::RaftMessage {
-    let vote = |last_index, last_term| pb::VoteRequest { last_index, last_term };
+    let vote = |last_index, last_term| pb::VoteRequest {
+        last_index,
+        last_term,
+    };
     let kind = match m.kind {
-        MsgKind::PreVote { last_index, last_term } => Kind::PreVote(vote(last_index, last_term)),
+        MsgKind::PreVote {
+            last_index,
+            last_term,
+        } => Kind::PreVote(vote(last_index, last_term)),
         MsgKind::PreVoteResp { reject } => Kind::PreVoteResp(pb::VoteResponse { reject }),
-        MsgKind::Vote { last_index, last_term } => Kind::Vote(vote(last_index, last_term)),
+        MsgKind::Vote {
+            last_index,
+            last_term,
+        } => Kind::Vote(vote(last_index, last_term)),
         MsgKind::VoteResp { reject } => Kind::VoteResp(pb::VoteResponse { reject }),
-        MsgKind::Append { prev_index, prev_term, entries, commit } => Kind::Append(pb::Append {
+        MsgKind::Append {
+            prev_index,
+            prev_term,
+            entries,
+            commit,
+        } => Kind::Append(pb::Append {
             prev_index,
             prev_term,
             entries: entries.into_iter().map(entry_to_pb).collect(),
             commit,
         }),
-        MsgKind::AppendResp { reject, index, hint_term, hint_index } => {
-            Kind::AppendResp(pb::AppendResponse { reject, index, hint_term, hint_index })
-        }
+        MsgKind::AppendResp {
+            reject,
+            index,
+            hint_term,
+            hint_index,
+        } => Kind::AppendResp(pb::AppendResponse {
+            reject,
+            index,
+            hint_term,
+            hint_index,
+        }),
         MsgKind::Heartbeat { commit, ctx } => Kind::Heartbeat(pb::Heartbeat { commit, ctx }),
         MsgKind::HeartbeatResp { ctx } => Kind::HeartbeatResp(pb::Heartbeat { commit: 0, ctx }),
         MsgKind::InstallSnapshot { snapshot } => Kind::InstallSnapshot(snapshot_to_pb(snapshot)),
     };
-    pb::RaftMessage { from: m.from, to: m.to, term: m.term, kind: Some(kind) }
+    pb::RaftMessage {
+        from: m.from,
+        to: m.to,
+        term: m.term,
+        kind: Some(kind),
+    }
 }
 
 pub fn message_from_pb(m: pb::RaftMessage) -> Option<Message> {
     let kind = match m.kind? {
-        Kind::PreVote(v) => MsgKind::PreVote { last_index: v.last_index, last_term: v.last_term },
+        Kind::PreVote(v) => MsgKind::PreVote {
+            last_index: v.last_index,
+            last_term: v.last_term,
+        },
         Kind::PreVoteResp(v) => MsgKind::PreVoteResp { reject: v.reject },
-        Kind::Vote(v) => MsgKind::Vote { last_index: v.last_index, last_term: v.last_term },
+        Kind::Vote(v) => MsgKind::Vote {
+            last_index: v.last_index,
+            last_term: v.last_term,
+        },
         Kind::VoteResp(v) => MsgKind::VoteResp { reject: v.reject },
         Kind::Append(a) => MsgKind::Append {
             prev_index: a.prev_index,
@@ -63,12 +120,25 @@ pub fn message_from_pb(m: pb::RaftMessage) -> Option<Message> {
             entries: a.entries.into_iter().map(entry_from_pb).collect(),
             commit: a.commit,
         },
-        Kind::AppendResp(a) => {
-            MsgKind::AppendResp { reject: a.reject, index: a.index, hint_term: a.hint_term, hint_index: a.hint_index }
-        }
-        Kind::Heartbeat(h) => MsgKind::Heartbeat { commit: h.commit, ctx: h.ctx },
+        Kind::AppendResp(a) => MsgKind::AppendResp {
+            reject: a.reject,
+            index: a.index,
+            hint_term: a.hint_term,
+            hint_index: a.hint_index,
+        },
+        Kind::Heartbeat(h) => MsgKind::Heartbeat {
+            commit: h.commit,
+            ctx: h.ctx,
+        },
         Kind::HeartbeatResp(h) => MsgKind::HeartbeatResp { ctx: h.ctx },
-        Kind::InstallSnapshot(s) => MsgKind::InstallSnapshot { snapshot: snapshot_from_pb(s) },
+        Kind::InstallSnapshot(s) => MsgKind::InstallSnapshot {
+            snapshot: snapshot_from_pb(s),
+        },
     };
-    Some(Message { from: m.from, to: m.to, term: m.term, kind })
+    Some(Message {
+        from: m.from,
+        to: m.to,
+        term: m.term,
+        kind,
+    })
 }

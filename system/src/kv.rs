@@ -21,20 +21,32 @@ pub struct KvState {
 pub enum Applied {
     /// A leader's no-op or an undecodable entry.
     Nothing,
-    Write { client_id: u64, seq: u64, result: Result<pb::WriteResult, String> },
+    Write {
+        client_id: u64,
+        seq: u64,
+        result: Result<pb::WriteResult, String>,
+    },
 }
 
 impl KvState {
     pub fn new(duplicate_apply: bool) -> KvState {
-        KvState { duplicate_apply, ..KvState::default() }
+        KvState {
+            duplicate_apply,
+            ..KvState::default()
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&String> {
         self.data.get(key)
     }
 
-    pub fn scan<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a String, &'a String)> + 'a {
-        self.data.range(prefix.to_string()..).take_while(move |(k, _)| k.starts_with(prefix))
+    pub fn scan<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a String)> + 'a {
+        self.data
+            .range(prefix.to_string()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
     }
 
     pub fn len(&self) -> usize {
@@ -57,48 +69,89 @@ impl KvState {
         if !self.duplicate_apply {
             if let Some((last, result)) = self.sessions.get(&client_id) {
                 if seq == *last {
-                    return Applied::Write { client_id, seq, result: Ok(result.clone()) };
+                    return Applied::Write {
+                        client_id,
+                        seq,
+                        result: Ok(result.clone()),
+                    };
                 }
                 if seq < *last {
                     let msg = format!("stale request: seq {seq} < last applied {last}");
-                    return Applied::Write { client_id, seq, result: Err(msg) };
+                    return Applied::Write {
+                        client_id,
+                        seq,
+                        result: Err(msg),
+                    };
                 }
             }
         }
         let result = match req.command.and_then(|c| c.cmd) {
             Some(cmd) => self.execute(cmd),
-            None => return Applied::Write { client_id, seq, result: Err("empty command".into()) },
+            None => {
+                return Applied::Write {
+                    client_id,
+                    seq,
+                    result: Err("empty command".into()),
+                }
+            }
         };
         self.sessions.insert(client_id, (seq, result.clone()));
-        Applied::Write { client_id, seq, result: Ok(result) }
+        Applied::Write {
+            client_id,
+            seq,
+            result: Ok(result),
+        }
     }
 
     fn execute(&mut self, cmd: Cmd) -> pb::WriteResult {
         match cmd {
             Cmd::Put(p) => {
                 let previous = self.data.insert(p.key, p.value);
-                pb::WriteResult { succeeded: true, previous, results: vec![] }
+                pb::WriteResult {
+                    succeeded: true,
+                    previous,
+                    results: vec![],
+                }
             }
             Cmd::Delete(d) => {
                 let previous = self.data.remove(&d.key);
-                pb::WriteResult { succeeded: true, previous, results: vec![] }
+                pb::WriteResult {
+                    succeeded: true,
+                    previous,
+                    results: vec![],
+                }
             }
             Cmd::Cas(c) => {
                 let current = self.data.get(&c.key).cloned();
                 if current != c.expected {
-                    return pb::WriteResult { succeeded: false, previous: current, results: vec![] };
+                    return pb::WriteResult {
+                        succeeded: false,
+                        previous: current,
+                        results: vec![],
+                    };
                 }
                 match c.new_value {
                     Some(v) => self.data.insert(c.key, v),
                     None => self.data.remove(&c.key),
                 };
-                pb::WriteResult { succeeded: true, previous: current, results: vec![] }
+                pb::WriteResult {
+                    succeeded: true,
+                    previous: current,
+                    results: vec![],
+                }
             }
             Cmd::Txn(t) => {
-                let ok = t.compares.iter().all(|c| self.data.get(&c.key) == c.value.as_ref());
+                let ok = t
+                    .compares
+                    .iter()
+                    .all(|c| self.data.get(&c.key) == c.value.as_ref());
                 let branch = if ok { t.success } else { t.failure };
                 let results = branch.into_iter().map(|op| self.execute_op(op)).collect();
-                pb::WriteResult { succeeded: ok, previous: None, results }
+                pb::WriteResult {
+                    succeeded: ok,
+                    previous: None,
+                    results,
+                }
             }
         }
     }
@@ -115,11 +168,22 @@ impl KvState {
 
     pub fn snapshot(&self) -> Vec<u8> {
         pb::KvSnapshot {
-            data: self.data.iter().map(|(k, v)| pb::KeyValue { key: k.clone(), value: v.clone() }).collect(),
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| pb::KeyValue {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
             sessions: self
                 .sessions
                 .iter()
-                .map(|(c, (s, r))| pb::Session { client_id: *c, seq: *s, result: Some(r.clone()) })
+                .map(|(c, (s, r))| pb::Session {
+                    client_id: *c,
+                    seq: *s,
+                    result: Some(r.clone()),
+                })
                 .collect(),
         }
         .encode_to_vec()
@@ -128,7 +192,11 @@ impl KvState {
     pub fn restore(&mut self, snapshot: &[u8]) -> Result<(), prost::DecodeError> {
         let s = pb::KvSnapshot::decode(snapshot)?;
         self.data = s.data.into_iter().map(|kv| (kv.key, kv.value)).collect();
-        self.sessions = s.sessions.into_iter().map(|s| (s.client_id, (s.seq, s.result.unwrap_or_default()))).collect();
+        self.sessions = s
+            .sessions
+            .into_iter()
+            .map(|s| (s.client_id, (s.seq, s.result.unwrap_or_default())))
+            .collect();
         Ok(())
     }
 }
@@ -138,10 +206,17 @@ pub mod cmd {
     use crate::pb::{self, command::Cmd, op::Op as OpKind};
 
     pub fn put(key: &str, value: &str) -> pb::Command {
-        pb::Command { cmd: Some(Cmd::Put(pb::Put { key: key.into(), value: value.into() })) }
+        pb::Command {
+            cmd: Some(Cmd::Put(pb::Put {
+                key: key.into(),
+                value: value.into(),
+            })),
+        }
     }
     pub fn delete(key: &str) -> pb::Command {
-        pb::Command { cmd: Some(Cmd::Delete(pb::Delete { key: key.into() })) }
+        pb::Command {
+            cmd: Some(Cmd::Delete(pb::Delete { key: key.into() })),
+        }
     }
     pub fn cas(key: &str, expected: Option<&str>, new_value: Option<&str>) -> pb::Command {
         pb::Command {
@@ -152,20 +227,42 @@ pub mod cmd {
             })),
         }
     }
-    pub fn txn(compares: Vec<pb::Compare>, success: Vec<pb::Op>, failure: Vec<pb::Op>) -> pb::Command {
-        pb::Command { cmd: Some(Cmd::Txn(pb::Txn { compares, success, failure })) }
+    pub fn txn(
+        compares: Vec<pb::Compare>,
+        success: Vec<pb::Op>,
+        failure: Vec<pb::Op>,
+    ) -> pb::Command {
+        pb::Command {
+            cmd: Some(Cmd::Txn(pb::Txn {
+                compares,
+                success,
+                failure,
+            })),
+        }
     }
     pub fn compare(key: &str, value: Option<&str>) -> pb::Compare {
-        pb::Compare { key: key.into(), value: value.map(Into::into) }
+        pb::Compare {
+            key: key.into(),
+            value: value.map(Into::into),
+        }
     }
     pub fn op_put(key: &str, value: &str) -> pb::Op {
-        pb::Op { op: Some(OpKind::Put(pb::Put { key: key.into(), value: value.into() })) }
+        pb::Op {
+            op: Some(OpKind::Put(pb::Put {
+                key: key.into(),
+                value: value.into(),
+            })),
+        }
     }
     pub fn op_delete(key: &str) -> pb::Op {
-        pb::Op { op: Some(OpKind::Delete(pb::Delete { key: key.into() })) }
+        pb::Op {
+            op: Some(OpKind::Delete(pb::Delete { key: key.into() })),
+        }
     }
     pub fn op_get(key: &str) -> pb::Op {
-        pb::Op { op: Some(OpKind::Get(pb::Get { key: key.into() })) }
+        pb::Op {
+            op: Some(OpKind::Get(pb::Get { key: key.into() })),
+        }
     }
 }
 
@@ -175,7 +272,12 @@ mod tests {
     use super::*;
 
     fn entry(client_id: u64, seq: u64, command: pb::Command) -> Vec<u8> {
-        pb::WriteRequest { client_id, seq, command: Some(command) }.encode_to_vec()
+        pb::WriteRequest {
+            client_id,
+            seq,
+            command: Some(command),
+        }
+        .encode_to_vec()
     }
 
     fn result(a: Applied) -> pb::WriteResult {
@@ -230,7 +332,11 @@ mod tests {
         result(kv.apply(&put_again));
         result(kv.apply(&entry(8, 1, put("n", "6"))));
         assert_eq!(result(kv.apply(&put_again)).previous.as_deref(), Some("1"));
-        assert_eq!(kv.get("n").map(String::as_str), Some("6"), "the retry did not overwrite");
+        assert_eq!(
+            kv.get("n").map(String::as_str),
+            Some("6"),
+            "the retry did not overwrite"
+        );
     }
 
     #[test]
@@ -239,7 +345,10 @@ mod tests {
         result(kv.apply(&entry(7, 1, put("n", "0"))));
         let inc = entry(7, 2, cas("n", Some("0"), Some("1")));
         assert!(result(kv.apply(&inc)).succeeded);
-        assert!(!result(kv.apply(&inc)).succeeded, "the bug re-executes the cas");
+        assert!(
+            !result(kv.apply(&inc)).succeeded,
+            "the bug re-executes the cas"
+        );
     }
 
     #[test]

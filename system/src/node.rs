@@ -9,7 +9,10 @@ use crate::bugs::Bugs;
 use crate::clock::Clock;
 use crate::convert::{message_from_pb, message_to_pb};
 use crate::kv::{Applied, KvState};
-use crate::pb::{self, kv_server::KvServer, raft_transport_client::RaftTransportClient, raft_transport_server::RaftTransportServer};
+use crate::pb::{
+    self, kv_server::KvServer, raft_transport_client::RaftTransportClient,
+    raft_transport_server::RaftTransportServer,
+};
 use crate::store::RaftStore;
 use raft::{Config, HardState, Message, NodeId, Raft, Role};
 use std::collections::BTreeMap;
@@ -60,26 +63,50 @@ impl NodeConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeEvent {
     /// Started from disk: what it recovered.
-    Recovered { term: u64, vote: Option<NodeId>, last_index: u64, snapshot_index: u64, cut_bytes: u64 },
-    Role { term: u64, role: Role, leader: Option<NodeId> },
-    Commit { index: u64 },
+    Recovered {
+        term: u64,
+        vote: Option<NodeId>,
+        last_index: u64,
+        snapshot_index: u64,
+        cut_bytes: u64,
+    },
+    Role {
+        term: u64,
+        role: Role,
+        leader: Option<NodeId>,
+    },
+    Commit {
+        index: u64,
+    },
     /// An entry applied to the state machine; `digest` identifies its data.
-    Applied { index: u64, term: u64, digest: u64 },
+    Applied {
+        index: u64,
+        term: u64,
+        digest: u64,
+    },
     /// A snapshot installed from the leader.
-    SnapshotInstalled { index: u64, term: u64 },
+    SnapshotInstalled {
+        index: u64,
+        term: u64,
+    },
 }
 
 pub type EventSink = Arc<dyn Fn(NodeId, NodeEvent) + Send + Sync>;
 
 /// FNV-1a: a stable digest of entry data (std's hasher is not stable across versions).
 pub fn digest(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 enum Input {
     Tick,
     Raft(Vec<Message>),
-    Write(pb::WriteRequest, oneshot::Sender<Result<pb::WriteResult, Status>>),
+    Write(
+        pb::WriteRequest,
+        oneshot::Sender<Result<pb::WriteResult, Status>>,
+    ),
     Read(ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>),
     LocalRead(ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>),
     Status(oneshot::Sender<pb::StatusResponse>),
@@ -156,7 +183,9 @@ pub async fn serve(
     let addr = cfg.addr().parse()?;
     let server = tonic::transport::Server::builder()
         .add_service(KvServer::new(KvService { tx: tx.clone() }))
-        .add_service(RaftTransportServer::new(TransportService { tx: tx.clone() }))
+        .add_service(RaftTransportServer::new(TransportService {
+            tx: tx.clone(),
+        }))
         .serve_with_shutdown(addr, shutdown);
     let node = Node {
         raft,
@@ -236,7 +265,8 @@ impl Node {
                 match self.raft.propose(req.encode_to_vec()) {
                     Ok((index, term)) => {
                         if let Some((_, old)) = self.waiters.insert(index, (term, reply)) {
-                            let _ = old.send(Err(Status::aborted("proposal overwritten; not applied")));
+                            let _ =
+                                old.send(Err(Status::aborted("proposal overwritten; not applied")));
                         }
                     }
                     Err(raft::Error::NotLeader { leader }) => {
@@ -277,11 +307,22 @@ impl Node {
     fn answer(&self, kind: &ReadKind) -> ReadAnswer {
         let applied = self.raft.status().applied;
         match kind {
-            ReadKind::Keys(keys) => {
-                ReadAnswer::Values(keys.iter().map(|k| pb::OpResult { value: self.kv.get(k).cloned() }).collect(), applied)
-            }
+            ReadKind::Keys(keys) => ReadAnswer::Values(
+                keys.iter()
+                    .map(|k| pb::OpResult {
+                        value: self.kv.get(k).cloned(),
+                    })
+                    .collect(),
+                applied,
+            ),
             ReadKind::Prefix(p) => ReadAnswer::Pairs(
-                self.kv.scan(p).map(|(k, v)| pb::KeyValue { key: k.clone(), value: v.clone() }).collect(),
+                self.kv
+                    .scan(p)
+                    .map(|(k, v)| pb::KeyValue {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
                 applied,
             ),
         }
@@ -301,10 +342,16 @@ impl Node {
             sync |= vote_changed && !self.bugs.unsynced_vote;
         }
         if let Some(snap) = &rd.snapshot {
-            let hs = rd.hard_state.clone().unwrap_or_else(|| self.synced_hs.clone());
+            let hs = rd
+                .hard_state
+                .clone()
+                .unwrap_or_else(|| self.synced_hs.clone());
             self.store.save_snapshot(snap, &hs, &[])?;
             self.kv.restore(&snap.data)?;
-            self.emit(NodeEvent::SnapshotInstalled { index: snap.index, term: snap.term });
+            self.emit(NodeEvent::SnapshotInstalled {
+                index: snap.index,
+                term: snap.term,
+            });
         }
         if !rd.entries.is_empty() {
             self.store.append_entries(&rd.entries)?;
@@ -328,16 +375,26 @@ impl Node {
         let status = self.raft.status();
         if status.commit != self.last_commit {
             self.last_commit = status.commit;
-            self.emit(NodeEvent::Commit { index: status.commit });
+            self.emit(NodeEvent::Commit {
+                index: status.commit,
+            });
         }
         for e in rd.committed {
-            self.emit(NodeEvent::Applied { index: e.index, term: e.term, digest: digest(&e.data) });
+            self.emit(NodeEvent::Applied {
+                index: e.index,
+                term: e.term,
+                digest: digest(&e.data),
+            });
             let applied = self.kv.apply(&e.data);
             if let Some((term, reply)) = self.waiters.remove(&e.index) {
                 let answer = match applied {
-                    _ if term != e.term => Err(Status::aborted("proposal overwritten; not applied")),
+                    _ if term != e.term => {
+                        Err(Status::aborted("proposal overwritten; not applied"))
+                    }
                     Applied::Write { result: Ok(r), .. } => Ok(r),
-                    Applied::Write { result: Err(msg), .. } => Err(Status::invalid_argument(msg)),
+                    Applied::Write {
+                        result: Err(msg), ..
+                    } => Err(Status::invalid_argument(msg)),
                     Applied::Nothing => Err(Status::internal("undecodable entry")),
                 };
                 let _ = reply.send(answer);
@@ -369,7 +426,11 @@ impl Node {
             self.raft.compact(applied, self.kv.snapshot());
             let log = self.raft.log();
             let rest = log.entries_between(applied + 1, log.last_index());
-            let hs = HardState { term: status.term, vote: self.synced_hs.vote, commit: status.commit };
+            let hs = HardState {
+                term: status.term,
+                vote: self.synced_hs.vote,
+                commit: status.commit,
+            };
             let snap = log.snapshot().clone();
             self.store.save_snapshot(&snap, &hs, &rest)?;
         }
@@ -377,7 +438,11 @@ impl Node {
         let role = (s.term, s.role, s.leader);
         if self.last_role != Some(role) {
             self.last_role = Some(role);
-            self.emit(NodeEvent::Role { term: s.term, role: s.role, leader: s.leader });
+            self.emit(NodeEvent::Role {
+                term: s.term,
+                role: s.role,
+                leader: s.leader,
+            });
         }
         Ok(())
     }
@@ -395,7 +460,11 @@ async fn peer_sender(addr: String, mut rx: mpsc::Receiver<Message>, timeout: Dur
         }
         if client.is_none() {
             match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-                Ok(ep) => client = Some(RaftTransportClient::new(ep.connect_timeout(timeout).connect_lazy())),
+                Ok(ep) => {
+                    client = Some(RaftTransportClient::new(
+                        ep.connect_timeout(timeout).connect_lazy(),
+                    ))
+                }
                 Err(_) => continue,
             }
         }
@@ -415,8 +484,16 @@ struct TransportService {
 #[tonic::async_trait]
 impl pb::raft_transport_server::RaftTransport for TransportService {
     async fn send(&self, req: Request<pb::RaftBatch>) -> Result<Response<pb::Empty>, Status> {
-        let msgs: Vec<Message> = req.into_inner().messages.into_iter().filter_map(message_from_pb).collect();
-        self.tx.send(Input::Raft(msgs)).await.map_err(|_| Status::unavailable("node stopping"))?;
+        let msgs: Vec<Message> = req
+            .into_inner()
+            .messages
+            .into_iter()
+            .filter_map(message_from_pb)
+            .collect();
+        self.tx
+            .send(Input::Raft(msgs))
+            .await
+            .map_err(|_| Status::unavailable("node stopping"))?;
         Ok(Response::new(pb::Empty {}))
     }
 }
@@ -428,8 +505,12 @@ struct KvService {
 impl KvService {
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, Status> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| Status::unavailable("node stopping"))?;
-        rx.await.map_err(|_| Status::unavailable("node stopping; outcome unknown"))
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| Status::unavailable("node stopping"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("node stopping; outcome unknown"))
     }
 }
 
@@ -449,31 +530,56 @@ fn pairs(a: ReadAnswer) -> pb::ScanResponse {
 
 #[tonic::async_trait]
 impl pb::kv_server::Kv for KvService {
-    async fn write(&self, req: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+    async fn write(
+        &self,
+        req: Request<pb::WriteRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
         let req = req.into_inner();
         if req.command.as_ref().and_then(|c| c.cmd.as_ref()).is_none() {
             return Err(Status::invalid_argument("empty command"));
         }
         let result = self.ask(|r| Input::Write(req, r)).await??;
-        Ok(Response::new(pb::WriteResponse { result: Some(result) }))
+        Ok(Response::new(pb::WriteResponse {
+            result: Some(result),
+        }))
     }
 
-    async fn read(&self, req: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+    async fn read(
+        &self,
+        req: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
         let keys = req.into_inner().keys;
-        Ok(Response::new(values(self.ask(|r| Input::Read(ReadKind::Keys(keys), r)).await??)))
+        Ok(Response::new(values(
+            self.ask(|r| Input::Read(ReadKind::Keys(keys), r)).await??,
+        )))
     }
 
-    async fn scan(&self, req: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
+    async fn scan(
+        &self,
+        req: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
         let prefix = req.into_inner().prefix;
-        Ok(Response::new(pairs(self.ask(|r| Input::Read(ReadKind::Prefix(prefix), r)).await??)))
+        Ok(Response::new(pairs(
+            self.ask(|r| Input::Read(ReadKind::Prefix(prefix), r))
+                .await??,
+        )))
     }
 
-    async fn local_read(&self, req: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+    async fn local_read(
+        &self,
+        req: Request<pb::ReadRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
         let keys = req.into_inner().keys;
-        Ok(Response::new(values(self.ask(|r| Input::LocalRead(ReadKind::Keys(keys), r)).await??)))
+        Ok(Response::new(values(
+            self.ask(|r| Input::LocalRead(ReadKind::Keys(keys), r))
+                .await??,
+        )))
     }
 
-    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         Ok(Response::new(self.ask(Input::Status).await?))
     }
 }

@@ -33,7 +33,8 @@ impl RaftStore {
     pub fn open(dir: Arc<dyn Dir>) -> io::Result<(RaftStore, Persisted, Recovery)> {
         let snapshot = match read_checked(dir.as_ref(), SNAPSHOT)? {
             Some(b) => Some(snapshot_from_pb(
-                pb::Snapshot::decode(b.as_slice()).map_err(|e| invalid(format!("snapshot: {e}")))?,
+                pb::Snapshot::decode(b.as_slice())
+                    .map_err(|e| invalid(format!("snapshot: {e}")))?,
             )),
             None => None,
         };
@@ -41,7 +42,8 @@ impl RaftStore {
         let mut hard_state = HardState::default();
         let mut entries: Vec<Entry> = Vec::new();
         for r in records {
-            let rec = pb::WalRecord::decode(r.as_slice()).map_err(|e| invalid(format!("wal record: {e}")))?;
+            let rec = pb::WalRecord::decode(r.as_slice())
+                .map_err(|e| invalid(format!("wal record: {e}")))?;
             match rec.record {
                 Some(Record::HardState(h)) => hard_state = hard_state_from_pb(h),
                 Some(Record::Entries(b)) => {
@@ -57,20 +59,37 @@ impl RaftStore {
         entries.retain(|e| e.index > snap_index);
         if let Some(first) = entries.first() {
             if first.index != snap_index + 1 {
-                return Err(invalid(format!("log starts at {} but the snapshot ends at {snap_index}", first.index)));
+                return Err(invalid(format!(
+                    "log starts at {} but the snapshot ends at {snap_index}",
+                    first.index
+                )));
             }
         }
-        Ok((RaftStore { dir, wal }, Persisted { hard_state, snapshot, entries }, recovery))
+        Ok((
+            RaftStore { dir, wal },
+            Persisted {
+                hard_state,
+                snapshot,
+                entries,
+            },
+            recovery,
+        ))
     }
 
     pub fn append_hard_state(&mut self, hs: &HardState) -> io::Result<()> {
-        let rec = pb::WalRecord { record: Some(Record::HardState(hard_state_to_pb(hs))) };
+        let rec = pb::WalRecord {
+            record: Some(Record::HardState(hard_state_to_pb(hs))),
+        };
         self.wal.append(&rec.encode_to_vec())
     }
 
     pub fn append_entries(&mut self, entries: &[Entry]) -> io::Result<()> {
-        let batch = pb::EntryBatch { entries: entries.iter().cloned().map(entry_to_pb).collect() };
-        let rec = pb::WalRecord { record: Some(Record::Entries(batch)) };
+        let batch = pb::EntryBatch {
+            entries: entries.iter().cloned().map(entry_to_pb).collect(),
+        };
+        let rec = pb::WalRecord {
+            record: Some(Record::Entries(batch)),
+        };
         self.wal.append(&rec.encode_to_vec())
     }
 
@@ -80,12 +99,31 @@ impl RaftStore {
 
     /// Makes `snap` durable and rewrites the WAL to hold `hs` and the
     /// entries after the snapshot.
-    pub fn save_snapshot(&mut self, snap: &Snapshot, hs: &HardState, rest: &[Entry]) -> io::Result<()> {
-        write_checked(self.dir.as_ref(), SNAPSHOT, &snapshot_to_pb(snap.clone()).encode_to_vec())?;
-        let mut records = vec![pb::WalRecord { record: Some(Record::HardState(hard_state_to_pb(hs))) }.encode_to_vec()];
+    pub fn save_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        hs: &HardState,
+        rest: &[Entry],
+    ) -> io::Result<()> {
+        write_checked(
+            self.dir.as_ref(),
+            SNAPSHOT,
+            &snapshot_to_pb(snap.clone()).encode_to_vec(),
+        )?;
+        let mut records = vec![pb::WalRecord {
+            record: Some(Record::HardState(hard_state_to_pb(hs))),
+        }
+        .encode_to_vec()];
         if !rest.is_empty() {
-            let batch = pb::EntryBatch { entries: rest.iter().cloned().map(entry_to_pb).collect() };
-            records.push(pb::WalRecord { record: Some(Record::Entries(batch)) }.encode_to_vec());
+            let batch = pb::EntryBatch {
+                entries: rest.iter().cloned().map(entry_to_pb).collect(),
+            };
+            records.push(
+                pb::WalRecord {
+                    record: Some(Record::Entries(batch)),
+                }
+                .encode_to_vec(),
+            );
         }
         self.wal.rewrite(&records)
     }
@@ -101,7 +139,11 @@ mod tests {
     use storage::{CrashFaults, SimDir};
 
     fn e(index: u64, term: u64) -> Entry {
-        Entry { term, index, data: vec![index as u8] }
+        Entry {
+            term,
+            index,
+            data: vec![index as u8],
+        }
     }
 
     #[test]
@@ -109,7 +151,12 @@ mod tests {
         let disk = SimDir::new();
         let (mut s, p, _) = RaftStore::open(Arc::new(disk.clone())).unwrap();
         assert_eq!(p.hard_state, HardState::default());
-        s.append_hard_state(&HardState { term: 3, vote: Some(2), commit: 0 }).unwrap();
+        s.append_hard_state(&HardState {
+            term: 3,
+            vote: Some(2),
+            commit: 0,
+        })
+        .unwrap();
         s.append_entries(&[e(1, 1), e(2, 1), e(3, 2)]).unwrap();
         s.sync().unwrap();
         s.append_entries(&[e(3, 3)]).unwrap(); // replaces index 3
@@ -117,7 +164,14 @@ mod tests {
         s.append_entries(&[e(4, 3)]).unwrap(); // never synced
         disk.crash(CrashFaults::default());
         let (_, p, _) = RaftStore::open(Arc::new(disk.clone())).unwrap();
-        assert_eq!(p.hard_state, HardState { term: 3, vote: Some(2), commit: 0 });
+        assert_eq!(
+            p.hard_state,
+            HardState {
+                term: 3,
+                vote: Some(2),
+                commit: 0
+            }
+        );
         assert_eq!(p.entries, vec![e(1, 1), e(2, 1), e(3, 3)]);
     }
 
@@ -127,8 +181,16 @@ mod tests {
         let (mut s, _, _) = RaftStore::open(Arc::new(disk.clone())).unwrap();
         s.append_entries(&[e(1, 1), e(2, 1), e(3, 1)]).unwrap();
         s.sync().unwrap();
-        let snap = Snapshot { index: 2, term: 1, data: b"state".to_vec() };
-        let hs = HardState { term: 1, vote: None, commit: 3 };
+        let snap = Snapshot {
+            index: 2,
+            term: 1,
+            data: b"state".to_vec(),
+        };
+        let hs = HardState {
+            term: 1,
+            vote: None,
+            commit: 3,
+        };
         s.save_snapshot(&snap, &hs, &[e(3, 1)]).unwrap();
         disk.crash(CrashFaults::default());
         let (_, p, _) = RaftStore::open(Arc::new(disk)).unwrap();

@@ -20,7 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "bookstore", about = "The bookstore's Raft-replicated key-value store, run for real")]
+#[command(
+    name = "bookstore",
+    about = "The bookstore's Raft-replicated key-value store, run for real"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -38,7 +41,9 @@ struct ClusterArgs {
 
 impl ClusterArgs {
     fn peers(&self) -> BTreeMap<NodeId, String> {
-        (1..=self.nodes).map(|i| (i, format!("127.0.0.1:{}", self.base_port as u64 + i - 1))).collect()
+        (1..=self.nodes)
+            .map(|i| (i, format!("127.0.0.1:{}", self.base_port as u64 + i - 1)))
+            .collect()
     }
 }
 
@@ -88,9 +93,16 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum KvOp {
-    Put { key: String, value: String },
-    Get { key: String },
-    Delete { key: String },
+    Put {
+        key: String,
+        value: String,
+    },
+    Get {
+        key: String,
+    },
+    Delete {
+        key: String,
+    },
     /// Set KEY to --new (or delete it without --new) if it equals --expected
     /// (or is absent without --expected).
     Cas {
@@ -105,7 +117,9 @@ enum KvOp {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -122,15 +136,22 @@ fn random_id() -> u64 {
     rand::random::<u64>() | 1
 }
 
-async fn start_node(id: NodeId, peers: BTreeMap<NodeId, String>, data_dir: &std::path::Path) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+async fn start_node(
+    id: NodeId,
+    peers: BTreeMap<NodeId, String>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let dir = data_dir.join(format!("node-{id}"));
-    let fs = storage::FsDir::open(&dir).with_context(|| format!("cannot open data directory {}", dir.display()))?;
+    let fs = storage::FsDir::open(&dir)
+        .with_context(|| format!("cannot open data directory {}", dir.display()))?;
     let cfg = NodeConfig::new(id, peers, random_id());
     Ok(tokio::spawn(async move {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        serve(cfg, Arc::new(fs), Clock::new(), None, shutdown).await.with_context(|| format!("node {id}"))
+        serve(cfg, Arc::new(fs), Clock::new(), None, shutdown)
+            .await
+            .with_context(|| format!("node {id}"))
     }))
 }
 
@@ -142,41 +163,72 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for &id in peers.keys() {
                 tasks.push(start_node(id, peers.clone(), &data_dir).await?);
             }
-            println!("cluster of {} nodes running: {}", peers.len(), peers.values().cloned().collect::<Vec<_>>().join(" "));
-            println!("data in {}; try: bookstore kv put greeting hello; Ctrl-C to stop", data_dir.display());
+            println!(
+                "cluster of {} nodes running: {}",
+                peers.len(),
+                peers.values().cloned().collect::<Vec<_>>().join(" ")
+            );
+            println!(
+                "data in {}; try: bookstore kv put greeting hello; Ctrl-C to stop",
+                data_dir.display()
+            );
             for t in tasks {
                 t.await??;
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Node { id, cluster, data_dir } => {
+        Cmd::Node {
+            id,
+            cluster,
+            data_dir,
+        } => {
             let peers = cluster.peers();
             if !peers.contains_key(&id) {
-                bail!("--id {id} is not a node of a {}-node cluster (ids are 1..={})", peers.len(), peers.len());
+                bail!(
+                    "--id {id} is not a node of a {}-node cluster (ids are 1..={})",
+                    peers.len(),
+                    peers.len()
+                );
             }
             println!("node {id} listening on {}", peers[&id]);
             start_node(id, peers, &data_dir).await?.await??;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kv { cluster, op } => {
-            let opts = ClientOptions { total_timeout: Duration::from_secs(5), ..ClientOptions::default() };
+            let opts = ClientOptions {
+                total_timeout: Duration::from_secs(5),
+                ..ClientOptions::default()
+            };
             let mut c = KvClient::new(cluster.peers(), random_id(), opts);
             let r = match op {
                 KvOp::Put { key, value } => c.put(&key, &value).await.map(|_| "OK".to_string()),
-                KvOp::Get { key } => c.get(&key).await.map(|v| v.unwrap_or_else(|| "(absent)".into())),
+                KvOp::Get { key } => c
+                    .get(&key)
+                    .await
+                    .map(|v| v.unwrap_or_else(|| "(absent)".into())),
                 KvOp::Delete { key } => c.delete(&key).await.map(|_| "OK".to_string()),
-                KvOp::Cas { key, expected, new } => c.cas(&key, expected.as_deref(), new.as_deref()).await.map(|r| {
-                    if r.succeeded {
-                        "OK".to_string()
-                    } else {
-                        format!("compare failed: current value is {}", r.previous.unwrap_or_else(|| "(absent)".into()))
-                    }
-                }),
+                KvOp::Cas { key, expected, new } => c
+                    .cas(&key, expected.as_deref(), new.as_deref())
+                    .await
+                    .map(|r| {
+                        if r.succeeded {
+                            "OK".to_string()
+                        } else {
+                            format!(
+                                "compare failed: current value is {}",
+                                r.previous.unwrap_or_else(|| "(absent)".into())
+                            )
+                        }
+                    }),
             };
             match r {
                 Ok(s) => {
                     println!("{s}");
-                    Ok(if s.starts_with("compare failed") { ExitCode::from(1) } else { ExitCode::SUCCESS })
+                    Ok(if s.starts_with("compare failed") {
+                        ExitCode::from(1)
+                    } else {
+                        ExitCode::SUCCESS
+                    })
                 }
                 Err(ClientError::Unknown(m)) => {
                     eprintln!("error: the cluster did not confirm the write; it may or may not have been applied ({m})");
@@ -193,32 +245,57 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut down = 0;
             for (id, addr) in cluster.peers() {
                 match c.status(id).await {
-                    Ok(s) => println!("node {id} {addr}: {} term={} leader={} commit={} applied={} last={}", s.role, s.term, s.leader, s.commit, s.applied, s.last_index),
+                    Ok(s) => println!(
+                        "node {id} {addr}: {} term={} leader={} commit={} applied={} last={}",
+                        s.role, s.term, s.leader, s.commit, s.applied, s.last_index
+                    ),
                     Err(e) => {
                         down += 1;
                         println!("node {id} {addr}: unreachable ({e})")
                     }
                 }
             }
-            Ok(if down == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+            Ok(if down == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
         }
-        Cmd::Bench { clients, seconds, base_port } => bench(clients, seconds, base_port).await.map(|_| ExitCode::SUCCESS),
+        Cmd::Bench {
+            clients,
+            seconds,
+            base_port,
+        } => bench(clients, seconds, base_port)
+            .await
+            .map(|_| ExitCode::SUCCESS),
     }
 }
 
 /// Starts a fresh 3-node cluster (data in a temporary directory) and
 /// measures puts then gets with each number of concurrent clients.
 async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16) -> anyhow::Result<()> {
-    let cluster = ClusterArgs { nodes: 3, base_port };
+    let cluster = ClusterArgs {
+        nodes: 3,
+        base_port,
+    };
     let peers = cluster.peers();
     let data = std::env::temp_dir().join(format!("bookstore-bench-{}", random_id()));
     for &id in peers.keys() {
         start_node(id, peers.clone(), &data).await?;
     }
     let mut probe = KvClient::new(peers.clone(), random_id(), ClientOptions::default());
-    probe.put("bench/warmup", "x").await.map_err(|e| anyhow::anyhow!("cluster did not start: {e}"))?;
-    println!("3-node cluster on loopback, data fsynced to {}", data.display());
-    println!("{:<5} {:>8} {:>10} {:>10} {:>10} {:>8}", "op", "clients", "ops/s", "p50 ms", "p99 ms", "errors");
+    probe
+        .put("bench/warmup", "x")
+        .await
+        .map_err(|e| anyhow::anyhow!("cluster did not start: {e}"))?;
+    println!(
+        "3-node cluster on loopback, data fsynced to {}",
+        data.display()
+    );
+    println!(
+        "{:<5} {:>8} {:>10} {:>10} {:>10} {:>8}",
+        "op", "clients", "ops/s", "p50 ms", "p99 ms", "errors"
+    );
     for op in ["put", "get"] {
         for &n in &clients {
             let stop = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
@@ -232,7 +309,11 @@ async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16) -> anyhow::Res
                         let key = format!("bench/{i}/{}", k % 100);
                         k += 1;
                         let t = tokio::time::Instant::now();
-                        let ok = if op == "put" { c.put(&key, "v").await.is_ok() } else { c.get(&key).await.is_ok() };
+                        let ok = if op == "put" {
+                            c.put(&key, "v").await.is_ok()
+                        } else {
+                            c.get(&key).await.is_ok()
+                        };
                         lat.push(t.elapsed());
                         errors += (!ok) as u64;
                     }
@@ -246,8 +327,19 @@ async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16) -> anyhow::Res
                 errors += e;
             }
             lat.sort();
-            let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1e3);
-            println!("{:<5} {:>8} {:>10.0} {:>10.2} {:>10.2} {:>8}", op, n, lat.len() as f64 / seconds, pct(0.5), pct(0.99), errors);
+            let pct = |p: f64| {
+                lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                    .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+            };
+            println!(
+                "{:<5} {:>8} {:>10.0} {:>10.2} {:>10.2} {:>8}",
+                op,
+                n,
+                lat.len() as f64 / seconds,
+                pct(0.5),
+                pct(0.99),
+                errors
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&data);
