@@ -217,41 +217,59 @@ pub fn check_model<M: Model>(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let searches: Vec<Mutex<Search<M>>> =
+        parts.into_iter().map(|p| Mutex::new(Search::new(p))).collect();
     let mut outcomes: Vec<Option<PartOutcome>> = (0..nparts).map(|_| None).collect();
-    if threads <= 1 || nparts <= 1 {
-        for (pi, part) in parts.iter_mut().enumerate() {
-            let out = search(part, pi, &limits);
-            let failed = matches!(out, PartOutcome::NotLinearizable(_));
-            outcomes[pi] = Some(out);
-            if failed {
-                break;
-            }
+
+    // Rounds with growing step budgets: a partition that is cheap to refute
+    // is found before an expensive one is searched to the end, and which
+    // failure gets reported does not depend on thread timing. A partition
+    // out of budget resumes where it stopped in the next round.
+    for budget in [1u64 << 12, 1 << 16, 1 << 20, 1 << 24, u64::MAX] {
+        let todo: Vec<usize> = (0..nparts).filter(|&i| outcomes[i].is_none()).collect();
+        if todo.is_empty() {
+            break;
         }
-    } else {
-        // Biggest partitions first, pulled from a shared counter.
-        let mut order: Vec<usize> = (0..nparts).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(parts[i].ops.len()));
-        let next = AtomicUsize::new(0);
-        let slots: Vec<Mutex<(Option<&mut Part<M>>, Option<PartOutcome>)>> =
-            parts.iter_mut().map(|p| Mutex::new((Some(p), None))).collect();
-        std::thread::scope(|s| {
-            for _ in 0..threads.min(nparts) {
-                s.spawn(|| loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= nparts {
-                        break;
-                    }
-                    let pi = order[k];
-                    let part = slots[pi].lock().unwrap().0.take().expect("taken once");
-                    let out = search(part, pi, &limits);
-                    slots[pi].lock().unwrap().1 = Some(out);
-                });
+        let results: Vec<Mutex<Option<PartOutcome>>> = todo.iter().map(|_| Mutex::new(None)).collect();
+        let run = |k: usize| {
+            let pi = todo[k];
+            let mut search = searches[pi].lock().unwrap_or_else(|e| e.into_inner());
+            let out = search.run(budget, pi, &limits);
+            *results[k].lock().unwrap_or_else(|e| e.into_inner()) = out;
+        };
+        if threads <= 1 || todo.len() <= 1 {
+            // No thread at all: safe inside a deterministic simulator.
+            for k in 0..todo.len() {
+                run(k);
+                if first_fail.load(Ordering::Relaxed) != usize::MAX {
+                    break;
+                }
             }
-        });
-        for (pi, slot) in slots.into_iter().enumerate() {
-            outcomes[pi] = slot.into_inner().unwrap().1;
+        } else {
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for _ in 0..threads.min(todo.len()) {
+                    s.spawn(|| loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= todo.len() {
+                            break;
+                        }
+                        run(k);
+                    });
+                }
+            });
+        }
+        for (k, r) in results.into_iter().enumerate() {
+            outcomes[todo[k]] = r.into_inner().unwrap_or_else(|e| e.into_inner());
+        }
+        if first_fail.load(Ordering::Relaxed) != usize::MAX {
+            break;
         }
     }
+    let mut parts: Vec<Part<M>> = searches
+        .into_iter()
+        .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).part)
+        .collect();
 
     // A definite failure wins over "unknown": report the lowest failing part.
     let outcomes: Vec<PartOutcome> = outcomes
@@ -502,141 +520,210 @@ impl<S: Eq + Clone> Cache<S> {
     }
 }
 
-/// The search over one partition.
-fn search<M: Model>(part: &mut Part<M>, pi: usize, limits: &Limits) -> PartOutcome {
-    let n = part.ops.len();
-    let n_definite = part.ret_rank.iter().filter(|&&r| r != u64::MAX).count();
-    if n_definite == 0 {
-        return PartOutcome::Linearizable(vec![]);
-    }
+/// The search over one partition, resumable: [`Search::run`] stops after a
+/// step budget and continues from there on the next call.
+struct Search<M: Model> {
+    part: Part<M>,
+    n_definite: usize,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    /// For each node: its local call index.
+    call_of: Vec<u32>,
+    is_call: Vec<bool>,
+    /// For each call: the node of its return entry.
+    ret_node: Vec<u32>,
+    definite: Vec<bool>,
+    zobrist: Vec<u64>,
+    bits: Vec<u64>,
+    /// Zobrist hash of `bits`.
+    zh: u64,
+    cache: Cache<M::State>,
+    state: Option<M::State>,
+    stack: Vec<(u32, M::State)>,
+    best: Vec<u32>,
+    n_lin_definite: usize,
+    entry: usize,
+    steps: u64,
+}
 
-    // Nodes: 0 = head, 1..=2n = entries in real-time order, 2n+1 = tail.
-    let mut events: Vec<(u64, bool, u32)> = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        events.push((part.call_rank[i], false, i as u32));
-        events.push((part.ret_rank[i], true, i as u32));
-    }
-    // Unknown returns all sit at +inf; order them by call index, after
-    // every call (calls sort before returns at equal rank).
-    events.sort_unstable_by_key(|&(r, is_ret, i)| (r, is_ret, i));
-    let tail = 2 * n + 1;
-    let mut next: Vec<u32> = (1..=(tail as u32 + 1)).collect();
-    let mut prev: Vec<u32> = (0..=tail as u32).map(|i| i.wrapping_sub(1)).collect();
-    next[tail] = NONE;
-    prev[0] = NONE;
-    // For each node: the local call index, and for call nodes their return.
-    let mut call_of = vec![NONE; tail + 1];
-    let mut is_call = vec![false; tail + 1];
-    let mut ret_node = vec![0u32; n];
-    let mut call_node = vec![0u32; n];
-    for (k, &(_, is_ret, i)) in events.iter().enumerate() {
-        let node = k + 1;
-        call_of[node] = i;
-        is_call[node] = !is_ret;
-        if is_ret {
-            ret_node[i as usize] = node as u32;
-        } else {
-            call_node[i as usize] = node as u32;
+impl<M: Model> Search<M> {
+    fn new(part: Part<M>) -> Self {
+        let n = part.ops.len();
+        let n_definite = part.ret_rank.iter().filter(|&&r| r != u64::MAX).count();
+        // Nodes: 0 = head, 1..=2n = entries in real-time order, 2n+1 = tail.
+        // Unknown returns all sit at +inf, after every call, ordered by call.
+        let mut events: Vec<(u64, bool, u32)> = Vec::with_capacity(2 * n);
+        for i in 0..n {
+            events.push((part.call_rank[i], false, i as u32));
+            events.push((part.ret_rank[i], true, i as u32));
         }
-    }
-    let _ = call_node;
-    let definite: Vec<bool> = part.ret_rank.iter().map(|&r| r != u64::MAX).collect();
-    let zobrist: Vec<u64> = (0..n as u64).map(|i| splitmix64(i ^ 0x5eed)).collect();
-
-    let words = n.div_ceil(64);
-    let mut bits = vec![0u64; words];
-    let mut zh: u64 = 0;
-    let mut cache: Cache<M::State> = Cache::new(words);
-    let model = &mut part.model;
-    let mut state = model.init();
-    let mut stack: Vec<(u32, M::State)> = Vec::new();
-    let mut best: Vec<u32> = Vec::new();
-    let mut n_lin_definite = 0usize;
-    let mut entry = next[0] as usize;
-    let mut iterations: u64 = 0;
-
-    loop {
-        if n_lin_definite == n_definite {
-            return PartOutcome::Linearizable(stack.iter().map(|(e, _)| call_of[*e as usize]).collect());
-        }
-        iterations += 1;
-        if iterations & 0xfff == 0 {
-            if limits.first_fail.load(Ordering::Relaxed) < pi {
-                return PartOutcome::Skipped;
+        events.sort_unstable();
+        let tail = 2 * n + 1;
+        let mut next: Vec<u32> = (1..=(tail as u32 + 1)).collect();
+        let mut prev: Vec<u32> = (0..=tail as u32).map(|i| i.wrapping_sub(1)).collect();
+        next[tail] = NONE;
+        prev[0] = NONE;
+        let mut call_of = vec![NONE; tail + 1];
+        let mut is_call = vec![false; tail + 1];
+        let mut ret_node = vec![0u32; n];
+        for (k, &(_, is_ret, i)) in events.iter().enumerate() {
+            let node = k + 1;
+            call_of[node] = i;
+            is_call[node] = !is_ret;
+            if is_ret {
+                ret_node[i as usize] = node as u32;
             }
-            if let Some(d) = limits.deadline {
-                if Instant::now() >= d {
-                    return PartOutcome::Unknown(format!(
-                        "time limit reached after {} search steps ({} cache entries); \
-                         raise --timeout or check a shorter history",
-                        iterations,
-                        cache.len()
-                    ));
+        }
+        let definite = part.ret_rank.iter().map(|&r| r != u64::MAX).collect();
+        let zobrist = (0..n as u64).map(|i| splitmix64(i ^ 0x5eed)).collect();
+        let words = n.div_ceil(64);
+        Search {
+            part,
+            n_definite,
+            entry: next[0] as usize,
+            next,
+            prev,
+            call_of,
+            is_call,
+            ret_node,
+            definite,
+            zobrist,
+            bits: vec![0; words],
+            zh: 0,
+            cache: Cache::new(words),
+            state: None,
+            stack: Vec::new(),
+            best: Vec::new(),
+            n_lin_definite: 0,
+            steps: 0,
+        }
+    }
+
+    /// Runs at most `budget` more steps; `None` if the budget ran out.
+    fn run(&mut self, budget: u64, pi: usize, limits: &Limits) -> Option<PartOutcome> {
+        if self.n_definite == 0 {
+            return Some(PartOutcome::Linearizable(vec![]));
+        }
+        let Search {
+            part,
+            n_definite,
+            next,
+            prev,
+            call_of,
+            is_call,
+            ret_node,
+            definite,
+            zobrist,
+            bits,
+            zh,
+            cache,
+            state,
+            stack,
+            best,
+            n_lin_definite,
+            entry,
+            steps,
+        } = self;
+        let model = &mut part.model;
+        let ops = &part.ops;
+        let mut st = match state.take() {
+            Some(s) => s,
+            None => model.init(),
+        };
+        let stop_at = steps.saturating_add(budget);
+        let mut e = *entry;
+        let out = loop {
+            if *n_lin_definite == *n_definite {
+                break Some(PartOutcome::Linearizable(
+                    stack.iter().map(|(e, _)| call_of[*e as usize]).collect(),
+                ));
+            }
+            *steps += 1;
+            if *steps >= stop_at {
+                break None;
+            }
+            if *steps & 0xfff == 0 {
+                if limits.first_fail.load(Ordering::Relaxed) < pi {
+                    break Some(PartOutcome::Skipped);
+                }
+                if let Some(d) = limits.deadline {
+                    if Instant::now() >= d {
+                        break Some(PartOutcome::Unknown(format!(
+                            "time limit reached after {} search steps ({} cache entries); \
+                             raise --timeout or check a shorter history",
+                            steps,
+                            cache.len()
+                        )));
+                    }
                 }
             }
-        }
-        if is_call[entry] {
-            let c = call_of[entry] as usize;
-            if let Some(ns) = model.step(&state, &part.ops[c]) {
-                bits[c >> 6] |= 1 << (c & 63);
-                zh ^= zobrist[c];
-                let mut hs = FxHasher::default();
-                ns.hash(&mut hs);
-                let h = zh ^ hs.finish().rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                if cache.insert(h, &bits, &ns) {
-                    if cache.len() >= limits.max_cache {
-                        return PartOutcome::Unknown(format!(
-                            "memory limit reached: {} cached (linearized set, state) pairs; \
-                             raise max_cache_entries or check a shorter history",
-                            cache.len()
-                        ));
+            if is_call[e] {
+                let c = call_of[e] as usize;
+                if let Some(ns) = model.step(&st, &ops[c]) {
+                    bits[c >> 6] |= 1 << (c & 63);
+                    *zh ^= zobrist[c];
+                    let mut hs = FxHasher::default();
+                    ns.hash(&mut hs);
+                    let h = *zh ^ hs.finish().rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    if cache.insert(h, bits, &ns) {
+                        if cache.len() >= limits.max_cache {
+                            break Some(PartOutcome::Unknown(format!(
+                                "memory limit reached: {} cached (linearized set, state) pairs \
+                                 in one partition; raise the cache limit or check a shorter history",
+                                cache.len()
+                            )));
+                        }
+                        let old = std::mem::replace(&mut st, ns);
+                        stack.push((e as u32, old));
+                        *n_lin_definite += definite[c] as usize;
+                        // Lift: unlink the call and its return.
+                        let r = ret_node[c] as usize;
+                        let (p, nx) = (prev[e] as usize, next[e]);
+                        next[p] = nx;
+                        prev[nx as usize] = p as u32;
+                        let (p, nx) = (prev[r] as usize, next[r]);
+                        next[p] = nx;
+                        if nx != NONE {
+                            prev[nx as usize] = p as u32;
+                        }
+                        if stack.len() > best.len() {
+                            *best = stack.iter().map(|(e, _)| call_of[*e as usize]).collect();
+                        }
+                        e = next[0] as usize;
+                    } else {
+                        bits[c >> 6] &= !(1 << (c & 63));
+                        *zh ^= zobrist[c];
+                        e = next[e] as usize;
                     }
-                    let old = std::mem::replace(&mut state, ns);
-                    stack.push((entry as u32, old));
-                    n_lin_definite += definite[c] as usize;
-                    // Lift: unlink the call and its return.
-                    let r = ret_node[c] as usize;
-                    let (p, nx) = (prev[entry] as usize, next[entry] as usize);
-                    next[p] = nx as u32;
-                    prev[nx] = p as u32;
-                    let (p, nx) = (prev[r] as usize, next[r] as usize);
-                    next[p] = nx as u32;
-                    if nx != NONE as usize {
-                        prev[nx] = p as u32;
-                    }
-                    if stack.len() > best.len() {
-                        best = stack.iter().map(|(e, _)| call_of[*e as usize]).collect();
-                    }
-                    entry = next[0] as usize;
                 } else {
-                    bits[c >> 6] &= !(1 << (c & 63));
-                    zh ^= zobrist[c];
-                    entry = next[entry] as usize;
+                    e = next[e] as usize;
                 }
             } else {
-                entry = next[entry] as usize;
+                // A return (or the tail): the call it closes should have
+                // been linearized by now. Backtrack.
+                let Some((top, s)) = stack.pop() else {
+                    limits.first_fail.fetch_min(pi, Ordering::Relaxed);
+                    break Some(PartOutcome::NotLinearizable(best.clone()));
+                };
+                let top = top as usize;
+                st = s;
+                let c = call_of[top] as usize;
+                bits[c >> 6] &= !(1 << (c & 63));
+                *zh ^= zobrist[c];
+                *n_lin_definite -= definite[c] as usize;
+                // Unlift: relink the return, then the call.
+                let r = ret_node[c] as usize;
+                next[prev[r] as usize] = r as u32;
+                if next[r] != NONE {
+                    prev[next[r] as usize] = r as u32;
+                }
+                next[prev[top] as usize] = top as u32;
+                prev[next[top] as usize] = top as u32;
+                e = next[top] as usize;
             }
-        } else {
-            // A return (or the tail): backtrack.
-            let Some((e, s)) = stack.pop() else {
-                limits.first_fail.fetch_min(pi, Ordering::Relaxed);
-                return PartOutcome::NotLinearizable(best);
-            };
-            let e = e as usize;
-            state = s;
-            let c = call_of[e] as usize;
-            bits[c >> 6] &= !(1 << (c & 63));
-            zh ^= zobrist[c];
-            n_lin_definite -= definite[c] as usize;
-            // Unlift: relink the return, then the call.
-            let r = ret_node[c] as usize;
-            next[prev[r] as usize] = r as u32;
-            if next[r] != NONE {
-                prev[next[r] as usize] = r as u32;
-            }
-            next[prev[e] as usize] = e as u32;
-            prev[next[e] as usize] = e as u32;
-            entry = next[e] as usize;
-        }
+        };
+        *entry = e;
+        *state = Some(st);
+        out
     }
 }
