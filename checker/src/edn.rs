@@ -36,7 +36,11 @@ pub struct Reader<'a> {
 }
 
 fn is_delim(b: u8) -> bool {
-    b.is_ascii_whitespace() || matches!(b, b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';')
+    b.is_ascii_whitespace()
+        || matches!(
+            b,
+            b',' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'"' | b';'
+        )
 }
 
 impl<'a> Reader<'a> {
@@ -270,10 +274,8 @@ impl<'a> Reader<'a> {
                             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                         }
                         other => {
-                            return self.err(format!(
-                                "unknown escape `\\{}` in string",
-                                other as char
-                            ))
+                            return self
+                                .err(format!("unknown escape `\\{}` in string", other as char))
                         }
                     }
                 }
@@ -292,7 +294,9 @@ impl<'a> Reader<'a> {
         }
         let bytes = tok.as_bytes();
         let numeric = bytes[0].is_ascii_digit()
-            || (bytes.len() > 1 && (bytes[0] == b'-' || bytes[0] == b'+') && bytes[1].is_ascii_digit());
+            || (bytes.len() > 1
+                && (bytes[0] == b'-' || bytes[0] == b'+')
+                && bytes[1].is_ascii_digit());
         if !numeric {
             return Ok(Edn::Symbol(tok));
         }
@@ -325,7 +329,9 @@ impl Edn {
             Edn::Nil => Value::Null,
             Edn::Bool(b) => Value::Bool(*b),
             Edn::Int(i) => Value::Number((*i).into()),
-            Edn::Float(f) => Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Edn::Float(f) => Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
             Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => Value::String(s.clone()),
             Edn::Vector(v) | Edn::List(v) | Edn::Set(v) => {
                 Value::Array(v.iter().map(Edn::to_json).collect())
@@ -386,18 +392,14 @@ pub fn op_from_edn(map: &Edn, line: usize, pos: usize) -> Result<Op, ParseError>
             }
         };
         match name {
-            "process" => {
-                process = Some(match v {
-                    Edn::Int(i) if *i >= 0 => Process::Client(*i as u64),
-                    Edn::Keyword(s) | Edn::Str(s) | Edn::Symbol(s) => Process::Named(s.clone()),
-                    other => {
-                        return Err(err(format!(
-                            ":process must be a non-negative integer or a keyword like :nemesis, found {}",
-                            other.describe()
-                        )))
-                    }
-                })
-            }
+            "process" => process = Some(match v {
+                Edn::Int(i) if *i >= 0 => Process::Client(*i as u64),
+                Edn::Keyword(s) | Edn::Str(s) | Edn::Symbol(s) => Process::Named(s.clone()),
+                other => return Err(err(format!(
+                    ":process must be a non-negative integer or a keyword like :nemesis, found {}",
+                    other.describe()
+                ))),
+            }),
             "type" => {
                 let s = match v {
                     Edn::Keyword(s) | Edn::Str(s) | Edn::Symbol(s) => s.as_str(),
@@ -444,7 +446,8 @@ pub fn op_from_edn(map: &Edn, line: usize, pos: usize) -> Result<Op, ParseError>
         }
     }
     let process = process.ok_or_else(|| err("operation map has no :process".into()))?;
-    let kind = kind.ok_or_else(|| err("operation map has no :type (:invoke :ok :fail :info)".into()))?;
+    let kind =
+        kind.ok_or_else(|| err("operation map has no :type (:invoke :ok :fail :info)".into()))?;
     let f = f.ok_or_else(|| err("operation map has no :f (e.g. :read, :write, :cas)".into()))?;
     Ok(Op {
         index: index.unwrap_or(pos),
@@ -501,7 +504,8 @@ fn edn_string(s: &str) -> String {
 fn is_keyword_safe(s: &str) -> bool {
     !s.is_empty()
         && !s.as_bytes()[0].is_ascii_digit()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_?!*+.<>=/".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_?!*+.<>=/".contains(&b))
 }
 
 /// Writes a JSON value as EDN (null -> nil, arrays -> vectors).
@@ -549,7 +553,11 @@ pub fn history_to_edn(h: &History) -> String {
             Process::Client(n) => out.push_str(&n.to_string()),
             Process::Named(s) => out.push_str(&name_to_edn(s)),
         }
-        out.push_str(&format!(", :type :{}, :f {}", op.kind.name(), name_to_edn(&op.f)));
+        out.push_str(&format!(
+            ", :type :{}, :f {}",
+            op.kind.name(),
+            name_to_edn(&op.f)
+        ));
         if let Some(k) = &op.key {
             out.push_str(&format!(", :key {}", edn_string(k)));
         }

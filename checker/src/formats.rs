@@ -155,7 +155,9 @@ pub fn parse_etcd(text: &str) -> Result<History, ParseError> {
         };
         let rest = t[idx + "jepsen.util".len()..].trim_start();
         let Some(rest) = rest.strip_prefix('-') else {
-            return Err(err(format!("{ETCD_SHAPE}: missing ` - ` after jepsen.util")));
+            return Err(err(format!(
+                "{ETCD_SHAPE}: missing ` - ` after jepsen.util"
+            )));
         };
         let mut r = edn::Reader::new(rest);
         let mut next = |what: &str| -> Result<edn::Edn, ParseError> {
@@ -168,14 +170,20 @@ pub fn parse_etcd(text: &str) -> Result<History, ParseError> {
         let process = match next("process")? {
             edn::Edn::Int(n) if n >= 0 => Process::Client(n as u64),
             edn::Edn::Keyword(s) | edn::Edn::Symbol(s) => Process::Named(s),
-            _ => return Err(err(format!("{ETCD_SHAPE}: process must be a number or :nemesis"))),
+            _ => {
+                return Err(err(format!(
+                    "{ETCD_SHAPE}: process must be a number or :nemesis"
+                )))
+            }
         };
         let kind = match next("type")? {
             edn::Edn::Keyword(s) => OpType::by_name(&s),
             _ => None,
         };
         let Some(mut kind) = kind else {
-            return Err(err(format!("{ETCD_SHAPE}: type must be :invoke, :ok, :fail or :info")));
+            return Err(err(format!(
+                "{ETCD_SHAPE}: type must be :invoke, :ok, :fail or :info"
+            )));
         };
         let f = match next("f")? {
             edn::Edn::Keyword(s) | edn::Edn::Symbol(s) => s,

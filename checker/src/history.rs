@@ -170,9 +170,7 @@ pub(crate) fn key_from_value(v: &Value) -> Result<Option<String>, String> {
         Value::String(s) => Ok(Some(s.clone())),
         Value::Number(n) => Ok(Some(n.to_string())),
         Value::Bool(b) => Ok(Some(b.to_string())),
-        other => Err(format!(
-            "`key` must be a string or a number, found {other}"
-        )),
+        other => Err(format!("`key` must be a string or a number, found {other}")),
     }
 }
 

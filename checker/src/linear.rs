@@ -217,8 +217,10 @@ pub fn check_model<M: Model>(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let searches: Vec<Mutex<Search<M>>> =
-        parts.into_iter().map(|p| Mutex::new(Search::new(p))).collect();
+    let searches: Vec<Mutex<Search<M>>> = parts
+        .into_iter()
+        .map(|p| Mutex::new(Search::new(p)))
+        .collect();
     let mut outcomes: Vec<Option<PartOutcome>> = (0..nparts).map(|_| None).collect();
 
     // Rounds with growing step budgets: a partition that is cheap to refute
@@ -230,7 +232,8 @@ pub fn check_model<M: Model>(
         if todo.is_empty() {
             break;
         }
-        let results: Vec<Mutex<Option<PartOutcome>>> = todo.iter().map(|_| Mutex::new(None)).collect();
+        let results: Vec<Mutex<Option<PartOutcome>>> =
+            todo.iter().map(|_| Mutex::new(None)).collect();
         let run = |k: usize| {
             let pi = todo[k];
             let mut search = searches[pi].lock().unwrap_or_else(|e| e.into_inner());
@@ -262,6 +265,15 @@ pub fn check_model<M: Model>(
         for (k, r) in results.into_iter().enumerate() {
             outcomes[todo[k]] = r.into_inner().unwrap_or_else(|e| e.into_inner());
         }
+        if std::env::var_os("CHECKER_DEBUG").is_some() {
+            for &pi in &todo {
+                let s = searches[pi].lock().unwrap();
+                eprintln!(
+                    "budget {budget}: part {pi} key {:?}: {} ops, {} steps, {} cached, done={} {:?}",
+                    s.part.key, s.part.ops.len(), s.steps, s.cache.len(), outcomes[pi].is_some(), s.part.model.stats()
+                );
+            }
+        }
         if first_fail.load(Ordering::Relaxed) != usize::MAX {
             break;
         }
@@ -285,8 +297,9 @@ pub fn check_model<M: Model>(
         };
         return Ok(explain_failure(&mut parts[pi], best, &calls, nparts));
     }
-    if let Some(PartOutcome::Unknown(reason)) =
-        outcomes.iter().find(|o| matches!(o, PartOutcome::Unknown(_)))
+    if let Some(PartOutcome::Unknown(reason)) = outcomes
+        .iter()
+        .find(|o| matches!(o, PartOutcome::Unknown(_)))
     {
         return Ok(CheckResult::unknown(reason.clone(), nparts));
     }
@@ -372,9 +385,16 @@ fn explain_failure<M: Model>(
     );
     let shown = best.len().saturating_sub(8);
     if !best.is_empty() {
-        text.push_str(if shown > 0 { "; its last operations:\n" } else { ":\n" });
+        text.push_str(if shown > 0 {
+            "; its last operations:\n"
+        } else {
+            ":\n"
+        });
         for &lc in &best[shown..] {
-            text.push_str(&format!("  {}\n", calls[part.calls[lc as usize]].describe()));
+            text.push_str(&format!(
+                "  {}\n",
+                calls[part.calls[lc as usize]].describe()
+            ));
         }
     } else {
         text.push('\n');
@@ -417,44 +437,7 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A small fast hasher for model states (FxHash).
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.add(b as u64);
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, n: u8) {
-        self.add(n as u64)
-    }
-    #[inline]
-    fn write_u32(&mut self, n: u32) {
-        self.add(n as u64)
-    }
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.add(n)
-    }
-    #[inline]
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64)
-    }
-}
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
+use crate::model::FxHasher;
 
 fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -664,7 +647,10 @@ impl<M: Model> Search<M> {
                     *zh ^= zobrist[c];
                     let mut hs = FxHasher::default();
                     ns.hash(&mut hs);
-                    let h = *zh ^ hs.finish().rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    let h = *zh
+                        ^ hs.finish()
+                            .rotate_left(32)
+                            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
                     if cache.insert(h, bits, &ns) {
                         if cache.len() >= limits.max_cache {
                             break Some(PartOutcome::Unknown(format!(

@@ -15,7 +15,11 @@ use checker::linear::{self, Options, Verdict};
 use checker::model::ModelKind;
 
 #[derive(Parser)]
-#[command(name = "checker", version, about = "Linearizability checker for Jepsen/Porcupine-style histories")]
+#[command(
+    name = "checker",
+    version,
+    about = "Linearizability checker for Jepsen/Porcupine-style histories"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -106,8 +110,14 @@ fn main() -> ExitCode {
             threads,
             max_cache,
             report,
-        } => cmd_check(&file, &format, model, initial, timeout, threads, max_cache, report),
-        Cmd::Bench { dir, threads, repeat } => cmd_bench(&dir, threads, repeat.max(1)),
+        } => cmd_check(
+            &file, &format, model, initial, timeout, threads, max_cache, report,
+        ),
+        Cmd::Bench {
+            dir,
+            threads,
+            repeat,
+        } => cmd_bench(&dir, threads, repeat.max(1)),
         Cmd::Convert { file, to, format } => cmd_convert(&file, &to, &format),
     };
     match r {
@@ -133,7 +143,9 @@ fn cmd_check(
     let (history, format) = read_history(file, format)?;
     let model = match model {
         Some(m) => ModelKind::by_name(&m).ok_or_else(|| {
-            BadInput(format!("unknown --model {m:?}: use register, cas-register, kv or mutex"))
+            BadInput(format!(
+                "unknown --model {m:?}: use register, cas-register, kv or mutex"
+            ))
         })?,
         None => format.default_model(&history),
     };
@@ -147,7 +159,9 @@ fn cmd_check(
     };
     if let Some(t) = timeout {
         if !(t.is_finite() && t > 0.0) {
-            return Err(BadInput("--timeout must be a positive number of seconds".into()));
+            return Err(BadInput(
+                "--timeout must be a positive number of seconds".into(),
+            ));
         }
     }
     let opts = Options {
@@ -238,7 +252,11 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
             "{file:<22} {:>9.3} ms  {:<17} {}",
             best.as_secs_f64() * 1e3,
             verdict.name(),
-            if ok { "ok".to_string() } else { format!("MISMATCH (expected {expected})") }
+            if ok {
+                "ok".to_string()
+            } else {
+                format!("MISMATCH (expected {expected})")
+            }
         );
         let group = file.split('/').next().unwrap_or("").to_string();
         match totals.iter_mut().find(|t| t.0 == group) {
@@ -251,7 +269,10 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         grand += best;
     }
     for (group, d, n) in &totals {
-        println!("total {group:<16} {:>9.3} ms  ({n} files)", d.as_secs_f64() * 1e3);
+        println!(
+            "total {group:<16} {:>9.3} ms  ({n} files)",
+            d.as_secs_f64() * 1e3
+        );
     }
     println!(
         "total {:<16} {:>9.3} ms  (check time only, parsing excluded; {} mismatches)",
@@ -259,7 +280,11 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         grand.as_secs_f64() * 1e3,
         mismatches
     );
-    Ok(if mismatches == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if mismatches == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn cmd_convert(file: &Path, to: &str, format: &str) -> Result<ExitCode, BadInput> {
@@ -267,7 +292,11 @@ fn cmd_convert(file: &Path, to: &str, format: &str) -> Result<ExitCode, BadInput
     match to {
         "edn" => print!("{}", history.to_edn()),
         "native" | "jsonl" => print!("{}", history.to_jsonl()),
-        other => return Err(BadInput(format!("unknown --to {other:?}: use edn or native"))),
+        other => {
+            return Err(BadInput(format!(
+                "unknown --to {other:?}: use edn or native"
+            )))
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

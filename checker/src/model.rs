@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use serde_json::Value;
 
@@ -49,6 +49,11 @@ pub trait Model: Clone + Send {
 
     /// Human-readable state, for explanations.
     fn describe_state(&self, state: &Self::State) -> String;
+
+    /// Optional statistics for debugging (e.g. interned values).
+    fn stats(&self) -> String {
+        String::new()
+    }
 }
 
 /// The built-in models.
@@ -85,17 +90,68 @@ impl ModelKind {
     }
 }
 
+/// A small fast hasher (FxHash), for the search's hot maps. Hash quality
+/// only affects speed, never a verdict.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
+            self.add(b as u64);
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(n as u64)
+    }
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(n as u64)
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n)
+    }
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64)
+    }
+}
+
+/// A `HashMap` with [`FxHasher`].
+pub type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
 /// Maps JSON values to dense ids. Id 0 is `null` (absent).
 #[derive(Clone, Debug)]
 pub struct Interner {
-    ids: HashMap<String, u32>,
+    /// String values, by content.
+    strings: FxHashMap<String, u32>,
+    /// Other values, by their JSON text.
+    others: FxHashMap<String, u32>,
     values: Vec<Value>,
 }
 
 impl Default for Interner {
     fn default() -> Self {
         let mut i = Interner {
-            ids: HashMap::new(),
+            strings: FxHashMap::default(),
+            others: FxHashMap::default(),
             values: Vec::new(),
         };
         i.intern(&Value::Null);
@@ -105,13 +161,26 @@ impl Default for Interner {
 
 impl Interner {
     pub fn intern(&mut self, v: &Value) -> u32 {
+        if let Value::String(s) = v {
+            return self.intern_string(s);
+        }
         let k = v.to_string();
-        if let Some(&id) = self.ids.get(&k) {
+        if let Some(&id) = self.others.get(&k) {
             return id;
         }
         let id = self.values.len() as u32;
-        self.ids.insert(k, id);
+        self.others.insert(k, id);
         self.values.push(v.clone());
+        id
+    }
+
+    pub fn intern_string(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.strings.get(s) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.strings.insert(s.to_owned(), id);
+        self.values.push(Value::String(s.to_owned()));
         id
     }
 
@@ -155,8 +224,8 @@ pub enum RegOp {
     CasFail(u32),
     /// Append (string concatenation).
     Append(u32),
-    /// Delete: the key becomes absent.
-    Delete,
+    /// Delete: the key becomes absent (the code of `null`).
+    Delete(u32),
 }
 
 fn cas_args(call: &Call) -> Result<(&Value, &Value), String> {
@@ -169,8 +238,29 @@ fn cas_args(call: &Call) -> Result<(&Value, &Value), String> {
     }
 }
 
+/// How a model turns values into the `u32` codes its ops and states use.
+trait Codes {
+    /// Code of a value a state can hold (read results, written values...).
+    fn code(&mut self, v: &Value) -> u32;
+    /// Code of an appended suffix.
+    fn append_code(&mut self, v: &Value) -> u32;
+}
+
+impl Codes for Interner {
+    fn code(&mut self, v: &Value) -> u32 {
+        self.intern(v)
+    }
+    fn append_code(&mut self, v: &Value) -> u32 {
+        self.intern(v)
+    }
+}
+
 /// Shared by [`RegisterModel`] and [`KvModel`].
-fn prepare_reg(values: &mut Interner, call: &Call, allow: &[&str]) -> Result<Option<RegOp>, String> {
+fn prepare_reg(
+    codes: &mut dyn Codes,
+    call: &Call,
+    allow: &[&str],
+) -> Result<Option<RegOp>, String> {
     let f = canonical_f(&call.f);
     if !allow.contains(&f) {
         return Err(format!(
@@ -180,34 +270,32 @@ fn prepare_reg(values: &mut Interner, call: &Call, allow: &[&str]) -> Result<Opt
             call.describe()
         ));
     }
-    let unknown = call.outcome == Outcome::Unknown;
     let failed = call.outcome == Outcome::Fail;
     Ok(match f {
         "read" => match &call.outcome {
-            Outcome::Ok(v) => Some(RegOp::Read(values.intern(v))),
+            Outcome::Ok(v) => Some(RegOp::Read(codes.code(v))),
             // A read that failed or may not have happened observes nothing.
             _ => None,
         },
-        "write" if failed => None,
-        "write" => {
-            // Jepsen logs the written value on the invoke (and usually the ok).
-            Some(RegOp::Write(values.intern(&call.invoke_value)))
-        }
-        "append" if failed => None,
-        "append" => Some(RegOp::Append(values.intern(&call.invoke_value))),
-        "delete" if failed => None,
-        "delete" => Some(RegOp::Delete),
+        // A failed write, append or delete certainly had no effect.
+        "write" | "append" | "delete" if failed => None,
+        // Jepsen logs the written value on the invoke (and usually the ok).
+        "write" => Some(RegOp::Write(codes.code(&call.invoke_value))),
+        "append" => Some(RegOp::Append(codes.append_code(&call.invoke_value))),
+        "delete" => Some(RegOp::Delete(codes.code(&Value::Null))),
         "cas" => {
             let (from, to) = cas_args(call)?;
-            let (from, to) = (values.intern(from), values.intern(to));
-            if failed {
-                Some(RegOp::CasFail(from))
+            let (from, to) = (codes.code(from), codes.code(to));
+            // A failed cas observed state != expected. An unknown cas is
+            // listed only as the succeeding case: "no effect" is covered by
+            // leaving it out of the linearization.
+            Some(if failed {
+                RegOp::CasFail(from)
             } else {
-                let _ = unknown; // an unknown cas is listed only as the succeeding case
-                Some(RegOp::Cas(from, to))
-            }
+                RegOp::Cas(from, to)
+            })
         }
-        _ => unreachable!(),
+        _ => unreachable!("checked against `allow`"),
     })
 }
 
@@ -226,6 +314,18 @@ impl RegisterModel {
             initial,
             allow_cas,
         }
+    }
+}
+
+#[inline]
+fn step_reg(s: u32, op: &RegOp) -> Option<u32> {
+    match *op {
+        RegOp::Read(v) => (s == v).then_some(s),
+        RegOp::Write(v) => Some(v),
+        RegOp::Cas(from, to) => (s == from).then_some(to),
+        RegOp::CasFail(from) => (s != from).then_some(s),
+        RegOp::Delete(absent) => Some(absent),
+        RegOp::Append(_) => None,
     }
 }
 
@@ -248,7 +348,7 @@ impl Model for RegisterModel {
     }
 
     fn step(&mut self, s: &u32, op: &RegOp) -> Option<u32> {
-        step_reg(&mut self.values, &mut HashMap::new(), *s, op)
+        step_reg(*s, op)
     }
 
     fn describe_state(&self, s: &u32) -> String {
@@ -256,43 +356,103 @@ impl Model for RegisterModel {
     }
 }
 
-#[inline]
-fn step_reg(
-    values: &mut Interner,
-    appends: &mut HashMap<(u32, u32), u32>,
-    s: u32,
-    op: &RegOp,
-) -> Option<u32> {
-    match *op {
-        RegOp::Read(v) => (s == v).then_some(s),
-        RegOp::Write(v) => Some(v),
-        RegOp::Cas(from, to) => (s == from).then_some(to),
-        RegOp::CasFail(from) => (s != from).then_some(s),
-        RegOp::Delete => Some(0),
-        RegOp::Append(v) => {
-            if let Some(&r) = appends.get(&(s, v)) {
-                return Some(r);
-            }
-            let as_str = |v: &Value| match v {
-                Value::Null => String::new(),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let joined = as_str(values.value(s)) + &as_str(values.value(v));
-            let r = values.intern(&Value::String(joined));
-            appends.insert((s, v), r);
-            Some(r)
+/// The strings a key can hold that matter, as a byte trie: every string
+/// value the partition's operations mention, and all their prefixes.
+///
+/// Appends make new strings at every step of the search; materialising them
+/// is what makes a naive kv check slow. A string that is not a prefix of
+/// any mentioned value can never again equal a value a read returns or a
+/// cas expects (appends only make it longer), so all such strings behave
+/// the same: they collapse into one [`DEAD`] state. Every other string is a
+/// trie node, so states stay `u32`s and equal strings get equal codes.
+#[derive(Clone, Debug, Default)]
+struct StrTrie {
+    /// Per node: parent, byte on the edge from it, first child, next sibling.
+    parent: Vec<u32>,
+    byte: Vec<u8>,
+    child: Vec<u32>,
+    sibling: Vec<u32>,
+}
+
+const NO_NODE: u32 = u32::MAX;
+/// State codes at or above this are trie nodes (strings).
+const STR_BASE: u32 = 1 << 30;
+/// A string that no operation can observe any more.
+pub const DEAD: u32 = u32::MAX;
+
+impl StrTrie {
+    fn ensure_root(&mut self) {
+        if self.parent.is_empty() {
+            self.parent.push(NO_NODE);
+            self.byte.push(0);
+            self.child.push(NO_NODE);
+            self.sibling.push(NO_NODE);
         }
+    }
+
+    fn find_child(&self, n: u32, b: u8) -> u32 {
+        let mut c = self.child[n as usize];
+        while c != NO_NODE && self.byte[c as usize] != b {
+            c = self.sibling[c as usize];
+        }
+        c
+    }
+
+    fn insert(&mut self, s: &str) -> u32 {
+        self.ensure_root();
+        let mut n = 0u32;
+        for &b in s.as_bytes() {
+            let c = self.find_child(n, b);
+            n = if c != NO_NODE {
+                c
+            } else {
+                let c = self.parent.len() as u32;
+                self.parent.push(n);
+                self.byte.push(b);
+                self.child.push(NO_NODE);
+                self.sibling.push(self.child[n as usize]);
+                self.child[n as usize] = c;
+                c
+            };
+        }
+        n
+    }
+
+    /// Follows `bytes` from node `n`; `NO_NODE` if the path leaves the trie.
+    fn walk(&self, mut n: u32, bytes: &[u8]) -> u32 {
+        for &b in bytes {
+            n = self.find_child(n, b);
+            if n == NO_NODE {
+                return NO_NODE;
+            }
+        }
+        n
+    }
+
+    fn string(&self, mut n: u32) -> String {
+        let mut bytes = Vec::new();
+        while n != 0 && n != NO_NODE {
+            bytes.push(self.byte[n as usize]);
+            n = self.parent[n as usize];
+        }
+        bytes.reverse();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
 /// A key-value map, checked per key: each key is a register with
-/// get/put/append/cas/delete. A get returning `null` means absent.
+/// get/put/append/cas/delete. A get returning `null` means absent; append
+/// concatenates strings (appending to absent starts from `""`).
 #[derive(Clone, Debug)]
 pub struct KvModel {
+    /// Non-string values (`null` = absent is 0).
     pub values: Interner,
+    strings: StrTrie,
+    /// Appended suffixes, by append code.
+    suffixes: Vec<String>,
     initial: Value,
-    appends: HashMap<(u32, u32), u32>,
+    /// Memo of (state, suffix) -> state.
+    appends: FxHashMap<(u32, u32), u32>,
 }
 
 impl KvModel {
@@ -301,9 +461,61 @@ impl KvModel {
     pub fn new(initial: Value) -> Self {
         KvModel {
             values: Interner::default(),
+            strings: StrTrie::default(),
+            suffixes: Vec::new(),
             initial,
-            appends: HashMap::new(),
+            appends: FxHashMap::default(),
         }
+    }
+
+    fn append(&mut self, s: u32, a: u32) -> u32 {
+        if s == DEAD {
+            return DEAD;
+        }
+        if let Some(&r) = self.appends.get(&(s, a)) {
+            return r;
+        }
+        self.strings.ensure_root();
+        let suffix = self.suffixes[a as usize].as_bytes();
+        let node = if s >= STR_BASE {
+            self.strings.walk(s - STR_BASE, suffix)
+        } else {
+            let base = match self.values.value(s) {
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            let n = self.strings.walk(0, base.as_bytes());
+            if n == NO_NODE {
+                NO_NODE
+            } else {
+                self.strings.walk(n, suffix)
+            }
+        };
+        let r = if node == NO_NODE {
+            DEAD
+        } else {
+            STR_BASE + node
+        };
+        self.appends.insert((s, a), r);
+        r
+    }
+}
+
+impl Codes for KvModel {
+    fn code(&mut self, v: &Value) -> u32 {
+        match v {
+            Value::String(s) => STR_BASE + self.strings.insert(s),
+            other => self.values.intern(other),
+        }
+    }
+    fn append_code(&mut self, v: &Value) -> u32 {
+        let s = match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        self.suffixes.push(s);
+        (self.suffixes.len() - 1) as u32
     }
 }
 
@@ -313,19 +525,19 @@ impl Model for KvModel {
 
     fn init(&mut self) -> u32 {
         let init = self.initial.clone();
-        self.values.intern(&init)
+        self.code(&init)
     }
 
     fn prepare(&mut self, call: &Call) -> Result<Option<RegOp>, String> {
-        prepare_reg(
-            &mut self.values,
-            call,
-            &["read", "write", "append", "cas", "delete"],
-        )
+        prepare_reg(self, call, &["read", "write", "append", "cas", "delete"])
     }
 
+    #[inline]
     fn step(&mut self, s: &u32, op: &RegOp) -> Option<u32> {
-        step_reg(&mut self.values, &mut self.appends, *s, op)
+        match *op {
+            RegOp::Append(a) => Some(self.append(*s, a)),
+            _ => step_reg(*s, op),
+        }
     }
 
     fn partition(&self, call: &Call) -> Option<String> {
@@ -333,7 +545,21 @@ impl Model for KvModel {
     }
 
     fn describe_state(&self, s: &u32) -> String {
-        self.values.show(*s)
+        if *s == DEAD {
+            "(a string that no read or cas of this key ever observes)".into()
+        } else if *s >= STR_BASE {
+            Value::String(self.strings.string(*s - STR_BASE)).to_string()
+        } else {
+            self.values.show(*s)
+        }
+    }
+
+    fn stats(&self) -> String {
+        format!(
+            "{} trie nodes, {} appends memoised",
+            self.strings.parent.len(),
+            self.appends.len()
+        )
     }
 }
 

@@ -29,7 +29,11 @@ fn check_file(file: &str, threads: usize) -> linear::CheckResult {
     let text = std::fs::read_to_string(format!("{CORPUS}/{file}")).unwrap();
     let (history, format) = formats::parse_auto(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
     if !text.trim().is_empty() {
-        let want = if file.starts_with("etcd/") { Format::Etcd } else { Format::PorcupineKv };
+        let want = if file.starts_with("etcd/") {
+            Format::Etcd
+        } else {
+            Format::PorcupineKv
+        };
         assert_eq!(format, want, "{file}: format detection");
     }
     let model = format.default_model(&history);
@@ -45,7 +49,10 @@ fn check_file(file: &str, threads: usize) -> linear::CheckResult {
 fn porcupine_corpus_verdicts() {
     let all = expected();
     let etcd = |f: &String| f.starts_with("etcd/");
-    assert_eq!(all.iter().filter(|(f, v)| etcd(f) && v.is_some()).count(), 102);
+    assert_eq!(
+        all.iter().filter(|(f, v)| etcd(f) && v.is_some()).count(),
+        102
+    );
     assert_eq!(all.iter().filter(|(f, _)| f.starts_with("kv/")).count(), 6);
     let mut wrong = Vec::new();
     for (file, want) in &all {
@@ -59,7 +66,10 @@ fn porcupine_corpus_verdicts() {
             wrong.push(format!("{file}: expected {want:?}, got {:?}", got.verdict));
         }
         if got.verdict == Verdict::NotLinearizable {
-            assert!(!got.failing.is_empty(), "{file}: a failure names its failing operations");
+            assert!(
+                !got.failing.is_empty(),
+                "{file}: a failure names its failing operations"
+            );
             assert!(got.explanation.is_some());
         }
     }
