@@ -392,14 +392,18 @@ pub fn op_from_edn(map: &Edn, line: usize, pos: usize) -> Result<Op, ParseError>
             }
         };
         match name {
-            "process" => process = Some(match v {
-                Edn::Int(i) if *i >= 0 => Process::Client(*i as u64),
-                Edn::Keyword(s) | Edn::Str(s) | Edn::Symbol(s) => Process::Named(s.clone()),
-                other => return Err(err(format!(
+            "process" => {
+                process = Some(match v {
+                    Edn::Int(i) if *i >= 0 => Process::Client(*i as u64),
+                    Edn::Keyword(s) | Edn::Str(s) | Edn::Symbol(s) => Process::Named(s.clone()),
+                    other => {
+                        return Err(err(format!(
                     ":process must be a non-negative integer or a keyword like :nemesis, found {}",
                     other.describe()
-                ))),
-            }),
+                )))
+                    }
+                })
+            }
             "type" => {
                 let s = match v {
                     Edn::Keyword(s) | Edn::Str(s) | Edn::Symbol(s) => s.as_str(),

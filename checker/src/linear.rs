@@ -516,6 +516,10 @@ struct Search<M: Model> {
     /// For each call: the node of its return entry.
     ret_node: Vec<u32>,
     definite: Vec<bool>,
+    /// For an unknown-outcome call: the previous-invoked unknown call with
+    /// an equal op, or `NONE`. Equal unknown calls are interchangeable, so
+    /// the search only linearizes them in invocation order.
+    twin_prev: Vec<u32>,
     zobrist: Vec<u64>,
     bits: Vec<u64>,
     /// Zobrist hash of `bits`.
@@ -557,7 +561,19 @@ impl<M: Model> Search<M> {
                 ret_node[i as usize] = node as u32;
             }
         }
-        let definite = part.ret_rank.iter().map(|&r| r != u64::MAX).collect();
+        let definite: Vec<bool> = part.ret_rank.iter().map(|&r| r != u64::MAX).collect();
+        let mut twin_prev = vec![NONE; n];
+        let mut unknown: Vec<usize> = (0..n).filter(|&i| !definite[i]).collect();
+        unknown.sort_by_key(|&i| part.call_rank[i]);
+        for (k, &i) in unknown.iter().enumerate() {
+            if let Some(&j) = unknown[..k]
+                .iter()
+                .rev()
+                .find(|&&j| part.ops[j] == part.ops[i])
+            {
+                twin_prev[i] = j as u32;
+            }
+        }
         let zobrist = (0..n as u64).map(|i| splitmix64(i ^ 0x5eed)).collect();
         let words = n.div_ceil(64);
         Search {
@@ -570,6 +586,7 @@ impl<M: Model> Search<M> {
             is_call,
             ret_node,
             definite,
+            twin_prev,
             zobrist,
             bits: vec![0; words],
             zh: 0,
@@ -596,6 +613,7 @@ impl<M: Model> Search<M> {
             is_call,
             ret_node,
             definite,
+            twin_prev,
             zobrist,
             bits,
             zh,
@@ -642,7 +660,12 @@ impl<M: Model> Search<M> {
             }
             if is_call[e] {
                 let c = call_of[e] as usize;
-                if let Some(ns) = model.step(&st, &ops[c]) {
+                let t = twin_prev[c] as usize;
+                if t != NONE as usize && bits[t >> 6] & (1 << (t & 63)) == 0 {
+                    // An equal unknown call invoked earlier is still
+                    // pending: that one goes first.
+                    e = next[e] as usize;
+                } else if let Some(ns) = model.step(&st, &ops[c]) {
                     bits[c >> 6] |= 1 << (c & 63);
                     *zh ^= zobrist[c];
                     let mut hs = FxHasher::default();

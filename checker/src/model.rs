@@ -22,8 +22,10 @@ use crate::history::{Call, Outcome};
 pub trait Model: Clone + Send {
     /// A state; compared and hashed for the search cache. Keep it small.
     type State: Clone + Eq + Hash + Send + Debug;
-    /// A prepared operation: input and observed output together.
-    type Op: Clone + Send + Debug;
+    /// A prepared operation: input and observed output together. Equal ops
+    /// must have equal effects (the search treats equal unknown-outcome
+    /// ops as interchangeable).
+    type Op: Clone + Send + Debug + PartialEq;
 
     /// The initial state.
     fn init(&mut self) -> Self::State;
