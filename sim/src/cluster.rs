@@ -1,0 +1,279 @@
+//! A Raft KV cluster inside madsim, and the nemesis's hands on it: crash and
+//! restart (losing unsynced writes), pause, network cuts, loss, latency and
+//! per-node clocks. Each node has its own simulated disk ([`SimDir`]) and
+//! clock ([`Clock`]), both of which outlive the node's restarts.
+//!
+//! Network faults are kept as a set of active faults; whenever one starts
+//! or ends, every link's state is recomputed from the set, so overlapping
+//! faults heal correctly.
+
+use crate::recorder::Recorder;
+use crate::schedule::Fault;
+use bookstore::bugs::Bugs;
+use bookstore::client::{ClientOptions, KvClient};
+use bookstore::clock::Clock;
+use bookstore::node::{serve, NodeConfig};
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+use storage::{CrashFaults, SimDir};
+
+pub const PORT: u16 = 7000;
+
+pub struct SimNode {
+    pub handle: NodeHandle,
+    pub disk: SimDir,
+    pub clock: Clock,
+    pub down: bool,
+    pub paused: bool,
+}
+
+pub struct SimCluster {
+    pub nodes: BTreeMap<u64, SimNode>,
+    pub peers: BTreeMap<u64, String>,
+    recorder: Recorder,
+    /// Active network faults by fault id.
+    net_faults: BTreeMap<usize, Fault>,
+    crash_seed: u64,
+}
+
+pub fn node_ip(id: u64) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8))
+}
+
+impl SimCluster {
+    pub fn start(n: u64, bugs: Bugs, recorder: Recorder, seed: u64) -> SimCluster {
+        let handle = Handle::current();
+        let peers: BTreeMap<u64, String> = (1..=n)
+            .map(|i| (i, format!("{}:{PORT}", node_ip(i))))
+            .collect();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=n {
+            let disk = SimDir::new();
+            let clock = Clock::new();
+            let mut cfg = NodeConfig::new(id, peers.clone(), seed.wrapping_add(id));
+            cfg.bugs = bugs;
+            cfg.snapshot_every = 200;
+            cfg.rpc_timeout = Duration::from_millis(200);
+            let (d, c, sink) = (disk.clone(), clock.clone(), recorder.sink());
+            let node = handle
+                .create_node()
+                .name(format!("n{id}"))
+                .ip(node_ip(id))
+                .init(move || {
+                    let (cfg, d, c, sink) = (cfg.clone(), d.clone(), c.clone(), sink.clone());
+                    async move {
+                        if let Err(e) =
+                            serve(cfg, Arc::new(d), c, Some(sink), std::future::pending()).await
+                        {
+                            panic!("node {id} stopped: {e:#}");
+                        }
+                    }
+                })
+                .build();
+            nodes.insert(
+                id,
+                SimNode {
+                    handle: node,
+                    disk,
+                    clock,
+                    down: false,
+                    paused: false,
+                },
+            );
+        }
+        SimCluster {
+            nodes,
+            peers,
+            recorder,
+            net_faults: BTreeMap::new(),
+            crash_seed: seed,
+        }
+    }
+
+    /// A client running on its own simulated host.
+    pub fn client_host(&self, i: u64) -> NodeHandle {
+        Handle::current()
+            .create_node()
+            .name(format!("client-{i}"))
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8)))
+            .build()
+    }
+
+    pub fn client(&self, client_id: u64, opts: ClientOptions) -> KvClient {
+        KvClient::new(self.peers.clone(), client_id, opts)
+    }
+
+    fn madsim_id(&self, id: u64) -> madsim::task::NodeId {
+        self.nodes[&id].handle.id()
+    }
+
+    /// Starts fault `fid`; returns a description of what was done.
+    pub fn start_fault(&mut self, fid: usize, fault: &Fault) -> Fault {
+        let handle = Handle::current();
+        match fault {
+            Fault::Crash { node, torn_write } => {
+                let n = self.nodes.get_mut(node).unwrap();
+                if !n.down {
+                    handle.kill(n.handle.id());
+                    self.crash_seed = self
+                        .crash_seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1);
+                    n.disk.crash(CrashFaults {
+                        seed: self.crash_seed,
+                        torn_write: *torn_write,
+                        corrupt: false,
+                    });
+                    n.down = true;
+                }
+                fault.clone()
+            }
+            Fault::Pause { node } => {
+                let n = self.nodes.get_mut(node).unwrap();
+                if !n.down && !n.paused {
+                    handle.pause(n.handle.id());
+                    n.paused = true;
+                }
+                fault.clone()
+            }
+            Fault::IsolateLeader => {
+                let resolved = match self.recorder.leader() {
+                    Some(l) => {
+                        let rest: Vec<u64> =
+                            self.nodes.keys().copied().filter(|&i| i != l).collect();
+                        Fault::Partition {
+                            groups: vec![vec![l], rest],
+                        }
+                    }
+                    None => Fault::Partition { groups: vec![] },
+                };
+                self.net_faults.insert(fid, resolved.clone());
+                self.apply_network();
+                resolved
+            }
+            Fault::Partition { .. }
+            | Fault::OneWay { .. }
+            | Fault::Bridge { .. }
+            | Fault::Loss { .. }
+            | Fault::Latency { .. } => {
+                self.net_faults.insert(fid, fault.clone());
+                self.apply_network();
+                fault.clone()
+            }
+            Fault::ClockJump { node, offset_ms } => {
+                self.nodes[node].clock.jump(offset_ms * 1_000_000);
+                fault.clone()
+            }
+            Fault::ClockDrift { node, ppm } => {
+                self.nodes[node].clock.set_drift_ppm(*ppm);
+                fault.clone()
+            }
+        }
+    }
+
+    /// Ends fault `fid` (started as `fault`, as returned by `start_fault`).
+    pub fn end_fault(&mut self, fid: usize, fault: &Fault) {
+        let handle = Handle::current();
+        match fault {
+            Fault::Crash { node, .. } => {
+                let n = self.nodes.get_mut(node).unwrap();
+                if n.down {
+                    handle.restart(n.handle.id());
+                    n.down = false;
+                    n.paused = false;
+                }
+            }
+            Fault::Pause { node } => {
+                let n = self.nodes.get_mut(node).unwrap();
+                if n.paused {
+                    handle.resume(n.handle.id());
+                    n.paused = false;
+                }
+            }
+            Fault::ClockJump { node, offset_ms } => {
+                self.nodes[node].clock.jump(-offset_ms * 1_000_000)
+            }
+            Fault::ClockDrift { node, .. } => self.nodes[node].clock.set_drift_ppm(0),
+            _ => {
+                self.net_faults.remove(&fid);
+                self.apply_network();
+            }
+        }
+    }
+
+    fn apply_network(&self) {
+        let net = NetSim::current();
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for &a in &ids {
+            for &b in &ids {
+                if a != b {
+                    net.unclog_link(self.madsim_id(a), self.madsim_id(b));
+                }
+            }
+        }
+        let cut = |a: u64, b: u64| net.clog_link(self.madsim_id(a), self.madsim_id(b));
+        let mut loss: f64 = 0.0;
+        let mut latency: Option<(u64, u64)> = None;
+        for f in self.net_faults.values() {
+            match f {
+                Fault::Partition { groups } => {
+                    for (i, g) in groups.iter().enumerate() {
+                        for (j, h) in groups.iter().enumerate() {
+                            if i != j {
+                                for &a in g {
+                                    for &b in h {
+                                        cut(a, b);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Fault::OneWay { from, to } => cut(*from, *to),
+                Fault::Bridge { left, right, .. } => {
+                    for &a in left {
+                        for &b in right {
+                            cut(a, b);
+                            cut(b, a);
+                        }
+                    }
+                }
+                Fault::Loss { rate } => loss = loss.max(*rate),
+                Fault::Latency { min_ms, max_ms } => {
+                    let (lo, hi) = latency.unwrap_or((0, 0));
+                    latency = Some((lo.max(*min_ms), hi.max(*max_ms)));
+                }
+                _ => {}
+            }
+        }
+        net.update_config(|c| {
+            c.packet_loss_rate = loss;
+            c.send_latency = match latency {
+                Some((lo, hi)) => Duration::from_millis(lo)..Duration::from_millis(hi.max(lo + 1)),
+                None => Duration::from_millis(1)..Duration::from_millis(10),
+            };
+        });
+    }
+
+    /// Ends every fault: restarts crashed nodes, resumes paused ones, heals
+    /// the network, resets clocks' drift.
+    pub fn heal_all(&mut self) {
+        let handle = Handle::current();
+        for n in self.nodes.values_mut() {
+            if n.down {
+                handle.restart(n.handle.id());
+            } else if n.paused {
+                handle.resume(n.handle.id());
+            }
+            n.down = false;
+            n.paused = false;
+            n.clock.set_drift_ppm(0);
+        }
+        self.net_faults.clear();
+        self.apply_network();
+    }
+}

@@ -1,0 +1,144 @@
+//! Runs one seed: a fresh madsim runtime seeded with the schedule's seed,
+//! the scenario inside it, then the checks over what was recorded. A panic
+//! anywhere in the simulation (a node's assertion, a deadlock) is a failure
+//! with its message, not a crash of the harness.
+
+use crate::recorder::Recorder;
+use crate::scenarios;
+use crate::schedule::Schedule;
+use bookstore::bugs::Bugs;
+use checker::history::History;
+use checker::linear::{self, CheckResult, Verdict};
+use checker::model::ModelKind;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Which check: `linearizability`, `raft`, `liveness` or `panic`.
+    pub check: &'static str,
+    pub message: String,
+}
+
+pub struct RunResult {
+    pub schedule: Schedule,
+    pub failures: Vec<Failure>,
+    pub history: History,
+    pub lin: Option<CheckResult>,
+    /// FNV-1a of the whole history (client ops, nemesis and node events with their times).
+    pub trace_hash: u64,
+    /// Simulated time the run took.
+    pub sim_ms: u64,
+    pub client_ops: usize,
+}
+
+impl RunResult {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    pub fn first_check(&self) -> Option<&'static str> {
+        self.failures.first().map(|f| f.check)
+    }
+}
+
+pub fn trace_hash(h: &History) -> u64 {
+    bookstore::node::digest(h.to_jsonl().as_bytes())
+}
+
+/// Runs `schedule` and checks it. Deterministic: the same schedule gives the
+/// same history, bit for bit.
+pub fn run(schedule: &Schedule) -> RunResult {
+    let bugs = match &schedule.bug {
+        Some(b) => Bugs::from_name(b).expect("bug names are validated by the CLI"),
+        None => Bugs::default(),
+    };
+    let mut rt =
+        madsim::runtime::Runtime::with_seed_and_config(schedule.seed, madsim::Config::default());
+    rt.set_time_limit(Duration::from_millis(schedule.duration_ms) + Duration::from_secs(120));
+    let slot: Arc<Mutex<Option<(Recorder, u64)>>> = Arc::new(Mutex::new(None));
+    let s2 = schedule.clone();
+    let slot2 = slot.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        rt.block_on(async move {
+            let rec = Recorder::new();
+            *slot2.lock().unwrap() = Some((rec.clone(), 0));
+            let live = match s2.scenario.as_str() {
+                "kv" => scenarios::kv::run(&s2, bugs, rec.clone()).await,
+                other => panic!("unknown scenario {other}"),
+            };
+            slot2.lock().unwrap().as_mut().unwrap().1 = rec.elapsed_ms();
+            live
+        })
+    }));
+    let (rec, sim_ms) = slot.lock().unwrap().take().expect("the runtime started");
+    let history = rec.history();
+    let mut failures = Vec::new();
+    match outcome {
+        Ok(live) => failures.extend(live.into_iter().map(|m| Failure {
+            check: "liveness",
+            message: m,
+        })),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "non-string panic".into());
+            failures.push(Failure {
+                check: "panic",
+                message: msg,
+            });
+        }
+    }
+    for v in rec.raft_violations() {
+        failures.push(Failure {
+            check: "raft",
+            message: v,
+        });
+    }
+    let opts = linear::Options {
+        timeout: Some(Duration::from_secs(60)),
+        threads: 1,
+        ..Default::default()
+    };
+    let lin = linear::check(&history, ModelKind::Kv, &opts);
+    match lin.verdict {
+        Verdict::Linearizable => {}
+        Verdict::NotLinearizable => failures.push(Failure {
+            check: "linearizability",
+            message: lin
+                .explanation
+                .clone()
+                .unwrap_or_else(|| "not linearizable".into()),
+        }),
+        Verdict::Unknown => failures.push(Failure {
+            check: "linearizability",
+            message: format!(
+                "checker gave no verdict: {}",
+                lin.unknown_reason.clone().unwrap_or_default()
+            ),
+        }),
+    }
+    // Safety failures first: they are what a shrink should preserve.
+    failures.sort_by_key(|f| match f.check {
+        "raft" => 0,
+        "linearizability" => 1,
+        "panic" => 2,
+        _ => 3,
+    });
+    let client_ops = history
+        .ops
+        .iter()
+        .filter(|o| o.is_client() && o.kind == checker::history::OpType::Invoke)
+        .count();
+    RunResult {
+        schedule: schedule.clone(),
+        trace_hash: trace_hash(&history),
+        failures,
+        history,
+        lin: Some(lin),
+        sim_ms,
+        client_ops,
+    }
+}

@@ -1,0 +1,7 @@
+//! Scenarios: one per file, each readable top to bottom (topology,
+//! workload, nemesis, checks).
+
+pub mod kv;
+
+/// Names accepted by `--scenario`.
+pub const NAMES: &[&str] = &["kv"];

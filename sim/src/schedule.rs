@@ -1,0 +1,371 @@
+//! What a run does, as data: the cluster size, the workload's bounds and the
+//! fault schedule. Drawn from the seed (swarm testing: each seed picks which
+//! fault kinds are on and their rates), printed at start, written to a file
+//! on failure, shrunk by dropping and shortening faults, and replayed with
+//! `sim run --schedule FILE`.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// One fault. Each is undone ("healed") when its duration ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fault {
+    /// Kill the node (unsynced writes are lost; `torn_write` may keep part
+    /// of the last unsynced write), restart it when the fault ends.
+    Crash { node: u64, torn_write: bool },
+    /// Freeze the node (it keeps its state), resume it at the end.
+    Pause { node: u64 },
+    /// Nodes in different groups cannot talk.
+    Partition { groups: Vec<Vec<u64>> },
+    /// Cut the current leader off from every other node.
+    IsolateLeader,
+    /// Messages from `from` to `to` are lost; the other direction works.
+    OneWay { from: u64, to: u64 },
+    /// `left` and `right` cannot talk; `bridge` talks to both.
+    Bridge {
+        bridge: u64,
+        left: Vec<u64>,
+        right: Vec<u64>,
+    },
+    /// Every message is lost with this probability.
+    Loss { rate: f64 },
+    /// Every message is delayed by a uniform latency in this range.
+    Latency { min_ms: u64, max_ms: u64 },
+    /// The node's clock is moved by `offset_ms` (a step), then back.
+    ClockJump { node: u64, offset_ms: i64 },
+    /// The node's clock runs `ppm` parts per million fast (or slow).
+    ClockDrift { node: u64, ppm: i64 },
+}
+
+impl Fault {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Crash { .. } => FaultKind::Crash,
+            Fault::Pause { .. } => FaultKind::Pause,
+            Fault::Partition { .. } => FaultKind::Partition,
+            Fault::IsolateLeader => FaultKind::IsolateLeader,
+            Fault::OneWay { .. } => FaultKind::OneWay,
+            Fault::Bridge { .. } => FaultKind::Bridge,
+            Fault::Loss { .. } => FaultKind::Loss,
+            Fault::Latency { .. } => FaultKind::Latency,
+            Fault::ClockJump { .. } | Fault::ClockDrift { .. } => FaultKind::Clock,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    Crash,
+    Pause,
+    Partition,
+    IsolateLeader,
+    OneWay,
+    Bridge,
+    Loss,
+    Latency,
+    Clock,
+}
+
+pub const ALL_KINDS: [FaultKind; 9] = [
+    FaultKind::Crash,
+    FaultKind::Pause,
+    FaultKind::Partition,
+    FaultKind::IsolateLeader,
+    FaultKind::OneWay,
+    FaultKind::Bridge,
+    FaultKind::Loss,
+    FaultKind::Latency,
+    FaultKind::Clock,
+];
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Crash => "crash",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::IsolateLeader => "isolate-leader",
+            FaultKind::OneWay => "one-way",
+            FaultKind::Bridge => "bridge",
+            FaultKind::Loss => "loss",
+            FaultKind::Latency => "latency",
+            FaultKind::Clock => "clock",
+        }
+    }
+
+    pub fn by_name(s: &str) -> Option<FaultKind> {
+        ALL_KINDS.iter().copied().find(|k| k.name() == s)
+    }
+}
+
+/// Which fault kinds a run may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultSelection {
+    /// Each seed draws its own subset (swarm testing).
+    Swarm,
+    /// Exactly these, on every seed.
+    Only(BTreeSet<FaultKind>),
+}
+
+impl FaultSelection {
+    /// Parses `swarm`, `all`, `none` or a comma-separated list of kinds.
+    pub fn parse(s: &str) -> Result<FaultSelection, String> {
+        match s {
+            "swarm" => Ok(FaultSelection::Swarm),
+            "all" => Ok(FaultSelection::Only(ALL_KINDS.into_iter().collect())),
+            "none" => Ok(FaultSelection::Only(BTreeSet::new())),
+            list => list
+                .split(',')
+                .map(|k| {
+                    FaultKind::by_name(k.trim()).ok_or_else(|| {
+                        let names: Vec<&str> = ALL_KINDS.iter().map(|k| k.name()).collect();
+                        format!(
+                            "unknown fault kind '{k}': use swarm, all, none or a list of {}",
+                            names.join(", ")
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()
+                .map(FaultSelection::Only),
+        }
+    }
+}
+
+/// The fault rates a seed drew.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultConfig {
+    pub kinds: BTreeSet<FaultKind>,
+    /// Mean time between the starts of two faults.
+    pub mean_interval_ms: u64,
+    /// Mean duration of a fault.
+    pub mean_duration_ms: u64,
+    pub max_loss_rate: f64,
+    pub max_latency_ms: u64,
+    pub max_clock_jump_ms: i64,
+    pub max_drift_ppm: i64,
+}
+
+impl fmt::Display for FaultConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name()).collect();
+        write!(
+            f,
+            "faults [{}] every ~{} ms for ~{} ms; loss <= {:.2}, latency <= {} ms, clock jumps <= {} ms, drift <= {} ppm",
+            kinds.join(" "),
+            self.mean_interval_ms,
+            self.mean_duration_ms,
+            self.max_loss_rate,
+            self.max_latency_ms,
+            self.max_clock_jump_ms,
+            self.max_drift_ppm
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub fault: Fault,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub scenario: String,
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bug: Option<String>,
+    pub nodes: u64,
+    pub clients: u64,
+    pub keys: u64,
+    /// Each client stops after this many operations (or at the end of the
+    /// workload phase).
+    pub ops_per_client: u64,
+    /// Length of the workload phase, during which faults happen.
+    pub duration_ms: u64,
+    pub config: FaultConfig,
+    pub faults: Vec<FaultEvent>,
+}
+
+impl Schedule {
+    /// Draws everything from the seed.
+    pub fn generate(
+        scenario: &str,
+        seed: u64,
+        bug: Option<&str>,
+        selection: &FaultSelection,
+    ) -> Schedule {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5c4e_du64);
+        let nodes = if rng.random_bool(0.7) { 3 } else { 5 };
+        let kinds: BTreeSet<FaultKind> = match selection {
+            FaultSelection::Only(k) => k.clone(),
+            FaultSelection::Swarm => loop {
+                let k: BTreeSet<FaultKind> = ALL_KINDS
+                    .into_iter()
+                    .filter(|_| rng.random_bool(0.5))
+                    .collect();
+                if !k.is_empty() {
+                    break k;
+                }
+            },
+        };
+        let config = FaultConfig {
+            kinds: kinds.clone(),
+            mean_interval_ms: rng.random_range(300..2_000),
+            mean_duration_ms: rng.random_range(200..3_000),
+            max_loss_rate: rng.random_range(0.02..0.3),
+            max_latency_ms: rng.random_range(10..300),
+            max_clock_jump_ms: rng.random_range(100..5_000),
+            max_drift_ppm: rng.random_range(1_000..200_000),
+        };
+        let duration_ms = 20_000;
+        let kinds: Vec<FaultKind> = kinds.into_iter().collect();
+        let mut faults = Vec::new();
+        let mut t = 500u64;
+        while !kinds.is_empty() {
+            // Exponential gaps: bursts and lulls.
+            let u: f64 = rng.random_range(0.0001..1.0);
+            t += (-(u.ln()) * config.mean_interval_ms as f64) as u64;
+            if t >= duration_ms {
+                break;
+            }
+            let d = rng.random_range(config.mean_duration_ms / 2..=config.mean_duration_ms * 2);
+            let kind = kinds[rng.random_range(0..kinds.len())];
+            let fault = draw_fault(kind, nodes, &config, &mut rng);
+            faults.push(FaultEvent {
+                at_ms: t,
+                duration_ms: d,
+                fault,
+            });
+        }
+        Schedule {
+            scenario: scenario.to_string(),
+            seed,
+            bug: bug.map(str::to_string),
+            nodes,
+            clients: rng.random_range(3..=6),
+            keys: rng.random_range(1..=4),
+            ops_per_client: 10_000,
+            duration_ms,
+            config,
+            faults,
+        }
+    }
+}
+
+fn draw_fault(kind: FaultKind, nodes: u64, c: &FaultConfig, rng: &mut ChaCha8Rng) -> Fault {
+    let node = |rng: &mut ChaCha8Rng| rng.random_range(1..=nodes);
+    let shuffled = |rng: &mut ChaCha8Rng| {
+        let mut ids: Vec<u64> = (1..=nodes).collect();
+        for i in (1..ids.len()).rev() {
+            ids.swap(i, rng.random_range(0..=i));
+        }
+        ids
+    };
+    match kind {
+        FaultKind::Crash => Fault::Crash {
+            node: node(rng),
+            torn_write: rng.random_bool(0.5),
+        },
+        FaultKind::Pause => Fault::Pause { node: node(rng) },
+        FaultKind::Partition => {
+            let ids = shuffled(rng);
+            let cut = rng.random_range(1..ids.len());
+            let (a, b) = ids.split_at(cut);
+            let (mut a, mut b) = (a.to_vec(), b.to_vec());
+            a.sort();
+            b.sort();
+            Fault::Partition { groups: vec![a, b] }
+        }
+        FaultKind::IsolateLeader => Fault::IsolateLeader,
+        FaultKind::OneWay => {
+            let ids = shuffled(rng);
+            Fault::OneWay {
+                from: ids[0],
+                to: ids[1],
+            }
+        }
+        FaultKind::Bridge => {
+            let ids = shuffled(rng);
+            let rest = &ids[1..];
+            let (l, r) = rest.split_at(rest.len() / 2);
+            let (mut l, mut r) = (l.to_vec(), r.to_vec());
+            l.sort();
+            r.sort();
+            Fault::Bridge {
+                bridge: ids[0],
+                left: l,
+                right: r,
+            }
+        }
+        FaultKind::Loss => Fault::Loss {
+            rate: (rng.random_range(0.2..1.0) * c.max_loss_rate * 100.0).round() / 100.0,
+        },
+        FaultKind::Latency => {
+            let max = rng.random_range(5..=c.max_latency_ms.max(6));
+            Fault::Latency {
+                min_ms: max / 4,
+                max_ms: max,
+            }
+        }
+        FaultKind::Clock => {
+            if rng.random_bool(0.5) {
+                let m = c.max_clock_jump_ms;
+                Fault::ClockJump {
+                    node: node(rng),
+                    offset_ms: rng.random_range(-m..=m),
+                }
+            } else {
+                let m = c.max_drift_ppm;
+                Fault::ClockDrift {
+                    node: node(rng),
+                    ppm: rng.random_range(-m.min(400_000)..=m),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_draws_the_same_schedule_and_others_differ() {
+        let a = Schedule::generate("kv", 7, None, &FaultSelection::Swarm);
+        assert_eq!(a, Schedule::generate("kv", 7, None, &FaultSelection::Swarm));
+        assert_ne!(a, Schedule::generate("kv", 8, None, &FaultSelection::Swarm));
+    }
+
+    #[test]
+    fn all_selects_every_kind_and_the_schedule_round_trips_through_json() {
+        let s = Schedule::generate(
+            "kv",
+            3,
+            Some("stale-read"),
+            &FaultSelection::parse("all").unwrap(),
+        );
+        assert_eq!(s.config.kinds.len(), ALL_KINDS.len());
+        let kinds: BTreeSet<FaultKind> = s.faults.iter().map(|f| f.fault.kind()).collect();
+        assert!(
+            kinds.len() >= 3,
+            "a 20 s run with every kind on draws several kinds: {kinds:?}"
+        );
+        let json = serde_json::to_string_pretty(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn bad_fault_names_are_explained() {
+        let e = FaultSelection::parse("crash,flood").unwrap_err();
+        assert!(
+            e.contains("unknown fault kind 'flood'") && e.contains("isolate-leader"),
+            "{e}"
+        );
+    }
+}
