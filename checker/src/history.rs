@@ -137,9 +137,13 @@ impl Call {
             Outcome::Fail => "fail".into(),
             Outcome::Unknown => "unknown".into(),
         };
+        let arg = match &self.invoke_value {
+            Value::Null => String::new(),
+            v => format!(" {v}"),
+        };
         format!(
-            "#{} p{} {}{} {} -> {}",
-            self.index, self.process, self.f, key, self.invoke_value, res
+            "#{} p{} {}{}{} -> {}",
+            self.index, self.process, self.f, key, arg, res
         )
     }
 }

@@ -1,7 +1,308 @@
-//! The HTML report.
-use crate::history::History;
+//! The HTML report: one self-contained page (inline CSS and JS, no network)
+//! in the spirit of Porcupine's visualization.
+//!
+//! One timeline row per process; non-client processes (nemesis, nodes) get
+//! their own rows. The x axis is event order. Unknown outcomes are hatched
+//! and run to the end. For a failing history the longest linearizable
+//! prefix is numbered, the operations that cannot follow it are red, and
+//! the region where it fails is shaded; for a valid history every operation
+//! carries its position in the linearization.
+//!
+//! When rendering finishes the page sets `<body data-rendered="ok">`;
+//! script errors are collected into `data-errors` (used by `ci/check-report`).
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::history::{History, OpType};
 use crate::linear::CheckResult;
 
-pub fn html(_history: &History, _result: &CheckResult, title: &str) -> String {
-    format!("<html><body>{title}</body></html>")
+/// Builds the report page.
+pub fn html(history: &History, result: &CheckResult, title: &str) -> String {
+    let ranks = history.event_ranks();
+    let n = history.ops.len() as u64;
+    // Pair invocations with completions per process (clients and others).
+    let mut open: HashMap<&crate::history::Process, usize> = HashMap::new();
+    let mut rows: Vec<Value> = Vec::new();
+    let mut pending: Vec<Option<usize>> = Vec::new(); // row index -> completion pos
+    let mut row_of_invoke: Vec<(usize, usize)> = Vec::new();
+    for (pos, op) in history.ops.iter().enumerate() {
+        if op.kind == OpType::Invoke {
+            open.insert(&op.process, pos);
+            row_of_invoke.push((pos, rows.len()));
+            rows.push(Value::Null);
+            pending.push(None);
+        } else if let Some(inv) = open.remove(&op.process) {
+            let k = row_of_invoke
+                .iter()
+                .rposition(|&(p, _)| p == inv)
+                .expect("invoke recorded");
+            pending[row_of_invoke[k].1] = Some(pos);
+        } else {
+            // A lone completion (e.g. a nemesis :info event): a point.
+            row_of_invoke.push((pos, rows.len()));
+            rows.push(Value::Null);
+            pending.push(Some(pos));
+        }
+    }
+    let lin_pos: HashMap<usize, usize> = result
+        .linearization
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, &idx)| (idx, i + 1))
+        .collect();
+    let prefix_pos: HashMap<usize, usize> = result
+        .prefix
+        .iter()
+        .enumerate()
+        .map(|(i, &idx)| (idx, i + 1))
+        .collect();
+    for &(pos, ri) in &row_of_invoke {
+        let inv = &history.ops[pos];
+        let done = pending[ri];
+        let lone = done == Some(pos);
+        let comp = done.map(|p| &history.ops[p]);
+        let outcome = match comp.map(|c| c.kind) {
+            Some(OpType::Ok) => "ok",
+            Some(OpType::Fail) => "fail",
+            _ => "unknown",
+        };
+        let result_value = match comp {
+            Some(c) if c.kind == OpType::Ok => c.value.clone(),
+            _ => Value::Null,
+        };
+        let order = lin_pos
+            .get(&inv.index)
+            .or_else(|| prefix_pos.get(&inv.index))
+            .copied();
+        rows[ri] = json!({
+            "index": inv.index,
+            "process": inv.process.to_string(),
+            "client": inv.is_client(),
+            "f": inv.f,
+            "key": inv.key,
+            "value": inv.value,
+            "result": result_value,
+            "outcome": if lone { inv.kind.name() } else { outcome },
+            "start": ranks[pos],
+            "end": if lone { Some(ranks[pos]) } else { done.map(|p| ranks[p]) },
+            "time": inv.time,
+            "order": order,
+            "failing": result.failing.contains(&inv.index),
+            "lone": lone,
+        });
+    }
+    let data = json!({
+        "title": title,
+        "verdict": result.verdict.name(),
+        "explanation": result.explanation,
+        "unknown_reason": result.unknown_reason,
+        "failing_key": result.failing_key,
+        "linearization": result.linearization,
+        "prefix": result.prefix,
+        "failing": result.failing,
+        "partitions": result.partitions,
+        "events": n,
+        "ops": rows,
+    });
+    // `<` only occurs inside JSON strings, where \u003c is equivalent; this
+    // keeps `</script>` in a value from closing the script element.
+    let data = data.to_string().replace('<', "\\u003c");
+    let title_html = escape_html(title);
+    PAGE.replace("{{TITLE}}", &title_html)
+        .replace("{{DATA}}", &data)
 }
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const PAGE: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{TITLE}}</title>
+<script>
+window.__errors = [];
+window.onerror = function (msg, src, line, col) {
+  window.__errors.push(String(msg) + " @" + line + ":" + col);
+  document.documentElement.setAttribute("data-errors", window.__errors.join(" | "));
+  if (document.body) document.body.setAttribute("data-errors", window.__errors.join(" | "));
+};
+</script>
+<style>
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 16px; color: #222; background: #fafafa; }
+h1 { font-size: 18px; margin: 0 0 8px; }
+.verdict { display: inline-block; padding: 2px 10px; border-radius: 4px; font-weight: 600; color: #fff; }
+.verdict.linearizable { background: #2e7d32; }
+.verdict.not-linearizable { background: #c62828; }
+.verdict.unknown { background: #ef6c00; }
+pre { background: #fff; border: 1px solid #ddd; padding: 8px; overflow-x: auto; font-size: 12px; max-height: 260px; }
+.legend span { display: inline-block; margin-right: 14px; font-size: 12px; }
+.sw { display: inline-block; width: 18px; height: 10px; vertical-align: middle; margin-right: 4px; border-radius: 2px; }
+#wrap { overflow-x: auto; border: 1px solid #ddd; background: #fff; margin-top: 8px; }
+#timeline { position: relative; }
+.row { position: relative; height: 26px; border-bottom: 1px solid #eee; }
+.row.event { background: #f3f0ff; }
+.label { position: sticky; left: 0; z-index: 3; display: inline-block; width: 90px; height: 26px; line-height: 26px;
+  padding-left: 6px; background: #f5f5f5; border-right: 1px solid #ddd; font-size: 12px; font-weight: 600; }
+.op { position: absolute; top: 4px; height: 18px; border-radius: 3px; font-size: 11px; line-height: 18px;
+  overflow: hidden; white-space: nowrap; padding: 0 3px; box-sizing: border-box; cursor: default; z-index: 2; min-width: 4px; }
+.op.ok { background: #bbdefb; border: 1px solid #64b5f6; }
+.op.fail { background: #e0e0e0; border: 1px solid #bdbdbd; color: #666; }
+.op.unknown { background: repeating-linear-gradient(45deg, #ffe0b2, #ffe0b2 5px, #fff3e0 5px, #fff3e0 10px); border: 1px dashed #fb8c00; }
+.op.inprefix { background: #c8e6c9; border-color: #66bb6a; }
+.op.failing { background: #ffcdd2; border: 2px solid #c62828; font-weight: 600; }
+.op.eventop { background: #d1c4e9; border: 1px solid #7e57c2; }
+.op.dim { opacity: 0.15; }
+.region { position: absolute; top: 0; bottom: 0; background: rgba(198, 40, 40, 0.10); border-left: 2px solid #c62828;
+  border-right: 2px solid #c62828; z-index: 1; pointer-events: none; }
+.controls { margin: 8px 0; font-size: 13px; }
+ol.lin { font-size: 12px; columns: 3; }
+</style>
+</head>
+<body>
+<h1>{{TITLE}}</h1>
+<div id="summary"></div>
+<div class="legend">
+  <span><i class="sw" style="background:#bbdefb;border:1px solid #64b5f6"></i>ok</span>
+  <span><i class="sw" style="background:#c8e6c9;border:1px solid #66bb6a"></i>in longest linearizable prefix</span>
+  <span><i class="sw" style="background:#ffcdd2;border:2px solid #c62828"></i>cannot be placed after the prefix</span>
+  <span><i class="sw" style="background:repeating-linear-gradient(45deg,#ffe0b2,#ffe0b2 3px,#fff3e0 3px,#fff3e0 6px);border:1px dashed #fb8c00"></i>unknown outcome (info / no completion)</span>
+  <span><i class="sw" style="background:#e0e0e0"></i>failed (no effect)</span>
+  <span><i class="sw" style="background:#d1c4e9"></i>nemesis / event</span>
+  <span><i class="sw" style="background:rgba(198,40,40,.15);border:1px solid #c62828"></i>failing region</span>
+</div>
+<div class="controls" id="controls"></div>
+<div id="wrap"><div id="timeline"></div></div>
+<div id="details"></div>
+<script type="application/json" id="data">{{DATA}}</script>
+<script>
+(function () {
+  var data = JSON.parse(document.getElementById("data").textContent);
+  var LABEL = 96, PX = Math.max(8, Math.min(40, Math.floor(1400 / Math.max(1, data.events))));
+  var width = LABEL + (data.events + 2) * PX;
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function show(v) { return v === null || v === undefined ? "nil" : JSON.stringify(v); }
+
+  var summary = document.getElementById("summary");
+  var v = el("span", "verdict " + data.verdict, data.verdict);
+  summary.appendChild(v);
+  var clientOps = data.ops.filter(function (o) { return o.client; }).length;
+  summary.appendChild(document.createTextNode("  " + clientOps + " client operations, " +
+    data.partitions + " partition(s), " + data.events + " events"));
+  if (data.explanation) summary.appendChild(el("pre", "", data.explanation));
+  if (data.unknown_reason) summary.appendChild(el("pre", "", "unknown: " + data.unknown_reason));
+
+  // Rows: clients by number, then named processes (nemesis, nodes).
+  var procs = {};
+  data.ops.forEach(function (o) { (procs[o.process] = procs[o.process] || { client: o.client, ops: [] }).ops.push(o); });
+  var names = Object.keys(procs).sort(function (a, b) {
+    var ca = procs[a].client, cb = procs[b].client;
+    if (ca !== cb) return ca ? -1 : 1;
+    if (ca) return Number(a) - Number(b);
+    return a < b ? -1 : a > b ? 1 : 0;
+  });
+
+  // Key filter (kv histories).
+  var keys = {};
+  data.ops.forEach(function (o) { if (o.key !== null && o.key !== undefined) keys[o.key] = true; });
+  var keyList = Object.keys(keys).sort();
+  var select = null;
+  if (keyList.length > 1) {
+    var controls = document.getElementById("controls");
+    controls.appendChild(document.createTextNode("Key: "));
+    select = el("select");
+    select.appendChild(new Option("all keys", ""));
+    keyList.forEach(function (k) { select.appendChild(new Option(k, k)); });
+    if (data.failing_key !== null && data.failing_key !== undefined) select.value = data.failing_key;
+    controls.appendChild(select);
+  }
+
+  var tl = document.getElementById("timeline");
+  tl.style.width = width + "px";
+  var opEls = [];
+  names.forEach(function (name) {
+    var p = procs[name];
+    var row = el("div", "row" + (p.client ? "" : " event"));
+    row.appendChild(el("span", "label", (p.client ? "process " : "") + name));
+    p.ops.forEach(function (o) {
+      var end = (o.end === null || o.end === undefined) ? data.events : o.end;
+      var d = el("div", "op");
+      var cls = o.client ? o.outcome : "eventop";
+      if (o.client && o.order && !o.failing && data.verdict !== "linearizable") cls += " inprefix";
+      if (o.failing) cls += " failing";
+      d.className = "op " + cls;
+      d.style.left = (LABEL + o.start * PX) + "px";
+      d.style.width = Math.max(6, (end - o.start + (o.lone ? 1 : 0)) * PX) + "px";
+      var txt = (o.order ? "[" + o.order + "] " : "") + o.f + (o.key !== null && o.key !== undefined ? " " + o.key : "") +
+        " " + show(o.value) + (o.outcome === "ok" && o.client ? " \u2192 " + show(o.result) : "");
+      d.textContent = txt;
+      d.title = "#" + o.index + " process " + o.process + ": " + o.f +
+        (o.key !== null && o.key !== undefined ? " key " + o.key : "") + " " + show(o.value) +
+        " \u2192 " + o.outcome + (o.outcome === "ok" ? " " + show(o.result) : "") +
+        (o.time !== null && o.time !== undefined ? "\ninvoked at " + o.time + " ns" : "") +
+        (o.order ? "\n" + (data.verdict === "linearizable" ? "linearization" : "prefix") + " position " + o.order : "") +
+        (o.failing ? "\ncannot be placed after the longest linearizable prefix" : "");
+      d.setAttribute("data-key", o.key === null || o.key === undefined ? "" : o.key);
+      opEls.push(d);
+      row.appendChild(d);
+    });
+    tl.appendChild(row);
+  });
+
+  // Failing region: from the first invocation to the first completion
+  // among the operations that cannot be placed.
+  var failing = data.ops.filter(function (o) { return o.failing; });
+  if (failing.length) {
+    var s = Math.min.apply(null, failing.map(function (o) { return o.start; }));
+    var e = Math.min.apply(null, failing.map(function (o) { return o.end === null ? data.events : o.end; }));
+    var r = el("div", "region");
+    r.style.left = (LABEL + s * PX) + "px";
+    r.style.width = Math.max(4, (e - s + 1) * PX) + "px";
+    tl.appendChild(r);
+    setTimeout(function () { document.getElementById("wrap").scrollLeft = Math.max(0, s * PX - 200); }, 0);
+  }
+
+  function applyFilter() {
+    var k = select ? select.value : "";
+    opEls.forEach(function (d) {
+      d.classList.toggle("dim", k !== "" && d.getAttribute("data-key") !== k);
+    });
+  }
+  if (select) { select.onchange = applyFilter; applyFilter(); }
+
+  // Linearization order (valid) or longest prefix (invalid), as a list.
+  var byIndex = {};
+  data.ops.forEach(function (o) { byIndex[o.index] = o; });
+  var details = document.getElementById("details");
+  var list = data.verdict === "linearizable" ? data.linearization : data.prefix;
+  if (list && list.length) {
+    details.appendChild(el("h2", "", data.verdict === "linearizable" ? "Linearization order" :
+      "Longest linearizable prefix" + (data.failing_key !== null ? " (key " + data.failing_key + ")" : "")));
+    var ol = el("ol", "lin");
+    list.forEach(function (i) {
+      var o = byIndex[i];
+      if (!o) return;
+      ol.appendChild(el("li", "", "#" + o.index + " p" + o.process + " " + o.f +
+        (o.key !== null && o.key !== undefined ? " " + o.key : "") + " " + show(o.value) +
+        (o.outcome === "ok" ? " \u2192 " + show(o.result) : " (" + o.outcome + ")")));
+    });
+    details.appendChild(ol);
+  }
+  document.body.setAttribute("data-rendered", "ok");
+})();
+</script>
+</body>
+</html>
+"##;
