@@ -159,7 +159,8 @@ pre { background: #fff; border: 1px solid #ddd; padding: 8px; overflow-x: auto; 
 .op.inprefix { background: #c8e6c9; border-color: #66bb6a; }
 .op.failing { background: #ffcdd2; border: 2px solid #c62828; font-weight: 600; }
 .op.eventop { background: #d1c4e9; border: 1px solid #7e57c2; }
-.op.dim { opacity: 0.15; }
+.op.dim, .tail.dim { opacity: 0.15; }
+.tail { position: absolute; top: 12px; height: 0; border-top: 2px dotted #fb8c00; z-index: 1; opacity: 0.6; }
 .region { position: absolute; top: 0; bottom: 0; background: rgba(198, 40, 40, 0.10); border-left: 2px solid #c62828;
   border-right: 2px solid #c62828; z-index: 1; pointer-events: none; }
 .controls { margin: 8px 0; font-size: 13px; }
@@ -185,7 +186,7 @@ ol.lin { font-size: 12px; columns: 3; }
 <script>
 (function () {
   var data = JSON.parse(document.getElementById("data").textContent);
-  var LABEL = 96, PX = Math.max(8, Math.min(40, Math.floor(1400 / Math.max(1, data.events))));
+  var LABEL = 96, PX = Math.max(12, Math.min(40, Math.floor(1400 / Math.max(1, data.events))));
   var width = LABEL + (data.events + 2) * PX;
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -246,7 +247,7 @@ ol.lin { font-size: 12px; columns: 3; }
       d.style.left = (LABEL + o.start * PX) + "px";
       d.style.width = Math.max(6, (end - o.start + (o.lone ? 1 : 0)) * PX) + "px";
       var txt = (o.order ? "[" + o.order + "] " : "") + o.f + (o.key !== null && o.key !== undefined ? " " + o.key : "") +
-        " " + show(o.value) + (o.outcome === "ok" && o.client ? " \u2192 " + show(o.result) : "");
+        (o.value === null ? "" : " " + show(o.value)) + (o.outcome === "ok" && o.client ? " \u2192 " + show(o.result) : "");
       d.textContent = txt;
       d.title = "#" + o.index + " process " + o.process + ": " + o.f +
         (o.key !== null && o.key !== undefined ? " key " + o.key : "") + " " + show(o.value) +
@@ -257,6 +258,16 @@ ol.lin { font-size: 12px; columns: 3; }
       d.setAttribute("data-key", o.key === null || o.key === undefined ? "" : o.key);
       opEls.push(d);
       row.appendChild(d);
+      if (o.client && o.outcome === "unknown" && o.end !== null && o.end !== undefined && o.end < data.events) {
+        // The client gave up at `end`, but the op may still take effect later.
+        var t = el("div", "tail");
+        t.style.left = (LABEL + o.end * PX) + "px";
+        t.style.width = ((data.events - o.end) * PX) + "px";
+        t.title = "#" + o.index + " may still take effect any time after the client gave up";
+        t.setAttribute("data-key", d.getAttribute("data-key"));
+        opEls.push(t);
+        row.appendChild(t);
+      }
     });
     tl.appendChild(row);
   });
