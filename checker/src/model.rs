@@ -452,6 +452,7 @@ pub struct KvModel {
     strings: StrTrie,
     /// Appended suffixes, by append code.
     suffixes: Vec<String>,
+    suffix_ids: FxHashMap<String, u32>,
     initial: Value,
     /// Memo of (state, suffix) -> state.
     appends: FxHashMap<(u32, u32), u32>,
@@ -465,6 +466,7 @@ impl KvModel {
             values: Interner::default(),
             strings: StrTrie::default(),
             suffixes: Vec::new(),
+            suffix_ids: FxHashMap::default(),
             initial,
             appends: FxHashMap::default(),
         }
@@ -516,8 +518,14 @@ impl Codes for KvModel {
             Value::Null => String::new(),
             other => other.to_string(),
         };
+        // Equal suffixes share a code, so equal appends are equal ops.
+        if let Some(&i) = self.suffix_ids.get(&s) {
+            return i;
+        }
+        let id = self.suffixes.len() as u32;
+        self.suffix_ids.insert(s.clone(), id);
         self.suffixes.push(s);
-        (self.suffixes.len() - 1) as u32
+        id
     }
 }
 
