@@ -238,7 +238,9 @@ impl History {
 
     /// Pairs client invocations with their completions, in invocation order.
     ///
-    /// A completion with no pending invocation is an error. If a client
+    /// A completion with no pending invocation is an error. A `fail` that
+    /// carries an `"error"` field did not run and is left out (Jepsen's
+    /// `:error`); a plain `fail` of a cas means its compare failed. If a client
     /// invokes again while an operation is pending, the pending one is
     /// treated as unknown (the client gave up on it).
     pub fn calls(&self) -> Result<Vec<Call>, ParseError> {
@@ -277,6 +279,18 @@ impl History {
                             ),
                         });
                     };
+                    if kind == OpType::Fail && op.extra.contains_key("error") {
+                        // Failed with an error: it never ran and observed
+                        // nothing (unlike a cas whose compare failed, which
+                        // tells us state != expected). It constrains nothing.
+                        calls.remove(ci);
+                        for v in open.values_mut() {
+                            if *v > ci {
+                                *v -= 1;
+                            }
+                        }
+                        continue;
+                    }
                     let c = &mut calls[ci];
                     c.complete_pos = Some(pos);
                     c.outcome = match kind {

@@ -265,8 +265,12 @@ impl Node {
                 match self.raft.propose(req.encode_to_vec()) {
                     Ok((index, term)) => {
                         if let Some((_, old)) = self.waiters.insert(index, (term, reply)) {
-                            let _ =
-                                old.send(Err(Status::aborted("proposal overwritten; not applied")));
+                            // The old proposal was cut from this node's log, but
+                            // another node may still hold it and a later leader
+                            // may commit it: its outcome is unknown, not "failed".
+                            let _ = old.send(Err(Status::unavailable(
+                                "proposal superseded on this node; outcome unknown",
+                            )));
                         }
                     }
                     Err(raft::Error::NotLeader { leader }) => {
