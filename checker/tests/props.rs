@@ -181,7 +181,7 @@ fn completion(h: &History, inv: usize) -> Option<usize> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 200, max_global_rejects: 1_000_000, ..ProptestConfig::default() })]
 
     #[test]
     fn simulated_histories_are_linearizable(
