@@ -139,6 +139,9 @@ pub fn try_check(
     }
 }
 
+/// Step budget of the first round.
+const FIRST_BUDGET: u64 = 1 << 12;
+
 /// One independent part of the history, prepared for the search.
 struct Part<M: Model> {
     key: Option<String>,
@@ -227,7 +230,7 @@ pub fn check_model<M: Model>(
     // is found before an expensive one is searched to the end, and which
     // failure gets reported does not depend on thread timing. A partition
     // out of budget resumes where it stopped in the next round.
-    for budget in [1u64 << 12, 1 << 16, 1 << 20, 1 << 24, u64::MAX] {
+    for budget in [FIRST_BUDGET, 1 << 16, 1 << 20, 1 << 24, u64::MAX] {
         let todo: Vec<usize> = (0..nparts).filter(|&i| outcomes[i].is_none()).collect();
         if todo.is_empty() {
             break;
@@ -240,7 +243,9 @@ pub fn check_model<M: Model>(
             let out = search.run(budget, pi, &limits);
             *results[k].lock().unwrap_or_else(|e| e.into_inner()) = out;
         };
-        if threads <= 1 || todo.len() <= 1 {
+        // The first round is cheap (a few thousand steps per partition):
+        // threads would cost more than they save.
+        if threads <= 1 || todo.len() <= 1 || budget <= FIRST_BUDGET {
             // No thread at all: safe inside a deterministic simulator.
             for k in 0..todo.len() {
                 run(k);
