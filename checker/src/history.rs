@@ -247,6 +247,7 @@ impl History {
         use std::collections::HashMap;
         let mut calls: Vec<Call> = Vec::new();
         let mut open: HashMap<&Process, usize> = HashMap::new();
+        let mut dropped: Vec<bool> = Vec::new();
         for (pos, op) in self.ops.iter().enumerate() {
             if !op.is_client() {
                 continue;
@@ -254,6 +255,7 @@ impl History {
             match op.kind {
                 OpType::Invoke => {
                     open.insert(&op.process, calls.len());
+                    dropped.push(false);
                     calls.push(Call {
                         index: op.index,
                         invoke_pos: pos,
@@ -279,16 +281,13 @@ impl History {
                             ),
                         });
                     };
-                    if kind == OpType::Fail && op.extra.contains_key("error") {
+                    if kind == OpType::Fail && op.extra.get("error").is_some_and(|e| !e.is_null()) {
                         // Failed with an error: it never ran and observed
                         // nothing (unlike a cas whose compare failed, which
                         // tells us state != expected). It constrains nothing.
-                        calls.remove(ci);
-                        for v in open.values_mut() {
-                            if *v > ci {
-                                *v -= 1;
-                            }
-                        }
+                        // (Marked and filtered at the end: removing here
+                        // would be quadratic on long histories.)
+                        dropped[ci] = true;
                         continue;
                     }
                     let c = &mut calls[ci];
@@ -304,6 +303,8 @@ impl History {
                 }
             }
         }
+        let mut keep = dropped.into_iter();
+        calls.retain(|_| !keep.next().unwrap_or(false));
         Ok(calls)
     }
 

@@ -21,6 +21,22 @@
 //!   detection) or liveness; only linearizability of single-object
 //!   operations (per key for the key-value model).
 //!
+//! ```
+//! use checker::{check, History, ModelKind, Options, Verdict};
+//!
+//! // p1 writes 1; afterwards p2 reads 2, which nobody wrote.
+//! let h = History::from_jsonl(
+//!     r#"{"process":1,"type":"invoke","f":"write","value":1}
+//! {"process":1,"type":"ok","f":"write","value":1}
+//! {"process":2,"type":"invoke","f":"read","value":null}
+//! {"process":2,"type":"ok","f":"read","value":2}"#,
+//! )
+//! .unwrap();
+//! let r = check(&h, ModelKind::Register, &Options::default());
+//! assert_eq!(r.verdict, Verdict::NotLinearizable);
+//! assert_eq!(r.failing, vec![2]);
+//! ```
+//!
 //! Layout, in data-flow order: [`history`] (the operation model and the
 //! native JSON Lines format), [`edn`] and [`formats`] (readers and writers
 //! for other formats), [`model`] (sequential specifications), [`linear`]
