@@ -23,7 +23,11 @@ use tonic::Code;
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
     pub attempt_timeout: Duration,
+    /// How long a write keeps retrying (with the same sequence number) to
+    /// learn its outcome before reporting it unknown.
     pub total_timeout: Duration,
+    /// How long a read keeps retrying (a read has no effect: it just fails).
+    pub read_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
 }
@@ -33,6 +37,7 @@ impl Default for ClientOptions {
         ClientOptions {
             attempt_timeout: Duration::from_millis(1000),
             total_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(10),
             backoff_max: Duration::from_millis(200),
         }
@@ -142,13 +147,13 @@ impl KvClient {
     }
 
     /// Runs `call` against the leader until it answers, retrying as the
-    /// module doc says. `idempotent_read` marks calls with no effect.
-    async fn retry<T, F, Fut>(&mut self, mut call: F) -> Result<T, ClientError>
+    /// module doc says, for at most `total`.
+    async fn retry<T, F, Fut>(&mut self, total: Duration, mut call: F) -> Result<T, ClientError>
     where
         F: FnMut(Grpc<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        let deadline = tokio::time::Instant::now() + self.opts.total_timeout;
+        let deadline = tokio::time::Instant::now() + total;
         let mut maybe_applied = false;
         let mut last = String::from("no attempt made");
         let mut attempt = 0u32;
@@ -223,7 +228,7 @@ impl KvClient {
             seq: self.seq,
             command: Some(command),
         };
-        self.retry(move |mut c| {
+        self.retry(self.opts.total_timeout, move |mut c| {
             let req = req.clone();
             async move { Ok(c.write(req).await?.into_inner().result.unwrap_or_default()) }
         })
@@ -264,7 +269,7 @@ impl KvClient {
             keys: keys.iter().map(|k| k.to_string()).collect(),
         };
         let r = self
-            .retry(move |mut c| {
+            .retry(self.opts.read_timeout, move |mut c| {
                 let req = req.clone();
                 async move { Ok(c.read(req).await?.into_inner()) }
             })
@@ -283,7 +288,7 @@ impl KvClient {
             prefix: prefix.to_string(),
         };
         let r = self
-            .retry(move |mut c| {
+            .retry(self.opts.read_timeout, move |mut c| {
                 let req = req.clone();
                 async move { Ok(c.scan(req).await?.into_inner()) }
             })

@@ -25,7 +25,10 @@ pub const LIVENESS_BOUND: Duration = Duration::from_secs(15);
 fn client_options() -> ClientOptions {
     ClientOptions {
         attempt_timeout: Duration::from_millis(300),
-        total_timeout: Duration::from_millis(1500),
+        // A write keeps retrying to learn its outcome, as a careful client
+        // does; only one still unresolved after 10 s is recorded as unknown.
+        total_timeout: Duration::from_secs(10),
+        read_timeout: Duration::from_millis(1500),
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
     }
