@@ -41,7 +41,8 @@ pub struct Options {
     /// `0` means one per available core.
     pub threads: usize,
     /// Give up with [`Verdict::Unknown`] when a partition's cache of
-    /// visited (linearized set, state) pairs reaches this many entries.
+    /// visited (linearized set, state) pairs reaches this many entries (or
+    /// about 1 GiB, whichever comes first).
     pub max_cache_entries: usize,
     /// Initial value of the register (of every key, for `kv`).
     pub initial: Value,
@@ -457,6 +458,8 @@ const NONE: u32 = u32::MAX;
 /// Visited (linearized set, state) pairs. Sets are stored in one flat
 /// arena; entries with the same hash are chained.
 struct Cache<S> {
+    /// Entry cap from the memory budget.
+    max_entries: usize,
     words: usize,
     bits: Vec<u64>,
     states: Vec<S>,
@@ -464,9 +467,16 @@ struct Cache<S> {
     heads: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
 }
 
+/// Whatever `max_cache_entries` says, one partition's cache stays under
+/// about this many bytes.
+const MAX_CACHE_BYTES: usize = 1 << 30;
+
 impl<S: Eq + Clone> Cache<S> {
     fn new(words: usize) -> Self {
+        // Arena bits + state + chain link + hash map slot (key, value, control).
+        let entry = words * 8 + std::mem::size_of::<S>() + 4 + 8 + 4 + 2;
         Cache {
+            max_entries: MAX_CACHE_BYTES / entry,
             words,
             bits: Vec::new(),
             states: Vec::new(),
@@ -680,10 +690,11 @@ impl<M: Model> Search<M> {
                             .rotate_left(32)
                             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
                     if cache.insert(h, bits, &ns) {
-                        if cache.len() >= limits.max_cache {
+                        if cache.len() >= limits.max_cache || cache.len() >= cache.max_entries {
                             break Some(PartOutcome::Unknown(format!(
-                                "memory limit reached: {} cached (linearized set, state) pairs \
-                                 in one partition; raise the cache limit or check a shorter history",
+                                "memory limit reached: {} cached (linearized set, state) pairs in one \
+                                 partition (the limit is max_cache_entries / --max-cache, and about \
+                                 1 GiB); raise it, or check a shorter history",
                                 cache.len()
                             )));
                         }
