@@ -127,3 +127,37 @@ fn a_planted_bug_is_caught_and_replays_identically() {
     );
     assert_eq!(again.first_check(), r.first_check());
 }
+
+/// Every failure kept in histories/ replays: with its planted bug it fails
+/// the same check, and with the bug off the same schedule passes.
+#[test]
+fn committed_histories() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../histories");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path().join("schedule.json");
+        if !path.exists() {
+            continue;
+        }
+        n += 1;
+        let s: Schedule = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let expected = std::fs::read_to_string(path.with_file_name("failure.txt")).unwrap();
+        let r = runner::run(&s);
+        let check = r
+            .first_check()
+            .unwrap_or_else(|| panic!("{} no longer fails", path.display()));
+        assert!(
+            expected.starts_with(&format!("[{check}]")),
+            "{}: now fails [{check}], was: {expected}",
+            path.display()
+        );
+        let fixed = runner::run(&Schedule { bug: None, ..s });
+        assert!(
+            fixed.passed(),
+            "{} fails without its bug: {:?}",
+            path.display(),
+            fixed.failures
+        );
+    }
+    assert!(n >= 1, "no committed schedules found in {dir}");
+}
