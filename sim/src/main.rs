@@ -473,18 +473,21 @@ mod cli {
                 quiet_panics();
                 let start = Instant::now();
                 let (mut sim_ms, mut ops, mut events, mut failed) = (0u64, 0usize, 0usize, 0);
+                let mut check = Duration::ZERO;
                 for seed in 0..seeds {
                     let r = runner::run(&common.schedule(seed, &sel));
                     sim_ms += r.sim_ms;
                     ops += r.client_ops;
                     events += r.history.ops.len();
                     failed += (!r.passed()) as usize;
+                    check += r.check_wall;
                 }
                 let wall = start.elapsed().as_secs_f64();
                 println!(
-                    "{seeds} seeds of {} on one core: {:.1} simulated s in {wall:.2} wall s",
+                    "{seeds} seeds of {} on one core: {:.1} simulated s in {wall:.2} wall s ({:.2} s of it checking)",
                     common.scenario,
-                    sim_ms as f64 / 1e3
+                    sim_ms as f64 / 1e3,
+                    check.as_secs_f64()
                 );
                 println!("  {:.0}x real time, {:.0} seeds/min, {:.0} client ops/s, {:.0} history events/s, {failed} failed", sim_ms as f64 / 1e3 / wall, seeds as f64 * 60.0 / wall, ops as f64 / wall, events as f64 / wall);
                 Ok(ExitCode::SUCCESS)

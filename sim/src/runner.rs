@@ -30,6 +30,8 @@ pub struct RunResult {
     /// Simulated time the run took.
     pub sim_ms: u64,
     pub client_ops: usize,
+    /// Wall-clock time spent checking (outside the simulation).
+    pub check_wall: Duration,
 }
 
 impl RunResult {
@@ -97,6 +99,7 @@ pub fn run(schedule: &Schedule) -> RunResult {
             message: v,
         });
     }
+    let check_start = std::time::Instant::now();
     let opts = linear::Options {
         timeout: Some(Duration::from_secs(60)),
         threads: 1,
@@ -132,6 +135,7 @@ pub fn run(schedule: &Schedule) -> RunResult {
         .iter()
         .filter(|o| o.is_client() && o.kind == checker::history::OpType::Invoke)
         .count();
+    let check_wall = check_start.elapsed();
     RunResult {
         schedule: schedule.clone(),
         trace_hash: trace_hash(&history),
@@ -140,5 +144,6 @@ pub fn run(schedule: &Schedule) -> RunResult {
         lin: Some(lin),
         sim_ms,
         client_ops,
+        check_wall,
     }
 }
