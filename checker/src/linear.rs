@@ -205,6 +205,7 @@ pub fn check_model<M: Model>(
                 (_, Some(p)) => ranks[p],
             });
         }
+        m.prepared(&mut part.ops);
         part.model = m;
         parts.push(part);
     }
@@ -284,7 +285,7 @@ pub fn check_model<M: Model>(
             break;
         }
     }
-    let mut parts: Vec<Part<M>> = searches
+    let parts: Vec<Part<M>> = searches
         .into_iter()
         .map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).part)
         .collect();
@@ -301,7 +302,7 @@ pub fn check_model<M: Model>(
         let PartOutcome::NotLinearizable(best) = &outcomes[pi] else {
             unreachable!()
         };
-        return Ok(explain_failure(&mut parts[pi], best, &calls, nparts));
+        return Ok(explain_failure(&parts[pi], best, &calls, nparts, &model));
     }
     if let Some(PartOutcome::Unknown(reason)) = outcomes
         .iter()
@@ -341,18 +342,33 @@ pub fn check_model<M: Model>(
 }
 
 fn explain_failure<M: Model>(
-    part: &mut Part<M>,
+    part: &Part<M>,
     best: &[u32],
     calls: &[Call],
     nparts: usize,
+    proto: &M,
 ) -> CheckResult {
-    let n = part.ops.len();
-    let mut state = part.model.init();
+    // Re-prepare the partition's calls on a fresh model without the
+    // search's simplifications (`Model::prepared`), so that states are
+    // described as the values they are. The same prefix is valid there.
+    let mut model = proto.clone();
+    let ops: Vec<M::Op> = part
+        .calls
+        .iter()
+        .map(|&ci| {
+            model
+                .prepare(&calls[ci])
+                .ok()
+                .flatten()
+                .expect("prepared before")
+        })
+        .collect();
+    let n = ops.len();
+    let mut state = model.init();
     let mut done = vec![false; n];
     for &lc in best {
-        state = part
-            .model
-            .step(&state, &part.ops[lc as usize])
+        state = model
+            .step(&state, &ops[lc as usize])
             .expect("the prefix was linearizable");
         done[lc as usize] = true;
     }
@@ -369,8 +385,8 @@ fn explain_failure<M: Model>(
         }
         let c = &calls[part.calls[i]];
         failing.push(c.index);
-        let why = match part.model.clone().step(&state, &part.ops[i]) {
-            None => format!("impossible in state {}", part.model.describe_state(&state)),
+        let why = match model.clone().step(&state, &ops[i]) {
+            None => format!("impossible in state {}", model.describe_state(&state)),
             Some(_) => "possible here, but every continuation fails".to_string(),
         };
         lines.push(format!("  {}: {}", c.describe(), why));
@@ -387,7 +403,7 @@ fn explain_failure<M: Model>(
         "not linearizable{key}: the longest linearizable prefix has {} of {} operations and ends in state {}",
         best.len(),
         n,
-        part.model.describe_state(&state)
+        model.describe_state(&state)
     );
     let shown = best.len().saturating_sub(8);
     if !best.is_empty() {
@@ -455,65 +471,221 @@ fn splitmix64(mut x: u64) -> u64 {
 
 const NONE: u32 = u32::MAX;
 
-/// Visited (linearized set, state) pairs. Sets are stored in one flat
-/// arena; entries with the same hash are chained.
-struct Cache<S> {
-    /// Entry cap from the memory budget.
-    max_entries: usize,
-    words: usize,
+/// The set of linearized calls: a bitset with an incremental Zobrist hash,
+/// stored compactly in the cache.
+///
+/// Calls with a known outcome and calls with an unknown outcome get bits in
+/// two separate regions, each in invocation order. Within a region, the
+/// leading words that are all ones and the trailing words that are all
+/// zeros are not stored: a cache entry keeps only the words in between,
+/// around the search's frontier. (Known-outcome calls must be linearized by
+/// their return, so their region has few holes; an unknown call that is
+/// never placed would otherwise pin a long run of words forever.)
+struct LinSet {
     bits: Vec<u64>,
-    states: Vec<S>,
-    chain: Vec<u32>,
-    heads: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+    /// Per call: its bit position.
+    pos: Vec<u32>,
+    zobrist: Vec<u64>,
+    hash: u64,
+    /// Per region: first word, end word, first word not all ones, end of
+    /// the last nonzero word.
+    lo: [usize; 2],
+    end: [usize; 2],
+    full: [usize; 2],
+    hi: [usize; 2],
+    /// Trim words at all (not worth it for a few words: then `full` and
+    /// `hi` stay at the region bounds).
+    compact: bool,
+}
+
+impl LinSet {
+    fn new(definite: &[bool]) -> LinSet {
+        let nd = definite.iter().filter(|&&d| d).count();
+        let nu = definite.len() - nd;
+        let dw = nd.div_ceil(64);
+        let uw = nu.div_ceil(64);
+        let (mut kd, mut ku) = (0u32, 0u32);
+        let pos = definite
+            .iter()
+            .map(|&d| {
+                if d {
+                    kd += 1;
+                    kd - 1
+                } else {
+                    ku += 1;
+                    (dw * 64) as u32 + ku - 1
+                }
+            })
+            .collect();
+        let compact = dw + uw > 4;
+        LinSet {
+            compact,
+            bits: vec![0; dw + uw],
+            pos,
+            zobrist: (0..definite.len() as u64)
+                .map(|i| splitmix64(i ^ 0x5eed))
+                .collect(),
+            hash: 0,
+            lo: [0, dw],
+            end: [dw, dw + uw],
+            full: [0, dw],
+            hi: if compact { [0, dw] } else { [dw, dw + uw] },
+        }
+    }
+
+    #[inline(always)]
+    fn contains(&self, c: usize) -> bool {
+        let p = self.pos[c] as usize;
+        self.bits[p >> 6] & (1 << (p & 63)) != 0
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, c: usize) {
+        let p = self.pos[c] as usize;
+        let w = p >> 6;
+        self.bits[w] |= 1 << (p & 63);
+        self.hash ^= self.zobrist[c];
+        if !self.compact {
+            return;
+        }
+        let r = (w >= self.end[0]) as usize;
+        if w >= self.hi[r] {
+            self.hi[r] = w + 1;
+        }
+        while self.full[r] < self.end[r] && self.bits[self.full[r]] == u64::MAX {
+            self.full[r] += 1;
+        }
+    }
+
+    #[inline(always)]
+    fn remove(&mut self, c: usize) {
+        let p = self.pos[c] as usize;
+        let w = p >> 6;
+        self.bits[w] &= !(1 << (p & 63));
+        self.hash ^= self.zobrist[c];
+        if !self.compact {
+            return;
+        }
+        let r = (w >= self.end[0]) as usize;
+        if w < self.full[r] {
+            self.full[r] = w;
+        }
+        while self.hi[r] > self.lo[r] && self.bits[self.hi[r] - 1] == 0 {
+            self.hi[r] -= 1;
+        }
+    }
+
+    /// What identifies the set besides the stored words.
+    #[inline]
+    fn shape(&self) -> [u32; 4] {
+        [
+            self.full[0] as u32,
+            self.hi[0] as u32,
+            self.full[1] as u32,
+            self.hi[1] as u32,
+        ]
+    }
+
+    #[inline]
+    fn words(&self) -> (&[u64], &[u64]) {
+        (
+            &self.bits[self.full[0]..self.hi[0].max(self.full[0])],
+            &self.bits[self.full[1]..self.hi[1].max(self.full[1])],
+        )
+    }
 }
 
 /// Whatever `max_cache_entries` says, one partition's cache stays under
 /// about this many bytes.
 const MAX_CACHE_BYTES: usize = 1 << 30;
 
+/// Visited (linearized set, state) pairs. The sets' stored words live in
+/// one flat arena; entries with the same hash are chained.
+///
+/// For a small set (not [`LinSet::compact`]) every entry stores all words at
+/// `i * words`; otherwise each entry has its own offset and shape.
+struct Cache<S> {
+    arena: Vec<u64>,
+    /// Per entry: next entry with the same hash, and the state.
+    entries: Vec<(u32, S)>,
+    /// Per entry, compact sets only: arena offset and set shape.
+    meta: Vec<(usize, [u32; 4])>,
+    heads: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+}
+
+#[inline]
+fn same_words(a: &[u64], b: &[u64]) -> bool {
+    // Short slices: a plain loop beats a call to memcmp.
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 impl<S: Eq + Clone> Cache<S> {
-    fn new(words: usize) -> Self {
-        // Arena bits + state + chain link + hash map slot (key, value, control).
-        let entry = words * 8 + std::mem::size_of::<S>() + 4 + 8 + 4 + 2;
+    fn new() -> Self {
         Cache {
-            max_entries: MAX_CACHE_BYTES / entry,
-            words,
-            bits: Vec::new(),
-            states: Vec::new(),
-            chain: Vec::new(),
+            arena: Vec::new(),
+            entries: Vec::new(),
+            meta: Vec::new(),
             heads: HashMap::default(),
         }
     }
 
     fn len(&self) -> usize {
-        self.states.len()
+        self.entries.len()
+    }
+
+    /// Approximate memory use.
+    fn bytes(&self) -> usize {
+        self.arena.len() * 8
+            + self.len() * (std::mem::size_of::<(u32, S)>() + 14)
+            + self.meta.len() * std::mem::size_of::<(usize, [u32; 4])>()
     }
 
     /// Inserts; false if already present.
     #[inline]
-    fn insert(&mut self, h: u64, bits: &[u64], s: &S) -> bool {
-        let new = self.states.len() as u32;
-        let w = self.words;
-        match self.heads.entry(h) {
+    fn insert(&mut self, h: u64, set: &LinSet, s: &S) -> bool {
+        let new = self.entries.len() as u32;
+        let (arena, entries, meta) = (&self.arena, &self.entries, &self.meta);
+        let matches = |i: usize| -> bool {
+            if entries[i].1 != *s {
+                return false;
+            }
+            if !set.compact {
+                let w = set.bits.len();
+                return same_words(&arena[i * w..i * w + w], &set.bits);
+            }
+            let (o, shape) = meta[i];
+            if shape != set.shape() {
+                return false;
+            }
+            let (a, b) = set.words();
+            let mid = o + a.len();
+            same_words(&arena[o..mid], a) && same_words(&arena[mid..mid + b.len()], b)
+        };
+        let chain = match self.heads.entry(h) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 let mut i = *e.get();
                 while i != NONE {
-                    let iu = i as usize;
-                    if self.states[iu] == *s && self.bits[iu * w..iu * w + w] == *bits {
+                    if matches(i as usize) {
                         return false;
                     }
-                    i = self.chain[iu];
+                    i = entries[i as usize].0;
                 }
-                self.chain.push(*e.get());
-                *e.get_mut() = new;
+                std::mem::replace(e.get_mut(), new)
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                self.chain.push(NONE);
                 e.insert(new);
+                NONE
             }
+        };
+        self.entries.push((chain, s.clone()));
+        if set.compact {
+            let (a, b) = set.words();
+            self.meta.push((self.arena.len(), set.shape()));
+            self.arena.extend_from_slice(a);
+            self.arena.extend_from_slice(b);
+        } else {
+            self.arena.extend_from_slice(&set.bits);
         }
-        self.bits.extend_from_slice(bits);
-        self.states.push(s.clone());
         true
     }
 }
@@ -535,10 +707,8 @@ struct Search<M: Model> {
     /// an equal op, or `NONE`. Equal unknown calls are interchangeable, so
     /// the search only linearizes them in invocation order.
     twin_prev: Vec<u32>,
-    zobrist: Vec<u64>,
-    bits: Vec<u64>,
-    /// Zobrist hash of `bits`.
-    zh: u64,
+    /// The calls linearized so far.
+    set: LinSet,
     cache: Cache<M::State>,
     state: Option<M::State>,
     stack: Vec<(u32, M::State)>,
@@ -589,8 +759,7 @@ impl<M: Model> Search<M> {
                 twin_prev[i] = j as u32;
             }
         }
-        let zobrist = (0..n as u64).map(|i| splitmix64(i ^ 0x5eed)).collect();
-        let words = n.div_ceil(64);
+        let set = LinSet::new(&definite);
         Search {
             part,
             n_definite,
@@ -602,10 +771,8 @@ impl<M: Model> Search<M> {
             ret_node,
             definite,
             twin_prev,
-            zobrist,
-            bits: vec![0; words],
-            zh: 0,
-            cache: Cache::new(words),
+            set,
+            cache: Cache::new(),
             state: None,
             stack: Vec::new(),
             best: Vec::new(),
@@ -629,9 +796,7 @@ impl<M: Model> Search<M> {
             ret_node,
             definite,
             twin_prev,
-            zobrist,
-            bits,
-            zh,
+            set,
             cache,
             state,
             stack,
@@ -676,21 +841,22 @@ impl<M: Model> Search<M> {
             if is_call[e] {
                 let c = call_of[e] as usize;
                 let t = twin_prev[c] as usize;
-                if t != NONE as usize && bits[t >> 6] & (1 << (t & 63)) == 0 {
+                if t != NONE as usize && !set.contains(t) {
                     // An equal unknown call invoked earlier is still
                     // pending: that one goes first.
                     e = next[e] as usize;
                 } else if let Some(ns) = model.step(&st, &ops[c]) {
-                    bits[c >> 6] |= 1 << (c & 63);
-                    *zh ^= zobrist[c];
+                    set.insert(c);
                     let mut hs = FxHasher::default();
                     ns.hash(&mut hs);
-                    let h = *zh
+                    let h = set.hash
                         ^ hs.finish()
                             .rotate_left(32)
                             .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                    if cache.insert(h, bits, &ns) {
-                        if cache.len() >= limits.max_cache || cache.len() >= cache.max_entries {
+                    if cache.insert(h, set, &ns) {
+                        if cache.len() >= limits.max_cache
+                            || (cache.len() & 0x3ff == 0 && cache.bytes() >= MAX_CACHE_BYTES)
+                        {
                             break Some(PartOutcome::Unknown(format!(
                                 "memory limit reached: {} cached (linearized set, state) pairs in one \
                                  partition (the limit is max_cache_entries / --max-cache, and about \
@@ -711,13 +877,9 @@ impl<M: Model> Search<M> {
                         if nx != NONE {
                             prev[nx as usize] = p as u32;
                         }
-                        if stack.len() > best.len() {
-                            *best = stack.iter().map(|(e, _)| call_of[*e as usize]).collect();
-                        }
                         e = next[0] as usize;
                     } else {
-                        bits[c >> 6] &= !(1 << (c & 63));
-                        *zh ^= zobrist[c];
+                        set.remove(c);
                         e = next[e] as usize;
                     }
                 } else {
@@ -726,6 +888,13 @@ impl<M: Model> Search<M> {
             } else {
                 // A return (or the tail): the call it closes should have
                 // been linearized by now. Backtrack.
+                if stack.len() > best.len() {
+                    // A new deepest point: remember it as the longest
+                    // linearizable prefix (taken here, when leaving it,
+                    // rather than on every push).
+                    best.clear();
+                    best.extend(stack.iter().map(|(e, _)| call_of[*e as usize]));
+                }
                 let Some((top, s)) = stack.pop() else {
                     limits.first_fail.fetch_min(pi, Ordering::Relaxed);
                     break Some(PartOutcome::NotLinearizable(best.clone()));
@@ -733,8 +902,7 @@ impl<M: Model> Search<M> {
                 let top = top as usize;
                 st = s;
                 let c = call_of[top] as usize;
-                bits[c >> 6] &= !(1 << (c & 63));
-                *zh ^= zobrist[c];
+                set.remove(c);
                 *n_lin_definite -= definite[c] as usize;
                 // Unlift: relink the return, then the call.
                 let r = ret_node[c] as usize;
@@ -750,5 +918,78 @@ impl<M: Model> Search<M> {
         *entry = e;
         *state = Some(st);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `full`/`hi` must always equal what a scan of the words gives, so
+    /// that equal sets have equal shapes and stored words.
+    #[test]
+    fn linset_trimming_matches_a_full_scan() {
+        let mut rng = 0x1234_5678_u64;
+        let mut next = || {
+            rng = splitmix64(rng);
+            rng
+        };
+        let definite: Vec<bool> = (0..1000).map(|i| i % 7 != 3).collect();
+        let mut set = LinSet::new(&definite);
+        assert!(set.compact);
+        let mut model = vec![false; 1000];
+        for step in 0..200_000 {
+            // Mostly fill from the front, like the search does.
+            let c = if step % 3 == 0 {
+                (next() % 1000) as usize
+            } else {
+                (next() % 200) as usize + (step / 300) % 800
+            };
+            if model[c] {
+                set.remove(c);
+            } else {
+                set.insert(c);
+            }
+            model[c] = !model[c];
+            for r in 0..2 {
+                let mut full = set.lo[r];
+                while full < set.end[r] && set.bits[full] == u64::MAX {
+                    full += 1;
+                }
+                let mut hi = set.end[r];
+                while hi > set.lo[r] && set.bits[hi - 1] == 0 {
+                    hi -= 1;
+                }
+                assert_eq!(
+                    (set.full[r], set.hi[r].max(set.full[r])),
+                    (full, hi.max(full)),
+                    "step {step}"
+                );
+            }
+            assert_eq!(set.contains(c), model[c]);
+        }
+    }
+
+    /// The same set reached in two different orders is one cache entry.
+    #[test]
+    fn cache_finds_equal_sets() {
+        let definite = vec![true; 600];
+        let mut a = LinSet::new(&definite);
+        let mut b = LinSet::new(&definite);
+        for c in 0..400 {
+            a.insert(c);
+        }
+        for c in (0..400).rev() {
+            b.insert(c);
+        }
+        b.insert(500);
+        b.remove(500);
+        assert_eq!(a.hash, b.hash);
+        let mut cache: Cache<u32> = Cache::new();
+        assert!(cache.insert(a.hash, &a, &7));
+        assert!(!cache.insert(b.hash, &b, &7));
+        assert!(cache.insert(b.hash, &b, &8));
+        b.remove(0);
+        assert!(cache.insert(b.hash, &b, &7));
     }
 }

@@ -39,6 +39,12 @@ pub trait Model: Clone + Send {
     /// "it never happened" by leaving it out.
     fn prepare(&mut self, call: &Call) -> Result<Option<Self::Op>, String>;
 
+    /// Called once per partition after every call was prepared and before
+    /// the search: a chance to simplify the ops knowing the whole partition
+    /// (the built-in registers collapse values that nothing observes).
+    /// Default: nothing.
+    fn prepared(&mut self, _ops: &mut [Self::Op]) {}
+
     /// Applies `op` to `state`: the next state, or `None` if the observed
     /// output is impossible in `state`.
     fn step(&mut self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
@@ -138,6 +144,8 @@ impl Hasher for FxHasher {
 
 /// A `HashMap` with [`FxHasher`].
 pub type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// A `HashSet` with [`FxHasher`].
+pub type FxHashSet<K> = std::collections::HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// Maps JSON values to dense ids. Id 0 is `null` (absent).
 #[derive(Clone, Debug)]
@@ -301,12 +309,48 @@ fn prepare_reg(
     })
 }
 
+/// Values that no operation of a partition can observe (no read returns
+/// them, no cas expects them) are interchangeable: from any of them, every
+/// operation succeeds or fails alike and leads to the same state or to
+/// another unobservable value. So they are all rewritten to [`DEAD`].
+///
+/// This matters for unknown outcomes: workloads write fresh values, most of
+/// which nobody reads; a timed-out write of such a value then equals every
+/// other one, and the search treats equal unknown calls as interchangeable
+/// instead of trying every subset of them.
+///
+/// Returns the observed codes. Not valid with appends (an unobservable
+/// prefix can become observable); callers skip it then.
+fn collapse_unobserved(ops: &mut [RegOp]) -> FxHashSet<u32> {
+    let mut seen = FxHashSet::default();
+    for op in ops.iter() {
+        match *op {
+            RegOp::Read(v) | RegOp::Cas(v, _) | RegOp::CasFail(v) => {
+                seen.insert(v);
+            }
+            _ => {}
+        }
+    }
+    let keep = |v: u32| if seen.contains(&v) { v } else { DEAD };
+    for op in ops.iter_mut() {
+        *op = match *op {
+            RegOp::Write(v) => RegOp::Write(keep(v)),
+            RegOp::Cas(f, t) => RegOp::Cas(f, keep(t)),
+            RegOp::Delete(a) => RegOp::Delete(keep(a)),
+            ref other => other.clone(),
+        };
+    }
+    seen
+}
+
 /// A single register (read/write), optionally with cas.
 #[derive(Clone, Debug)]
 pub struct RegisterModel {
     pub values: Interner,
     initial: Value,
     allow_cas: bool,
+    /// Set by [`Model::prepared`]: the codes some op observes.
+    observed: Option<FxHashSet<u32>>,
 }
 
 impl RegisterModel {
@@ -315,9 +359,20 @@ impl RegisterModel {
             values: Interner::default(),
             initial,
             allow_cas,
+            observed: None,
         }
     }
 }
+
+/// `code`, or [`DEAD`] if values were collapsed and nothing observes it.
+fn or_dead(observed: &Option<FxHashSet<u32>>, code: u32) -> u32 {
+    match observed {
+        Some(seen) if !seen.contains(&code) => DEAD,
+        _ => code,
+    }
+}
+
+const DEAD_VALUE: &str = "(a value that no read or cas observes)";
 
 #[inline]
 fn step_reg(s: u32, op: &RegOp) -> Option<u32> {
@@ -337,7 +392,12 @@ impl Model for RegisterModel {
 
     fn init(&mut self) -> u32 {
         let init = self.initial.clone();
-        self.values.intern(&init)
+        let code = self.values.intern(&init);
+        or_dead(&self.observed, code)
+    }
+
+    fn prepared(&mut self, ops: &mut [RegOp]) {
+        self.observed = Some(collapse_unobserved(ops));
     }
 
     fn prepare(&mut self, call: &Call) -> Result<Option<RegOp>, String> {
@@ -354,7 +414,11 @@ impl Model for RegisterModel {
     }
 
     fn describe_state(&self, s: &u32) -> String {
-        self.values.show(*s)
+        if *s == DEAD {
+            DEAD_VALUE.into()
+        } else {
+            self.values.show(*s)
+        }
     }
 }
 
@@ -379,7 +443,7 @@ struct StrTrie {
 const NO_NODE: u32 = u32::MAX;
 /// State codes at or above this are trie nodes (strings).
 const STR_BASE: u32 = 1 << 30;
-/// A string that no operation can observe any more.
+/// The state code of a value that no operation can observe (any more).
 pub const DEAD: u32 = u32::MAX;
 
 impl StrTrie {
@@ -456,6 +520,9 @@ pub struct KvModel {
     initial: Value,
     /// Memo of (state, suffix) -> state.
     appends: FxHashMap<(u32, u32), u32>,
+    /// Set by [`Model::prepared`] if the partition has no appends: the
+    /// codes some op observes.
+    observed: Option<FxHashSet<u32>>,
 }
 
 impl KvModel {
@@ -469,6 +536,7 @@ impl KvModel {
             suffix_ids: FxHashMap::default(),
             initial,
             appends: FxHashMap::default(),
+            observed: None,
         }
     }
 
@@ -535,11 +603,18 @@ impl Model for KvModel {
 
     fn init(&mut self) -> u32 {
         let init = self.initial.clone();
-        self.code(&init)
+        let code = self.code(&init);
+        or_dead(&self.observed, code)
     }
 
     fn prepare(&mut self, call: &Call) -> Result<Option<RegOp>, String> {
         prepare_reg(self, call, &["read", "write", "append", "cas", "delete"])
+    }
+
+    fn prepared(&mut self, ops: &mut [RegOp]) {
+        if !ops.iter().any(|op| matches!(op, RegOp::Append(_))) {
+            self.observed = Some(collapse_unobserved(ops));
+        }
     }
 
     #[inline]
@@ -555,7 +630,9 @@ impl Model for KvModel {
     }
 
     fn describe_state(&self, s: &u32) -> String {
-        if *s == DEAD {
+        if *s == DEAD && self.observed.is_some() {
+            DEAD_VALUE.into()
+        } else if *s == DEAD {
             "(a string that no read or cas of this key ever observes)".into()
         } else if *s >= STR_BASE {
             Value::String(self.strings.string(*s - STR_BASE)).to_string()

@@ -32,6 +32,21 @@ struct Pending {
 /// Some completions are reported as `info` (whether or not the op took
 /// effect), some invocations never complete.
 fn simulate(seed: u64, procs: usize, nops: usize, keys: usize) -> History {
+    simulate_with(seed, procs, nops, keys, 0.1, 0.3)
+}
+
+/// `give_up`: the chance, before and after taking effect, that the client
+/// gives up (the outcome becomes unknown); `crash`: the chance that a
+/// give-up is a crash (the client never completes and stops) rather than
+/// an `info`.
+fn simulate_with(
+    seed: u64,
+    procs: usize,
+    nops: usize,
+    keys: usize,
+    give_up: f64,
+    crash: f64,
+) -> History {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut state: Vec<Value> = vec![Value::Null; keys];
     let mut stage = vec![Stage::Idle; procs];
@@ -103,8 +118,8 @@ fn simulate(seed: u64, procs: usize, nops: usize, keys: usize) -> History {
             Stage::Invoked => {
                 // Either take effect now, or give up without effect.
                 let pd = pending[p].as_mut().unwrap();
-                if rng.random_bool(0.1) {
-                    if rng.random_bool(0.3) {
+                if rng.random_bool(give_up) {
+                    if rng.random_bool(crash) {
                         crashed[p] = true; // never completes
                     } else {
                         let (f, key, value) = (pd.f, pd.key.clone(), pd.value.clone());
@@ -136,8 +151,8 @@ fn simulate(seed: u64, procs: usize, nops: usize, keys: usize) -> History {
             }
             Stage::Applied => {
                 let pd = pending[p].take().unwrap();
-                if rng.random_bool(0.1) {
-                    if rng.random_bool(0.3) {
+                if rng.random_bool(give_up) {
+                    if rng.random_bool(crash) {
                         crashed[p] = true;
                     } else {
                         emit(&mut ops, p, OpType::Info, pd.f, &pd.key, pd.value);
@@ -243,5 +258,30 @@ proptest! {
         let r = check(&h, model_for(keys), &opts());
         prop_assert_eq!(r.verdict, Verdict::NotLinearizable, "{}", h.to_jsonl());
         prop_assert!(!r.failing.is_empty());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_global_rejects: 1_000_000, ..ProptestConfig::default() })]
+
+    /// Long single-register histories (hundreds of calls: the search then
+    /// stores its linearized sets trimmed, see `LinSet`).
+    #[test]
+    fn long_histories(seed in any::<u64>(), procs in 2usize..8, nops in 300usize..900) {
+        // Long histories with many concurrent unknown outcomes are
+        // exponentially hard to refute (for any checker); keep them rare.
+        let h = simulate_with(seed, procs, nops, 1, 0.01, 0.1);
+        let invokes = h.ops.iter().filter(|o| o.kind == OpType::Invoke).count();
+        prop_assert!(invokes > 256, "long enough to trim sets: {}", invokes);
+        let r = check(&h, ModelKind::CasRegister, &opts());
+        prop_assert_eq!(r.verdict, Verdict::Linearizable);
+        // Break the last ok read: a value nobody wrote.
+        let mut bad = h.clone();
+        let last_read = bad.ops.iter().rposition(|o| o.kind == OpType::Ok && o.f == "read");
+        prop_assume!(last_read.is_some());
+        bad.ops[last_read.unwrap()].value = json!(-7);
+        let r = check(&bad, ModelKind::CasRegister, &opts());
+        prop_assert_eq!(r.verdict, Verdict::NotLinearizable);
+        prop_assert!(r.prefix.len() > invokes / 4, "the prefix reaches far: {}", r.prefix.len());
     }
 }
