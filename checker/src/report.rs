@@ -157,7 +157,7 @@ pre { background: #fff; border: 1px solid #ddd; padding: 8px; overflow-x: auto; 
 .op.fail { background: #e0e0e0; border: 1px solid #bdbdbd; color: #666; }
 .op.unknown { background: repeating-linear-gradient(45deg, #ffe0b2, #ffe0b2 5px, #fff3e0 5px, #fff3e0 10px); border: 1px dashed #fb8c00; }
 .op.inprefix { background: #c8e6c9; border-color: #66bb6a; }
-.op.failing { background: #ffcdd2; border: 2px solid #c62828; font-weight: 600; }
+.op.failing { background: #ffcdd2; border: 2px solid #c62828; font-weight: 600; min-width: 90px; z-index: 4; box-shadow: 0 0 0 3px rgba(198,40,40,.25); }
 .op.eventop { background: #d1c4e9; border: 1px solid #7e57c2; }
 .op.dim, .tail.dim { opacity: 0.15; }
 .tail { position: absolute; top: 12px; height: 0; border-top: 2px dotted #fb8c00; z-index: 1; opacity: 0.6; }
