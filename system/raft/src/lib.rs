@@ -775,15 +775,7 @@ impl Raft {
         if prev_index < self.log.committed() {
             // Everything up to our commit already matches the leader.
             let index = self.log.committed();
-            self.send(
-                from,
-                MsgKind::AppendResp {
-                    reject: false,
-                    index,
-                    hint_term: 0,
-                    hint_index: 0,
-                },
-            );
+            self.ack(from, index);
             return;
         }
         match self.log.term(prev_index) {
@@ -791,15 +783,7 @@ impl Raft {
                 let last_new = prev_index + entries.len() as u64;
                 self.log.merge(entries);
                 self.log.commit_to(commit.min(last_new));
-                self.send(
-                    from,
-                    MsgKind::AppendResp {
-                        reject: false,
-                        index: last_new,
-                        hint_term: 0,
-                        hint_index: 0,
-                    },
-                );
+                self.ack(from, last_new);
             }
             Some(t) => {
                 // Conflict: report the term we have there and where it starts,
@@ -833,19 +817,22 @@ impl Raft {
         }
     }
 
+    /// Tells the leader this log now matches its log up to `index`.
+    fn ack(&mut self, to: NodeId, index: u64) {
+        let kind = MsgKind::AppendResp {
+            reject: false,
+            index,
+            hint_term: 0,
+            hint_index: 0,
+        };
+        self.send(to, kind);
+    }
+
     fn handle_snapshot(&mut self, from: NodeId, snap: Snapshot) {
         let index = snap.index;
         if index <= self.log.committed() {
             let index = self.log.committed();
-            self.send(
-                from,
-                MsgKind::AppendResp {
-                    reject: false,
-                    index,
-                    hint_term: 0,
-                    hint_index: 0,
-                },
-            );
+            self.ack(from, index);
             return;
         }
         if self.log.term(index) == Some(snap.term) {
@@ -856,15 +843,7 @@ impl Raft {
             self.applied = index;
             self.pending_snapshot = Some(snap);
         }
-        self.send(
-            from,
-            MsgKind::AppendResp {
-                reject: false,
-                index,
-                hint_term: 0,
-                hint_index: 0,
-            },
-        );
+        self.ack(from, index);
     }
 
     fn handle_append_resp(
