@@ -14,7 +14,7 @@ pub struct RaftChecker {
     leaders: BTreeMap<u64, u64>,
     /// index -> (term, digest, first node that applied it).
     applied: BTreeMap<u64, (u64, u64, u64)>,
-    /// Last applied index per node (a node re-applies after a restart).
+    /// What was violated, in the order seen (at most 20).
     pub violations: Vec<String>,
 }
 

@@ -213,7 +213,6 @@ mod cli {
     }
 
     fn print_result(r: &RunResult, wall: Duration) {
-        let s = &r.schedule;
         println!(
             "verdict: {} ({} client ops, {} events, {:.1} s simulated in {:.2} s, trace {:016x})",
             if r.passed() { "PASS" } else { "FAIL" },
@@ -223,7 +222,6 @@ mod cli {
             wall.as_secs_f64(),
             r.trace_hash
         );
-        let _ = s;
         for f in &r.failures {
             println!("  [{}] {}", f.check, f.message);
         }
