@@ -45,6 +45,7 @@
 pub mod edn;
 pub mod formats;
 pub mod history;
+pub mod invariants;
 pub mod linear;
 pub mod model;
 pub mod report;
