@@ -2,7 +2,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protoc ships inside the protoc-bin-vendored crate: no system package needed.
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
-    tonic_build::configure().compile_protos(&["proto/bookstore.proto"], &["proto"])?;
+    tonic_build::configure()
+        .compile_protos(&["proto/bookstore.proto", "proto/shop.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto/bookstore.proto");
+    println!("cargo:rerun-if-changed=proto/shop.proto");
     Ok(())
 }

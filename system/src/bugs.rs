@@ -10,6 +10,14 @@
 //! | `unsynced-vote`   | term and vote not fsynced before the reply that depends on them  |
 //! | `duplicate-apply` | a retried client request applied twice (no session dedup)        |
 //! | `unsynced-log`    | log entries acknowledged before they are fsynced                 |
+//!
+//! The shop's (scenario `checkout`):
+//!
+//! | name                     | what it breaks                                            |
+//! |--------------------------|-----------------------------------------------------------|
+//! | `no-compensation`        | a SAGA whose payment is refused keeps the reserved stock  |
+//! | `non-idempotent-payment` | a retried charge is applied again (the charge record is not checked) |
+//! | `unguarded-stock`        | a reservation reads the stock, then writes without a condition |
 
 use std::fmt;
 
@@ -19,6 +27,9 @@ pub struct Bugs {
     pub unsynced_vote: bool,
     pub duplicate_apply: bool,
     pub unsynced_log: bool,
+    pub no_compensation: bool,
+    pub non_idempotent_payment: bool,
+    pub unguarded_stock: bool,
 }
 
 pub const ALL: &[&str] = &[
@@ -28,6 +39,13 @@ pub const ALL: &[&str] = &[
     "unsynced-vote",
     "duplicate-apply",
     "unsynced-log",
+];
+
+/// The shop's planted bugs (scenario `checkout`).
+pub const SHOP: &[&str] = &[
+    "no-compensation",
+    "non-idempotent-payment",
+    "unguarded-stock",
 ];
 
 impl Bugs {
@@ -41,10 +59,14 @@ impl Bugs {
             "unsynced-vote" => b.unsynced_vote = true,
             "duplicate-apply" => b.duplicate_apply = true,
             "unsynced-log" => b.unsynced_log = true,
+            "no-compensation" => b.no_compensation = true,
+            "non-idempotent-payment" => b.non_idempotent_payment = true,
+            "unguarded-stock" => b.unguarded_stock = true,
             other => {
                 return Err(format!(
-                    "unknown bug '{other}'; known bugs: {}",
-                    ALL.join(", ")
+                    "unknown bug '{other}'; known bugs: {}, {}",
+                    ALL.join(", "),
+                    SHOP.join(", ")
                 ))
             }
         }
@@ -60,6 +82,7 @@ impl fmt::Display for Bugs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let on: Vec<&str> = ALL
             .iter()
+            .chain(SHOP)
             .copied()
             .filter(|n| {
                 Bugs::from_name(n)
@@ -83,5 +106,8 @@ impl Bugs {
             && (!o.unsynced_vote || self.unsynced_vote)
             && (!o.duplicate_apply || self.duplicate_apply)
             && (!o.unsynced_log || self.unsynced_log)
+            && (!o.no_compensation || self.no_compensation)
+            && (!o.non_idempotent_payment || self.non_idempotent_payment)
+            && (!o.unguarded_stock || self.unguarded_stock)
     }
 }

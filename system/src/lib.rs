@@ -1,5 +1,6 @@
-//! The bookstore's services. For now: the Raft-replicated key-value store
-//! that every other service keeps its data in.
+//! The bookstore's services: the Raft-replicated key-value store that every
+//! other service keeps its data in, and the shop (stock, payment, orders,
+//! checkout over SAGA or 2PC).
 //!
 //! - [`raft`] (its own crate): the consensus core, a pure state machine.
 //! - [`storage`] (its own crate): crash-consistent files, real and simulated.
@@ -8,6 +9,7 @@
 //! - [`node`]: one replica: the async shell, gRPC server and Raft transport.
 //! - [`client`]: finds the leader, retries, reports unknown outcomes.
 //! - [`clock`]: every node's time, with offset and drift for the simulator.
+//! - [`shop`]: stock, payment and order services and the checkout coordinators.
 //! - [`bugs`]: planted bugs, off by default.
 //!
 //! The crate compiles for real (tokio, tonic) and, with `--cfg madsim`,
@@ -20,11 +22,18 @@ pub mod clock;
 pub mod convert;
 pub mod kv;
 pub mod node;
+pub mod shop;
 pub mod store;
 
 pub mod pb {
     #![allow(clippy::all)]
     tonic::include_proto!("bookstore");
+}
+
+/// The shop's services (`proto/shop.proto`).
+pub mod shop_pb {
+    #![allow(clippy::all)]
+    tonic::include_proto!("shop");
 }
 
 pub use raft::NodeId;

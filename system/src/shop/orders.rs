@@ -1,0 +1,571 @@
+//! The order service: orders in the order group, and the async shell that
+//! drives checkouts through the pure coordinator of [`super::checkout`].
+//!
+//! A checkout reads the order and its record (`tx/<order>`). With no
+//! unfinished attempt it writes a new record (a fresh transaction id and a
+//! snapshot of the order's lines and total) in a transaction conditional on
+//! the order being unchanged; then, step after step, it runs the step
+//! against the participants and writes the next record with a
+//! compare-and-set. A lost race means another driver moved the checkout on:
+//! re-read and follow. A step whose outcome is unknown is repeated (every
+//! step is idempotent by transaction id) until the call's deadline, after
+//! which the client hears "unknown" and the recovery loop, which every order
+//! replica runs, finishes the checkout.
+
+use super::checkout::{self, CoordinatorBugs, Outcome, Step, TxRecord};
+use super::keys::{self, check_amount, check_id, from_json, to_json, OrderRec};
+use super::rpc::{backoff, kv_error, Replicas};
+use super::stock::put_all;
+use super::{Mode, ServiceConfig, Store};
+use crate::kv::cmd;
+use crate::shop_pb::{self as pb, orders_server::Orders};
+use crate::shop_pb::{payment_client::PaymentClient, stock_client::StockClient};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct OrderService {
+    pub store: Store,
+    pub stock: Replicas,
+    pub payment: Replicas,
+    pub mode: Mode,
+    pub bugs: CoordinatorBugs,
+    pub deadline: Duration,
+}
+
+fn order_key(id: &str) -> String {
+    format!("{}{id}", keys::ORDER)
+}
+fn tx_key(order: &str) -> String {
+    format!("{}{order}", keys::TX)
+}
+
+fn order_reply(id: &str, o: &OrderRec) -> pb::Order {
+    pb::Order {
+        order_id: id.to_string(),
+        paid: o.paid,
+        items: o
+            .items
+            .iter()
+            .map(|(i, q)| pb::Line {
+                item_id: i.clone(),
+                qty: *q,
+            })
+            .collect(),
+        user_id: o.user.clone(),
+        total_cost: o.total,
+    }
+}
+
+fn unknown(msg: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("outcome unknown: {msg}"))
+}
+
+impl OrderService {
+    pub fn new(cfg: &ServiceConfig) -> OrderService {
+        let t = &cfg.topology;
+        let attempt = cfg.kv_options.attempt_timeout;
+        OrderService {
+            store: Store::new(t.order_kv.clone(), cfg.kv_options.clone()),
+            stock: Replicas::new(t.stock.clone(), attempt),
+            payment: Replicas::new(t.payment.clone(), attempt),
+            mode: cfg.mode,
+            bugs: CoordinatorBugs {
+                no_compensation: cfg.bugs.no_compensation,
+            },
+            deadline: cfg.checkout_deadline,
+        }
+    }
+
+    async fn read(&self, keys: &[&str]) -> Result<Vec<Option<String>>, Status> {
+        self.store.client().read(keys).await.map_err(kv_error)
+    }
+
+    /// Runs one step against the participants; `Err` = outcome unknown (or
+    /// an internal error), to be retried.
+    async fn run_step(
+        &self,
+        rec: &TxRecord,
+        step: &Step,
+        left: Duration,
+    ) -> Result<Outcome, Status> {
+        let tx = rec.tx_id.clone();
+        let reserve = || {
+            let req = pb::ReserveRequest {
+                tx_id: tx.clone(),
+                lines: rec
+                    .lines
+                    .iter()
+                    .map(|(i, q)| pb::Line {
+                        item_id: i.clone(),
+                        qty: *q,
+                    })
+                    .collect(),
+            };
+            self.stock.call(left, true, move |ch| {
+                let req = req.clone();
+                async move { StockClient::new(ch).reserve(req).await }
+            })
+        };
+        let charge = || {
+            let req = pb::ChargeRequest {
+                tx_id: tx.clone(),
+                user_id: rec.user.clone(),
+                amount: rec.total,
+            };
+            self.payment.call(left, true, move |ch| {
+                let req = req.clone();
+                async move { PaymentClient::new(ch).charge(req).await }
+            })
+        };
+        let txref = pb::TxRef { tx_id: tx.clone() };
+        let vote = |v: pb::Vote| {
+            if v.ok {
+                Outcome::Yes
+            } else {
+                Outcome::No(v.reason)
+            }
+        };
+        Ok(match step {
+            Step::Reserve => vote(reserve().await?),
+            Step::Charge => vote(charge().await?),
+            Step::Prepare => {
+                let (s, p) = tokio::join!(reserve(), charge());
+                match (s, p) {
+                    (Ok(s), Ok(p)) if s.ok && p.ok => Outcome::Yes,
+                    // One "no" decides, whatever the other said.
+                    (Ok(s), _) if !s.ok => Outcome::No(s.reason),
+                    (_, Ok(p)) if !p.ok => Outcome::No(p.reason),
+                    (Err(e), _) | (_, Err(e)) => return Err(e),
+                    _ => unreachable!("all vote combinations handled"),
+                }
+            }
+            Step::Commit => {
+                let t = txref.clone();
+                let (s, p) = tokio::join!(
+                    self.stock.call(left, true, |ch| {
+                        let t = t.clone();
+                        async move { StockClient::new(ch).commit(t).await }
+                    }),
+                    self.payment.call(left, true, |ch| {
+                        let t = t.clone();
+                        async move { PaymentClient::new(ch).commit(t).await }
+                    })
+                );
+                s?;
+                p?;
+                Outcome::Yes
+            }
+            Step::Undo { release, refund } => {
+                if *refund {
+                    let t = txref.clone();
+                    self.payment
+                        .call(left, true, |ch| {
+                            let t = t.clone();
+                            async move { PaymentClient::new(ch).refund(t).await }
+                        })
+                        .await?;
+                }
+                if *release {
+                    let t = txref.clone();
+                    self.stock
+                        .call(left, true, |ch| {
+                            let t = t.clone();
+                            async move { StockClient::new(ch).release(t).await }
+                        })
+                        .await?;
+                }
+                Outcome::Yes
+            }
+            Step::Finished { .. } => unreachable!("finished records have no step"),
+        })
+    }
+
+    /// Drives the checkout of `order` until its record is terminal or the
+    /// deadline passes. Ok(record) = terminal.
+    pub async fn drive(
+        &self,
+        order: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<TxRecord, Status> {
+        let (okey, tkey) = (order_key(order), tx_key(order));
+        let mut attempt = 0u32;
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unknown(format!(
+                    "checkout of order {order} still running; it will be finished in the background"
+                )));
+            }
+            let left = deadline - tokio::time::Instant::now();
+            let vals = match self.read(&[&tkey, &okey]).await {
+                Ok(v) => v,
+                Err(_) => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                    continue;
+                }
+            };
+            let (Some(rec_s), Some(order_s)) = (&vals[0], &vals[1]) else {
+                return Err(Status::internal(format!(
+                    "checkout record of {order} vanished"
+                )));
+            };
+            let rec: TxRecord = from_json(&tkey, rec_s)?;
+            let step = checkout::next_step(&rec, self.bugs);
+            if let Step::Finished { .. } = step {
+                return Ok(rec);
+            }
+            let outcome = match self.run_step(&rec, &step, left).await {
+                Ok(o) => o,
+                Err(e) if e.code() == tonic::Code::Internal => return Err(e),
+                Err(_) => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                    continue;
+                }
+            };
+            let (next, paid) = checkout::after(&rec, outcome);
+            let next_s = to_json(&next);
+            let mut puts = vec![cmd::op_put(&tkey, &next_s)];
+            let mut compares = vec![cmd::compare(&tkey, Some(rec_s))];
+            if paid {
+                let mut o: OrderRec = from_json(&okey, order_s)?;
+                o.paid = true;
+                compares.push(cmd::compare(&okey, Some(order_s)));
+                puts.push(cmd::op_put(&okey, &to_json(&o)));
+            }
+            // Lost race or unknown outcome alike: re-read and follow.
+            let _ = self.store.client().txn(compares, puts, vec![]).await;
+        }
+    }
+
+    async fn checkout(&self, order: &str) -> Result<pb::CheckoutResult, Status> {
+        check_id("order", order)?;
+        let deadline = tokio::time::Instant::now() + self.deadline;
+        let (okey, tkey) = (order_key(order), tx_key(order));
+        let mut attempt = 0u32;
+        let mut started = false;
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(if started {
+                    unknown(format!("checkout of order {order} may have started"))
+                } else {
+                    Status::aborted(format!(
+                        "checkout of order {order} not started: store unavailable"
+                    ))
+                });
+            }
+            let vals = match self.read(&[&okey, &tkey]).await {
+                Ok(v) => v,
+                Err(_) => {
+                    attempt += 1;
+                    backoff(attempt).await;
+                    continue;
+                }
+            };
+            let Some(order_s) = &vals[0] else {
+                return Err(Status::not_found(format!("order {order} not found")));
+            };
+            let o: OrderRec = from_json(&okey, order_s)?;
+            let active = match &vals[1] {
+                Some(s) => !from_json::<TxRecord>(&tkey, s)?.terminal(),
+                None => false,
+            };
+            if o.paid && !active {
+                let tx_id = match &vals[1] {
+                    Some(s) => from_json::<TxRecord>(&tkey, s)?.tx_id,
+                    None => String::new(),
+                };
+                return Ok(pb::CheckoutResult {
+                    order_id: order.to_string(),
+                    tx_id,
+                });
+            }
+            if !active {
+                if started {
+                    // Our attempt (or a concurrent one) ended and the order
+                    // is still unpaid: report it rather than start again.
+                    if let Some(s) = &vals[1] {
+                        let rec: TxRecord = from_json(&tkey, s)?;
+                        return Err(Status::failed_precondition(rec.reason));
+                    }
+                }
+                let rec = checkout::start(self.mode, format!("{order}.{}", super::random_id()), &o);
+                let compares = vec![
+                    cmd::compare(&okey, Some(order_s)),
+                    cmd::compare(&tkey, vals[1].as_deref()),
+                ];
+                let puts = vec![cmd::op_put(&tkey, &to_json(&rec))];
+                match self.store.client().txn(compares, puts, vec![]).await {
+                    Ok(r) if r.succeeded => {}
+                    Ok(_) => continue, // someone else started one: follow it
+                    Err(e) => {
+                        started |= e.is_unknown();
+                        attempt += 1;
+                        backoff(attempt).await;
+                        continue;
+                    }
+                }
+            }
+            let rec = self.drive(order, deadline).await?;
+            if rec.phase == checkout::Phase::Done {
+                return Ok(pb::CheckoutResult {
+                    order_id: order.to_string(),
+                    tx_id: rec.tx_id,
+                });
+            }
+            return Err(Status::failed_precondition(rec.reason));
+        }
+    }
+
+    /// Unfinished checkout records: order id -> record string.
+    async fn unfinished(&self) -> Result<BTreeMap<String, String>, Status> {
+        let all = self.store.client().scan(keys::TX).await.map_err(kv_error)?;
+        let mut out = BTreeMap::new();
+        for (k, v) in all {
+            let rec: TxRecord = from_json(&k, &v)?;
+            if !rec.terminal() {
+                out.insert(k[keys::TX.len()..].to_string(), v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every `every`, finishes the checkouts that made no progress since the
+    /// previous look (their driver crashed or gave up).
+    pub async fn recovery_loop(self, every: Duration) {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            tokio::time::sleep(every).await;
+            let Ok(now) = self.unfinished().await else {
+                continue;
+            };
+            for (order, rec) in &now {
+                if seen.get(order) == Some(rec) {
+                    let deadline = tokio::time::Instant::now() + self.deadline;
+                    let _ = self.drive(order, deadline).await;
+                }
+            }
+            seen = now;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Orders for OrderService {
+    async fn create(
+        &self,
+        req: Request<pb::CreateOrderRequest>,
+    ) -> Result<Response<pb::OrderId>, Status> {
+        let user = req.into_inner().user_id;
+        check_id("user", &user)?;
+        let u = pb::UserId {
+            user_id: user.clone(),
+        };
+        self.payment
+            .call(self.deadline, true, |ch| {
+                let u = u.clone();
+                async move { PaymentClient::new(ch).find(u).await }
+            })
+            .await?;
+        let rec = to_json(&OrderRec {
+            user,
+            items: vec![],
+            total: 0,
+            paid: false,
+        });
+        loop {
+            let id = super::random_id();
+            let r = self
+                .store
+                .client()
+                .cas(&order_key(&id), None, Some(&rec))
+                .await;
+            if r.map_err(kv_error)?.succeeded {
+                return Ok(Response::new(pb::OrderId { order_id: id }));
+            }
+        }
+    }
+
+    async fn batch_init(
+        &self,
+        req: Request<pb::OrdersInit>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        check_amount("item price", r.item_price)?;
+        if r.n > 1_000_000 || r.n_items == 0 || r.n_users == 0 {
+            return Err(Status::invalid_argument(format!(
+                "bad batch: n {} (at most 10^6), n_items {} and n_users {} (at least 1)",
+                r.n, r.n_items, r.n_users
+            )));
+        }
+        let pairs: Vec<(String, String)> = {
+            let mut rng = rand::rng();
+            (0..r.n)
+                .map(|i| {
+                    let items = vec![
+                        (rng.random_range(0..r.n_items).to_string(), 1),
+                        (rng.random_range(0..r.n_items).to_string(), 1),
+                    ];
+                    let o = OrderRec {
+                        user: rng.random_range(0..r.n_users).to_string(),
+                        items,
+                        total: 2 * r.item_price,
+                        paid: false,
+                    };
+                    (order_key(&i.to_string()), to_json(&o))
+                })
+                .collect()
+        };
+        put_all(&self.store, pairs).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn find(&self, req: Request<pb::OrderId>) -> Result<Response<pb::Order>, Status> {
+        let id = req.into_inner().order_id;
+        check_id("order", &id)?;
+        let key = order_key(&id);
+        match self.read(&[&key]).await?.pop().flatten() {
+            None => Err(Status::not_found(format!("order {id} not found"))),
+            Some(s) => Ok(Response::new(order_reply(&id, &from_json(&key, &s)?))),
+        }
+    }
+
+    async fn add_item(
+        &self,
+        req: Request<pb::AddItemRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
+        let r = req.into_inner();
+        check_id("order", &r.order_id)?;
+        check_id("item", &r.item_id)?;
+        if r.quantity <= 0 {
+            return Err(Status::invalid_argument(format!(
+                "bad quantity {}: expected a positive integer",
+                r.quantity
+            )));
+        }
+        check_amount("quantity", r.quantity)?;
+        let (okey, tkey) = (order_key(&r.order_id), tx_key(&r.order_id));
+        // The order must exist before we ask the stock service for a price.
+        if self.read(&[&okey]).await?[0].is_none() {
+            return Err(Status::not_found(format!("order {} not found", r.order_id)));
+        }
+        let id = pb::ItemId {
+            item_id: r.item_id.clone(),
+        };
+        let item = self
+            .stock
+            .call(self.deadline, true, |ch| {
+                let id = id.clone();
+                async move { StockClient::new(ch).find(id).await }
+            })
+            .await?;
+        for attempt in 0..100 {
+            let vals = self.read(&[&okey, &tkey]).await?;
+            let Some(old) = &vals[0] else {
+                return Err(Status::not_found(format!("order {} not found", r.order_id)));
+            };
+            let mut o: OrderRec = from_json(&okey, old)?;
+            if o.paid {
+                return Err(Status::failed_precondition(format!(
+                    "order {} is already paid",
+                    r.order_id
+                )));
+            }
+            if let Some(t) = &vals[1] {
+                if !from_json::<TxRecord>(&tkey, t)?.terminal() {
+                    return Err(Status::failed_precondition(format!(
+                        "order {} is being checked out",
+                        r.order_id
+                    )));
+                }
+            }
+            o.items.push((r.item_id.clone(), r.quantity));
+            o.total += item.price * r.quantity;
+            let compares = vec![
+                cmd::compare(&okey, Some(old)),
+                cmd::compare(&tkey, vals[1].as_deref()),
+            ];
+            let puts = vec![cmd::op_put(&okey, &to_json(&o))];
+            let res = self.store.client().txn(compares, puts, vec![]).await;
+            if res.map_err(kv_error)?.succeeded {
+                return Ok(Response::new(order_reply(&r.order_id, &o)));
+            }
+            backoff(attempt.min(3)).await;
+        }
+        Err(Status::aborted(format!(
+            "order {}: too many concurrent updates, not done",
+            r.order_id
+        )))
+    }
+
+    async fn checkout(
+        &self,
+        req: Request<pb::OrderId>,
+    ) -> Result<Response<pb::CheckoutResult>, Status> {
+        let id = req.into_inner().order_id;
+        Ok(Response::new(OrderService::checkout(self, &id).await?))
+    }
+
+    async fn in_flight(
+        &self,
+        _: Request<pb::InFlightRequest>,
+    ) -> Result<Response<pb::InFlightReply>, Status> {
+        let u = self.unfinished().await?;
+        Ok(Response::new(pb::InFlightReply {
+            count: u.len() as u64,
+            orders: u.into_keys().collect(),
+        }))
+    }
+}
+
+/// Runs one replica of a service until `shutdown` completes.
+pub async fn serve(
+    group: super::Group,
+    cfg: ServiceConfig,
+    addr: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use super::Group;
+    use crate::shop_pb::{
+        orders_server::OrdersServer, payment_server::PaymentServer, stock_server::StockServer,
+    };
+    let builder = tonic::transport::Server::builder();
+    let t = &cfg.topology;
+    match group {
+        Group::Stock => {
+            let svc = super::stock::StockService {
+                store: Store::new(t.stock_kv.clone(), cfg.kv_options.clone()),
+                unguarded: cfg.bugs.unguarded_stock,
+            };
+            let mut b = builder;
+            b.add_service(StockServer::new(svc))
+                .serve_with_shutdown(addr, shutdown)
+                .await?;
+        }
+        Group::Payment => {
+            let svc = super::payment::PaymentService {
+                store: Store::new(t.payment_kv.clone(), cfg.kv_options.clone()),
+                non_idempotent: cfg.bugs.non_idempotent_payment,
+            };
+            let mut b = builder;
+            b.add_service(PaymentServer::new(svc))
+                .serve_with_shutdown(addr, shutdown)
+                .await?;
+        }
+        Group::Orders => {
+            let svc = OrderService::new(&cfg);
+            let recovery = tokio::spawn(svc.clone().recovery_loop(cfg.recovery_every));
+            let mut b = builder;
+            let r = b
+                .add_service(OrdersServer::new(svc))
+                .serve_with_shutdown(addr, shutdown)
+                .await;
+            recovery.abort();
+            r?;
+        }
+    }
+    Ok(())
+}
