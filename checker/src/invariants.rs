@@ -47,6 +47,23 @@
 //! unknown create may explain one each). Input that cannot be checked (no
 //! final event, an operation on an id nobody created, a non-integer amount)
 //! is an [`InputError`], never a panic.
+//!
+//! ```
+//! use checker::history::History;
+//! use checker::invariants::{check_checkout, Verdict, ViolationKind};
+//!
+//! // One checkout answered ok, but the user was charged twice.
+//! let h = History::from_jsonl(r#"
+//! {"process":"setup","type":"ok","f":"init","value":{"items":{"i1":{"stock":5,"price":3}},"users":{"u1":10},"orders":{"o1":{"user":"u1","items":[["i1",1]]}}}}
+//! {"process":1,"type":"invoke","f":"checkout","value":{"order":"o1"}}
+//! {"process":1,"type":"ok","f":"checkout","value":{"order":"o1"}}
+//! {"process":"final","type":"ok","f":"final","value":{"items":{"i1":{"stock":4,"price":3}},"users":{"u1":4},"orders":{"o1":{"paid":true,"user":"u1","items":[["i1",1]],"total":3}},"in_flight":0}}
+//! "#).unwrap();
+//! let r = check_checkout(&h);
+//! assert_eq!(r.verdict, Verdict::Invalid);
+//! assert_eq!(r.violations[0].kind, ViolationKind::MoneyLost);
+//! assert_eq!(r.violations[0].subject, "u1");
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -517,7 +534,8 @@ fn entities(input: &Input, out: &mut Vec<Violation>) {
         let created = input.created.iter().filter(|((k, _), _)| *k == kind);
         let known = input.init.ids(kind).into_iter().map(|id| (id, None));
         for (id, by) in known.chain(created.map(|((_, id), &i)| (id, Some(i)))) {
-            if input.fin.has(kind, id) || (by.is_some() && input.init.has(kind, id)) {
+            let reported = by.is_some() && input.init.has(kind, id); // as an init id
+            if input.fin.has(kind, id) || reported {
                 continue;
             }
             let (from, ops) = match by {
@@ -744,13 +762,12 @@ impl Books {
             };
             l.consumed += total;
             l.ops.extend(&ops);
-            if o.total.is_some_and(|t| t != total) {
+            if let Some(t) = o.total.filter(|&t| t != total) {
                 out.push(Violation {
                     kind: ViolationKind::WrongTotal,
                     subject: id.clone(),
                     message: format!(
-                        "order {id}: total {} but its items cost {total} (Σ qty × price)",
-                        o.total.unwrap_or_default()
+                        "order {id}: total {t} but its items cost {total} (Σ qty × price)"
                     ),
                     ops: sorted(ops.into_iter().chain([input.final_op])),
                 });

@@ -19,7 +19,10 @@
 //!   depends on none of them: it is a library anyone can use;
 //! - it does not check transactional isolation levels (Elle-style cycle
 //!   detection) or liveness; only linearizability of single-object
-//!   operations (per key for the key-value model).
+//!   operations (per key for the key-value model), and, for the bookstore's
+//!   checkout workload, end-to-end invariants against the final state
+//!   ([`invariants::check_checkout`]: stock and money conserved, nothing
+//!   negative, client answers agree with what was paid).
 //!
 //! ```
 //! use checker::{check, History, ModelKind, Options, Verdict};
@@ -40,7 +43,8 @@
 //! Layout, in data-flow order: [`history`] (the operation model and the
 //! native JSON Lines format), [`edn`] and [`formats`] (readers and writers
 //! for other formats), [`model`] (sequential specifications), [`linear`]
-//! (the search), [`report`] (the HTML page).
+//! (the search), [`report`] (the HTML page); [`invariants`] (checkout
+//! transactions: conservation against the initial and final states).
 
 pub mod edn;
 pub mod formats;
@@ -52,5 +56,6 @@ pub mod report;
 
 pub use formats::{parse_auto, Format, ParseError};
 pub use history::{History, Op, OpType, Process};
+pub use invariants::{check_checkout, InvariantResult};
 pub use linear::{check, CheckResult, Options, Verdict};
 pub use model::ModelKind;
