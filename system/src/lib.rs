@@ -11,6 +11,7 @@
 //! - [`clock`]: every node's time, with offset and drift for the simulator.
 //! - [`shop`]: stock, payment and order services and the checkout coordinators.
 //! - [`bugs`]: planted bugs, off by default.
+//! - `gateway` (real mode only): the HTTP API of the shop, over gRPC.
 //!
 //! The crate compiles for real (tokio, tonic) and, with `--cfg madsim`,
 //! against the deterministic simulator; nothing here reads the OS clock or
@@ -20,6 +21,8 @@ pub mod bugs;
 pub mod client;
 pub mod clock;
 pub mod convert;
+#[cfg(not(madsim))]
+pub mod gateway;
 pub mod kv;
 pub mod node;
 pub mod shop;

@@ -1,0 +1,769 @@
+//! The HTTP gateway (real mode only): the web shop's API, translated into
+//! gRPC calls to the replicas of the stock, payment and order services.
+//!
+//! | route                                                        | answer                         |
+//! |--------------------------------------------------------------|--------------------------------|
+//! | `POST /stock/item/create/<price>`                            | `{"item_id"}`                  |
+//! | `POST /stock/batch_init/<n>/<stock>/<price>`                 | `{"msg"}`                      |
+//! | `GET  /stock/find/<item_id>`                                 | `{"stock","price"}`            |
+//! | `POST /stock/add/<item_id>/<amount>`                         | `{"item_id","stock","price"}`  |
+//! | `POST /stock/subtract/<item_id>/<amount>`                    | `{"item_id","stock","price"}`  |
+//! | `POST /payment/create_user`                                  | `{"user_id"}`                  |
+//! | `POST /payment/batch_init/<n>/<money>`                       | `{"msg"}`                      |
+//! | `GET  /payment/find_user/<user_id>`                          | `{"user_id","credit"}`         |
+//! | `POST /payment/add_funds/<user_id>/<amount>`                 | `{"user_id","credit"}`         |
+//! | `POST /payment/pay/<user_id>/<amount>`                       | `{"user_id","credit"}`         |
+//! | `POST /orders/create/<user_id>`                              | `{"order_id"}`                 |
+//! | `POST /orders/batch_init/<n>/<n_items>/<n_users>/<item_price>` | `{"msg"}`                    |
+//! | `GET  /orders/find/<order_id>`                               | `{"order_id","paid","items":[[item_id,qty],..],"user_id","total_cost"}` |
+//! | `POST /orders/addItem/<order_id>/<item_id>/<quantity>`       | the order, as `find`           |
+//! | `POST /orders/checkout/<order_id>`                           | `{"order_id","tx_id","paid"}`  |
+//!
+//! Every answer is JSON. Errors are `{"error": "..."}`:
+//!
+//! - 404: no such item, user, order (gRPC `NOT_FOUND`) or route;
+//! - 400: a business rule refused it (`FAILED_PRECONDITION`: out of stock,
+//!   out of credit) or a bad argument (`INVALID_ARGUMENT`, a path number
+//!   that is not a non-negative integer or overflows);
+//! - 503 with `"done": false`: certainly not done (`ABORTED`, no replica
+//!   reachable): safe to retry;
+//! - 503 with `"done": "unknown"`: the outcome is unknown (`UNAVAILABLE`,
+//!   `DEADLINE_EXCEEDED`): it may or may not have happened;
+//! - 500: a service's internal error.
+//!
+//! Reads (and `batch_init`, which overwrites) may be sent again after an
+//! unknown outcome, on another replica; other writes are retried only when
+//! certainly not sent ([`Replicas::call`] with `idempotent = false`).
+
+use crate::shop::rpc::{certainly_not_done, Replicas};
+use crate::shop::Topology;
+use crate::shop_pb::{
+    self as pb, orders_client::OrdersClient, payment_client::PaymentClient,
+    stock_client::StockClient,
+};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tonic::{Code, Status};
+
+pub use client::HttpClient;
+
+/// Timeouts of the gateway's calls to the services.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// One attempt on one replica.
+    pub attempt_timeout: Duration,
+    /// A whole call, failover included.
+    pub total_timeout: Duration,
+    /// One checkout attempt: longer than the order service's checkout
+    /// deadline, which answers "unknown" itself when it runs out.
+    pub checkout_timeout: Duration,
+    /// One batch_init attempt (writes up to 10^6 records).
+    pub batch_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            attempt_timeout: Duration::from_secs(3),
+            total_timeout: Duration::from_secs(10),
+            checkout_timeout: Duration::from_secs(15),
+            batch_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The gateway's state: the replicas of every service.
+#[derive(Clone)]
+pub struct Gateway {
+    stock: Replicas,
+    payment: Replicas,
+    orders: Replicas,
+    cfg: GatewayConfig,
+}
+
+impl Gateway {
+    pub fn new(topology: &Topology, cfg: GatewayConfig) -> Gateway {
+        Gateway {
+            stock: Replicas::new(topology.stock.clone(), cfg.attempt_timeout),
+            payment: Replicas::new(topology.payment.clone(), cfg.attempt_timeout),
+            orders: Replicas::new(topology.orders.clone(), cfg.attempt_timeout),
+            cfg,
+        }
+    }
+
+    /// The same replicas (and connections) with a longer attempt timeout.
+    fn long(r: &Replicas, t: Duration) -> Replicas {
+        let mut r = r.clone();
+        r.attempt_timeout = t;
+        r
+    }
+}
+
+/// An error answer: status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl ApiError {
+    pub fn bad_request(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({ "error": msg.into() }),
+        }
+    }
+    pub fn not_found(msg: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            body: json!({ "error": msg.into() }),
+        }
+    }
+}
+
+impl From<Status> for ApiError {
+    fn from(s: Status) -> ApiError {
+        status_to_http(&s)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// The HTTP answer to a gRPC status from a service.
+pub fn status_to_http(s: &Status) -> ApiError {
+    let msg = s.message().to_string();
+    let (status, done) = match s.code() {
+        Code::NotFound => (StatusCode::NOT_FOUND, None),
+        Code::FailedPrecondition
+        | Code::InvalidArgument
+        | Code::OutOfRange
+        | Code::AlreadyExists => (StatusCode::BAD_REQUEST, None),
+        Code::Aborted | Code::ResourceExhausted => {
+            (StatusCode::SERVICE_UNAVAILABLE, Some(json!(false)))
+        }
+        Code::Unavailable if certainly_not_done(s) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Some(json!(false)))
+        }
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+            (StatusCode::SERVICE_UNAVAILABLE, Some(json!("unknown")))
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, Some(json!("unknown"))),
+    };
+    let body = match done {
+        None => json!({ "error": msg }),
+        Some(d) => json!({ "error": msg, "done": d }),
+    };
+    ApiError { status, body }
+}
+
+/// A number from the path: a non-negative decimal integer that fits `i64`.
+pub fn parse_amount(what: &str, s: &str) -> Result<i64, ApiError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!(
+            "bad {what} '{s}': expected a non-negative integer"
+        )));
+    }
+    s.parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("bad {what} '{s}': too large")))
+}
+
+/// A count from the path: a non-negative decimal integer that fits `u64`.
+pub fn parse_count(what: &str, s: &str) -> Result<u64, ApiError> {
+    Ok(parse_amount(what, s)? as u64)
+}
+
+/// Path parameters; a malformed path is a JSON 400, not axum's plain text.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(Params(t)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+type Answer = Result<Json<Value>, ApiError>;
+
+/// One gRPC call through [`Replicas::call`]: `rpc!(replicas, total,
+/// idempotent, Client, method, request)`.
+macro_rules! rpc {
+    ($reps:expr, $total:expr, $idem:expr, $client:ident, $method:ident, $req:expr) => {{
+        let req = $req;
+        $reps
+            .call($total, $idem, move |ch| {
+                let req = req.clone();
+                async move { $client::new(ch).$method(req).await }
+            })
+            .await
+            .map_err(ApiError::from)
+    }};
+}
+
+fn item_json(i: &pb::Item) -> Value {
+    json!({ "item_id": i.item_id, "stock": i.stock, "price": i.price })
+}
+fn user_json(u: &pb::User) -> Value {
+    json!({ "user_id": u.user_id, "credit": u.credit })
+}
+fn order_json(o: &pb::Order) -> Value {
+    let items: Vec<Value> = o.items.iter().map(|l| json!([l.item_id, l.qty])).collect();
+    json!({
+        "order_id": o.order_id,
+        "paid": o.paid,
+        "items": items,
+        "user_id": o.user_id,
+        "total_cost": o.total_cost,
+    })
+}
+
+// ---------- stock ----------
+
+async fn item_create(State(g): State<Gateway>, Params(price): Params<String>) -> Answer {
+    let price = parse_amount("price", &price)?;
+    let r = rpc!(
+        g.stock,
+        g.cfg.total_timeout,
+        false,
+        StockClient,
+        create_item,
+        pb::CreateItemRequest { price }
+    )?;
+    Ok(Json(json!({ "item_id": r.item_id })))
+}
+
+async fn stock_batch_init(
+    State(g): State<Gateway>,
+    Params((n, stock, price)): Params<(String, String, String)>,
+) -> Answer {
+    let req = pb::ItemsInit {
+        n: parse_count("n", &n)?,
+        stock: parse_amount("stock", &stock)?,
+        price: parse_amount("price", &price)?,
+    };
+    let reps = Gateway::long(&g.stock, g.cfg.batch_timeout);
+    rpc!(
+        reps,
+        g.cfg.batch_timeout,
+        true,
+        StockClient,
+        batch_init,
+        req
+    )?;
+    Ok(Json(json!({ "msg": "batch init for stock successful" })))
+}
+
+async fn stock_find(State(g): State<Gateway>, Params(item_id): Params<String>) -> Answer {
+    let i = rpc!(
+        g.stock,
+        g.cfg.total_timeout,
+        true,
+        StockClient,
+        find,
+        pb::ItemId { item_id }
+    )?;
+    Ok(Json(json!({ "stock": i.stock, "price": i.price })))
+}
+
+async fn stock_add(
+    State(g): State<Gateway>,
+    Params((item_id, amount)): Params<(String, String)>,
+) -> Answer {
+    let amount = parse_amount("amount", &amount)?;
+    let req = pb::StockChange { item_id, amount };
+    let i = rpc!(g.stock, g.cfg.total_timeout, false, StockClient, add, req)?;
+    Ok(Json(item_json(&i)))
+}
+
+async fn stock_subtract(
+    State(g): State<Gateway>,
+    Params((item_id, amount)): Params<(String, String)>,
+) -> Answer {
+    let amount = parse_amount("amount", &amount)?;
+    let req = pb::StockChange { item_id, amount };
+    let i = rpc!(
+        g.stock,
+        g.cfg.total_timeout,
+        false,
+        StockClient,
+        subtract,
+        req
+    )?;
+    Ok(Json(item_json(&i)))
+}
+
+// ---------- payment ----------
+
+async fn create_user(State(g): State<Gateway>) -> Answer {
+    let u = rpc!(
+        g.payment,
+        g.cfg.total_timeout,
+        false,
+        PaymentClient,
+        create_user,
+        pb::Empty {}
+    )?;
+    Ok(Json(json!({ "user_id": u.user_id })))
+}
+
+async fn payment_batch_init(
+    State(g): State<Gateway>,
+    Params((n, money)): Params<(String, String)>,
+) -> Answer {
+    let req = pb::UsersInit {
+        n: parse_count("n", &n)?,
+        credit: parse_amount("money", &money)?,
+    };
+    let reps = Gateway::long(&g.payment, g.cfg.batch_timeout);
+    rpc!(
+        reps,
+        g.cfg.batch_timeout,
+        true,
+        PaymentClient,
+        batch_init,
+        req
+    )?;
+    Ok(Json(json!({ "msg": "batch init for users successful" })))
+}
+
+async fn find_user(State(g): State<Gateway>, Params(user_id): Params<String>) -> Answer {
+    let u = rpc!(
+        g.payment,
+        g.cfg.total_timeout,
+        true,
+        PaymentClient,
+        find,
+        pb::UserId { user_id }
+    )?;
+    Ok(Json(user_json(&u)))
+}
+
+async fn add_funds(
+    State(g): State<Gateway>,
+    Params((user_id, amount)): Params<(String, String)>,
+) -> Answer {
+    let amount = parse_amount("amount", &amount)?;
+    let req = pb::CreditChange { user_id, amount };
+    let u = rpc!(
+        g.payment,
+        g.cfg.total_timeout,
+        false,
+        PaymentClient,
+        add_funds,
+        req
+    )?;
+    Ok(Json(user_json(&u)))
+}
+
+async fn pay(
+    State(g): State<Gateway>,
+    Params((user_id, amount)): Params<(String, String)>,
+) -> Answer {
+    let amount = parse_amount("amount", &amount)?;
+    let req = pb::CreditChange { user_id, amount };
+    let u = rpc!(
+        g.payment,
+        g.cfg.total_timeout,
+        false,
+        PaymentClient,
+        pay,
+        req
+    )?;
+    Ok(Json(user_json(&u)))
+}
+
+// ---------- orders ----------
+
+async fn order_create(State(g): State<Gateway>, Params(user_id): Params<String>) -> Answer {
+    let o = rpc!(
+        g.orders,
+        g.cfg.total_timeout,
+        false,
+        OrdersClient,
+        create,
+        pb::CreateOrderRequest { user_id }
+    )?;
+    Ok(Json(json!({ "order_id": o.order_id })))
+}
+
+async fn orders_batch_init(
+    State(g): State<Gateway>,
+    Params((n, n_items, n_users, price)): Params<(String, String, String, String)>,
+) -> Answer {
+    let req = pb::OrdersInit {
+        n: parse_count("n", &n)?,
+        n_items: parse_count("n_items", &n_items)?,
+        n_users: parse_count("n_users", &n_users)?,
+        item_price: parse_amount("item_price", &price)?,
+    };
+    let reps = Gateway::long(&g.orders, g.cfg.batch_timeout);
+    rpc!(
+        reps,
+        g.cfg.batch_timeout,
+        true,
+        OrdersClient,
+        batch_init,
+        req
+    )?;
+    Ok(Json(json!({ "msg": "batch init for orders successful" })))
+}
+
+async fn order_find(State(g): State<Gateway>, Params(order_id): Params<String>) -> Answer {
+    let o = rpc!(
+        g.orders,
+        g.cfg.total_timeout,
+        true,
+        OrdersClient,
+        find,
+        pb::OrderId { order_id }
+    )?;
+    Ok(Json(order_json(&o)))
+}
+
+async fn add_item(
+    State(g): State<Gateway>,
+    Params((order_id, item_id, quantity)): Params<(String, String, String)>,
+) -> Answer {
+    let quantity = parse_amount("quantity", &quantity)?;
+    let req = pb::AddItemRequest {
+        order_id,
+        item_id,
+        quantity,
+    };
+    let o = rpc!(
+        g.orders,
+        g.cfg.total_timeout,
+        false,
+        OrdersClient,
+        add_item,
+        req
+    )?;
+    Ok(Json(order_json(&o)))
+}
+
+async fn checkout(State(g): State<Gateway>, Params(order_id): Params<String>) -> Answer {
+    let reps = Gateway::long(&g.orders, g.cfg.checkout_timeout);
+    let r = rpc!(
+        reps,
+        g.cfg.checkout_timeout,
+        false,
+        OrdersClient,
+        checkout,
+        pb::OrderId { order_id }
+    )?;
+    Ok(Json(
+        json!({ "order_id": r.order_id, "tx_id": r.tx_id, "paid": true }),
+    ))
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", uri.path()))
+}
+
+async fn wrong_method(uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        body: json!({ "error": format!("method not allowed on {}", uri.path()) }),
+    }
+}
+
+/// The gateway's routes.
+pub fn router(g: Gateway) -> Router {
+    Router::new()
+        .route("/stock/item/create/{price}", post(item_create))
+        .route(
+            "/stock/batch_init/{n}/{stock}/{price}",
+            post(stock_batch_init),
+        )
+        .route("/stock/find/{item_id}", get(stock_find))
+        .route("/stock/add/{item_id}/{amount}", post(stock_add))
+        .route("/stock/subtract/{item_id}/{amount}", post(stock_subtract))
+        .route("/payment/create_user", post(create_user))
+        .route("/payment/batch_init/{n}/{money}", post(payment_batch_init))
+        .route("/payment/find_user/{user_id}", get(find_user))
+        .route("/payment/add_funds/{user_id}/{amount}", post(add_funds))
+        .route("/payment/pay/{user_id}/{amount}", post(pay))
+        .route("/orders/create/{user_id}", post(order_create))
+        .route(
+            "/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}",
+            post(orders_batch_init),
+        )
+        .route("/orders/find/{order_id}", get(order_find))
+        .route(
+            "/orders/addItem/{order_id}/{item_id}/{quantity}",
+            post(add_item),
+        )
+        .route("/orders/checkout/{order_id}", post(checkout))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(g)
+}
+
+/// Serves the gateway on `addr` until `shutdown` completes.
+pub async fn serve(
+    topology: &Topology,
+    cfg: GatewayConfig,
+    addr: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router(Gateway::new(topology, cfg)))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// A small HTTP/1.1 client for the gateway's API (benchmark and tests).
+pub mod client {
+    use axum::body::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    use hyper_util::rt::TokioExecutor;
+    use std::time::Duration;
+
+    /// One answer: the status code and the JSON body (`Null` if not JSON).
+    #[derive(Clone, Debug)]
+    pub struct Answer {
+        pub status: u16,
+        pub body: serde_json::Value,
+    }
+
+    impl Answer {
+        pub fn ok(&self) -> bool {
+            (200..300).contains(&self.status)
+        }
+        /// A 503 whose outcome is unknown (it may have been done).
+        pub fn unknown(&self) -> bool {
+            self.status == 503 && self.body["done"] == "unknown"
+        }
+        pub fn str(&self, field: &str) -> String {
+            match &self.body[field] {
+                serde_json::Value::String(s) => s.clone(),
+                v => v.to_string(),
+            }
+        }
+        pub fn int(&self, field: &str) -> i64 {
+            self.body[field].as_i64().unwrap_or(i64::MIN)
+        }
+    }
+
+    /// Keeps connections open (pooled) to one gateway.
+    #[derive(Clone)]
+    pub struct HttpClient {
+        base: String,
+        client: Client<HttpConnector, Empty<Bytes>>,
+        pub timeout: Duration,
+    }
+
+    impl HttpClient {
+        /// `base`: e.g. `http://127.0.0.1:8000`.
+        pub fn new(base: &str) -> HttpClient {
+            let mut conn = HttpConnector::new();
+            conn.set_nodelay(true);
+            HttpClient {
+                base: base.trim_end_matches('/').to_string(),
+                client: Client::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(256)
+                    .build(conn),
+                timeout: Duration::from_secs(30),
+            }
+        }
+
+        /// Sends `method path`; `Err` if there was no HTTP answer
+        /// (connection refused or lost, timeout): the outcome is unknown.
+        pub async fn call(&self, method: &str, path: &str) -> Result<Answer, String> {
+            let req = hyper::Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.base))
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| e.to_string())?;
+            let fut = async {
+                let resp = self
+                    .client
+                    .request(req)
+                    .await
+                    .map_err(|e| format!("{e:?}"))?;
+                let status = resp.status().as_u16();
+                let bytes = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .to_bytes();
+                let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+                Ok(Answer { status, body })
+            };
+            match tokio::time::timeout(self.timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "{method} {path}: no answer within {:?}",
+                    self.timeout
+                )),
+            }
+        }
+
+        pub async fn get(&self, path: &str) -> Result<Answer, String> {
+            self.call("GET", path).await
+        }
+        pub async fn post(&self, path: &str) -> Result<Answer, String> {
+            self.call("POST", path).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[test]
+    fn path_numbers_must_be_non_negative_integers_that_fit() {
+        assert_eq!(parse_amount("x", "0"), Ok(0));
+        assert_eq!(parse_amount("x", "42"), Ok(42));
+        assert_eq!(parse_amount("x", "9223372036854775807"), Ok(i64::MAX));
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            "abc",
+            " 1",
+            "9223372036854775808",
+            "99999999999999999999999",
+        ] {
+            let e = parse_amount("x", bad).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(e.body["error"].is_string(), "{bad}");
+        }
+        assert_eq!(parse_count("n", "1000"), Ok(1000));
+        assert!(parse_count("n", "-3").is_err());
+    }
+
+    #[test]
+    fn grpc_statuses_map_to_http() {
+        let cases = [
+            (Status::not_found("no item"), 404, None),
+            (Status::failed_precondition("out of stock"), 400, None),
+            (Status::invalid_argument("bad id"), 400, None),
+            (Status::aborted("not done"), 503, Some(json!(false))),
+            (
+                Status::unavailable("outcome unknown: x"),
+                503,
+                Some(json!("unknown")),
+            ),
+            (
+                Status::unavailable("connect error: refused"),
+                503,
+                Some(json!(false)),
+            ),
+            (
+                Status::deadline_exceeded("slow"),
+                503,
+                Some(json!("unknown")),
+            ),
+            (Status::internal("corrupt"), 500, Some(json!("unknown"))),
+        ];
+        for (s, code, done) in cases {
+            let e = status_to_http(&s);
+            assert_eq!(e.status.as_u16(), code, "{s:?}");
+            assert_eq!(e.body["error"], json!(s.message()), "{s:?}");
+            assert_eq!(e.body.get("done").cloned(), done, "{s:?}");
+        }
+    }
+
+    /// A gateway whose services are unreachable (nothing listens there).
+    fn offline() -> Router {
+        let t = Topology::loopback(1, 3, 2);
+        let cfg = GatewayConfig {
+            attempt_timeout: Duration::from_millis(200),
+            total_timeout: Duration::from_millis(300),
+            checkout_timeout: Duration::from_millis(300),
+            batch_timeout: Duration::from_millis(300),
+        };
+        router(Gateway::new(&t, cfg))
+    }
+
+    async fn send(app: Router, method: &str, path: &str) -> (u16, Value, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, body, ctype)
+    }
+
+    #[tokio::test]
+    async fn bad_numbers_in_the_path_are_400_before_any_call() {
+        for (m, p) in [
+            ("POST", "/stock/item/create/-5"),
+            ("POST", "/stock/item/create/1.5"),
+            ("POST", "/stock/batch_init/x/1/1"),
+            ("POST", "/stock/add/3/99999999999999999999"),
+            ("POST", "/stock/subtract/3/-1"),
+            ("POST", "/payment/batch_init/10/abc"),
+            ("POST", "/payment/add_funds/u/1e9"),
+            ("POST", "/payment/pay/u/-2"),
+            ("POST", "/orders/batch_init/1/2/3/-4"),
+            ("POST", "/orders/addItem/o/i/two"),
+        ] {
+            let (status, body, ctype) = send(offline(), m, p).await;
+            assert_eq!(status, 400, "{m} {p}: {body}");
+            assert!(body["error"].as_str().unwrap().contains("bad"), "{p}");
+            assert_eq!(ctype, "application/json", "{p}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_methods_are_json_errors() {
+        let (status, body, ctype) = send(offline(), "GET", "/nope").await;
+        assert_eq!((status, ctype.as_str()), (404, "application/json"));
+        assert!(body["error"].is_string());
+        let (status, _, _) = send(offline(), "POST", "/stock/find").await;
+        assert_eq!(status, 404);
+        let (status, body, ctype) = send(offline(), "GET", "/orders/checkout/1").await;
+        assert_eq!((status, ctype.as_str()), (405, "application/json"));
+        assert!(body["error"].is_string());
+    }
+
+    #[tokio::test]
+    async fn unreachable_services_are_503_not_done() {
+        // Nothing listens: every replica refuses the connection, so the
+        // write certainly was not sent.
+        for (m, p) in [
+            ("GET", "/stock/find/1"),
+            ("POST", "/payment/pay/1/1"),
+            ("POST", "/orders/checkout/1"),
+        ] {
+            let (status, body, ctype) = send(offline(), m, p).await;
+            assert_eq!(status, 503, "{p}: {body}");
+            assert_eq!(body["done"], json!(false), "{p}: {body}");
+            assert_eq!(ctype, "application/json");
+        }
+    }
+}
