@@ -45,37 +45,68 @@ pub fn node_ip(id: u64) -> IpAddr {
 }
 
 impl SimCluster {
+    /// One Raft KV group of `n` nodes (ids 1..=n).
     pub fn start(n: u64, bugs: Bugs, recorder: Recorder, seed: u64) -> SimCluster {
+        let mut c = SimCluster::empty(recorder, seed);
+        let ids: Vec<u64> = (1..=n).collect();
+        c.peers = c.add_kv_group(&ids, bugs, seed);
+        c
+    }
+
+    /// No nodes yet: add KV groups and processes.
+    pub fn empty(recorder: Recorder, seed: u64) -> SimCluster {
+        SimCluster {
+            nodes: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            recorder,
+            net_faults: BTreeMap::new(),
+            crash_seed: seed,
+        }
+    }
+
+    /// Adds one Raft KV group on the hosts with these (cluster-wide) ids;
+    /// inside the group its replicas are numbered 1, 2, ... Returns the
+    /// group's peer map (group-local id -> address), what a client needs.
+    pub fn add_kv_group(&mut self, ids: &[u64], bugs: Bugs, seed: u64) -> BTreeMap<u64, String> {
         let handle = Handle::current();
-        let peers: BTreeMap<u64, String> = (1..=n)
-            .map(|i| (i, format!("{}:{PORT}", node_ip(i))))
+        let peers: BTreeMap<u64, String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| (i as u64 + 1, format!("{}:{PORT}", node_ip(g))))
             .collect();
-        let mut nodes = BTreeMap::new();
-        for id in 1..=n {
+        let group = ids[0];
+        for (i, &global) in ids.iter().enumerate() {
+            let id = i as u64 + 1;
+            self.recorder.set_group(global, group);
             let disk = SimDir::new();
             let clock = Clock::new();
-            let mut cfg = NodeConfig::new(id, peers.clone(), seed.wrapping_add(id));
+            let mut cfg = NodeConfig::new(id, peers.clone(), seed.wrapping_add(global));
             cfg.bugs = bugs;
             cfg.snapshot_every = 200;
             cfg.rpc_timeout = Duration::from_millis(200);
-            let (d, c, sink) = (disk.clone(), clock.clone(), recorder.sink());
+            // Events carry the cluster-wide id.
+            let rec = self.recorder.clone();
+            let offset = global - id;
+            let sink: bookstore::node::EventSink =
+                Arc::new(move |local, ev| rec.node_event(local + offset, &ev));
+            let (d, c) = (disk.clone(), clock.clone());
             let node = handle
                 .create_node()
-                .name(format!("n{id}"))
-                .ip(node_ip(id))
+                .name(format!("n{global}"))
+                .ip(node_ip(global))
                 .init(move || {
                     let (cfg, d, c, sink) = (cfg.clone(), d.clone(), c.clone(), sink.clone());
                     async move {
                         if let Err(e) =
                             serve(cfg, Arc::new(d), c, Some(sink), std::future::pending()).await
                         {
-                            panic!("node {id} stopped: {e:#}");
+                            panic!("node {global} stopped: {e:#}");
                         }
                     }
                 })
                 .build();
-            nodes.insert(
-                id,
+            self.nodes.insert(
+                global,
                 SimNode {
                     handle: node,
                     disk,
@@ -85,13 +116,32 @@ impl SimCluster {
                 },
             );
         }
-        SimCluster {
-            nodes,
-            peers,
-            recorder,
-            net_faults: BTreeMap::new(),
-            crash_seed: seed,
-        }
+        peers
+    }
+
+    /// Adds a stateless process on host `id` (no disk): `init` runs at the
+    /// start and again after every restart.
+    pub fn add_process<F, Fut>(&mut self, id: u64, name: &str, init: F)
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        let node = Handle::current()
+            .create_node()
+            .name(name)
+            .ip(node_ip(id))
+            .init(init)
+            .build();
+        self.nodes.insert(
+            id,
+            SimNode {
+                handle: node,
+                disk: SimDir::new(),
+                clock: Clock::new(),
+                down: false,
+                paused: false,
+            },
+        );
     }
 
     /// A client running on its own simulated host.

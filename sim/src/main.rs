@@ -49,6 +49,12 @@ mod cli {
         /// Where failing runs write their history, report and schedule.
         #[arg(long, default_value = "sim-out")]
         out: PathBuf,
+        /// Scenario `checkout`: `saga` or `2pc` (default: drawn from the seed).
+        #[arg(long)]
+        mode: Option<String>,
+        /// Scenario `checkout`: `consistency` or `mix` (default: drawn from the seed).
+        #[arg(long)]
+        workload: Option<String>,
     }
 
     impl Common {
@@ -63,11 +69,31 @@ mod cli {
             if let Some(b) = &self.bug {
                 bookstore::bugs::Bugs::from_name(b)?;
             }
+            if let Some(m) = &self.mode {
+                bookstore::shop::Mode::by_name(m)?;
+            }
+            if let Some(w) = &self.workload {
+                if w != "consistency" && w != "mix" {
+                    return Err(format!(
+                        "unknown workload '{w}': expected consistency or mix"
+                    ));
+                }
+            }
+            if self.scenario != "checkout" && (self.mode.is_some() || self.workload.is_some()) {
+                return Err("--mode and --workload apply to --scenario checkout only".into());
+            }
             FaultSelection::parse(&self.faults)
         }
 
         fn schedule(&self, seed: u64, sel: &FaultSelection) -> Schedule {
-            Schedule::generate(&self.scenario, seed, self.bug.as_deref(), sel)
+            let mut s = Schedule::generate(&self.scenario, seed, self.bug.as_deref(), sel);
+            if self.mode.is_some() {
+                s.mode = self.mode.clone();
+            }
+            if self.workload.is_some() {
+                s.workload = self.workload.clone();
+            }
+            s
         }
 
         fn replay(&self, seed: u64) -> String {
@@ -77,6 +103,12 @@ mod cli {
             }
             if self.faults != "swarm" {
                 cmd += &format!(" --faults {}", self.faults);
+            }
+            if let Some(m) = &self.mode {
+                cmd += &format!(" --mode {m}");
+            }
+            if let Some(w) = &self.workload {
+                cmd += &format!(" --workload {w}");
             }
             cmd
         }
@@ -96,6 +128,9 @@ mod cli {
             /// Run twice and compare the hashes of the whole trace.
             #[arg(long)]
             check_determinism: bool,
+            /// Write the history, report and schedule even if the run passes.
+            #[arg(long)]
+            save: bool,
         },
         /// Run many seeds; list the failing ones with their replay commands.
         Sweep {
@@ -249,6 +284,7 @@ mod cli {
                 seed,
                 schedule,
                 check_determinism,
+                save,
             } => {
                 let sel = common.validate()?;
                 let (sched, replay) = match &schedule {
@@ -271,6 +307,9 @@ mod cli {
                     "{} nodes, {} clients, {} keys, {} ms; {}",
                     sched.nodes, sched.clients, sched.keys, sched.duration_ms, sched.config
                 );
+                if let (Some(m), Some(w)) = (&sched.mode, &sched.workload) {
+                    println!("checkout mode {m}, workload {w}");
+                }
                 println!("{} faults scheduled", sched.faults.len());
                 quiet_panics();
                 let t = Instant::now();
@@ -288,7 +327,7 @@ mod cli {
                         return Ok(ExitCode::from(1));
                     }
                 }
-                if r.passed() {
+                if r.passed() && !save {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let dir = write_failure(&common.out, &r, &replay)
@@ -298,7 +337,11 @@ mod cli {
                     dir.display()
                 );
                 println!("replay: {replay}");
-                Ok(ExitCode::from(1))
+                Ok(if r.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
             }
             Cmd::Sweep {
                 common,

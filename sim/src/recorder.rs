@@ -16,7 +16,10 @@ pub struct Recorder(Arc<Mutex<Inner>>);
 struct Inner {
     start: Instant,
     ops: Vec<Op>,
-    raft: RaftChecker,
+    /// One checker per Raft group (terms and indexes are per group).
+    raft: std::collections::BTreeMap<u64, RaftChecker>,
+    /// node -> its Raft group (default: group 0).
+    groups: std::collections::BTreeMap<u64, u64>,
     /// Latest (term, role) per node, for "isolate the leader".
     roles: std::collections::BTreeMap<u64, (u64, raft::Role)>,
 }
@@ -26,7 +29,8 @@ impl Recorder {
         Recorder(Arc::new(Mutex::new(Inner {
             start: Instant::now(),
             ops: Vec::new(),
-            raft: RaftChecker::default(),
+            raft: Default::default(),
+            groups: Default::default(),
             roles: Default::default(),
         })))
     }
@@ -126,7 +130,11 @@ impl Recorder {
                 ("snapshot-installed", json!({"index": index, "term": term}))
             }
         };
-        self.0.lock().unwrap().raft.observe(node, ev);
+        {
+            let mut g = self.0.lock().unwrap();
+            let group = g.groups.get(&node).copied().unwrap_or(0);
+            g.raft.entry(group).or_default().observe(node, ev);
+        }
         self.push(
             Process::Named(format!("n{node}")),
             OpType::Info,
@@ -153,7 +161,55 @@ impl Recorder {
     }
 
     pub fn raft_violations(&self) -> Vec<String> {
-        self.0.lock().unwrap().raft.violations.clone()
+        let g = self.0.lock().unwrap();
+        g.raft
+            .values()
+            .flat_map(|c| c.violations.iter().cloned())
+            .collect()
+    }
+
+    /// Puts `node` in Raft group `group` (checked separately from others).
+    pub fn set_group(&self, node: u64, group: u64) {
+        self.0.lock().unwrap().groups.insert(node, group);
+    }
+
+    /// A named actor's event (`setup`, `final`): `ok`, no key.
+    pub fn named(&self, process: &str, f: &str, value: Value) {
+        self.push(
+            Process::Named(process.into()),
+            OpType::Ok,
+            f,
+            None,
+            value,
+            Map::new(),
+        );
+    }
+
+    /// A client invocation without a key (shop operations carry ids in the value).
+    pub fn invoke_op(&self, client: u64, f: &str, value: Value) {
+        self.push(
+            Process::Client(client),
+            OpType::Invoke,
+            f,
+            None,
+            value,
+            Map::new(),
+        );
+    }
+
+    pub fn complete_op(
+        &self,
+        client: u64,
+        kind: OpType,
+        f: &str,
+        value: Value,
+        error: Option<String>,
+    ) {
+        let mut extra = Map::new();
+        if let Some(e) = error {
+            extra.insert("error".into(), Value::String(e));
+        }
+        self.push(Process::Client(client), kind, f, None, value, extra);
     }
 
     pub fn history(&self) -> History {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct Failure {
-    /// Which check: `linearizability`, `raft`, `liveness` or `panic`.
+    /// Which check: `linearizability`, `invariants`, `raft`, `liveness` or `panic`.
     pub check: &'static str,
     pub message: String,
 }
@@ -67,6 +67,7 @@ pub fn run(schedule: &Schedule) -> RunResult {
             *slot2.lock().unwrap() = Some((rec.clone(), 0));
             let live = match s2.scenario.as_str() {
                 "kv" => scenarios::kv::run(&s2, bugs, rec.clone()).await,
+                "checkout" => scenarios::checkout::run(&s2, bugs, rec.clone()).await,
                 other => panic!("unknown scenario {other}"),
             };
             slot2.lock().unwrap().as_mut().unwrap().1 = rec.elapsed_ms();
@@ -100,33 +101,58 @@ pub fn run(schedule: &Schedule) -> RunResult {
         });
     }
     let check_start = std::time::Instant::now();
-    let opts = linear::Options {
-        timeout: Some(Duration::from_secs(60)),
-        threads: 1,
-        ..Default::default()
-    };
-    let lin = linear::check(&history, ModelKind::Kv, &opts);
-    match lin.verdict {
-        Verdict::Linearizable => {}
-        Verdict::NotLinearizable => failures.push(Failure {
-            check: "linearizability",
-            message: lin
-                .explanation
-                .clone()
-                .unwrap_or_else(|| "not linearizable".into()),
-        }),
-        Verdict::Unknown => failures.push(Failure {
-            check: "linearizability",
-            message: format!(
-                "checker gave no verdict: {}",
-                lin.unknown_reason.clone().unwrap_or_default()
-            ),
-        }),
+    let mut lin = None;
+    if schedule.scenario == "checkout" {
+        // Only with a final state: without one, liveness already failed.
+        let has_final = history.ops.iter().any(|o| o.f == "final");
+        if has_final {
+            let r = checker::invariants::check_checkout(&history);
+            match r.verdict {
+                checker::invariants::Verdict::Valid => {}
+                checker::invariants::Verdict::Invalid => {
+                    for v in r.violations.iter().take(10) {
+                        failures.push(Failure {
+                            check: "invariants",
+                            message: format!("{}: {}", v.kind.name(), v.message),
+                        });
+                    }
+                }
+                checker::invariants::Verdict::BadInput => failures.push(Failure {
+                    check: "invariants",
+                    message: format!("history not checkable: {}", r.error.unwrap_or_default()),
+                }),
+            }
+        }
+    } else {
+        let opts = linear::Options {
+            timeout: Some(Duration::from_secs(60)),
+            threads: 1,
+            ..Default::default()
+        };
+        let r = linear::check(&history, ModelKind::Kv, &opts);
+        match r.verdict {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable => failures.push(Failure {
+                check: "linearizability",
+                message: r
+                    .explanation
+                    .clone()
+                    .unwrap_or_else(|| "not linearizable".into()),
+            }),
+            Verdict::Unknown => failures.push(Failure {
+                check: "linearizability",
+                message: format!(
+                    "checker gave no verdict: {}",
+                    r.unknown_reason.clone().unwrap_or_default()
+                ),
+            }),
+        }
+        lin = Some(r);
     }
     // Safety failures first: they are what a shrink should preserve.
     failures.sort_by_key(|f| match f.check {
         "raft" => 0,
-        "linearizability" => 1,
+        "linearizability" | "invariants" => 1,
         "panic" => 2,
         _ => 3,
     });
@@ -141,7 +167,7 @@ pub fn run(schedule: &Schedule) -> RunResult {
         trace_hash: trace_hash(&history),
         failures,
         history,
-        lin: Some(lin),
+        lin,
         sim_ms,
         client_ops,
         check_wall,

@@ -190,7 +190,18 @@ pub struct Schedule {
     pub duration_ms: u64,
     pub config: FaultConfig,
     pub faults: Vec<FaultEvent>,
+    /// Scenario `checkout`: `saga` or `2pc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Scenario `checkout`: `consistency` or `mix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
+
+/// Hosts of scenario `checkout`: three store groups of three (1-3 stock,
+/// 4-6 payment, 7-9 orders), then two replicas of each service (10-11
+/// stock, 12-13 payment, 14-15 orders). Faults pick among all of them.
+pub const CHECKOUT_HOSTS: u64 = 15;
 
 impl Schedule {
     /// Draws everything from the seed.
@@ -202,6 +213,11 @@ impl Schedule {
     ) -> Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5c4e_du64);
         let nodes = if rng.random_bool(0.7) { 3 } else { 5 };
+        let nodes = if scenario == "checkout" {
+            CHECKOUT_HOSTS
+        } else {
+            nodes
+        };
         let kinds: BTreeSet<FaultKind> = match selection {
             FaultSelection::Only(k) => k.clone(),
             FaultSelection::Swarm => loop {
@@ -243,12 +259,27 @@ impl Schedule {
                 fault,
             });
         }
+        let clients = rng.random_range(3..=6);
+        let (mode, workload, clients) = if scenario == "checkout" {
+            let mode = if rng.random_bool(0.5) { "saga" } else { "2pc" };
+            let workload = if rng.random_bool(0.5) {
+                "consistency"
+            } else {
+                "mix"
+            };
+            let clients = rng.random_range(4..=24);
+            (Some(mode.to_string()), Some(workload.to_string()), clients)
+        } else {
+            (None, None, clients)
+        };
         Schedule {
             scenario: scenario.to_string(),
             seed,
             bug: bug.map(str::to_string),
             nodes,
-            clients: rng.random_range(3..=6),
+            mode,
+            workload,
+            clients,
             keys: rng.random_range(1..=4),
             ops_per_client: 10_000,
             duration_ms,

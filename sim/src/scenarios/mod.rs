@@ -1,7 +1,8 @@
 //! Scenarios: one per file, each readable top to bottom (topology,
 //! workload, nemesis, checks).
 
+pub mod checkout;
 pub mod kv;
 
 /// Names accepted by `--scenario`.
-pub const NAMES: &[&str] = &["kv"];
+pub const NAMES: &[&str] = &["kv", "checkout"];

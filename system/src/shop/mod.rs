@@ -113,6 +113,8 @@ pub struct ServiceConfig {
     pub mode: Mode,
     pub bugs: crate::bugs::Bugs,
     pub kv_options: ClientOptions,
+    /// Deadline of one call to another service's replica.
+    pub rpc_timeout: std::time::Duration,
     /// How long one checkout call drives its saga/transaction before
     /// answering "unknown" (the recovery loop finishes it later).
     pub checkout_deadline: std::time::Duration,
@@ -127,6 +129,7 @@ impl ServiceConfig {
             mode,
             bugs: Default::default(),
             kv_options: ClientOptions::default(),
+            rpc_timeout: std::time::Duration::from_secs(2),
             checkout_deadline: std::time::Duration::from_secs(10),
             recovery_every: std::time::Duration::from_millis(1000),
         }
@@ -201,4 +204,32 @@ impl Store {
 /// A fresh random identifier (16 hex digits).
 pub fn random_id() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+/// Per-key locks inside one service replica: concurrent requests for the
+/// same item or user queue here instead of all racing the store's
+/// compare-and-set (which stays the guard across replicas).
+#[derive(Clone, Default)]
+pub struct KeyLocks(Arc<Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+impl KeyLocks {
+    /// Locks `keys` (in sorted order, so two callers never deadlock).
+    pub async fn lock(&self, keys: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut sorted: Vec<&String> = keys.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        let mut guards = Vec::new();
+        for k in sorted {
+            let m = {
+                let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                // Forget locks nobody holds, so the map stays small.
+                if map.len() > 4096 {
+                    map.retain(|_, m| Arc::strong_count(m) > 1);
+                }
+                map.entry(k.clone()).or_default().clone()
+            };
+            guards.push(m.lock_owned().await);
+        }
+        guards
+    }
 }

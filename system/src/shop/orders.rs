@@ -21,7 +21,8 @@ use crate::kv::cmd;
 use crate::shop_pb::{self as pb, orders_server::Orders};
 use crate::shop_pb::{payment_client::PaymentClient, stock_client::StockClient};
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
@@ -66,7 +67,7 @@ fn unknown(msg: impl std::fmt::Display) -> Status {
 impl OrderService {
     pub fn new(cfg: &ServiceConfig) -> OrderService {
         let t = &cfg.topology;
-        let attempt = cfg.kv_options.attempt_timeout;
+        let attempt = cfg.rpc_timeout;
         OrderService {
             store: Store::new(t.order_kv.clone(), cfg.kv_options.clone()),
             stock: Replicas::new(t.stock.clone(), attempt),
@@ -337,16 +338,30 @@ impl OrderService {
     /// previous look (their driver crashed or gave up).
     pub async fn recovery_loop(self, every: Duration) {
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        // Orders being driven by this loop right now.
+        let running: Arc<Mutex<BTreeSet<String>>> = Default::default();
         loop {
             tokio::time::sleep(every).await;
             let Ok(now) = self.unfinished().await else {
                 continue;
             };
             for (order, rec) in &now {
-                if seen.get(order) == Some(rec) {
-                    let deadline = tokio::time::Instant::now() + self.deadline;
-                    let _ = self.drive(order, deadline).await;
+                if seen.get(order) != Some(rec) {
+                    continue;
                 }
+                let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
+                if r.len() >= 32 || !r.insert(order.clone()) {
+                    continue;
+                }
+                let (svc, order, running) = (self.clone(), order.clone(), running.clone());
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + svc.deadline;
+                    let _ = svc.drive(&order, deadline).await;
+                    running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&order);
+                });
             }
             seen = now;
         }
@@ -539,6 +554,7 @@ pub async fn serve(
             let svc = super::stock::StockService {
                 store: Store::new(t.stock_kv.clone(), cfg.kv_options.clone()),
                 unguarded: cfg.bugs.unguarded_stock,
+                locks: Default::default(),
             };
             let mut b = builder;
             b.add_service(StockServer::new(svc))
@@ -549,6 +565,7 @@ pub async fn serve(
             let svc = super::payment::PaymentService {
                 store: Store::new(t.payment_kv.clone(), cfg.kv_options.clone()),
                 non_idempotent: cfg.bugs.non_idempotent_payment,
+                locks: Default::default(),
             };
             let mut b = builder;
             b.add_service(PaymentServer::new(svc))

@@ -22,6 +22,7 @@ pub struct PaymentService {
     /// Planted bug `non-idempotent-payment`: a retried charge is applied
     /// again (the charge record is not checked).
     pub non_idempotent: bool,
+    pub locks: super::KeyLocks,
 }
 
 fn user_key(id: &str) -> String {
@@ -39,6 +40,7 @@ impl PaymentService {
     async fn change(&self, id: &str, delta: i64) -> Result<pb::User, Status> {
         check_id("user", id)?;
         let key = user_key(id);
+        let _guard = self.locks.lock(std::slice::from_ref(&key)).await;
         let start = tokio::time::Instant::now();
         for attempt in 0.. {
             let Some(old) = self.read(&[&key]).await?.pop().flatten() else {
@@ -74,6 +76,7 @@ impl PaymentService {
         check_id("user", user)?;
         check_amount("amount", amount)?;
         let (ckey, ukey) = (charge_key(tx), user_key(user));
+        let _guard = self.locks.lock(std::slice::from_ref(&ukey)).await;
         let start = tokio::time::Instant::now();
         for attempt in 0.. {
             let vals = self.read(&[&ckey, &ukey]).await?;

@@ -20,6 +20,7 @@ pub struct StockService {
     /// Planted bug `unguarded-stock`: reservations read, then write without
     /// a condition.
     pub unguarded: bool,
+    pub locks: super::KeyLocks,
 }
 
 fn item_key(id: &str) -> String {
@@ -46,6 +47,7 @@ impl StockService {
     async fn change(&self, id: &str, delta: i64) -> Result<pb::Item, Status> {
         check_id("item", id)?;
         let key = item_key(id);
+        let _guard = self.locks.lock(std::slice::from_ref(&key)).await;
         let start = tokio::time::Instant::now();
         for attempt in 0.. {
             let old = self.read(&[&key]).await?.pop().flatten();
@@ -92,6 +94,9 @@ impl StockService {
         let mut all: Vec<&str> = vec![&rkey];
         all.extend(ikeys.iter().map(|s| s.as_str()));
         let start = tokio::time::Instant::now();
+        // The first read decides refusals without queueing; a reservation
+        // that looks possible takes the item locks and reads again.
+        let mut guards = None;
         for attempt in 0.. {
             let vals = self.read(&all).await?;
             if let Some(r) = &vals[0] {
@@ -117,6 +122,10 @@ impl StockService {
                 rec.stock -= qty;
                 compares.push(cmd::compare(key, Some(old)));
                 puts.push(cmd::op_put(key, &to_json(&rec)));
+            }
+            if guards.is_none() && !self.unguarded {
+                guards = Some(self.locks.lock(&ikeys).await);
+                continue;
             }
             let hold = Hold {
                 state: HoldState::Held,
@@ -149,6 +158,7 @@ impl StockService {
         check_id("transaction", tx)?;
         let rkey = res_key(tx);
         let start = tokio::time::Instant::now();
+        let mut guards = None;
         for attempt in 0.. {
             let cur = self.read(&[&rkey]).await?.pop().flatten();
             let (compares, puts) = match &cur {
@@ -176,6 +186,10 @@ impl StockService {
                         HoldState::Held => {}
                     }
                     let ikeys: Vec<String> = hold.lines.iter().map(|(i, _)| item_key(i)).collect();
+                    if guards.is_none() {
+                        guards = Some(self.locks.lock(&ikeys).await);
+                        continue;
+                    }
                     let refs: Vec<&str> = ikeys.iter().map(|s| s.as_str()).collect();
                     let vals = self.read(&refs).await?;
                     let mut compares = vec![cmd::compare(&rkey, Some(s))];
