@@ -188,11 +188,7 @@ impl Store {
         let client = reused.unwrap_or_else(|| {
             // Random ids: unique across restarts without any stored counter
             // (deterministic under madsim, which seeds the generator).
-            KvClient::new(
-                self.nodes.clone(),
-                rand::random::<u64>() >> 1,
-                self.opts.clone(),
-            )
+            KvClient::new(self.nodes.clone(), random_u64() >> 1, self.opts.clone())
         });
         Lease {
             client: Some(client),
@@ -203,7 +199,14 @@ impl Store {
 
 /// A fresh random identifier (16 hex digits).
 pub fn random_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    format!("{:016x}", random_u64())
+}
+
+/// Randomness from the runtime: the OS's for real, the seed's under madsim.
+/// (Not `rand::rng()`: its thread-local state would outlive one simulated
+/// run and make the next run of the same seed in this process differ.)
+pub fn random_u64() -> u64 {
+    madsim::rand::random::<u64>()
 }
 
 /// Per-key locks inside one service replica: concurrent requests for the

@@ -20,7 +20,7 @@ use super::{Mode, ServiceConfig, Store};
 use crate::kv::cmd;
 use crate::shop_pb::{self as pb, orders_server::Orders};
 use crate::shop_pb::{payment_client::PaymentClient, stock_client::StockClient};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -417,7 +417,7 @@ impl Orders for OrderService {
             )));
         }
         let pairs: Vec<(String, String)> = {
-            let mut rng = rand::rng();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(super::random_u64());
             (0..r.n)
                 .map(|i| {
                     let items = vec![

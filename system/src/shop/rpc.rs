@@ -61,7 +61,7 @@ impl Replicas {
         Replicas {
             addrs: Arc::new(addrs),
             chans: Arc::new(Mutex::new(vec![None; n])),
-            next: Arc::new(AtomicUsize::new(rand::random::<u32>() as usize)),
+            next: Arc::new(AtomicUsize::new(super::random_u64() as usize)),
             attempt_timeout,
         }
     }
@@ -150,6 +150,6 @@ impl Replicas {
 /// Jittered exponential backoff, 10 ms doubling to 200 ms.
 pub async fn backoff(attempt: u32) {
     let max = (10_000u64 << attempt.min(5)).min(200_000);
-    let us = max / 2 + rand::random::<u64>() % (max / 2 + 1);
+    let us = max / 2 + super::random_u64() % (max / 2 + 1);
     tokio::time::sleep(Duration::from_micros(us)).await;
 }
