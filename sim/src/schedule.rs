@@ -267,7 +267,12 @@ impl Schedule {
             } else {
                 "mix"
             };
-            let clients = rng.random_range(4..=24);
+            // 1000 checkouts need enough concurrency to finish in time.
+            let clients = if workload == "consistency" {
+                rng.random_range(16..=64)
+            } else {
+                rng.random_range(4..=24)
+            };
             (Some(mode.to_string()), Some(workload.to_string()), clients)
         } else {
             (None, None, clients)
