@@ -43,8 +43,9 @@
 //! Layout, in data-flow order: [`history`] (the operation model and the
 //! native JSON Lines format), [`edn`] and [`formats`] (readers and writers
 //! for other formats), [`model`] (sequential specifications), [`linear`]
-//! (the search), [`report`] (the HTML page); [`invariants`] (checkout
-//! transactions: conservation against the initial and final states).
+//! (the search), [`report`] (the HTML pages); [`invariants`] (checkout
+//! transactions: conservation against the initial and final states; its
+//! page is [`report::invariants_html`]).
 
 pub mod edn;
 pub mod formats;
@@ -53,6 +54,7 @@ pub mod invariants;
 pub mod linear;
 pub mod model;
 pub mod report;
+mod report_invariants;
 
 pub use formats::{parse_auto, Format, ParseError};
 pub use history::{History, Op, OpType, Process};

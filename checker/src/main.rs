@@ -69,6 +69,9 @@ enum Cmd {
         /// Print the result as JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Write a self-contained HTML report here (also for bad input).
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Convert a history to another format.
     Convert {
@@ -127,7 +130,7 @@ fn main() -> ExitCode {
             threads,
             repeat,
         } => cmd_bench(&dir, threads, repeat.max(1)),
-        Cmd::Invariants { file, json } => cmd_invariants(&file, json),
+        Cmd::Invariants { file, json, report } => cmd_invariants(&file, json, report),
         Cmd::Convert { file, to, format } => cmd_convert(&file, &to, &format),
     };
     match r {
@@ -297,7 +300,7 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
     })
 }
 
-fn cmd_invariants(file: &Path, json: bool) -> Result<ExitCode, BadInput> {
+fn cmd_invariants(file: &Path, json: bool, report: Option<PathBuf>) -> Result<ExitCode, BadInput> {
     use checker::invariants::{check_checkout, Verdict};
     let (history, _) = read_history(file, "native")?;
     let result = check_checkout(&history);
@@ -307,7 +310,25 @@ fn cmd_invariants(file: &Path, json: bool) -> Result<ExitCode, BadInput> {
             serde_json::to_string_pretty(&result).expect("a result always serializes")
         );
     }
+    // Written also for bad input (the page shows the error), after the text.
+    let write_report = || -> Result<(), BadInput> {
+        let Some(path) = &report else { return Ok(()) };
+        let title = format!("{} (checkout invariants)", file.display());
+        std::fs::write(
+            path,
+            checker::report::invariants_html(&history, &result, &title),
+        )
+        .map_err(|e| BadInput(format!("cannot write report {}: {e}", path.display())))?;
+        // Keep stdout pure JSON with --json.
+        if json {
+            eprintln!("report written to {}", path.display());
+        } else {
+            println!("report written to {}", path.display());
+        }
+        Ok(())
+    };
     if let Some(e) = &result.error {
+        write_report()?;
         return Err(BadInput(format!("{}: {e}", file.display())));
     }
     if !json {
@@ -341,6 +362,7 @@ fn cmd_invariants(file: &Path, json: bool) -> Result<ExitCode, BadInput> {
             );
         }
     }
+    write_report()?;
     Ok(ExitCode::from(match result.verdict {
         Verdict::Valid => 0,
         Verdict::Invalid => 1,

@@ -10,6 +10,10 @@
 //!
 //! When rendering finishes the page sets `<body data-rendered="ok">`;
 //! script errors are collected into `data-errors` (used by `ci/check-report`).
+//!
+//! [`invariants_html`] is the page for checkout-invariant results
+//! ([`crate::invariants`]): violations, initial and final states, and a
+//! per-client timeline with the nemesis's faults.
 
 use std::collections::HashMap;
 
@@ -17,6 +21,8 @@ use serde_json::{json, Value};
 
 use crate::history::{History, OpType};
 use crate::linear::CheckResult;
+
+pub use crate::report_invariants::{invariants_html, MAX_CLIENT_OPS};
 
 /// Builds the report page.
 pub fn html(history: &History, result: &CheckResult, title: &str) -> String {
@@ -115,7 +121,7 @@ pub fn html(history: &History, result: &CheckResult, title: &str) -> String {
         .replace("{{DATA}}", &data)
 }
 
-fn escape_html(s: &str) -> String {
+pub(crate) fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
