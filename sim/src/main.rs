@@ -39,7 +39,8 @@ mod cli {
         #[arg(long, default_value = "kv")]
         scenario: String,
         /// Turn on a planted bug (see system/src/bugs.rs): vote-no-log-check,
-        /// figure8, stale-read, unsynced-vote, duplicate-apply, unsynced-log.
+        /// figure8, stale-read, unsynced-vote, duplicate-apply, unsynced-log;
+        /// scenario checkout: no-compensation, non-idempotent-payment, unguarded-stock.
         #[arg(long)]
         bug: Option<String>,
         /// Fault kinds: `swarm` (each seed draws a subset), `all`, `none`, or
@@ -225,16 +226,22 @@ mod cli {
             dir.join("schedule.json"),
             serde_json::to_string_pretty(s).unwrap(),
         )?;
+        let title = format!(
+            "{} seed {}: {}",
+            s.scenario,
+            s.seed,
+            r.failures.first().map_or("passed", |f| f.check)
+        );
         if let Some(lin) = &r.lin {
-            let title = format!(
-                "{} seed {}: {}",
-                s.scenario,
-                s.seed,
-                r.failures.first().map_or("", |f| f.check)
-            );
             std::fs::write(
                 dir.join("report.html"),
                 checker::report::html(&r.history, lin, &title),
+            )?;
+        } else if s.scenario == "checkout" {
+            let inv = checker::invariants::check_checkout(&r.history);
+            std::fs::write(
+                dir.join("report.html"),
+                checker::report::invariants_html(&r.history, &inv, &title),
             )?;
         }
         let failures: Vec<String> = r
