@@ -49,6 +49,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Code, Status};
 
@@ -82,26 +84,54 @@ impl Default for GatewayConfig {
 /// The gateway's state: the replicas of every service.
 #[derive(Clone)]
 pub struct Gateway {
-    stock: Replicas,
-    payment: Replicas,
-    orders: Replicas,
+    stock: Pool,
+    payment: Pool,
+    orders: Pool,
     cfg: GatewayConfig,
 }
 
 impl Gateway {
     pub fn new(topology: &Topology, cfg: GatewayConfig) -> Gateway {
         Gateway {
-            stock: Replicas::new(topology.stock.clone(), cfg.attempt_timeout),
-            payment: Replicas::new(topology.payment.clone(), cfg.attempt_timeout),
-            orders: Replicas::new(topology.orders.clone(), cfg.attempt_timeout),
+            stock: Pool::new(&topology.stock, cfg.attempt_timeout),
+            payment: Pool::new(&topology.payment, cfg.attempt_timeout),
+            orders: Pool::new(&topology.orders, cfg.attempt_timeout),
             cfg,
         }
     }
+}
 
-    /// The same replicas (and connections) with a longer attempt timeout.
-    fn long(r: &Replicas, t: Duration) -> Replicas {
-        let mut r = r.clone();
-        r.attempt_timeout = t;
+/// Several [`Replicas`] of one service, taken in turn by the requests. One
+/// [`Replicas`] sends to the replica that answered it last (and fails over
+/// from there) and starts at a random one, so several of them spread the
+/// load over the replicas, and a replica that dies takes only its share of
+/// the calls in flight with it.
+#[derive(Clone)]
+struct Pool {
+    sets: Arc<Vec<Replicas>>,
+    turn: Arc<AtomicUsize>,
+}
+
+impl Pool {
+    fn new(addrs: &[String], attempt_timeout: Duration) -> Pool {
+        let sets = (0..8 * addrs.len())
+            .map(|_| Replicas::new(addrs.to_vec(), attempt_timeout))
+            .collect();
+        Pool {
+            sets: Arc::new(sets),
+            turn: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn pick(&self) -> Replicas {
+        let i = self.turn.fetch_add(1, Ordering::Relaxed) % self.sets.len();
+        self.sets[i].clone()
+    }
+
+    /// The same, with a longer attempt timeout (checkout, batch_init).
+    fn pick_long(&self, attempt_timeout: Duration) -> Replicas {
+        let mut r = self.pick();
+        r.attempt_timeout = attempt_timeout;
         r
     }
 }
@@ -235,7 +265,7 @@ fn order_json(o: &pb::Order) -> Value {
 async fn item_create(State(g): State<Gateway>, Params(price): Params<String>) -> Answer {
     let price = parse_amount("price", &price)?;
     let r = rpc!(
-        g.stock,
+        g.stock.pick(),
         g.cfg.total_timeout,
         false,
         StockClient,
@@ -254,7 +284,7 @@ async fn stock_batch_init(
         stock: parse_amount("stock", &stock)?,
         price: parse_amount("price", &price)?,
     };
-    let reps = Gateway::long(&g.stock, g.cfg.batch_timeout);
+    let reps = g.stock.pick_long(g.cfg.batch_timeout);
     rpc!(
         reps,
         g.cfg.batch_timeout,
@@ -268,7 +298,7 @@ async fn stock_batch_init(
 
 async fn stock_find(State(g): State<Gateway>, Params(item_id): Params<String>) -> Answer {
     let i = rpc!(
-        g.stock,
+        g.stock.pick(),
         g.cfg.total_timeout,
         true,
         StockClient,
@@ -284,7 +314,14 @@ async fn stock_add(
 ) -> Answer {
     let amount = parse_amount("amount", &amount)?;
     let req = pb::StockChange { item_id, amount };
-    let i = rpc!(g.stock, g.cfg.total_timeout, false, StockClient, add, req)?;
+    let i = rpc!(
+        g.stock.pick(),
+        g.cfg.total_timeout,
+        false,
+        StockClient,
+        add,
+        req
+    )?;
     Ok(Json(item_json(&i)))
 }
 
@@ -295,7 +332,7 @@ async fn stock_subtract(
     let amount = parse_amount("amount", &amount)?;
     let req = pb::StockChange { item_id, amount };
     let i = rpc!(
-        g.stock,
+        g.stock.pick(),
         g.cfg.total_timeout,
         false,
         StockClient,
@@ -309,7 +346,7 @@ async fn stock_subtract(
 
 async fn create_user(State(g): State<Gateway>) -> Answer {
     let u = rpc!(
-        g.payment,
+        g.payment.pick(),
         g.cfg.total_timeout,
         false,
         PaymentClient,
@@ -327,7 +364,7 @@ async fn payment_batch_init(
         n: parse_count("n", &n)?,
         credit: parse_amount("money", &money)?,
     };
-    let reps = Gateway::long(&g.payment, g.cfg.batch_timeout);
+    let reps = g.payment.pick_long(g.cfg.batch_timeout);
     rpc!(
         reps,
         g.cfg.batch_timeout,
@@ -341,7 +378,7 @@ async fn payment_batch_init(
 
 async fn find_user(State(g): State<Gateway>, Params(user_id): Params<String>) -> Answer {
     let u = rpc!(
-        g.payment,
+        g.payment.pick(),
         g.cfg.total_timeout,
         true,
         PaymentClient,
@@ -358,7 +395,7 @@ async fn add_funds(
     let amount = parse_amount("amount", &amount)?;
     let req = pb::CreditChange { user_id, amount };
     let u = rpc!(
-        g.payment,
+        g.payment.pick(),
         g.cfg.total_timeout,
         false,
         PaymentClient,
@@ -375,7 +412,7 @@ async fn pay(
     let amount = parse_amount("amount", &amount)?;
     let req = pb::CreditChange { user_id, amount };
     let u = rpc!(
-        g.payment,
+        g.payment.pick(),
         g.cfg.total_timeout,
         false,
         PaymentClient,
@@ -389,7 +426,7 @@ async fn pay(
 
 async fn order_create(State(g): State<Gateway>, Params(user_id): Params<String>) -> Answer {
     let o = rpc!(
-        g.orders,
+        g.orders.pick(),
         g.cfg.total_timeout,
         false,
         OrdersClient,
@@ -409,7 +446,7 @@ async fn orders_batch_init(
         n_users: parse_count("n_users", &n_users)?,
         item_price: parse_amount("item_price", &price)?,
     };
-    let reps = Gateway::long(&g.orders, g.cfg.batch_timeout);
+    let reps = g.orders.pick_long(g.cfg.batch_timeout);
     rpc!(
         reps,
         g.cfg.batch_timeout,
@@ -423,7 +460,7 @@ async fn orders_batch_init(
 
 async fn order_find(State(g): State<Gateway>, Params(order_id): Params<String>) -> Answer {
     let o = rpc!(
-        g.orders,
+        g.orders.pick(),
         g.cfg.total_timeout,
         true,
         OrdersClient,
@@ -444,7 +481,7 @@ async fn add_item(
         quantity,
     };
     let o = rpc!(
-        g.orders,
+        g.orders.pick(),
         g.cfg.total_timeout,
         false,
         OrdersClient,
@@ -455,7 +492,7 @@ async fn add_item(
 }
 
 async fn checkout(State(g): State<Gateway>, Params(order_id): Params<String>) -> Answer {
-    let reps = Gateway::long(&g.orders, g.cfg.checkout_timeout);
+    let reps = g.orders.pick_long(g.cfg.checkout_timeout);
     let r = rpc!(
         reps,
         g.cfg.checkout_timeout,

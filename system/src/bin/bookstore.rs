@@ -1,16 +1,24 @@
-//! `bookstore`: runs the replicated key-value store for real on loopback,
-//! and talks to it.
+//! `bookstore`: runs the replicated key-value store and the shop for real on
+//! loopback, and talks to them.
 //!
 //!   bookstore cluster                 # 3 nodes in this process, ports 7001-7003, data in ./data
 //!   bookstore node --id 2             # one node per process (for kill/restart)
 //!   bookstore kv put KEY VALUE        # client commands: put, get, delete, cas
 //!   bookstore status                  # role, term, commit of every node
 //!   bookstore bench                   # put/get throughput and latency
+//!
+//!   bookstore shop                    # the whole shop: 3 KV groups x 3, 2 replicas of each
+//!                                     # service, HTTP gateway on :8000; restarts what dies
+//!   bookstore node --group stock --id 1       # one KV replica of a shop group
+//!   bookstore service orders --replica 2      # one service replica
+//!   bookstore gateway --port 8000             # the HTTP gateway
+//!   bookstore shop-bench              # checkouts/s and latency through the gateway
 
 use anyhow::{bail, Context};
 use bookstore::client::{ClientError, ClientOptions, KvClient};
 use bookstore::clock::Clock;
 use bookstore::node::{serve, NodeConfig};
+use bookstore::shop::{Group, Mode, ServiceConfig, Topology};
 use bookstore::NodeId;
 use clap::{Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -34,18 +42,48 @@ struct ClusterArgs {
     /// Number of replicas.
     #[arg(long, default_value_t = 3, global = true)]
     nodes: u64,
-    /// Node i listens on 127.0.0.1:(base-port + i - 1).
-    #[arg(long, default_value_t = 7001, global = true)]
-    base_port: u16,
+    /// Node i listens on 127.0.0.1:(base-port + i - 1) [default 7001]. With
+    /// `node --group`, the shop's base port instead [default 7000].
+    #[arg(long, global = true)]
+    base_port: Option<u16>,
 }
 
 impl ClusterArgs {
     fn peers(&self) -> BTreeMap<NodeId, String> {
+        let base = self.base_port.unwrap_or(7001) as u64;
         (1..=self.nodes)
-            .map(|i| (i, format!("127.0.0.1:{}", self.base_port as u64 + i - 1)))
+            .map(|i| (i, format!("127.0.0.1:{}", base + i - 1)))
             .collect()
     }
 }
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::by_name(s)
+}
+
+fn parse_group(s: &str) -> Result<Group, String> {
+    Group::by_name(s)
+        .ok_or_else(|| format!("unknown group '{s}': expected stock, payment or orders"))
+}
+
+/// The shop's ports: store group g (stock, payment, orders) node i on
+/// base+100*(g+1)+i, service g replica r on base+100*(g+4)+r.
+#[derive(clap::Args, Clone)]
+struct ShopPorts {
+    /// With 7000: stores 7101-7103, 7201-7203, 7301-7303; services
+    /// 7401-7402 (stock), 7501-7502 (payment), 7601-7602 (orders).
+    #[arg(long, default_value_t = 7000)]
+    base_port: u16,
+}
+
+impl ShopPorts {
+    fn topology(&self) -> Topology {
+        Topology::loopback(self.base_port, SHOP_KV_NODES, SHOP_SERVICE_REPLICAS)
+    }
+}
+
+const SHOP_KV_NODES: u64 = 3;
+const SHOP_SERVICE_REPLICAS: u64 = 2;
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -61,10 +99,80 @@ enum Cmd {
     Node {
         #[arg(long)]
         id: NodeId,
+        /// A replica of this shop group's store (stock, payment or orders)
+        /// at its `Topology::loopback(--base-port)` address, with data in
+        /// DATA_DIR/<group>-<id>; without it, node-<id> of the plain cluster.
+        #[arg(long, value_parser = parse_group)]
+        group: Option<Group>,
         #[command(flatten)]
         cluster: ClusterArgs,
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
+    },
+    /// Start one replica of a shop service (stock, payment or orders).
+    Service {
+        #[arg(value_parser = parse_group)]
+        group: Group,
+        /// Replica number, from 1.
+        #[arg(long)]
+        replica: u64,
+        #[command(flatten)]
+        ports: ShopPorts,
+        /// Checkout protocol (the order service's): saga or 2pc.
+        #[arg(long, default_value = "saga", value_parser = parse_mode)]
+        mode: Mode,
+        /// Turn on a planted bug (see system/src/bugs.rs).
+        #[arg(long)]
+        bug: Option<String>,
+    },
+    /// Start the HTTP gateway of the shop.
+    Gateway {
+        /// HTTP port (on 127.0.0.1).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        #[command(flatten)]
+        ports: ShopPorts,
+    },
+    /// Start the whole shop on loopback, one process each: 3 store groups x
+    /// 3 replicas, 2 replicas of each service, the gateway. Restarts any
+    /// process that dies; Ctrl-C stops them all.
+    Shop {
+        #[arg(long, default_value = "saga", value_parser = parse_mode)]
+        mode: Mode,
+        /// Store replicas keep their files in DATA_DIR/<group>-<id>; logs go
+        /// to DATA_DIR/logs, process ids to DATA_DIR/pids.
+        #[arg(long, default_value = "data")]
+        data_dir: PathBuf,
+        /// HTTP port of the gateway.
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        #[command(flatten)]
+        ports: ShopPorts,
+        /// Turn on a planted bug in the services.
+        #[arg(long)]
+        bug: Option<String>,
+    },
+    /// Measure checkouts through the gateway: starts a fresh shop (or uses
+    /// the one at --url), pre-creates orders, checks them out with
+    /// concurrent clients, prints checkouts/s and latency.
+    ShopBench {
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Orders checked out.
+        #[arg(long, default_value_t = 4000)]
+        orders: usize,
+        #[arg(long, default_value = "saga", value_parser = parse_mode)]
+        mode: Mode,
+        /// A running shop's gateway (e.g. http://127.0.0.1:8000): its mode
+        /// is its own, and the benchmark overwrites its items, users and orders.
+        #[arg(long)]
+        url: Option<String>,
+        /// Ports of the fresh shop.
+        #[arg(long, default_value_t = 17000)]
+        base_port: u16,
+        #[arg(long, default_value_t = 18000)]
+        port: u16,
     },
     /// Key-value commands against a running cluster.
     Kv {
@@ -136,20 +244,35 @@ fn random_id() -> u64 {
     rand::random::<u64>() | 1
 }
 
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn terminated() {
+    #[cfg(all(unix, not(madsim)))]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
+            Err(e) => eprintln!("warning: cannot catch SIGTERM: {e}"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 async fn start_node(
     id: NodeId,
     peers: BTreeMap<NodeId, String>,
-    data_dir: &std::path::Path,
+    dir: PathBuf,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
-    let dir = data_dir.join(format!("node-{id}"));
     let fs = storage::FsDir::open(&dir)
         .with_context(|| format!("cannot open data directory {}", dir.display()))?;
     let cfg = NodeConfig::new(id, peers, random_id());
     Ok(tokio::spawn(async move {
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        serve(cfg, Arc::new(fs), Clock::new(), None, shutdown)
+        serve(cfg, Arc::new(fs), Clock::new(), None, terminated())
             .await
             .with_context(|| format!("node {id}"))
     }))
@@ -161,7 +284,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let peers = cluster.peers();
             let mut tasks = Vec::new();
             for &id in peers.keys() {
-                tasks.push(start_node(id, peers.clone(), &data_dir).await?);
+                tasks.push(
+                    start_node(id, peers.clone(), data_dir.join(format!("node-{id}"))).await?,
+                );
             }
             println!(
                 "cluster of {} nodes running: {}",
@@ -179,19 +304,93 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Node {
             id,
+            group,
             cluster,
             data_dir,
         } => {
-            let peers = cluster.peers();
+            let (peers, dir, what) = match group {
+                Some(g) => {
+                    let base = cluster.base_port.unwrap_or(7000);
+                    let topology = ShopPorts { base_port: base }.topology();
+                    let dir = data_dir.join(format!("{}-{id}", g.name()));
+                    (topology.kv(g).clone(), dir, format!("{} store", g.name()))
+                }
+                None => (
+                    cluster.peers(),
+                    data_dir.join(format!("node-{id}")),
+                    "cluster".to_string(),
+                ),
+            };
             if !peers.contains_key(&id) {
                 bail!(
-                    "--id {id} is not a node of a {}-node cluster (ids are 1..={})",
+                    "--id {id} is not a node of the {}-node {what} (ids are 1..={})",
                     peers.len(),
                     peers.len()
                 );
             }
-            println!("node {id} listening on {}", peers[&id]);
-            start_node(id, peers, &data_dir).await?.await??;
+            println!(
+                "{what} node {id} listening on {}, data in {}",
+                peers[&id],
+                dir.display()
+            );
+            start_node(id, peers, dir).await?.await??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Service {
+            group,
+            replica,
+            ports,
+            mode,
+            bug,
+        } => {
+            let topology = ports.topology();
+            let addrs = topology.service(group);
+            let Some(addr) = (replica as usize).checked_sub(1).and_then(|i| addrs.get(i)) else {
+                bail!(
+                    "--replica {replica} is not a replica of the {} service (replicas are 1..={})",
+                    group.name(),
+                    addrs.len()
+                );
+            };
+            let addr: std::net::SocketAddr = addr.parse()?;
+            let mut cfg = ServiceConfig::new(topology.clone(), mode);
+            if let Some(b) = &bug {
+                cfg.bugs = bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?;
+            }
+            println!(
+                "{} service replica {replica} listening on {addr} (checkout mode {}, bugs {})",
+                group.name(),
+                mode.name(),
+                cfg.bugs
+            );
+            bookstore::shop::orders::serve(group, cfg, addr, terminated())
+                .await
+                .with_context(|| format!("{} service replica {replica}", group.name()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Gateway { port, ports } => {
+            real::gateway(port, ports).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Shop {
+            mode,
+            data_dir,
+            port,
+            ports,
+            bug,
+        } => {
+            real::shop(mode, data_dir, port, ports, bug).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::ShopBench {
+            clients,
+            orders,
+            mode,
+            url,
+            base_port,
+            port,
+        } => {
+            real::shop_bench(clients, orders, mode, url, ShopPorts { base_port }, port).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kv { cluster, op } => {
@@ -276,12 +475,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16) -> anyhow::Result<()> {
     let cluster = ClusterArgs {
         nodes: 3,
-        base_port,
+        base_port: Some(base_port),
     };
     let peers = cluster.peers();
     let data = std::env::temp_dir().join(format!("bookstore-bench-{}", random_id()));
     for &id in peers.keys() {
-        start_node(id, peers.clone(), &data).await?;
+        start_node(id, peers.clone(), data.join(format!("node-{id}"))).await?;
     }
     let mut probe = KvClient::new(peers.clone(), random_id(), ClientOptions::default());
     probe
@@ -344,4 +543,511 @@ async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16) -> anyhow::Res
     }
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
+}
+
+/// The simulated build has no processes, sockets or HTTP.
+#[cfg(madsim)]
+mod real {
+    use super::*;
+    pub async fn gateway(_: u16, _: ShopPorts) -> anyhow::Result<()> {
+        bail!("the gateway runs in the real build only")
+    }
+    pub async fn shop(
+        _: Mode,
+        _: PathBuf,
+        _: u16,
+        _: ShopPorts,
+        _: Option<String>,
+    ) -> anyhow::Result<()> {
+        bail!("the shop runs in the real build only")
+    }
+    pub async fn shop_bench(
+        _: usize,
+        _: usize,
+        _: Mode,
+        _: Option<String>,
+        _: ShopPorts,
+        _: u16,
+    ) -> anyhow::Result<()> {
+        bail!("the shop benchmark runs in the real build only")
+    }
+}
+
+/// Real mode: the gateway, the supervisor of the shop's processes, the
+/// shop benchmark.
+#[cfg(not(madsim))]
+mod real {
+    use super::*;
+    use bookstore::gateway::{GatewayConfig, HttpClient};
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    pub async fn gateway(port: u16, ports: ShopPorts) -> anyhow::Result<()> {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        println!("gateway listening on http://{addr}");
+        bookstore::gateway::serve(
+            &ports.topology(),
+            GatewayConfig::default(),
+            addr,
+            terminated(),
+        )
+        .await
+        .with_context(|| format!("gateway on {addr}"))
+    }
+
+    /// One supervised child process.
+    struct Proc {
+        name: String,
+        args: Vec<String>,
+        addr: String,
+        child: Option<Child>,
+        started: Instant,
+        /// Quick deaths in a row (each doubles the wait before a restart).
+        quick_deaths: u32,
+        restart_at: Option<Instant>,
+        restarts: u64,
+    }
+
+    fn send_signal(child: &Child, sig: i32) {
+        // SAFETY: kill(2) on the id of a child we have not reaped yet.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, sig);
+        }
+    }
+
+    struct Supervisor {
+        exe: PathBuf,
+        data_dir: PathBuf,
+        procs: Vec<Proc>,
+    }
+
+    impl Supervisor {
+        fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+            let p = &mut self.procs[i];
+            let log_path = self.data_dir.join("logs").join(format!("{}.log", p.name));
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .with_context(|| format!("cannot open {}", log_path.display()))?;
+            let mut cmd = Command::new(&self.exe);
+            cmd.args(&p.args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                // Its own process group: a Ctrl-C in the terminal reaches the
+                // supervisor only, which then stops the children in order.
+                .process_group(0);
+            let parent = std::process::id() as libc::pid_t;
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    // Die with the supervisor, even if it is killed -9.
+                    #[cfg(target_os = "linux")]
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    if libc::getppid() != parent {
+                        return Err(std::io::Error::other("supervisor gone"));
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("cannot start {}", p.name))?;
+            let pid_path = self.data_dir.join("pids").join(format!("{}.pid", p.name));
+            std::fs::write(&pid_path, format!("{}\n", child.id()))?;
+            p.child = Some(child);
+            p.started = Instant::now();
+            p.restart_at = None;
+            Ok(())
+        }
+
+        /// Reaps dead children and restarts them (after a short wait that
+        /// grows while one keeps dying right after its start).
+        fn check(&mut self) -> anyhow::Result<()> {
+            let now = Instant::now();
+            for i in 0..self.procs.len() {
+                let p = &mut self.procs[i];
+                if let Some(c) = &mut p.child {
+                    if let Some(status) = c.try_wait()? {
+                        let pid = c.id();
+                        p.child = None;
+                        let lived = p.started.elapsed();
+                        p.quick_deaths = if lived < Duration::from_secs(3) {
+                            p.quick_deaths + 1
+                        } else {
+                            0
+                        };
+                        let wait = Duration::from_millis(100)
+                            * 2u32.pow(p.quick_deaths.saturating_sub(1).min(6));
+                        println!(
+                            "{} (pid {pid}) exited ({status}) after {:.1} s; restarting in {} ms",
+                            p.name,
+                            lived.as_secs_f64(),
+                            wait.as_millis()
+                        );
+                        p.restart_at = Some(now + wait);
+                    }
+                }
+                let p = &self.procs[i];
+                if p.child.is_none() && p.restart_at.is_some_and(|t| t <= now) {
+                    self.spawn(i)?;
+                    let p = &mut self.procs[i];
+                    p.restarts += 1;
+                    println!(
+                        "{} restarted (pid {}, restart #{})",
+                        p.name,
+                        p.child.as_ref().map_or(0, |c| c.id()),
+                        p.restarts
+                    );
+                }
+            }
+            Ok(())
+        }
+
+        /// SIGTERM to the gateway, then the services, then the stores;
+        /// SIGKILL for any that has not exited within a few seconds.
+        async fn stop(&mut self) {
+            for tier in ["gateway", "svc", "kv"] {
+                let mut waiting: Vec<&mut Proc> = self
+                    .procs
+                    .iter_mut()
+                    .filter(|p| p.name.contains(tier) && p.child.is_some())
+                    .collect();
+                for p in &mut waiting {
+                    send_signal(p.child.as_ref().expect("running"), libc::SIGTERM);
+                }
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    waiting.retain_mut(|p| {
+                        let c = p.child.as_mut().expect("running");
+                        match c.try_wait() {
+                            Ok(None) => true,
+                            _ => {
+                                p.child = None;
+                                false
+                            }
+                        }
+                    });
+                    if waiting.is_empty() {
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        for p in &mut waiting {
+                            let mut c = p.child.take().expect("running");
+                            println!("{} did not stop; killing it", p.name);
+                            let _ = c.kill();
+                            let _ = c.wait();
+                        }
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    impl Drop for Supervisor {
+        fn drop(&mut self) {
+            for p in &mut self.procs {
+                if let Some(mut c) = p.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+    }
+
+    /// The command lines of every process of the shop.
+    fn shop_procs(
+        mode: Mode,
+        data_dir: &std::path::Path,
+        port: u16,
+        ports: &ShopPorts,
+        bug: &Option<String>,
+    ) -> Vec<Proc> {
+        let t = ports.topology();
+        let base = ports.base_port.to_string();
+        let dir = data_dir.display().to_string();
+        let mut out = Vec::new();
+        let mut add = |name: String, args: Vec<&str>, addr: String| {
+            out.push(Proc {
+                name,
+                args: args.into_iter().map(String::from).collect(),
+                addr,
+                child: None,
+                started: Instant::now(),
+                quick_deaths: 0,
+                restart_at: None,
+                restarts: 0,
+            })
+        };
+        for g in Group::ALL {
+            for (id, addr) in t.kv(g) {
+                let id = id.to_string();
+                add(
+                    format!("{}-kv-{id}", g.name()),
+                    vec![
+                        "node",
+                        "--group",
+                        g.name(),
+                        "--id",
+                        &id,
+                        "--base-port",
+                        &base,
+                        "--data-dir",
+                        &dir,
+                    ],
+                    addr.clone(),
+                );
+            }
+        }
+        for g in Group::ALL {
+            for (r, addr) in t.service(g).iter().enumerate() {
+                let r = (r + 1).to_string();
+                let mut args = vec![
+                    "service",
+                    g.name(),
+                    "--replica",
+                    &r,
+                    "--mode",
+                    mode.name(),
+                    "--base-port",
+                    &base,
+                ];
+                if let Some(b) = bug {
+                    args.extend(["--bug", b]);
+                }
+                add(format!("{}-svc-{r}", g.name()), args, addr.clone());
+            }
+        }
+        let port_s = port.to_string();
+        add(
+            "gateway".to_string(),
+            vec!["gateway", "--port", &port_s, "--base-port", &base],
+            format!("http://127.0.0.1:{port}"),
+        );
+        out
+    }
+
+    /// Waits until the gateway answers a read from every service (200 or 404).
+    pub async fn wait_ready(http: &HttpClient, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let mut ready = true;
+            for path in [
+                "/stock/find/ready-probe",
+                "/payment/find_user/ready-probe",
+                "/orders/find/ready-probe",
+            ] {
+                match http.get(path).await {
+                    Ok(a) if a.status == 200 || a.status == 404 => {}
+                    _ => ready = false,
+                }
+            }
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the shop did not become ready within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn shop(
+        mode: Mode,
+        data_dir: PathBuf,
+        port: u16,
+        ports: ShopPorts,
+        bug: Option<String>,
+    ) -> anyhow::Result<()> {
+        if let Some(b) = &bug {
+            bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?;
+        }
+        for sub in ["logs", "pids"] {
+            let d = data_dir.join(sub);
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let mut sup = Supervisor {
+            exe: std::env::current_exe()?,
+            data_dir: data_dir.clone(),
+            procs: shop_procs(mode, &data_dir, port, &ports, &bug),
+        };
+        let stop = terminated();
+        tokio::pin!(stop);
+        for i in 0..sup.procs.len() {
+            sup.spawn(i)?;
+        }
+        println!(
+            "shop running (checkout mode {}, bugs {}), data in {}:",
+            mode.name(),
+            bug.as_deref().unwrap_or("none"),
+            data_dir.display()
+        );
+        for p in &sup.procs {
+            println!(
+                "  {:<14} pid {:<8} {}",
+                p.name,
+                p.child.as_ref().map_or(0, |c| c.id()),
+                p.addr
+            );
+        }
+        println!(
+            "logs in {0}/logs, process ids in {0}/pids; any one process may be killed \
+             (it is restarted); Ctrl-C stops everything",
+            data_dir.display()
+        );
+        let _ = std::io::stdout().flush();
+        let http = HttpClient::new(&format!("http://127.0.0.1:{port}"));
+        let ready = wait_ready(&http, Duration::from_secs(120));
+        tokio::pin!(ready);
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                r = &mut ready, if !announced => {
+                    announced = true;
+                    match r {
+                        Ok(()) => println!("shop ready: http://127.0.0.1:{port}"),
+                        Err(e) => println!("warning: {e:#}"),
+                    }
+                    let _ = std::io::stdout().flush();
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => sup.check()?,
+            }
+        }
+        println!("stopping the shop");
+        sup.stop().await;
+        println!("stopped");
+        Ok(())
+    }
+
+    /// A fresh shop in a child process (its own supervisor), for the benchmark.
+    struct ShopProcess {
+        child: Child,
+        data: PathBuf,
+    }
+
+    impl Drop for ShopProcess {
+        fn drop(&mut self) {
+            send_signal(&self.child, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
+    }
+
+    pub async fn shop_bench(
+        clients: usize,
+        orders: usize,
+        mode: Mode,
+        url: Option<String>,
+        ports: ShopPorts,
+        port: u16,
+    ) -> anyhow::Result<()> {
+        let (_shop, url) = match url {
+            Some(u) => (None, u),
+            None => {
+                let data =
+                    std::env::temp_dir().join(format!("bookstore-shop-bench-{}", random_id()));
+                let child = Command::new(std::env::current_exe()?)
+                    .args(["shop", "--mode", mode.name(), "--port", &port.to_string()])
+                    .args(["--base-port", &ports.base_port.to_string(), "--data-dir"])
+                    .arg(&data)
+                    .stdout(Stdio::null())
+                    .spawn()?;
+                println!(
+                    "started a fresh shop (mode {}, gateway port {port}, data in {})",
+                    mode.name(),
+                    data.display()
+                );
+                (
+                    Some(ShopProcess { child, data }),
+                    format!("http://127.0.0.1:{port}"),
+                )
+            }
+        };
+        let http = HttpClient::new(&url);
+        wait_ready(&http, Duration::from_secs(60)).await?;
+        // Plenty of everything, and many items and users, so that checkouts
+        // succeed and rarely contend on one record.
+        let (n_items, n_users) = (10_000, 10_000);
+        for path in [
+            format!("/stock/batch_init/{n_items}/1000000000/1"),
+            format!("/payment/batch_init/{n_users}/1000000000"),
+            format!("/orders/batch_init/{orders}/{n_items}/{n_users}/1"),
+        ] {
+            let a = http.post(&path).await.map_err(anyhow::Error::msg)?;
+            if !a.ok() {
+                bail!("{path}: {} {}", a.status, a.body);
+            }
+        }
+        println!(
+            "{orders} orders (2 of {n_items} items, one of {n_users} users each); \
+             checking them out with {clients} concurrent clients through {url}"
+        );
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (http, next) = (http.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let (mut lat, mut failed, mut unknown) = (Vec::new(), 0u64, 0u64);
+                loop {
+                    let o = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if o >= orders {
+                        break;
+                    }
+                    let t = Instant::now();
+                    match http.post(&format!("/orders/checkout/{o}")).await {
+                        Ok(a) if a.ok() => lat.push(t.elapsed()),
+                        Ok(a) if a.unknown() => unknown += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (lat, failed, unknown)
+            }));
+        }
+        let (mut lat, mut failed, mut unknown) = (Vec::new(), 0, 0);
+        for t in tasks {
+            let (l, f, u) = t.await?;
+            lat.extend(l);
+            failed += f;
+            unknown += u;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        lat.sort();
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        println!(
+            "{:<5} {:>8} {:>8} {:>12} {:>10} {:>10} {:>8} {:>8}",
+            "mode", "clients", "orders", "checkouts/s", "p50 ms", "p99 ms", "failed", "unknown"
+        );
+        println!(
+            "{:<5} {:>8} {:>8} {:>12.0} {:>10.1} {:>10.1} {:>8} {:>8}",
+            mode.name(),
+            clients,
+            orders,
+            lat.len() as f64 / secs,
+            pct(0.5),
+            pct(0.99),
+            failed,
+            unknown
+        );
+        Ok(())
+    }
 }

@@ -1,0 +1,445 @@
+//! Real mode, end to end: `bookstore shop` (16 processes: 3 store groups x 3
+//! replicas, 2 replicas of each service, the gateway) on loopback, driven
+//! over HTTP. 1000 users with credit 1, one item with stock 100 and price 1,
+//! 1000 orders of that item, 1000 concurrent checkouts: exactly 100 succeed,
+//! and the final state agrees with every answer. The same again while
+//! single processes are killed with SIGKILL and restarted by the shop's
+//! supervisor; checkouts whose outcome is unknown are retried by the client
+//! (a retried checkout charges the order at most once).
+//!
+//! The tests run one at a time (each starts 16 processes).
+#![cfg(not(madsim))]
+
+use bookstore::client::{ClientOptions, KvClient};
+use bookstore::gateway::client::Answer;
+use bookstore::gateway::HttpClient;
+use bookstore::shop::Topology;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const USERS: usize = 1000;
+const STOCK: i64 = 100;
+const IN_FLIGHT: usize = 48;
+
+/// One test at a time: each runs a whole shop.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+struct Shop {
+    child: Child,
+    data: PathBuf,
+    topology: Topology,
+    http: HttpClient,
+}
+
+impl Shop {
+    /// Starts `bookstore shop` on ports of its own: `slot` tells the tests
+    /// of this process apart, the process id tells concurrent runs apart.
+    fn start(mode: &str, slot: u16) -> Shop {
+        let base = 21_000 + ((std::process::id() % 15) as u16 * 4 + slot) * 700;
+        let port = base + 690;
+        let data =
+            std::env::temp_dir().join(format!("bookstore-shop-e2e-{}-{slot}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let child = Command::new(env!("CARGO_BIN_EXE_bookstore"))
+            .args(["shop", "--mode", mode, "--base-port", &base.to_string()])
+            .args(["--port", &port.to_string(), "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn bookstore shop");
+        Shop {
+            child,
+            data,
+            topology: Topology::loopback(base, 3, 2),
+            http: HttpClient::new(&format!("http://127.0.0.1:{port}")),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut ready = true;
+            for p in [
+                "/stock/find/probe",
+                "/payment/find_user/probe",
+                "/orders/find/probe",
+            ] {
+                ready &= matches!(self.http.get(p).await, Ok(a) if a.status == 404);
+            }
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the shop did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn pid(&self, name: &str) -> Option<u32> {
+        let s = std::fs::read_to_string(self.data.join("pids").join(format!("{name}.pid"))).ok()?;
+        s.trim().parse().ok()
+    }
+
+    /// SIGKILLs one process of the shop and waits until the supervisor has
+    /// restarted it and it accepts connections on `addr` again.
+    async fn kill_and_await_restart(&self, name: &str, addr: &str) -> Duration {
+        let pid = self.pid(name).expect("pid file");
+        // SAFETY: kill(2) with a pid the supervisor wrote for its child.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+        let t = Instant::now();
+        loop {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{name} not restarted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.pid(name).is_some_and(|p| p != pid)
+                && tokio::net::TcpStream::connect(addr).await.is_ok()
+            {
+                return t.elapsed();
+            }
+        }
+    }
+
+    /// The current leader of the order group's store.
+    async fn order_store_leader(&self) -> u64 {
+        let mut c = KvClient::new(self.topology.order_kv.clone(), 7, ClientOptions::default());
+        for _ in 0..100 {
+            for &id in self.topology.order_kv.keys() {
+                if let Ok(s) = c.status(id).await {
+                    if s.role == "Leader" {
+                        return id;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the order group has no leader");
+    }
+
+    /// SIGTERM to the supervisor: it stops every child and exits 0.
+    fn stop(&mut self) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let t = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "shop exited with {status}");
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the shop did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Every child is gone: nothing answers on the store ports.
+        for addr in self.topology.stock_kv.values() {
+            assert!(
+                std::net::TcpStream::connect(addr).is_err(),
+                "{addr} still up"
+            );
+        }
+    }
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
+
+/// Sends until there is a definite answer: 2xx or 4xx. A 503 (done or
+/// unknown) or a lost connection is sent again; `safe_to_retry` says
+/// whether an unknown outcome may be (reads, checkouts); otherwise it is
+/// reported as `None` for the caller to resolve.
+async fn definite(
+    http: &HttpClient,
+    method: &str,
+    path: &str,
+    safe_to_retry: bool,
+) -> Option<Answer> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let unknown = match http.call(method, path).await {
+            Ok(a) if a.status < 500 => return Some(a),
+            Ok(a) => a.body["done"] != false,
+            Err(_) => true,
+        };
+        if unknown && !safe_to_retry {
+            return None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{method} {path}: no definite answer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post_ok(http: &HttpClient, path: &str) -> Answer {
+    let a = definite(http, "POST", path, true).await.unwrap();
+    assert!(a.ok(), "{path}: {} {}", a.status, a.body);
+    a
+}
+
+/// Runs `n` jobs with at most `limit` at a time; job i may not start
+/// before `start_at(i)`.
+async fn run_all<T, F, Fut>(
+    n: usize,
+    limit: usize,
+    start_at: impl Fn(usize) -> Duration,
+    job: F,
+) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let sem = Arc::new(tokio::sync::Semaphore::new(limit));
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until(t0 + start_at(i)).await;
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let fut = job(i);
+        tasks.push(tokio::spawn(async move {
+            let r = fut.await;
+            drop(permit);
+            r
+        }));
+    }
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// 1000 orders, one per user, each of one unit of item 0.
+async fn setup(http: &HttpClient) -> Vec<String> {
+    post_ok(http, &format!("/stock/batch_init/1/{STOCK}/1")).await;
+    post_ok(http, &format!("/payment/batch_init/{USERS}/1")).await;
+    run_all(
+        USERS,
+        32,
+        |_| Duration::ZERO,
+        |u| {
+            let http = http.clone();
+            async move {
+                let order = loop {
+                    // An unknown create at worst leaves an unused empty order.
+                    if let Some(a) =
+                        definite(&http, "POST", &format!("/orders/create/{u}"), false).await
+                    {
+                        assert!(a.ok(), "create for user {u}: {} {}", a.status, a.body);
+                        break a.str("order_id");
+                    }
+                };
+                let add = format!("/orders/addItem/{order}/0/1");
+                loop {
+                    match definite(&http, "POST", &add, false).await {
+                        Some(a) => {
+                            assert!(a.ok(), "{add}: {} {}", a.status, a.body);
+                            break;
+                        }
+                        None => {
+                            // Unknown: look before adding again.
+                            let o = definite(&http, "GET", &format!("/orders/find/{order}"), true)
+                                .await
+                                .unwrap();
+                            if o.body["items"].as_array().is_some_and(|i| !i.is_empty()) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                order
+            }
+        },
+    )
+    .await
+}
+
+/// Checks out every order (retrying unknown outcomes), then checks the
+/// final state against the answers. Returns the successes and the retries
+/// by cause.
+async fn checkouts_and_final_state(
+    http: &HttpClient,
+    orders: Vec<String>,
+    start_at: impl Fn(usize) -> Duration,
+) -> (usize, String) {
+    let retried = Arc::new(Mutex::new(BTreeMap::<&str, usize>::new()));
+    let orders = Arc::new(orders);
+    let answers = run_all(USERS, IN_FLIGHT, start_at, |u| {
+        let (http, orders, retried) = (http.clone(), orders.clone(), retried.clone());
+        async move {
+            let path = format!("/orders/checkout/{}", orders[u]);
+            loop {
+                // 503 done=false (not done) or unknown, or a lost
+                // connection: a checkout is safe to send again.
+                let cause = match http.post(&path).await {
+                    Ok(a) if a.status < 500 => return a,
+                    Ok(a) if a.unknown() => "503 unknown",
+                    Ok(a) if a.status == 503 => "503 not done",
+                    Ok(_) => "5xx",
+                    Err(_) => "no answer",
+                };
+                *retried.lock().unwrap().entry(cause).or_insert(0) += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    })
+    .await;
+    let ok: Vec<bool> = answers.iter().map(|a| a.ok()).collect();
+    for (u, a) in answers.iter().enumerate() {
+        assert!(
+            a.ok() || a.status == 400,
+            "checkout of user {u}'s order: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    let succeeded = ok.iter().filter(|&&b| b).count();
+    assert_eq!(succeeded, STOCK as usize, "checkouts that succeeded");
+
+    let item = definite(http, "GET", "/stock/find/0", true).await.unwrap();
+    assert_eq!(item.int("stock"), 0, "stock left: {}", item.body);
+
+    let per_user = run_all(
+        USERS,
+        32,
+        |_| Duration::ZERO,
+        |u| {
+            let (http, orders) = (http.clone(), orders.clone());
+            async move {
+                let user = definite(&http, "GET", &format!("/payment/find_user/{u}"), true)
+                    .await
+                    .unwrap();
+                assert!(user.ok(), "user {u}: {}", user.body);
+                let order = definite(&http, "GET", &format!("/orders/find/{}", orders[u]), true)
+                    .await
+                    .unwrap();
+                assert!(order.ok(), "order of user {u}: {}", order.body);
+                (user.int("credit"), order.body["paid"] == true)
+            }
+        },
+    )
+    .await;
+    let credit: i64 = per_user.iter().map(|(c, _)| c).sum();
+    assert_eq!(credit, USERS as i64 - STOCK, "total credit left");
+    for (u, (c, paid)) in per_user.iter().enumerate() {
+        assert_eq!(
+            *paid, ok[u],
+            "user {u}'s order paid iff its checkout succeeded"
+        );
+        assert_eq!(*c, if ok[u] { 0 } else { 1 }, "user {u}'s credit");
+    }
+    let retried = format!("{:?}", retried.lock().unwrap());
+    (succeeded, retried)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn consistency(mode: &str, slot: u16) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Instant::now();
+    let mut shop = Shop::start(mode, slot);
+    runtime().block_on(async {
+        shop.wait_ready().await;
+        let started = t.elapsed();
+        let orders = setup(&shop.http).await;
+        let set_up = t.elapsed();
+        let (ok, retried) = checkouts_and_final_state(&shop.http, orders, |_| Duration::ZERO).await;
+        eprintln!(
+            "{mode}: shop up in {:.1} s, 1000 orders in {:.1} s, checkouts and checks in {:.1} s; \
+             {ok} succeeded, retried {retried}",
+            started.as_secs_f64(),
+            (set_up - started).as_secs_f64(),
+            (t.elapsed() - set_up).as_secs_f64()
+        );
+    });
+    shop.stop();
+}
+
+#[test]
+fn saga_exactly_the_stock_is_sold_and_every_answer_matches_the_state() {
+    consistency("saga", 0);
+}
+
+#[test]
+fn two_pc_exactly_the_stock_is_sold_and_every_answer_matches_the_state() {
+    consistency("2pc", 1);
+}
+
+/// While the checkouts run: SIGKILL a payment service replica, a stock
+/// service replica, an order service replica and the leader of the order
+/// group's store, one at a time (each after the previous one is back).
+fn consistency_under_kills(mode: &str, slot: u16) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Instant::now();
+    let mut shop = Shop::start(mode, slot);
+    runtime().block_on(async {
+        shop.wait_ready().await;
+        let orders = setup(&shop.http).await;
+        let set_up = t.elapsed();
+        let shop = &shop;
+        let kills = async {
+            let mut log = Vec::new();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let t = &shop.topology;
+            for (name, addr) in [
+                ("payment-svc-1", t.payment[0].clone()),
+                ("stock-svc-2", t.stock[1].clone()),
+                ("orders-svc-1", t.orders[0].clone()),
+            ] {
+                let back = shop.kill_and_await_restart(name, &addr).await;
+                log.push(format!("{name} back in {} ms", back.as_millis()));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let leader = shop.order_store_leader().await;
+            let name = format!("orders-kv-{leader}");
+            let back = shop
+                .kill_and_await_restart(&name, &t.order_kv[&leader])
+                .await;
+            log.push(format!("{name} (leader) back in {} ms", back.as_millis()));
+            log
+        };
+        // The first 200 checkouts slowly (the 100 that succeed run while
+        // processes die), the other 800 quickly.
+        let pace = |i: usize| {
+            if i < 200 {
+                Duration::from_millis(20 * i as u64)
+            } else {
+                Duration::from_millis(4000 + 5 * (i as u64 - 200))
+            }
+        };
+        let ((ok, retried), log) =
+            tokio::join!(checkouts_and_final_state(&shop.http, orders, pace), kills);
+        eprintln!(
+            "{mode} under kills: {}; checkouts and checks in {:.1} s; {ok} succeeded, retried {retried}",
+            log.join(", "),
+            (t.elapsed() - set_up).as_secs_f64()
+        );
+    });
+    shop.stop();
+}
+
+#[test]
+fn saga_survives_killing_any_single_process_during_checkouts() {
+    consistency_under_kills("saga", 2);
+}
+
+#[test]
+fn two_pc_survives_killing_any_single_process_during_checkouts() {
+    consistency_under_kills("2pc", 3);
+}
