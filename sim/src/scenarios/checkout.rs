@@ -197,7 +197,8 @@ pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
                 }
                 if Instant::now() >= deadline {
                     failures.push(format!(
-                        "checkouts did not terminate within {LIVENESS_BOUND:?} after healing: {last}"
+                        "checkouts did not terminate within {LIVENESS_BOUND:?} after healing: {last}; phases: {}",
+                        phases(&topo2).await
                     ));
                     break;
                 }
@@ -294,6 +295,25 @@ async fn setup(shop: &Shop, t: &Topology, workload: &str, seed: u64) {
         };
         let r = call!(shop.orders, OrdersClient, batch_init, req, true);
         r.unwrap_or_else(retry("orders batch_init"));
+    }
+}
+
+/// How many unfinished checkouts are in each phase (for a liveness failure).
+async fn phases(t: &Topology) -> String {
+    let mut kv = KvClient::new(t.order_kv.clone(), 1 << 42, kv_options());
+    match kv.scan(keys::TX).await {
+        Ok(all) => {
+            let mut count: BTreeMap<String, u64> = BTreeMap::new();
+            for (_, v) in all {
+                if let Ok(r) = serde_json::from_str::<TxRecord>(&v) {
+                    if !r.terminal() {
+                        *count.entry(format!("{:?}", r.phase)).or_default() += 1;
+                    }
+                }
+            }
+            format!("{count:?}")
+        }
+        Err(e) => format!("(scan failed: {e})"),
     }
 }
 

@@ -76,7 +76,8 @@ pub fn parse_credit(key: &str, s: &str) -> Result<i64, tonic::Status> {
 pub fn merge_lines(lines: impl IntoIterator<Item = (String, i64)>) -> Vec<(String, i64)> {
     let mut m = std::collections::BTreeMap::new();
     for (item, qty) in lines {
-        *m.entry(item).or_insert(0i64) += qty;
+        let q = m.entry(item).or_insert(0i64);
+        *q = q.saturating_add(qty);
     }
     m.into_iter().collect()
 }

@@ -122,6 +122,17 @@ impl OrderService {
             })
         };
         let txref = pb::TxRef { tx_id: tx.clone() };
+        // A participant that refuses the request itself (a bad amount, an
+        // unknown item) votes no: the checkout must fail, not retry forever.
+        let refused = |r: Result<pb::Vote, Status>| match r {
+            Err(e) if super::rpc::is_business(&e) && e.code() != tonic::Code::Internal => {
+                Ok(pb::Vote {
+                    ok: false,
+                    reason: e.message().to_string(),
+                })
+            }
+            r => r,
+        };
         let vote = |v: pb::Vote| {
             if v.ok {
                 Outcome::Yes
@@ -130,11 +141,11 @@ impl OrderService {
             }
         };
         Ok(match step {
-            Step::Reserve => vote(reserve().await?),
-            Step::Charge => vote(charge().await?),
+            Step::Reserve => vote(refused(reserve().await)?),
+            Step::Charge => vote(refused(charge().await)?),
             Step::Prepare => {
                 let (s, p) = tokio::join!(reserve(), charge());
-                match (s, p) {
+                match (refused(s), refused(p)) {
                     (Ok(s), Ok(p)) if s.ok && p.ok => Outcome::Yes,
                     // One "no" decides, whatever the other said.
                     (Ok(s), _) if !s.ok => Outcome::No(s.reason),
@@ -221,7 +232,12 @@ impl OrderService {
             let outcome = match self.run_step(&rec, &step, left).await {
                 Ok(o) => o,
                 Err(e) if e.code() == tonic::Code::Internal => return Err(e),
-                Err(_) => {
+                Err(e) => {
+                    tracing::debug!(
+                        "step {step:?} of order {order}: {:?} {}",
+                        e.code(),
+                        e.message()
+                    );
                     attempt += 1;
                     backoff(attempt).await;
                     continue;
@@ -337,7 +353,8 @@ impl OrderService {
     /// Every `every`, finishes the checkouts that made no progress since the
     /// previous look (their driver crashed or gave up).
     pub async fn recovery_loop(self, every: Duration) {
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        // order -> (record, how many looks in a row it was unchanged)
+        let mut seen: BTreeMap<String, (String, u32)> = BTreeMap::new();
         // Orders being driven by this loop right now.
         let running: Arc<Mutex<BTreeSet<String>>> = Default::default();
         loop {
@@ -345,18 +362,35 @@ impl OrderService {
             let Ok(now) = self.unfinished().await else {
                 continue;
             };
-            for (order, rec) in &now {
-                if seen.get(order) != Some(rec) {
+            let now: BTreeMap<String, (String, u32)> = now
+                .into_iter()
+                .map(|(order, rec)| {
+                    let n = match seen.get(&order) {
+                        Some((r, n)) if *r == rec => n + 1,
+                        _ => 0,
+                    };
+                    (order, (rec, n))
+                })
+                .collect();
+            for (order, (_, unchanged)) in &now {
+                // Unchanged for two looks: its driver is gone or stuck.
+                if *unchanged < 2 {
                     continue;
                 }
                 let mut r = running.lock().unwrap_or_else(|e| e.into_inner());
-                if r.len() >= 32 || !r.insert(order.clone()) {
+                if r.len() >= 8 || !r.insert(order.clone()) {
                     continue;
                 }
                 let (svc, order, running) = (self.clone(), order.clone(), running.clone());
                 tokio::spawn(async move {
                     let deadline = tokio::time::Instant::now() + svc.deadline;
-                    let _ = svc.drive(&order, deadline).await;
+                    if let Err(e) = svc.drive(&order, deadline).await {
+                        tracing::debug!(
+                            "recovery of order {order}: {:?} {}",
+                            e.code(),
+                            e.message()
+                        );
+                    }
                     running
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -498,7 +532,17 @@ impl Orders for OrderService {
                 }
             }
             o.items.push((r.item_id.clone(), r.quantity));
-            o.total += item.price * r.quantity;
+            o.total = item
+                .price
+                .checked_mul(r.quantity)
+                .and_then(|c| c.checked_add(o.total))
+                .filter(|t| check_amount("order total", *t).is_ok())
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!(
+                        "order {} would cost more than 10^12 with {} x item {} at {}",
+                        r.order_id, r.quantity, r.item_id, item.price
+                    ))
+                })?;
             let compares = vec![
                 cmd::compare(&okey, Some(old)),
                 cmd::compare(&tkey, vals[1].as_deref()),
@@ -555,6 +599,7 @@ pub async fn serve(
                 store: Store::new(t.stock_kv.clone(), cfg.kv_options.clone()),
                 unguarded: cfg.bugs.unguarded_stock,
                 locks: Default::default(),
+                budget: cfg.rpc_timeout * 3 / 4,
             };
             let mut b = builder;
             b.add_service(StockServer::new(svc))
@@ -566,6 +611,7 @@ pub async fn serve(
                 store: Store::new(t.payment_kv.clone(), cfg.kv_options.clone()),
                 non_idempotent: cfg.bugs.non_idempotent_payment,
                 locks: Default::default(),
+                budget: cfg.rpc_timeout * 3 / 4,
             };
             let mut b = builder;
             b.add_service(PaymentServer::new(svc))

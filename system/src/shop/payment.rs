@@ -6,7 +6,7 @@
 use super::keys::{
     self, check_amount, check_id, from_json, parse_credit, to_json, Hold, HoldState,
 };
-use super::rpc::{backoff, kv_error};
+use super::rpc::{backoff, kv_error, within};
 use super::stock::{commit_hold, put_all, vote_no, vote_yes};
 use super::Store;
 use crate::kv::cmd;
@@ -23,6 +23,8 @@ pub struct PaymentService {
     /// again (the charge record is not checked).
     pub non_idempotent: bool,
     pub locks: super::KeyLocks,
+    /// Most time one request may take (see [`super::rpc::within`]).
+    pub budget: std::time::Duration,
 }
 
 fn user_key(id: &str) -> String {
@@ -244,31 +246,43 @@ impl Payment for PaymentService {
     ) -> Result<Response<pb::User>, Status> {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
-        Ok(Response::new(self.change(&r.user_id, r.amount).await?))
+        Ok(Response::new(
+            within(self.budget, self.change(&r.user_id, r.amount)).await?,
+        ))
     }
 
     async fn pay(&self, req: Request<pb::CreditChange>) -> Result<Response<pb::User>, Status> {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
-        Ok(Response::new(self.change(&r.user_id, -r.amount).await?))
+        Ok(Response::new(
+            within(self.budget, self.change(&r.user_id, -r.amount)).await?,
+        ))
     }
 
     async fn charge(&self, req: Request<pb::ChargeRequest>) -> Result<Response<pb::Vote>, Status> {
         let r = req.into_inner();
         Ok(Response::new(
-            PaymentService::charge(self, &r.tx_id, &r.user_id, r.amount).await?,
+            within(
+                self.budget,
+                PaymentService::charge(self, &r.tx_id, &r.user_id, r.amount),
+            )
+            .await?,
         ))
     }
 
     async fn refund(&self, req: Request<pb::TxRef>) -> Result<Response<pb::Empty>, Status> {
-        PaymentService::refund(self, &req.into_inner().tx_id).await?;
+        within(
+            self.budget,
+            PaymentService::refund(self, &req.into_inner().tx_id),
+        )
+        .await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn commit(&self, req: Request<pb::TxRef>) -> Result<Response<pb::Empty>, Status> {
         let tx = req.into_inner().tx_id;
         check_id("transaction", &tx)?;
-        commit_hold(&self.store, &charge_key(&tx), &tx).await?;
+        within(self.budget, commit_hold(&self.store, &charge_key(&tx), &tx)).await?;
         Ok(Response::new(pb::Empty {}))
     }
 }

@@ -100,8 +100,10 @@ impl Replicas {
         let deadline = tokio::time::Instant::now() + total;
         let mut maybe_done = false;
         let mut attempt = 0u32;
+        // Round robin over calls, so one caller spreads its load; on a
+        // failure the retry moves on to the next replica.
+        let mut i = self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len();
         loop {
-            let i = self.next.load(Ordering::Relaxed) % self.addrs.len();
             let chan = self.channel(i)?;
             let now = tokio::time::Instant::now();
             let limit = self
@@ -117,8 +119,6 @@ impl Replicas {
                     self.addrs[i]
                 )),
             };
-            // Next time, start with another replica.
-            self.next.fetch_add(1, Ordering::Relaxed);
             if !certainly_not_done(&status) {
                 self.forget(i);
                 if !idempotent {
@@ -130,6 +130,9 @@ impl Replicas {
                 }
                 maybe_done = true;
             }
+            backoff(attempt).await;
+            // Give up before an attempt with no time left (it could only
+            // turn "not done" into "unknown").
             if tokio::time::Instant::now() >= deadline {
                 let msg = format!(
                     "gave up after {attempt} attempts, last: {:?} {}",
@@ -142,7 +145,7 @@ impl Replicas {
                     Status::aborted(format!("not done: {msg}"))
                 });
             }
-            backoff(attempt).await;
+            i = (i + 1) % self.addrs.len();
         }
     }
 }
@@ -152,4 +155,21 @@ pub async fn backoff(attempt: u32) {
     let max = (10_000u64 << attempt.min(5)).min(200_000);
     let us = max / 2 + super::random_u64() % (max / 2 + 1);
     tokio::time::sleep(Duration::from_micros(us)).await;
+}
+
+/// Runs a request's work for at most `budget`: a caller that gave up (its
+/// attempt timed out) must not leave work queued behind it, or retries
+/// pile up under load and the service never recovers. Past the budget the
+/// answer is "unknown" (the work may have been half done; every such
+/// operation is idempotent or reported as unknown to its client).
+pub async fn within<T>(
+    budget: Duration,
+    work: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    match tokio::time::timeout(budget, work).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::unavailable(format!(
+            "outcome unknown: the service gave up after {budget:?} (busy)"
+        ))),
+    }
 }

@@ -4,7 +4,7 @@
 //! writes its own record in one transaction.
 
 use super::keys::{self, check_amount, check_id, from_json, to_json, Hold, HoldState, ItemRec};
-use super::rpc::{backoff, kv_error};
+use super::rpc::{backoff, kv_error, within};
 use super::Store;
 use crate::kv::cmd;
 use crate::shop_pb::{self as pb, stock_server::Stock};
@@ -21,6 +21,8 @@ pub struct StockService {
     /// a condition.
     pub unguarded: bool,
     pub locks: super::KeyLocks,
+    /// Most time one request may take (see [`super::rpc::within`]).
+    pub budget: std::time::Duration,
 }
 
 fn item_key(id: &str) -> String {
@@ -343,13 +345,17 @@ impl Stock for StockService {
     async fn add(&self, req: Request<pb::StockChange>) -> Result<Response<pb::Item>, Status> {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
-        Ok(Response::new(self.change(&r.item_id, r.amount).await?))
+        Ok(Response::new(
+            within(self.budget, self.change(&r.item_id, r.amount)).await?,
+        ))
     }
 
     async fn subtract(&self, req: Request<pb::StockChange>) -> Result<Response<pb::Item>, Status> {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
-        Ok(Response::new(self.change(&r.item_id, -r.amount).await?))
+        Ok(Response::new(
+            within(self.budget, self.change(&r.item_id, -r.amount)).await?,
+        ))
     }
 
     async fn reserve(
@@ -359,17 +365,25 @@ impl Stock for StockService {
         let r = req.into_inner();
         let lines = r.lines.into_iter().map(|l| (l.item_id, l.qty)).collect();
         Ok(Response::new(
-            StockService::reserve(self, &r.tx_id, lines).await?,
+            within(self.budget, StockService::reserve(self, &r.tx_id, lines)).await?,
         ))
     }
 
     async fn release(&self, req: Request<pb::TxRef>) -> Result<Response<pb::Empty>, Status> {
-        StockService::release(self, &req.into_inner().tx_id).await?;
+        within(
+            self.budget,
+            StockService::release(self, &req.into_inner().tx_id),
+        )
+        .await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn commit(&self, req: Request<pb::TxRef>) -> Result<Response<pb::Empty>, Status> {
-        StockService::commit(self, &req.into_inner().tx_id).await?;
+        within(
+            self.budget,
+            StockService::commit(self, &req.into_inner().tx_id),
+        )
+        .await?;
         Ok(Response::new(pb::Empty {}))
     }
 }
