@@ -43,7 +43,8 @@ mod cli {
         #[arg(long)]
         bug: Option<String>,
         /// Fault kinds: `swarm` (each seed draws a subset), `all`, `none`, or
-        /// a list of crash,pause,partition,isolate-leader,one-way,bridge,loss,latency,clock.
+        /// a list of crash,pause,partition,isolate-leader,one-way,bridge,loss,latency,clock,
+        /// pause-leader,crash-voter,leader-churn,leader-island.
         #[arg(long, default_value = "swarm")]
         faults: String,
         /// Where failing runs write their history, report and schedule.
@@ -96,6 +97,9 @@ mod cli {
             /// Run twice and compare the hashes of the whole trace.
             #[arg(long)]
             check_determinism: bool,
+            /// Write history, report and schedule even if the run passes.
+            #[arg(long)]
+            write: bool,
         },
         /// Run many seeds; list the failing ones with their replay commands.
         Sweep {
@@ -129,6 +133,14 @@ mod cli {
             /// Most candidate runs to try.
             #[arg(long, default_value_t = 200)]
             max_runs: usize,
+        },
+        /// Print the schedules seeds draw (JSON, one per line), without running them.
+        Schedule {
+            #[command(flatten)]
+            common: Common,
+            /// Seed range A..B (B excluded).
+            #[arg(long, default_value = "0..1")]
+            seeds: String,
         },
         /// Throughput: simulated seconds per wall-clock second, seeds per minute (one core).
         Bench {
@@ -228,6 +240,10 @@ mod cli {
     }
 
     fn quiet_panics() {
+        // SIM_PANICS=1 keeps the default hook (messages and backtraces).
+        if std::env::var_os("SIM_PANICS").is_some() {
+            return;
+        }
         std::panic::set_hook(Box::new(|_| {}));
     }
 
@@ -249,6 +265,7 @@ mod cli {
                 seed,
                 schedule,
                 check_determinism,
+                write,
             } => {
                 let sel = common.validate()?;
                 let (sched, replay) = match &schedule {
@@ -288,7 +305,7 @@ mod cli {
                         return Ok(ExitCode::from(1));
                     }
                 }
-                if r.passed() {
+                if r.passed() && !write {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let dir = write_failure(&common.out, &r, &replay)
@@ -298,7 +315,11 @@ mod cli {
                     dir.display()
                 );
                 println!("replay: {replay}");
-                Ok(ExitCode::from(1))
+                Ok(if r.passed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
             }
             Cmd::Sweep {
                 common,
@@ -464,6 +485,17 @@ mod cli {
                 }
                 println!("wrote {} and {}", path.display(), fdir.display());
                 println!("replay: {replay}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Schedule { common, seeds } => {
+                let sel = common.validate()?;
+                let (a, b) = parse_range(&seeds)?;
+                for seed in a..b {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&common.schedule(seed, &sel)).unwrap()
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Bench { common, seeds } => {
