@@ -181,8 +181,12 @@ pub async fn play(cluster: &mut SimCluster, rec: &Recorder, faults: &[FaultEvent
                             hook.clone(),
                         );
                         active.get_mut(&i).unwrap().churn = Some(hook.clone());
-                        // The churn starts with the current leader.
-                        if let Some(l) = cluster.leader() {
+                        // The churn starts with the current leader (unless
+                        // an earlier churn has it).
+                        if let Some(l) = cluster
+                            .leader()
+                            .filter(|_| rec.first_armed(i, Trigger::NewLeader))
+                        {
                             rec.fire_now(i, Trigger::NewLeader, l, &hook);
                         }
                     }
@@ -202,6 +206,14 @@ pub async fn play(cluster: &mut SimCluster, rec: &Recorder, faults: &[FaultEvent
                 fault,
             } => {
                 if let Some(a) = active.get_mut(&fid) {
+                    if a.churn.is_some() {
+                        // A churn cuts one leader at a time: the next cut
+                        // releases the previous one.
+                        for (p, (_, f)) in std::mem::take(&mut a.parts) {
+                            cluster.end_part(fid, p, &f);
+                            rec.nemesis("end", json!({"id": fid, "part": p, "fault": f}));
+                        }
+                    }
                     let applied = cluster.start_part(fid, part, &fault);
                     rec.nemesis(
                         "start",

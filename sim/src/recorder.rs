@@ -241,6 +241,16 @@ impl Recorder {
             .insert(fid, (what.to_vec(), on_fire));
     }
 
+    /// Whether fault `fid` is the one with the lowest id waiting for `what`
+    /// (the one that takes it, for the leader triggers).
+    pub fn first_armed(&self, fid: usize, what: Trigger) -> bool {
+        let g = self.0.lock().unwrap();
+        g.triggers
+            .iter()
+            .find(|(_, (t, _))| t.contains(&what))
+            .is_some_and(|(f, _)| *f == fid)
+    }
+
     pub fn disarm(&self, fid: usize) {
         let mut g = self.0.lock().unwrap();
         g.triggers.remove(&fid);

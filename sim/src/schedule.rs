@@ -380,7 +380,7 @@ fn draw_fault(kind: FaultKind, nodes: u64, c: &FaultConfig, rng: &mut ChaCha8Rng
         },
         FaultKind::LeaderChurn => Fault::LeaderChurn {
             seed: rng.random(),
-            hold_ms: rng.random_range(300..=2_000),
+            hold_ms: rng.random_range(800..=2_500),
         },
         FaultKind::LeaderIsland => {
             let clients: Vec<u64> = loop {
