@@ -4,11 +4,12 @@
 //!
 //! Some faults act on node events rather than at fixed times (triggers,
 //! armed through the recorder): `crash-voter` crashes the first node that
-//! grants a vote, `leader-churn` isolates every new leader. What they do is
-//! recorded as parts of the fault (`"part"` in the nemesis events, with the
-//! node that triggered them), and all of it ends with the fault. A run is
-//! still deterministic: triggers fire on simulated events at simulated
-//! times, so a schedule replays bit for bit.
+//! grants a vote, `leader-churn` cuts off each leader at its election or at
+//! its first commit. What they do is recorded as parts of the fault
+//! (`"part"` in the nemesis events, with the node that triggered them), and
+//! all of it ends with the fault. A run is still deterministic: triggers
+//! fire on simulated events at simulated times, so a schedule replays bit
+//! for bit.
 
 use crate::cluster::SimCluster;
 use crate::recorder::{OnFire, Recorder, Trigger};
