@@ -302,6 +302,14 @@ mod cli {
                             "determinism: FAILED: trace {:016x} then {:016x}",
                             r.trace_hash, again.trace_hash
                         );
+                        // Both histories, to find where they part.
+                        let _ = std::fs::create_dir_all(&common.out);
+                        for (name, h) in [("first", &r.history), ("second", &again.history)] {
+                            let path = common.out.join(format!("determinism-{name}.jsonl"));
+                            if std::fs::write(&path, h.to_jsonl()).is_ok() {
+                                println!("wrote {}", path.display());
+                            }
+                        }
                         return Ok(ExitCode::from(1));
                     }
                 }
