@@ -35,9 +35,12 @@ pub struct SimCluster {
     pub nodes: BTreeMap<u64, SimNode>,
     pub peers: BTreeMap<u64, String>,
     recorder: Recorder,
-    /// Active network faults by fault id.
-    net_faults: BTreeMap<usize, Fault>,
+    /// Active network faults by (fault id, part): part 0 is the fault
+    /// itself, others what a triggered fault did (see `nemesis`).
+    net_faults: BTreeMap<(usize, u32), Fault>,
     crash_seed: u64,
+    /// Client hosts by client number (for partitions that include clients).
+    client_hosts: std::sync::Mutex<BTreeMap<u64, madsim::task::NodeId>>,
 }
 
 pub fn node_ip(id: u64) -> IpAddr {
@@ -47,9 +50,26 @@ pub fn node_ip(id: u64) -> IpAddr {
 impl SimCluster {
     /// One Raft KV group of `n` nodes (ids 1..=n).
     pub fn start(n: u64, bugs: Bugs, recorder: Recorder, seed: u64) -> SimCluster {
+        Self::start_with(
+            n,
+            bugs,
+            recorder,
+            seed,
+            crate::schedule::default_max_batch(),
+        )
+    }
+
+    /// Like [`SimCluster::start`], with at most `max_batch` entries per Append.
+    pub fn start_with(
+        n: u64,
+        bugs: Bugs,
+        recorder: Recorder,
+        seed: u64,
+        max_batch: usize,
+    ) -> SimCluster {
         let mut c = SimCluster::empty(recorder, seed);
         let ids: Vec<u64> = (1..=n).collect();
-        c.peers = c.add_kv_group(&ids, bugs, seed);
+        c.peers = c.add_kv_group(&ids, bugs, seed, max_batch);
         c
     }
 
@@ -61,13 +81,20 @@ impl SimCluster {
             recorder,
             net_faults: BTreeMap::new(),
             crash_seed: seed,
+            client_hosts: Default::default(),
         }
     }
 
     /// Adds one Raft KV group on the hosts with these (cluster-wide) ids;
     /// inside the group its replicas are numbered 1, 2, ... Returns the
     /// group's peer map (group-local id -> address), what a client needs.
-    pub fn add_kv_group(&mut self, ids: &[u64], bugs: Bugs, seed: u64) -> BTreeMap<u64, String> {
+    pub fn add_kv_group(
+        &mut self,
+        ids: &[u64],
+        bugs: Bugs,
+        seed: u64,
+        max_batch: usize,
+    ) -> BTreeMap<u64, String> {
         let handle = Handle::current();
         let peers: BTreeMap<u64, String> = ids
             .iter()
@@ -84,6 +111,7 @@ impl SimCluster {
             cfg.bugs = bugs;
             cfg.snapshot_every = 200;
             cfg.rpc_timeout = Duration::from_millis(200);
+            cfg.max_batch = max_batch;
             // Events carry the cluster-wide id.
             let rec = self.recorder.clone();
             let offset = global - id;
@@ -146,11 +174,13 @@ impl SimCluster {
 
     /// A client running on its own simulated host.
     pub fn client_host(&self, i: u64) -> NodeHandle {
-        Handle::current()
+        let h = Handle::current()
             .create_node()
             .name(format!("client-{i}"))
             .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8)))
-            .build()
+            .build();
+        self.client_hosts.lock().unwrap().insert(i, h.id());
+        h
     }
 
     pub fn client(&self, client_id: u64, opts: ClientOptions) -> KvClient {
@@ -163,6 +193,52 @@ impl SimCluster {
 
     /// Starts fault `fid`; returns a description of what was done.
     pub fn start_fault(&mut self, fid: usize, fault: &Fault) -> Fault {
+        self.start_part(fid, 0, fault)
+    }
+
+    /// Ends fault `fid` (started as `fault`, as returned by `start_fault`).
+    pub fn end_fault(&mut self, fid: usize, fault: &Fault) {
+        self.end_part(fid, 0, fault)
+    }
+
+    /// The node that most recently became leader of the highest term, as
+    /// the nodes' events tell.
+    pub fn leader(&self) -> Option<u64> {
+        self.recorder.leader()
+    }
+
+    /// Cuts `node` off from every other node.
+    pub fn isolation(&self, node: u64) -> Fault {
+        let rest: Vec<u64> = self.nodes.keys().copied().filter(|&i| i != node).collect();
+        Fault::Partition {
+            groups: vec![vec![node], rest],
+        }
+    }
+
+    /// A function that cuts a node off from every other node at once,
+    /// without going through the nemesis (for a fault that must act inside
+    /// a node's event, before its queued messages leave). The nemesis then
+    /// starts the same cut as a part of the fault, which keeps it.
+    pub fn isolate_now(&self) -> impl Fn(u64) + Send + Sync + 'static {
+        let ids: BTreeMap<u64, madsim::task::NodeId> = self
+            .nodes
+            .iter()
+            .map(|(&i, n)| (i, n.handle.id()))
+            .collect();
+        move |node| {
+            let net = NetSim::current();
+            for (&i, &m) in &ids {
+                if i != node {
+                    net.clog_link(ids[&node], m);
+                    net.clog_link(m, ids[&node]);
+                }
+            }
+        }
+    }
+
+    /// Starts part `part` of fault `fid` (part 0 is the scheduled fault,
+    /// others are what a triggered fault does); returns what was done.
+    pub fn start_part(&mut self, fid: usize, part: u32, fault: &Fault) -> Fault {
         let handle = Handle::current();
         match fault {
             Fault::Crash { node, torn_write } => {
@@ -190,18 +266,48 @@ impl SimCluster {
                 }
                 fault.clone()
             }
+            Fault::PauseLeader => match self.recorder.leader() {
+                Some(l) => self.start_part(fid, part, &Fault::Pause { node: l }),
+                None => fault.clone(),
+            },
+            // The nemesis crashes the voter; here only the leader.
+            Fault::CrashVoter { torn_write, .. } => match self.recorder.leader() {
+                Some(l) => self.start_part(
+                    fid,
+                    part,
+                    &Fault::Crash {
+                        node: l,
+                        torn_write: *torn_write,
+                    },
+                ),
+                None => fault.clone(),
+            },
+            // The nemesis isolates leaders one by one (as Partition parts).
+            Fault::LeaderChurn { .. } => fault.clone(),
+            Fault::LeaderIsland { clients, slow_ppm } => match self.recorder.leader() {
+                Some(l) => self.start_part(
+                    fid,
+                    part,
+                    &Fault::Island {
+                        node: l,
+                        clients: clients.clone(),
+                        slow_ppm: *slow_ppm,
+                    },
+                ),
+                None => fault.clone(),
+            },
+            Fault::Island { node, slow_ppm, .. } => {
+                self.nodes[node].clock.set_drift_ppm(-slow_ppm);
+                self.net_faults.insert((fid, part), fault.clone());
+                self.apply_network();
+                fault.clone()
+            }
             Fault::IsolateLeader => {
                 let resolved = match self.recorder.leader() {
-                    Some(l) => {
-                        let rest: Vec<u64> =
-                            self.nodes.keys().copied().filter(|&i| i != l).collect();
-                        Fault::Partition {
-                            groups: vec![vec![l], rest],
-                        }
-                    }
+                    Some(l) => self.isolation(l),
                     None => Fault::Partition { groups: vec![] },
                 };
-                self.net_faults.insert(fid, resolved.clone());
+                self.net_faults.insert((fid, part), resolved.clone());
                 self.apply_network();
                 resolved
             }
@@ -210,7 +316,7 @@ impl SimCluster {
             | Fault::Bridge { .. }
             | Fault::Loss { .. }
             | Fault::Latency { .. } => {
-                self.net_faults.insert(fid, fault.clone());
+                self.net_faults.insert((fid, part), fault.clone());
                 self.apply_network();
                 fault.clone()
             }
@@ -225,8 +331,9 @@ impl SimCluster {
         }
     }
 
-    /// Ends fault `fid` (started as `fault`, as returned by `start_fault`).
-    pub fn end_fault(&mut self, fid: usize, fault: &Fault) {
+    /// Ends part `part` of fault `fid` (started as `fault`, as returned by
+    /// `start_part`).
+    pub fn end_part(&mut self, fid: usize, part: u32, fault: &Fault) {
         let handle = Handle::current();
         match fault {
             Fault::Crash { node, .. } => {
@@ -248,11 +355,26 @@ impl SimCluster {
                 self.nodes[node].clock.jump(-offset_ms * 1_000_000)
             }
             Fault::ClockDrift { node, .. } => self.nodes[node].clock.set_drift_ppm(0),
+            // Not started (no leader), or only a window for triggered parts.
+            Fault::PauseLeader
+            | Fault::CrashVoter { .. }
+            | Fault::LeaderChurn { .. }
+            | Fault::LeaderIsland { .. } => {}
+            Fault::Island { node, .. } => {
+                self.nodes[node].clock.set_drift_ppm(0);
+                self.net_faults.remove(&(fid, part));
+                self.apply_network();
+            }
             _ => {
-                self.net_faults.remove(&fid);
+                self.net_faults.remove(&(fid, part));
                 self.apply_network();
             }
         }
+    }
+
+    /// Recomputes every link from the active network faults.
+    pub fn refresh_network(&self) {
+        self.apply_network();
     }
 
     fn apply_network(&self) {
@@ -263,6 +385,13 @@ impl SimCluster {
                 if a != b {
                     net.unclog_link(self.madsim_id(a), self.madsim_id(b));
                 }
+            }
+        }
+        let hosts = self.client_hosts.lock().unwrap().clone();
+        for &h in hosts.values() {
+            for &a in &ids {
+                net.unclog_link(h, self.madsim_id(a));
+                net.unclog_link(self.madsim_id(a), h);
             }
         }
         let cut = |a: u64, b: u64| net.clog_link(self.madsim_id(a), self.madsim_id(b));
@@ -289,6 +418,22 @@ impl SimCluster {
                         for &b in right {
                             cut(a, b);
                             cut(b, a);
+                        }
+                    }
+                }
+                Fault::Island { node, clients, .. } => {
+                    for &b in &ids {
+                        if b != *node {
+                            cut(*node, b);
+                            cut(b, *node);
+                        }
+                    }
+                    for (c, &h) in &hosts {
+                        for &b in &ids {
+                            if (b == *node) != clients.contains(c) {
+                                net.clog_link(h, self.madsim_id(b));
+                                net.clog_link(self.madsim_id(b), h);
+                            }
                         }
                     }
                 }

@@ -44,7 +44,8 @@ mod cli {
         #[arg(long)]
         bug: Option<String>,
         /// Fault kinds: `swarm` (each seed draws a subset), `all`, `none`, or
-        /// a list of crash,pause,partition,isolate-leader,one-way,bridge,loss,latency,clock.
+        /// a list of crash,pause,partition,isolate-leader,one-way,bridge,loss,latency,clock,
+        /// pause-leader,crash-voter,leader-churn,leader-island.
         #[arg(long, default_value = "swarm")]
         faults: String,
         /// Where failing runs write their history, report and schedule.
@@ -129,9 +130,9 @@ mod cli {
             /// Run twice and compare the hashes of the whole trace.
             #[arg(long)]
             check_determinism: bool,
-            /// Write the history, report and schedule even if the run passes.
+            /// Write history, report and schedule even if the run passes.
             #[arg(long)]
-            save: bool,
+            write: bool,
             /// Print only a one-line JSON summary (used by `sweep`, which runs
             /// each seed in its own process).
             #[arg(long, hide = true)]
@@ -169,6 +170,14 @@ mod cli {
             /// Most candidate runs to try.
             #[arg(long, default_value_t = 200)]
             max_runs: usize,
+        },
+        /// Print the schedules seeds draw (JSON, one per line), without running them.
+        Schedule {
+            #[command(flatten)]
+            common: Common,
+            /// Seed range A..B (B excluded).
+            #[arg(long, default_value = "0..1")]
+            seeds: String,
         },
         /// Throughput: simulated seconds per wall-clock second, seeds per minute (one core).
         Bench {
@@ -342,6 +351,10 @@ mod cli {
     }
 
     fn quiet_panics() {
+        // SIM_PANICS=1 keeps the default hook (messages and backtraces).
+        if std::env::var_os("SIM_PANICS").is_some() {
+            return;
+        }
         std::panic::set_hook(Box::new(|_| {}));
     }
 
@@ -363,7 +376,7 @@ mod cli {
                 seed,
                 schedule,
                 check_determinism,
-                save,
+                write,
                 summary,
             } => {
                 let sel = common.validate()?;
@@ -419,10 +432,18 @@ mod cli {
                             "determinism: FAILED: trace {:016x} then {:016x}",
                             r.trace_hash, again.trace_hash
                         );
+                        // Both histories, to find where they part.
+                        let _ = std::fs::create_dir_all(&common.out);
+                        for (name, h) in [("first", &r.history), ("second", &again.history)] {
+                            let path = common.out.join(format!("determinism-{name}.jsonl"));
+                            if std::fs::write(&path, h.to_jsonl()).is_ok() {
+                                println!("wrote {}", path.display());
+                            }
+                        }
                         return Ok(ExitCode::from(1));
                     }
                 }
-                if r.passed() && !save {
+                if r.passed() && !write {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let dir = write_failure(&common.out, &r, &replay)
@@ -599,6 +620,17 @@ mod cli {
                 }
                 println!("wrote {} and {}", path.display(), fdir.display());
                 println!("replay: {replay}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Cmd::Schedule { common, seeds } => {
+                let sel = common.validate()?;
+                let (a, b) = parse_range(&seeds)?;
+                for seed in a..b {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&common.schedule(seed, &sel)).unwrap()
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Cmd::Bench { common, seeds } => {

@@ -22,6 +22,37 @@ struct Inner {
     groups: std::collections::BTreeMap<u64, u64>,
     /// Latest (term, role) per node, for "isolate the leader".
     roles: std::collections::BTreeMap<u64, (u64, raft::Role)>,
+    /// Armed triggers by fault id, what fired, and the nemesis's wake-up
+    /// call.
+    triggers: std::collections::BTreeMap<usize, (Vec<Trigger>, OnFire)>,
+    fired: Vec<Fired>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+/// Runs at the instant a trigger fires for a node, inside the node's event
+/// (so before any message the node has just queued leaves): returns
+/// whether the fault acts on that node, after what delay and for how long
+/// (hold; `None`: until the fault ends). It may act at once itself.
+pub type OnFire = Arc<dyn Fn(Trigger, u64) -> Option<(u64, Option<u64>)> + Send + Sync>;
+
+/// A trigger that fired: fault `fid` acts on `node` after `delay_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fired {
+    pub fid: usize,
+    pub node: u64,
+    pub delay_ms: u64,
+    pub hold_ms: Option<u64>,
+}
+
+/// A node event a fault waits for (see `nemesis`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The next node that grants a vote (once).
+    VoteGranted,
+    /// Every node that becomes leader.
+    NewLeader,
+    /// Every commit index advance of a leader.
+    LeaderCommit,
 }
 
 impl Recorder {
@@ -32,6 +63,9 @@ impl Recorder {
             raft: Default::default(),
             groups: Default::default(),
             roles: Default::default(),
+            triggers: Default::default(),
+            fired: Vec::new(),
+            notify: Arc::new(tokio::sync::Notify::new()),
         })))
     }
 
@@ -112,12 +146,42 @@ impl Recorder {
             ),
             NodeEvent::Role { term, role, leader } => {
                 self.0.lock().unwrap().roles.insert(node, (*term, *role));
+                if *role == raft::Role::Leader {
+                    self.fire(Trigger::NewLeader, node);
+                }
                 (
                     "role",
                     json!({"term": term, "role": format!("{role:?}"), "leader": leader}),
                 )
             }
-            NodeEvent::Commit { index } => ("commit", json!(index)),
+            NodeEvent::Promised { term, vote } => {
+                if vote.is_some_and(|v| v != node) {
+                    self.fire(Trigger::VoteGranted, node);
+                }
+                ("promised", json!({"term": term, "vote": vote}))
+            }
+            NodeEvent::Elected {
+                term,
+                snapshot_index,
+                last_index,
+                runs,
+            } => (
+                "elected",
+                json!({"term": term, "snapshot_index": snapshot_index, "last_index": last_index, "runs": runs}),
+            ),
+            NodeEvent::Commit { index, term } => {
+                let leads = self
+                    .0
+                    .lock()
+                    .unwrap()
+                    .roles
+                    .get(&node)
+                    .is_some_and(|(_, r)| *r == raft::Role::Leader);
+                if leads {
+                    self.fire(Trigger::LeaderCommit, node);
+                }
+                ("commit", json!({"index": index, "term": term}))
+            }
             NodeEvent::Applied {
                 index,
                 term,
@@ -126,6 +190,10 @@ impl Recorder {
                 "applied",
                 json!({"index": index, "term": term, "digest": format!("{digest:016x}")}),
             ),
+            NodeEvent::ReadArrived { id } => ("read-arrived", json!({"id": id})),
+            NodeEvent::ReadServed { id, applied } => {
+                ("read-served", json!({"id": id, "applied": applied}))
+            }
             NodeEvent::SnapshotInstalled { index, term } => {
                 ("snapshot-installed", json!({"index": index, "term": term}))
             }
@@ -143,6 +211,83 @@ impl Recorder {
             value,
             Map::new(),
         );
+    }
+
+    fn fire(&self, what: Trigger, node: u64) {
+        let hit: Vec<(usize, OnFire)> = {
+            let mut g = self.0.lock().unwrap();
+            let mut hit: Vec<(usize, OnFire)> = g
+                .triggers
+                .iter()
+                .filter(|(_, (t, _))| t.contains(&what))
+                .map(|(f, (_, h))| (*f, h.clone()))
+                .collect();
+            match what {
+                // Faults acting on leaders do not stack: the one with
+                // the lowest id takes each leader.
+                Trigger::NewLeader | Trigger::LeaderCommit => hit.truncate(1),
+                Trigger::VoteGranted => {
+                    for (fid, _) in &hit {
+                        g.triggers.remove(fid);
+                    }
+                }
+            }
+            hit
+        };
+        for (fid, hook) in hit {
+            self.fire_now(fid, what, node, &hook);
+        }
+    }
+
+    /// Fault `fid` waits for the events `what`; `on_fire` runs when one
+    /// happens, and [`Recorder::take_fired`] reports what it decided.
+    pub fn arm(&self, fid: usize, what: &[Trigger], on_fire: OnFire) {
+        self.0
+            .lock()
+            .unwrap()
+            .triggers
+            .insert(fid, (what.to_vec(), on_fire));
+    }
+
+    /// Whether fault `fid` is the one with the lowest id waiting for `what`
+    /// (the one that takes it, for the leader triggers).
+    pub fn first_armed(&self, fid: usize, what: Trigger) -> bool {
+        let g = self.0.lock().unwrap();
+        g.triggers
+            .iter()
+            .find(|(_, (t, _))| t.contains(&what))
+            .is_some_and(|(f, _)| *f == fid)
+    }
+
+    pub fn disarm(&self, fid: usize) {
+        let mut g = self.0.lock().unwrap();
+        g.triggers.remove(&fid);
+        g.fired.retain(|f| f.fid != fid);
+    }
+
+    /// Fires fault `fid`'s trigger `what` for `node` now (runs its hook).
+    pub fn fire_now(&self, fid: usize, what: Trigger, node: u64, on_fire: &OnFire) {
+        let Some((delay_ms, hold_ms)) = on_fire(what, node) else {
+            return;
+        };
+        let mut g = self.0.lock().unwrap();
+        g.fired.push(Fired {
+            fid,
+            node,
+            delay_ms,
+            hold_ms,
+        });
+        g.notify.notify_one();
+    }
+
+    /// Every trigger that fired since the last call, in order.
+    pub fn take_fired(&self) -> Vec<Fired> {
+        std::mem::take(&mut self.0.lock().unwrap().fired)
+    }
+
+    /// Notified whenever a trigger fires.
+    pub fn fired_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.0.lock().unwrap().notify.clone()
     }
 
     pub fn sink(&self) -> EventSink {

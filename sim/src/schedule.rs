@@ -39,6 +39,35 @@ pub enum Fault {
     ClockJump { node: u64, offset_ms: i64 },
     /// The node's clock runs `ppm` parts per million fast (or slow).
     ClockDrift { node: u64, ppm: i64 },
+    /// Freeze the current leader (a long GC pause), resume it at the end:
+    /// when it wakes it still believes it leads.
+    PauseLeader,
+    /// A crash in an election's most fragile moment: crash the current
+    /// leader, then crash the first node that grants a vote in the election
+    /// that follows, `delay_ms` after it granted it. Both restart when the
+    /// fault ends.
+    CrashVoter { delay_ms: u64, torn_write: bool },
+    /// Leader churn, for Figure 8's interleavings of terms: while the fault
+    /// lasts, whoever leads is cut off from the other nodes, either at the
+    /// instant it is elected (before its first messages leave: it keeps
+    /// taking writes it cannot replicate) or at its first commit (before
+    /// the messages of that step leave), drawn per leader, for a hold drawn
+    /// from `hold_ms / 2..=hold_ms * 3 / 2`; a leader that outlives its cut
+    /// is cut again. Draws come from an RNG seeded with `seed`.
+    LeaderChurn { seed: u64, hold_ms: u64 },
+    /// A partition that strands the current leader with some clients: the
+    /// leader and the clients listed (by number; absent ones are ignored)
+    /// on one side, every other node and client on the other. The
+    /// stranded clients can only reach the old leader, which believes it
+    /// leads until its check-quorum fires; its clock runs `slow_ppm` parts
+    /// per million slow meanwhile (a late lease timer).
+    LeaderIsland { clients: Vec<u64>, slow_ppm: i64 },
+    /// What a `leader-island` did: `node` and `clients` on one side.
+    Island {
+        node: u64,
+        clients: Vec<u64>,
+        slow_ppm: i64,
+    },
 }
 
 impl Fault {
@@ -53,6 +82,10 @@ impl Fault {
             Fault::Loss { .. } => FaultKind::Loss,
             Fault::Latency { .. } => FaultKind::Latency,
             Fault::ClockJump { .. } | Fault::ClockDrift { .. } => FaultKind::Clock,
+            Fault::PauseLeader => FaultKind::PauseLeader,
+            Fault::CrashVoter { .. } => FaultKind::CrashVoter,
+            Fault::LeaderChurn { .. } => FaultKind::LeaderChurn,
+            Fault::LeaderIsland { .. } | Fault::Island { .. } => FaultKind::LeaderIsland,
         }
     }
 }
@@ -69,9 +102,13 @@ pub enum FaultKind {
     Loss,
     Latency,
     Clock,
+    PauseLeader,
+    CrashVoter,
+    LeaderChurn,
+    LeaderIsland,
 }
 
-pub const ALL_KINDS: [FaultKind; 9] = [
+pub const ALL_KINDS: [FaultKind; 13] = [
     FaultKind::Crash,
     FaultKind::Pause,
     FaultKind::Partition,
@@ -81,6 +118,10 @@ pub const ALL_KINDS: [FaultKind; 9] = [
     FaultKind::Loss,
     FaultKind::Latency,
     FaultKind::Clock,
+    FaultKind::PauseLeader,
+    FaultKind::CrashVoter,
+    FaultKind::LeaderChurn,
+    FaultKind::LeaderIsland,
 ];
 
 impl FaultKind {
@@ -95,6 +136,10 @@ impl FaultKind {
             FaultKind::Loss => "loss",
             FaultKind::Latency => "latency",
             FaultKind::Clock => "clock",
+            FaultKind::PauseLeader => "pause-leader",
+            FaultKind::CrashVoter => "crash-voter",
+            FaultKind::LeaderChurn => "leader-churn",
+            FaultKind::LeaderIsland => "leader-island",
         }
     }
 
@@ -188,6 +233,11 @@ pub struct Schedule {
     pub ops_per_client: u64,
     /// Length of the workload phase, during which faults happen.
     pub duration_ms: u64,
+    /// Most entries in one Raft Append message. Drawn per seed: the system
+    /// must be correct with any, and small batches let a follower
+    /// acknowledge a new leader's older entries before its no-op (Figure 8).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
     pub config: FaultConfig,
     pub faults: Vec<FaultEvent>,
     /// Scenario `checkout`: `saga` or `2pc`.
@@ -250,9 +300,13 @@ impl Schedule {
             if t >= duration_ms {
                 break;
             }
-            let d = rng.random_range(config.mean_duration_ms / 2..=config.mean_duration_ms * 2);
+            let mut d = rng.random_range(config.mean_duration_ms / 2..=config.mean_duration_ms * 2);
             let kind = kinds[rng.random_range(0..kinds.len())];
             let fault = draw_fault(kind, nodes, &config, &mut rng);
+            if kind == FaultKind::LeaderChurn {
+                // Long enough for several elections.
+                d = rng.random_range(3_000..=8_000);
+            }
             faults.push(FaultEvent {
                 at_ms: t,
                 duration_ms: d,
@@ -288,10 +342,16 @@ impl Schedule {
             keys: rng.random_range(1..=4),
             ops_per_client: 10_000,
             duration_ms,
+            max_batch: [1, 2, 4, 64][rng.random_range(0..4)],
             config,
             faults,
         }
     }
+}
+
+/// What schedules written before `max_batch` was drawn ran with.
+pub fn default_max_batch() -> usize {
+    64
 }
 
 fn draw_fault(kind: FaultKind, nodes: u64, c: &FaultConfig, rng: &mut ChaCha8Rng) -> Fault {
@@ -347,6 +407,31 @@ fn draw_fault(kind: FaultKind, nodes: u64, c: &FaultConfig, rng: &mut ChaCha8Rng
             Fault::Latency {
                 min_ms: max / 4,
                 max_ms: max,
+            }
+        }
+        FaultKind::PauseLeader => Fault::PauseLeader,
+        FaultKind::CrashVoter => Fault::CrashVoter {
+            delay_ms: rng.random_range(0..=10),
+            torn_write: rng.random_bool(0.5),
+        },
+        FaultKind::LeaderChurn => Fault::LeaderChurn {
+            seed: rng.random(),
+            hold_ms: rng.random_range(800..=2_500),
+        },
+        FaultKind::LeaderIsland => {
+            let clients: Vec<u64> = loop {
+                let c: Vec<u64> = (1..=6).filter(|_| rng.random_bool(0.5)).collect();
+                if !c.is_empty() {
+                    break c;
+                }
+            };
+            Fault::LeaderIsland {
+                clients,
+                slow_ppm: if rng.random_bool(0.5) {
+                    0
+                } else {
+                    rng.random_range(100_000..=500_000)
+                },
             }
         }
         FaultKind::Clock => {

@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub snapshot_every: u64,
     /// Deadline of one Raft transport call.
     pub rpc_timeout: Duration,
+    /// Most entries in one Append message (Raft `Config::max_batch`).
+    pub max_batch: usize,
     pub seed: u64,
     pub bugs: Bugs,
 }
@@ -49,6 +51,7 @@ impl NodeConfig {
             heartbeat_tick: 2,
             snapshot_every: 1000,
             rpc_timeout: Duration::from_millis(500),
+            max_batch: 64,
             seed,
             bugs: Bugs::default(),
         }
@@ -75,20 +78,32 @@ pub enum NodeEvent {
         role: Role,
         leader: Option<NodeId>,
     },
-    Commit {
-        index: u64,
+    /// Messages are leaving that depend on this term and vote (emitted when
+    /// either changed since the last messages sent): the node has promised
+    /// never to go back to a lower term nor to vote for another node in
+    /// this one, so both must be durable by now and survive a crash.
+    Promised { term: u64, vote: Option<NodeId> },
+    /// The commit index advanced to `index`, seen by a node in `term`: so
+    /// every entry up to `index` was committed in `term` or earlier.
+    Commit { index: u64, term: u64 },
+    /// The node has just become leader of `term`; its log, as the first
+    /// index of each run of entries of one term after its snapshot (so that
+    /// an observer can check it holds every entry committed before).
+    Elected {
+        term: u64,
+        snapshot_index: u64,
+        last_index: u64,
+        runs: Vec<(u64, u64)>,
     },
     /// An entry applied to the state machine; `digest` identifies its data.
-    Applied {
-        index: u64,
-        term: u64,
-        digest: u64,
-    },
+    Applied { index: u64, term: u64, digest: u64 },
+    /// A linearizable read (number `id` on this node) reached the node as
+    /// leader; it must reflect every entry committed before this moment.
+    ReadArrived { id: u64 },
+    /// Read `id` was answered from the state machine at `applied`.
+    ReadServed { id: u64, applied: u64 },
     /// A snapshot installed from the leader.
-    SnapshotInstalled {
-        index: u64,
-        term: u64,
-    },
+    SnapshotInstalled { index: u64, term: u64 },
 }
 
 pub type EventSink = Arc<dyn Fn(NodeId, NodeEvent) + Send + Sync>;
@@ -143,6 +158,7 @@ pub async fn serve(
     let mut rcfg = Config::new(cfg.id, cfg.peers.keys().copied().collect(), cfg.seed);
     rcfg.election_tick = cfg.election_tick;
     rcfg.heartbeat_tick = cfg.heartbeat_tick;
+    rcfg.max_batch = cfg.max_batch;
     rcfg.bugs = cfg.bugs.raft;
     let hs = persisted.hard_state.clone();
     let raft = Raft::new(rcfg, persisted);
@@ -195,6 +211,8 @@ pub async fn serve(
         events,
         snapshot_every: cfg.snapshot_every,
         bugs: cfg.bugs,
+        promised: (hs.term, hs.vote),
+        current_hs: hs.clone(),
         synced_hs: hs,
         waiters: BTreeMap::new(),
         next_ctx: 1,
@@ -220,12 +238,21 @@ struct Node {
     bugs: Bugs,
     /// Term and vote as last made durable.
     synced_hs: HardState,
+    /// Term and vote as last handed out by the Raft core.
+    current_hs: HardState,
+    /// Term and vote of the last messages sent (see [`NodeEvent::Promised`]).
+    promised: (u64, Option<NodeId>),
     /// Proposals waiting to be applied: index -> (term, reply).
     waiters: BTreeMap<u64, (u64, oneshot::Sender<Result<pb::WriteResult, Status>>)>,
     next_ctx: u64,
     pending_reads: BTreeMap<u64, (ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>)>,
     /// Confirmed reads waiting for the state machine to reach their index.
-    ready_reads: Vec<(u64, ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>)>,
+    ready_reads: Vec<(
+        u64,
+        u64,
+        ReadKind,
+        oneshot::Sender<Result<ReadAnswer, Status>>,
+    )>,
     last_role: Option<(u64, Role, Option<NodeId>)>,
     last_commit: u64,
 }
@@ -283,6 +310,7 @@ impl Node {
                 self.next_ctx += 1;
                 match self.raft.read_index(ctx) {
                     Ok(()) => {
+                        self.emit(NodeEvent::ReadArrived { id: ctx });
                         self.pending_reads.insert(ctx, (kind, reply));
                     }
                     Err(raft::Error::NotLeader { leader }) => {
@@ -370,6 +398,17 @@ impl Node {
             }
         }
         // 2. Send.
+        if let Some(hs) = &rd.hard_state {
+            self.current_hs = hs.clone();
+        }
+        let hs = (self.current_hs.term, self.current_hs.vote);
+        if !rd.messages.is_empty() && hs != self.promised {
+            self.promised = hs;
+            self.emit(NodeEvent::Promised {
+                term: hs.0,
+                vote: hs.1,
+            });
+        }
         for m in rd.messages {
             if let Some(p) = self.peers.get(&m.to) {
                 let _ = p.try_send(m); // a full queue drops, like a lossy network
@@ -381,6 +420,7 @@ impl Node {
             self.last_commit = status.commit;
             self.emit(NodeEvent::Commit {
                 index: status.commit,
+                term: status.term,
             });
         }
         for e in rd.committed {
@@ -407,7 +447,7 @@ impl Node {
         // 4. Reads.
         for rs in rd.read_states {
             if let Some((kind, reply)) = self.pending_reads.remove(&rs.ctx) {
-                self.ready_reads.push((rs.index, kind, reply));
+                self.ready_reads.push((rs.ctx, rs.index, kind, reply));
             }
         }
         for ctx in rd.dropped_reads {
@@ -416,11 +456,12 @@ impl Node {
             }
         }
         let applied = self.raft.status().applied;
-        for (index, kind, reply) in std::mem::take(&mut self.ready_reads) {
+        for (ctx, index, kind, reply) in std::mem::take(&mut self.ready_reads) {
             if index <= applied {
+                self.emit(NodeEvent::ReadServed { id: ctx, applied });
                 let _ = reply.send(Ok(self.answer(&kind)));
             } else {
-                self.ready_reads.push((index, kind, reply));
+                self.ready_reads.push((ctx, index, kind, reply));
             }
         }
         self.raft.advance();
@@ -441,6 +482,9 @@ impl Node {
         let s = self.raft.status();
         let role = (s.term, s.role, s.leader);
         if self.last_role != Some(role) {
+            if s.role == Role::Leader && self.events.is_some() {
+                self.emit(self.elected(s.term));
+            }
             self.last_role = Some(role);
             self.emit(NodeEvent::Role {
                 term: s.term,
@@ -449,6 +493,26 @@ impl Node {
             });
         }
         Ok(())
+    }
+}
+
+impl Node {
+    /// [`NodeEvent::Elected`] for this node's log now.
+    fn elected(&self, term: u64) -> NodeEvent {
+        let log = self.raft.log();
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for i in log.snapshot_index() + 1..=log.last_index() {
+            let t = log.term(i).unwrap_or(0);
+            if runs.last().is_none_or(|&(_, rt)| rt != t) {
+                runs.push((i, t));
+            }
+        }
+        NodeEvent::Elected {
+            term,
+            snapshot_index: log.snapshot_index(),
+            last_index: log.last_index(),
+            runs,
+        }
     }
 }
 

@@ -82,9 +82,9 @@ pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
     let mut cluster = SimCluster::empty(rec.clone(), s.seed);
     let addr = |id: u64| format!("{}:{PORT}", node_ip(id));
     let topology = Topology {
-        stock_kv: cluster.add_kv_group(&[1, 2, 3], bugs, s.seed),
-        payment_kv: cluster.add_kv_group(&[4, 5, 6], bugs, s.seed),
-        order_kv: cluster.add_kv_group(&[7, 8, 9], bugs, s.seed),
+        stock_kv: cluster.add_kv_group(&[1, 2, 3], bugs, s.seed, s.max_batch),
+        payment_kv: cluster.add_kv_group(&[4, 5, 6], bugs, s.seed, s.max_batch),
+        order_kv: cluster.add_kv_group(&[7, 8, 9], bugs, s.seed, s.max_batch),
         stock: vec![addr(10), addr(11)],
         payment: vec![addr(12), addr(13)],
         orders: vec![addr(14), addr(15)],

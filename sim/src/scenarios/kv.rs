@@ -38,7 +38,7 @@ fn client_options() -> ClientOptions {
 /// recorder and the runner).
 pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
     // Topology.
-    let mut cluster = SimCluster::start(s.nodes, bugs, rec.clone(), s.seed);
+    let mut cluster = SimCluster::start_with(s.nodes, bugs, rec.clone(), s.seed, s.max_batch);
 
     // Workload: each client on its own host, until the phase ends.
     let stop_at = Instant::now() + Duration::from_millis(s.duration_ms);
