@@ -50,6 +50,38 @@ pub struct Hold {
     pub amount: i64,
 }
 
+impl Hold {
+    /// A reservation of these lines, taken.
+    pub fn reserved(lines: Vec<(String, i64)>) -> Hold {
+        Hold {
+            state: HoldState::Held,
+            lines,
+            user: String::new(),
+            amount: 0,
+        }
+    }
+
+    /// A charge of `amount` to `user`, taken.
+    pub fn charged(user: &str, amount: i64) -> Hold {
+        Hold {
+            state: HoldState::Held,
+            lines: vec![],
+            user: user.to_string(),
+            amount,
+        }
+    }
+
+    /// A release that came first: refuses the step it overtook.
+    pub fn tombstone() -> Hold {
+        Hold {
+            state: HoldState::Released,
+            lines: vec![],
+            user: String::new(),
+            amount: 0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRec {
     pub user: String,

@@ -6,15 +6,12 @@
 use super::keys::{
     self, check_amount, check_id, from_json, parse_credit, to_json, Hold, HoldState,
 };
-use super::rpc::{backoff, kv_error, within};
-use super::stock::{commit_hold, put_all, vote_no, vote_yes};
+use super::rpc::{kv_error, within};
+use super::stock::{commit_hold, lost_race, put_all, vote_no, vote_yes};
 use super::Store;
 use crate::kv::cmd;
 use crate::shop_pb::{self as pb, payment_server::Payment};
-use std::time::Duration;
 use tonic::{Request, Response, Status};
-
-const CONTENTION_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct PaymentService {
@@ -63,14 +60,9 @@ impl PaymentService {
                     credit: credit + delta,
                 });
             }
-            if start.elapsed() > CONTENTION_LIMIT {
-                break;
-            }
-            backoff(attempt.min(3)).await;
+            lost_race(start, attempt, || format!("user {id}")).await?;
         }
-        Err(Status::aborted(format!(
-            "user {id}: too many concurrent updates, not done"
-        )))
+        unreachable!("the loop ends by returning")
     }
 
     async fn charge(&self, tx: &str, user: &str, amount: i64) -> Result<pb::Vote, Status> {
@@ -101,12 +93,7 @@ impl PaymentService {
                     "out of credit: user {user} has {credit}, order costs {amount}"
                 )));
             }
-            let hold = Hold {
-                state: HoldState::Held,
-                lines: vec![],
-                user: user.to_string(),
-                amount,
-            };
+            let hold = Hold::charged(user, amount);
             let mut compares = vec![cmd::compare(&ukey, Some(old))];
             if !self.non_idempotent {
                 compares.push(cmd::compare(&ckey, None));
@@ -119,14 +106,9 @@ impl PaymentService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(vote_yes());
             }
-            if start.elapsed() > CONTENTION_LIMIT {
-                break;
-            }
-            backoff(attempt.min(3)).await;
+            lost_race(start, attempt, || format!("charge {tx}")).await?;
         }
-        Err(Status::aborted(format!(
-            "charge {tx}: too many concurrent updates, not done"
-        )))
+        unreachable!("the loop ends by returning")
     }
 
     async fn refund(&self, tx: &str) -> Result<(), Status> {
@@ -137,12 +119,7 @@ impl PaymentService {
             let cur = self.read(&[&ckey]).await?.pop().flatten();
             let (compares, puts) = match &cur {
                 None => {
-                    let tomb = Hold {
-                        state: HoldState::Released,
-                        lines: vec![],
-                        user: String::new(),
-                        amount: 0,
-                    };
+                    let tomb = Hold::tombstone();
                     (
                         vec![cmd::compare(&ckey, None)],
                         vec![cmd::op_put(&ckey, &to_json(&tomb))],
@@ -184,14 +161,9 @@ impl PaymentService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(());
             }
-            if start.elapsed() > CONTENTION_LIMIT {
-                break;
-            }
-            backoff(attempt.min(3)).await;
+            lost_race(start, attempt, || format!("refund {tx}")).await?;
         }
-        Err(Status::aborted(format!(
-            "refund {tx}: too many concurrent updates, not done"
-        )))
+        unreachable!("the loop ends by returning")
     }
 }
 

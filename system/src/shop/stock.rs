@@ -11,9 +11,6 @@ use crate::shop_pb::{self as pb, stock_server::Stock};
 use std::time::Duration;
 use tonic::{Request, Response, Status};
 
-/// How long a conditional update keeps retrying against concurrent writers.
-const CONTENTION_LIMIT: Duration = Duration::from_secs(10);
-
 #[derive(Clone)]
 pub struct StockService {
     pub store: Store,
@@ -69,14 +66,9 @@ impl StockService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(item_reply(id, &rec));
             }
-            if start.elapsed() > CONTENTION_LIMIT {
-                break;
-            }
-            backoff(attempt.min(3)).await;
+            lost_race(start, attempt, || format!("item {id}")).await?;
         }
-        Err(Status::aborted(format!(
-            "item {id}: too many concurrent updates, not done"
-        )))
+        unreachable!("the loop ends by returning")
     }
 
     /// Takes the stock of every line for `tx`, all or nothing.
@@ -129,12 +121,7 @@ impl StockService {
                 guards = Some(self.locks.lock(&ikeys).await);
                 continue;
             }
-            let hold = Hold {
-                state: HoldState::Held,
-                lines: lines.clone(),
-                user: String::new(),
-                amount: 0,
-            };
+            let hold = Hold::reserved(lines.clone());
             puts.push(cmd::op_put(&rkey, &to_json(&hold)));
             if self.unguarded {
                 // The planted bug: write what was computed from the read,
@@ -145,14 +132,9 @@ impl StockService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(vote_yes());
             }
-            if start.elapsed() > CONTENTION_LIMIT {
-                break;
-            }
-            backoff(attempt.min(3)).await;
+            lost_race(start, attempt, || format!("reserve {tx}")).await?;
         }
-        Err(Status::aborted(format!(
-            "reserve {tx}: too many concurrent updates, not done"
-        )))
+        unreachable!("the loop ends by returning")
     }
 
     /// Gives `tx`'s reservation back; before any reservation, refuses it for good.
@@ -165,12 +147,7 @@ impl StockService {
             let cur = self.read(&[&rkey]).await?.pop().flatten();
             let (compares, puts) = match &cur {
                 None => {
-                    let tomb = Hold {
-                        state: HoldState::Released,
-                        lines: vec![],
-                        user: String::new(),
-                        amount: 0,
-                    };
+                    let tomb = Hold::tombstone();
                     (
                         vec![cmd::compare(&rkey, None)],
                         vec![cmd::op_put(&rkey, &to_json(&tomb))],
@@ -214,14 +191,9 @@ impl StockService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(());
             }
-            if start.elapsed() > CONTENTION_LIMIT {
-                break;
-            }
-            backoff(attempt.min(3)).await;
+            lost_race(start, attempt, || format!("release {tx}")).await?;
         }
-        Err(Status::aborted(format!(
-            "release {tx}: too many concurrent updates, not done"
-        )))
+        unreachable!("the loop ends by returning")
     }
 
     async fn commit(&self, tx: &str) -> Result<(), Status> {
@@ -238,6 +210,26 @@ pub(super) fn vote_yes() -> pb::Vote {
 }
 pub(super) fn vote_no(reason: String) -> pb::Vote {
     pb::Vote { ok: false, reason }
+}
+
+/// How long a conditional update keeps retrying against concurrent writers.
+const CONTENTION_LIMIT: Duration = Duration::from_secs(10);
+
+/// After a compare-and-set lost to a concurrent writer: backs off before
+/// attempt `attempt + 1`, or, past the contention limit, answers "not done".
+pub(super) async fn lost_race(
+    start: tokio::time::Instant,
+    attempt: u32,
+    what: impl FnOnce() -> String,
+) -> Result<(), Status> {
+    if start.elapsed() > CONTENTION_LIMIT {
+        return Err(Status::aborted(format!(
+            "{}: too many concurrent updates, not done",
+            what()
+        )));
+    }
+    backoff(attempt.min(3)).await;
+    Ok(())
 }
 
 /// Held -> committed (2PC phase 2), idempotent.
