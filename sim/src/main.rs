@@ -7,6 +7,13 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(2)
 }
 
+// A simulated run allocates for every message, task and timer; mimalloc
+// makes the simulator about a fifth faster than glibc's malloc
+// (`cargo sim bench`). Allocation addresses never reach behaviour.
+#[cfg(madsim)]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[cfg(madsim)]
 fn main() -> std::process::ExitCode {
     cli::main()

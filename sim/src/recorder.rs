@@ -361,6 +361,12 @@ impl Recorder {
         History::new(self.0.lock().unwrap().ops.clone())
     }
 
+    /// The history recorded so far, leaving the recorder empty (for the end
+    /// of a run: no copy of a history of 100k events).
+    pub fn take_history(&self) -> History {
+        History::new(std::mem::take(&mut self.0.lock().unwrap().ops))
+    }
+
     pub fn elapsed_ms(&self) -> u64 {
         self.0.lock().unwrap().start.elapsed().as_millis() as u64
     }

@@ -44,8 +44,27 @@ impl RunResult {
     }
 }
 
+/// FNV-1a of the history's JSON Lines form (`History::to_jsonl`), hashed as
+/// it is written rather than built as one string first.
 pub fn trace_hash(h: &History) -> u64 {
-    bookstore::node::digest(h.to_jsonl().as_bytes())
+    struct Fnv(u64);
+    impl std::io::Write for Fnv {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for b in buf {
+                self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Fnv(bookstore::node::digest(b""));
+    for op in &h.ops {
+        serde_json::to_writer(&mut w, op).expect("an Op always serializes");
+        std::io::Write::write_all(&mut w, b"\n").expect("hashing cannot fail");
+    }
+    w.0
 }
 
 /// Runs `schedule` and checks it. Deterministic: the same schedule gives the
@@ -76,7 +95,7 @@ pub fn run(schedule: &Schedule) -> RunResult {
         })
     }));
     let (rec, sim_ms) = slot.lock().unwrap().take().expect("the runtime started");
-    let history = rec.history();
+    let history = rec.take_history();
     let mut failures = Vec::new();
     match outcome {
         Ok(live) => failures.extend(live.into_iter().map(|m| Failure {
@@ -172,5 +191,24 @@ pub fn run(schedule: &Schedule) -> RunResult {
         sim_ms,
         client_ops,
         check_wall,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_hash_is_the_digest_of_the_jsonl_history() {
+        let text = "{\"process\":0,\"type\":\"invoke\",\"f\":\"put\",\"key\":\"k1\",\"value\":1,\"time\":5}\n\
+                    {\"process\":0,\"type\":\"ok\",\"f\":\"put\",\"key\":\"k1\",\"value\":1,\"time\":9}\n";
+        let h = History::from_jsonl(text).unwrap();
+        assert_eq!(
+            trace_hash(&h),
+            bookstore::node::digest(h.to_jsonl().as_bytes())
+        );
+        let mut other = h.clone();
+        other.ops[1].time = Some(10);
+        assert_ne!(trace_hash(&h), trace_hash(&other));
     }
 }
