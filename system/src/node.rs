@@ -222,6 +222,7 @@ pub async fn serve(
         last_commit: 0,
     };
     tokio::select! {
+        biased; // no random branch order: the same seed, the same run
         r = server => r?,
         r = node.run(rx) => r?,
     }
