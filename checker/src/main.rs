@@ -110,6 +110,27 @@ fn read_history(file: &Path, format: &str) -> Result<(History, Format), BadInput
     })
 }
 
+/// Writes to stdout. A reader that goes away (`checker convert ... | head`)
+/// ends the program quietly instead of panicking as `print!` would.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(3);
+    }
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => { out(&format!("{}\n", format_args!($($arg)*))) };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -193,7 +214,7 @@ fn cmd_check(
         ))
     })?;
     let elapsed = start.elapsed();
-    println!(
+    outln!(
         "{}: {} ({} format, {} model, {} ops, {} partitions, {:.1} ms)",
         file.display(),
         result.verdict.name(),
@@ -204,16 +225,16 @@ fn cmd_check(
         elapsed.as_secs_f64() * 1e3
     );
     if let Some(e) = &result.explanation {
-        println!("{e}");
+        outln!("{e}");
     }
     if let Some(r) = &result.unknown_reason {
-        println!("unknown: {r}");
+        outln!("unknown: {r}");
     }
     if let Some(path) = report {
         let title = format!("{} ({})", file.display(), model.name());
         std::fs::write(&path, checker::report::html(&history, &result, &title))
             .map_err(|e| BadInput(format!("cannot write report {}: {e}", path.display())))?;
-        println!("report written to {}", path.display());
+        outln!("report written to {}", path.display());
     }
     Ok(ExitCode::from(match result.verdict {
         Verdict::Linearizable => 0,
@@ -261,7 +282,7 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         if !ok {
             mismatches += 1;
         }
-        println!(
+        outln!(
             "{file:<22} {:>9.3} ms  {:<17} {}",
             best.as_secs_f64() * 1e3,
             verdict.name(),
@@ -282,12 +303,12 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         grand += best;
     }
     for (group, d, n) in &totals {
-        println!(
+        outln!(
             "total {group:<16} {:>9.3} ms  ({n} files)",
             d.as_secs_f64() * 1e3
         );
     }
-    println!(
+    outln!(
         "total {:<16} {:>9.3} ms  (check time only, parsing excluded; {} mismatches)",
         "all",
         grand.as_secs_f64() * 1e3,
@@ -305,7 +326,7 @@ fn cmd_invariants(file: &Path, json: bool, report: Option<PathBuf>) -> Result<Ex
     let (history, _) = read_history(file, "native")?;
     let result = check_checkout(&history);
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&result).expect("a result always serializes")
         );
@@ -323,7 +344,7 @@ fn cmd_invariants(file: &Path, json: bool, report: Option<PathBuf>) -> Result<Ex
         if json {
             eprintln!("report written to {}", path.display());
         } else {
-            println!("report written to {}", path.display());
+            outln!("report written to {}", path.display());
         }
         Ok(())
     };
@@ -333,7 +354,7 @@ fn cmd_invariants(file: &Path, json: bool, report: Option<PathBuf>) -> Result<Ex
     }
     if !json {
         let s = &result.stats;
-        println!(
+        outln!(
             "{}: {} ({} violations; {} items, {} users, {} orders, {} paid; checkouts {} ok, \
              {} failed, {} unknown; {} unknown updates)",
             file.display(),
@@ -354,7 +375,7 @@ fn cmd_invariants(file: &Path, json: bool, report: Option<PathBuf>) -> Result<Ex
             if v.ops.len() > SHOWN {
                 ops.push(format!("and {} more", v.ops.len() - SHOWN));
             }
-            println!(
+            outln!(
                 "  [{}] {} (events {})",
                 v.kind.name(),
                 v.message,
@@ -373,8 +394,8 @@ fn cmd_invariants(file: &Path, json: bool, report: Option<PathBuf>) -> Result<Ex
 fn cmd_convert(file: &Path, to: &str, format: &str) -> Result<ExitCode, BadInput> {
     let (history, _) = read_history(file, format)?;
     match to {
-        "edn" => print!("{}", history.to_edn()),
-        "native" | "jsonl" => print!("{}", history.to_jsonl()),
+        "edn" => out(&history.to_edn()),
+        "native" | "jsonl" => out(&history.to_jsonl()),
         other => {
             return Err(BadInput(format!(
                 "unknown --to {other:?}: use edn or native"

@@ -151,3 +151,37 @@ fn bench_compares_verdicts() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("MISMATCH"), "{out}");
 }
+
+/// `checker convert ... | head -1`: the reader goes away after one line;
+/// the checker must end quietly, not panic on the broken pipe.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let d = temp_dir("pipe");
+    let big = d.join("big.jsonl");
+    // Far more than a pipe buffer holds, so the writer meets the closed pipe.
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "{{\"process\":0,\"type\":\"invoke\",\"f\":\"put\",\"key\":\"k\",\"value\":{i}}}\n\
+             {{\"process\":0,\"type\":\"ok\",\"f\":\"put\",\"key\":\"k\",\"value\":{i}}}\n"
+        ));
+    }
+    std::fs::write(&big, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_checker"))
+        .args(["convert", big.to_str().unwrap(), "--to", "edn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("{:index 0"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
