@@ -50,9 +50,7 @@ pub fn trace_hash(h: &History) -> u64 {
     struct Fnv(u64);
     impl std::io::Write for Fnv {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            for b in buf {
-                self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-            }
+            self.0 = bookstore::node::digest_extend(self.0, buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {

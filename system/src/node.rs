@@ -110,9 +110,14 @@ pub type EventSink = Arc<dyn Fn(NodeId, NodeEvent) + Send + Sync>;
 
 /// FNV-1a: a stable digest of entry data (std's hasher is not stable across versions).
 pub fn digest(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    digest_extend(0xcbf2_9ce4_8422_2325, data)
+}
+
+/// Continues a [`digest`] over more bytes: `digest_extend(digest(a), b)`
+/// equals the digest of `a` followed by `b`.
+pub fn digest_extend(h: u64, data: &[u8]) -> u64 {
+    data.iter()
+        .fold(h, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
 enum Input {
