@@ -64,6 +64,11 @@ mod cli {
         /// Scenario `checkout`: `consistency` or `mix` (default: drawn from the seed).
         #[arg(long)]
         workload: Option<String>,
+        /// Scenario `kv`: mean pause in ms before each client operation
+        /// outside the busy windows (drawn from 0 to twice this); 0 = back
+        /// to back all the time (default: drawn from the seed).
+        #[arg(long)]
+        think_ms: Option<u64>,
     }
 
     impl Common {
@@ -91,11 +96,17 @@ mod cli {
             if self.scenario != "checkout" && (self.mode.is_some() || self.workload.is_some()) {
                 return Err("--mode and --workload apply to --scenario checkout only".into());
             }
+            if self.scenario != "kv" && self.think_ms.is_some() {
+                return Err("--think-ms applies to --scenario kv only".into());
+            }
             FaultSelection::parse(&self.faults)
         }
 
         fn schedule(&self, seed: u64, sel: &FaultSelection) -> Schedule {
             let mut s = Schedule::generate(&self.scenario, seed, self.bug.as_deref(), sel);
+            if let Some(t) = self.think_ms {
+                s.pacing.think_ms = t;
+            }
             if self.mode.is_some() {
                 s.mode = self.mode.clone();
             }
@@ -105,21 +116,29 @@ mod cli {
             s
         }
 
-        fn replay(&self, seed: u64) -> String {
-            let mut cmd = format!("cargo sim run --scenario {} --seed {seed}", self.scenario);
+        /// The flags that choose what a seed runs, as `run` takes them.
+        fn args(&self) -> Vec<String> {
+            let mut args = vec!["--scenario".to_string(), self.scenario.clone()];
             if let Some(b) = &self.bug {
-                cmd += &format!(" --bug {b}");
+                args.extend(["--bug".into(), b.clone()]);
             }
             if self.faults != "swarm" {
-                cmd += &format!(" --faults {}", self.faults);
+                args.extend(["--faults".into(), self.faults.clone()]);
             }
             if let Some(m) = &self.mode {
-                cmd += &format!(" --mode {m}");
+                args.extend(["--mode".into(), m.clone()]);
             }
             if let Some(w) = &self.workload {
-                cmd += &format!(" --workload {w}");
+                args.extend(["--workload".into(), w.clone()]);
             }
-            cmd
+            if let Some(t) = self.think_ms {
+                args.extend(["--think-ms".into(), t.to_string()]);
+            }
+            args
+        }
+
+        fn replay(&self, seed: u64) -> String {
+            format!("cargo sim run {} --seed {seed}", self.args().join(" "))
         }
     }
 
@@ -282,27 +301,13 @@ mod cli {
     fn run_in_child(c: &Common, seed: u64) -> (u64, Option<(String, String)>) {
         let exe = std::env::current_exe().expect("the sim binary's path");
         let mut cmd = std::process::Command::new(exe);
-        cmd.args([
-            "run",
-            "--summary",
-            "--scenario",
-            &c.scenario,
-            "--faults",
-            &c.faults,
-        ]);
-        cmd.arg("--seed")
+        cmd.arg("run")
+            .arg("--summary")
+            .args(c.args())
+            .arg("--seed")
             .arg(seed.to_string())
             .arg("--out")
             .arg(&c.out);
-        for (flag, v) in [
-            ("--bug", &c.bug),
-            ("--mode", &c.mode),
-            ("--workload", &c.workload),
-        ] {
-            if let Some(v) = v {
-                cmd.args([flag, v]);
-            }
-        }
         let out = match cmd.output() {
             Ok(o) => o,
             Err(e) => {
@@ -424,6 +429,9 @@ mod cli {
                 );
                 if let (Some(m), Some(w)) = (&sched.mode, &sched.workload) {
                     println!("checkout mode {m}, workload {w}");
+                }
+                if sched.scenario == "kv" {
+                    println!("{}", sched.pacing);
                 }
                 println!("{} faults scheduled", sched.faults.len());
                 quiet_panics();

@@ -236,6 +236,8 @@ fn the_cli_runs_a_seed_twice_in_one_process_identically() {
                 "kv",
                 "--faults",
                 "all",
+                "--think-ms",
+                "0",
                 "--check-determinism",
             ])
             .args(["--seed", seed, "--out"])
@@ -248,5 +250,59 @@ fn the_cli_runs_a_seed_twice_in_one_process_identically() {
             "seed {seed} differs between two runs in one process:\n{stdout}"
         );
     }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// A sweep runs each seed in a child `sim run`: every flag that chooses what
+/// a seed runs must reach the child and the printed replay command, which
+/// must fail the same way again.
+#[test]
+fn a_sweep_passes_every_flag_to_its_runs_and_replay_commands() {
+    let out_dir = std::env::temp_dir().join(format!("sim-sweep-flags-{}", std::process::id()));
+    let sim = env!("CARGO_BIN_EXE_sim");
+    let out = std::process::Command::new(sim)
+        .args(["sweep", "--scenario", "kv", "--bug", "vote-no-log-check"])
+        .args([
+            "--faults",
+            "all",
+            "--think-ms",
+            "0",
+            "--seeds",
+            "0..6",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .expect("the sim binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // `seed N: [check] message` then `replay: cargo sim run ...`.
+    let (failure, replay) = stdout
+        .lines()
+        .zip(stdout.lines().skip(1))
+        .find_map(|(a, b)| {
+            let failure = a.split_once(": [")?.1;
+            let failure: String = format!("[{failure}").chars().take(150).collect();
+            Some((
+                failure,
+                b.trim().strip_prefix("replay: cargo sim run ")?.to_string(),
+            ))
+        })
+        .unwrap_or_else(|| panic!("no failing seed with its replay command:\n{stdout}"));
+    for flag in ["--bug vote-no-log-check", "--faults all", "--think-ms 0"] {
+        assert!(replay.contains(flag), "replay lacks {flag}: {replay}");
+    }
+    let again = std::process::Command::new(sim)
+        .arg("run")
+        .args(replay.split_whitespace())
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .expect("the sim binary runs");
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        text.contains("clients back to back") && text.contains(&failure),
+        "the replay did not fail as the sweep's run did ({failure}):\n{text}"
+    );
     let _ = std::fs::remove_dir_all(&out_dir);
 }

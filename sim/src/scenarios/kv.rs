@@ -8,7 +8,7 @@
 use crate::cluster::SimCluster;
 use crate::nemesis;
 use crate::recorder::Recorder;
-use crate::schedule::Schedule;
+use crate::schedule::{Pacing, Schedule};
 use bookstore::bugs::Bugs;
 use bookstore::client::{ClientError, ClientOptions, KvClient};
 use checker::history::OpType;
@@ -45,9 +45,16 @@ pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
     let mut clients = Vec::new();
     for p in 0..s.clients {
         let client = cluster.client(p + 1, client_options());
-        let (rec, keys, max_ops, seed) = (rec.clone(), s.keys, s.ops_per_client, s.seed);
+        let w = Workload {
+            keys: s.keys,
+            max_ops: s.ops_per_client,
+            pacing: s.pacing.clone(),
+            start: Instant::now(),
+            stop_at,
+            seed: s.seed,
+        };
         let host = cluster.client_host(p + 1);
-        clients.push(host.spawn(client_loop(p, client, rec, keys, max_ops, stop_at, seed)));
+        clients.push(host.spawn(client_loop(p, client, rec.clone(), w)));
     }
 
     // Nemesis.
@@ -97,24 +104,35 @@ fn error_type(e: &ClientError) -> OpType {
     }
 }
 
-async fn client_loop(
-    p: u64,
-    mut c: KvClient,
-    rec: Recorder,
+/// What each client of a seed does.
+struct Workload {
     keys: u64,
     max_ops: u64,
+    pacing: Pacing,
+    /// When the workload phase began (busy windows count from here).
+    start: Instant,
     stop_at: Instant,
     seed: u64,
-) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(p));
+}
+
+async fn client_loop(p: u64, mut c: KvClient, rec: Recorder, w: Workload) {
+    let mut rng = ChaCha8Rng::seed_from_u64(w.seed.wrapping_mul(31).wrapping_add(p));
     let mut counter = 0u64;
     // Last value seen per key: cas guesses it, so some succeed.
     let mut seen: BTreeMap<String, Option<i64>> = BTreeMap::new();
-    for _ in 0..max_ops {
-        if Instant::now() >= stop_at {
+    for _ in 0..w.max_ops {
+        if w.pacing.think_ms > 0 {
+            let drawn = rng.random_range(0..=2 * w.pacing.think_ms);
+            let now = w.start.elapsed().as_millis() as u64;
+            let pause = w.pacing.pause_ms(now, drawn);
+            if pause > 0 {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+        }
+        if Instant::now() >= w.stop_at {
             break;
         }
-        let key = key_name(rng.random_range(0..keys));
+        let key = key_name(rng.random_range(0..w.keys));
         match rng.random_range(0..100) {
             0..=39 => {
                 rec.invoke(p, "get", &key, Value::Null);
