@@ -1,5 +1,6 @@
 //! Scenario `kv`: 3 or 5 Raft KV nodes; several clients doing random `get`,
-//! `put` and `cas` on a few keys, every call with a deadline; the seeded
+//! `put` and `cas` on a few keys, every call with a deadline, paced as the
+//! seed drew (pauses between operations, busy windows back to back); the seeded
 //! nemesis; then everything heals and the cluster must serve a write and a
 //! read and converge within a bound. The history is checked for
 //! linearizability against the checker's `kv` model (by the runner), and
