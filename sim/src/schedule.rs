@@ -376,11 +376,7 @@ pub struct Pacing {
 }
 
 impl Pacing {
-    /// Clients that never pause.
-    pub fn back_to_back() -> Pacing {
-        Pacing::default()
-    }
-
+    /// Clients that never pause (`Pacing::default()`).
     pub fn is_back_to_back(&self) -> bool {
         self.think_ms == 0
     }
@@ -427,16 +423,6 @@ impl Pacing {
             }
         }
         pause
-    }
-
-    /// Share of the workload phase inside busy windows.
-    pub fn busy_share(&self, duration_ms: u64) -> f64 {
-        let busy: u64 = self
-            .busy
-            .iter()
-            .map(|&(at, d)| d.min(duration_ms.saturating_sub(at)))
-            .sum();
-        busy as f64 / duration_ms.max(1) as f64
     }
 }
 
@@ -596,6 +582,16 @@ mod tests {
         assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
     }
 
+    /// Share of the workload phase inside busy windows.
+    fn busy_share(p: &Pacing, duration_ms: u64) -> f64 {
+        let busy: u64 = p
+            .busy
+            .iter()
+            .map(|&(at, d)| d.min(duration_ms.saturating_sub(at)))
+            .sum();
+        busy as f64 / duration_ms.max(1) as f64
+    }
+
     #[test]
     fn clients_pause_outside_busy_windows_only_and_never_past_the_next_one() {
         let p = Pacing {
@@ -609,8 +605,8 @@ mod tests {
         assert_eq!(p.pause_ms(6_000, 1_700), 1_700, "the window is over");
         assert_eq!(p.pause_ms(8_500, 1_700), 500);
         assert_eq!(p.pause_ms(9_600, 1_700), 1_700, "after the last window");
-        assert_eq!(Pacing::back_to_back().pause_ms(4_000, 1_700), 0);
-        assert!((p.busy_share(20_000) - 0.075).abs() < 1e-9);
+        assert_eq!(Pacing::default().pause_ms(4_000, 1_700), 0);
+        assert!((busy_share(&p, 20_000) - 0.075).abs() < 1e-9);
     }
 
     #[test]
@@ -624,7 +620,7 @@ mod tests {
         }
         let share: f64 = seeds
             .iter()
-            .map(|s| s.pacing.busy_share(s.duration_ms))
+            .map(|s| busy_share(&s.pacing, s.duration_ms))
             .sum::<f64>()
             / 200.0;
         assert!((0.03..0.2).contains(&share), "mean busy share {share}");
