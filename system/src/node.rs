@@ -522,8 +522,13 @@ impl Node {
     }
 }
 
+/// Sends one peer's messages over a long-lived `Link` stream, a batch at a
+/// time: everything queued is sent as one batch, then the sender waits for
+/// its acknowledgement. A batch not acknowledged within `timeout` (peer down,
+/// link cut, reply lost) drops the stream; the next batch opens a new one.
+/// A dropped batch is lost like a lost packet: Raft retransmits.
 async fn peer_sender(addr: String, mut rx: mpsc::Receiver<Message>, timeout: Duration) {
-    let mut client: Option<RaftTransportClient<tonic::transport::Channel>> = None;
+    let mut link: Option<Link> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![message_to_pb(first)];
         while batch.len() < 256 {
@@ -532,22 +537,46 @@ async fn peer_sender(addr: String, mut rx: mpsc::Receiver<Message>, timeout: Dur
                 Err(_) => break,
             }
         }
-        if client.is_none() {
-            match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-                Ok(ep) => {
-                    client = Some(RaftTransportClient::new(
-                        ep.connect_timeout(timeout).connect_lazy(),
-                    ))
-                }
-                Err(_) => continue,
-            }
+        if link.is_none() {
+            link = Link::open(&addr, timeout).await;
         }
-        let c = client.as_mut().unwrap();
-        let call = c.send(Request::new(pb::RaftBatch { messages: batch }));
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(_)) => {}
-            _ => client = None, // lost: Raft retransmits; reconnect next time
+        let Some(l) = link.as_mut() else { continue };
+        let sent = tokio::time::timeout(timeout, l.send(pb::RaftBatch { messages: batch })).await;
+        if !matches!(sent, Ok(true)) {
+            link = None;
         }
+    }
+}
+
+/// The sending end of one `Link` stream.
+struct Link {
+    batches: mpsc::Sender<pb::RaftBatch>,
+    acks: tonic::Streaming<pb::Empty>,
+}
+
+impl Link {
+    async fn open(addr: &str, timeout: Duration) -> Option<Link> {
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+        let mut client = RaftTransportClient::new(ep.connect_timeout(timeout).connect_lazy());
+        let (batches, rx) = mpsc::channel(1);
+        let outbound =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|b| (b, rx)) },
+            );
+        let call = client.link(Request::new(outbound));
+        let acks = tokio::time::timeout(timeout, call)
+            .await
+            .ok()?
+            .ok()?
+            .into_inner();
+        Some(Link { batches, acks })
+    }
+
+    /// Sends one batch and waits for its acknowledgement; false if the
+    /// stream is broken.
+    async fn send(&mut self, batch: pb::RaftBatch) -> bool {
+        self.batches.send(batch).await.is_ok() && matches!(self.acks.message().await, Ok(Some(_)))
     }
 }
 
@@ -555,20 +584,34 @@ struct TransportService {
     tx: mpsc::Sender<Input>,
 }
 
+type AckStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::Empty, Status>> + Send + 'static>>;
+
 #[tonic::async_trait]
 impl pb::raft_transport_server::RaftTransport for TransportService {
-    async fn send(&self, req: Request<pb::RaftBatch>) -> Result<Response<pb::Empty>, Status> {
-        let msgs: Vec<Message> = req
-            .into_inner()
-            .messages
-            .into_iter()
-            .filter_map(message_from_pb)
-            .collect();
-        self.tx
-            .send(Input::Raft(msgs))
-            .await
-            .map_err(|_| Status::unavailable("node stopping"))?;
-        Ok(Response::new(pb::Empty {}))
+    type LinkStream = AckStream;
+
+    /// Hands each batch to the node, then acknowledges it. The stream ends
+    /// when the peer closes it or this node stops.
+    async fn link(
+        &self,
+        req: Request<tonic::Streaming<pb::RaftBatch>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let inbound = req.into_inner();
+        let acks = futures_util::stream::unfold(
+            (inbound, self.tx.clone()),
+            |(mut inbound, tx)| async move {
+                let batch = inbound.message().await.ok()??;
+                let msgs: Vec<Message> = batch
+                    .messages
+                    .into_iter()
+                    .filter_map(message_from_pb)
+                    .collect();
+                tx.send(Input::Raft(msgs)).await.ok()?;
+                Some((Ok(pb::Empty {}), (inbound, tx)))
+            },
+        );
+        Ok(Response::new(Box::pin(acks)))
     }
 }
 

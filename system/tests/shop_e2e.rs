@@ -87,7 +87,17 @@ impl Shop {
     async fn kill_and_await_restart(&self, name: &str, addr: &str) -> Duration {
         let pid = self.pid(name).expect("pid file");
         // SAFETY: kill(2) with a pid the supervisor wrote for its child.
-        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } != 0 {
+            // Most likely it died by itself: its log says why.
+            let err = std::io::Error::last_os_error();
+            let log = self.data.join("logs").join(format!("{name}.log"));
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "cannot SIGKILL {name} (pid {pid}): {err}; the end of its log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         let t = Instant::now();
         loop {
             assert!(
