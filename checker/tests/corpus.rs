@@ -1,10 +1,10 @@
 //! Every history of Porcupine's test data, with the verdict Porcupine's own
-//! test suite asserts (`expected.csv`).
+//! test suite asserts (`expected.csv`), vendored in `tests/data/porcupine/`.
 
 use checker::formats::{self, Format};
 use checker::linear::{self, Options, Verdict};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/porcupine");
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/porcupine");
 
 /// `None` for the empty file (`etcd_095.log`, listed as `none`).
 fn expected() -> Vec<(String, Option<Verdict>)> {
