@@ -19,10 +19,9 @@
 //!   depends on none of them: it is a library anyone can use;
 //! - it does not check transactional isolation levels (Elle-style cycle
 //!   detection) or liveness; only linearizability of single-object
-//!   operations (per key for the key-value model), and, for the bookstore's
-//!   checkout workload, end-to-end invariants against the final state
-//!   ([`invariants::check_checkout`]: stock and money conserved, nothing
-//!   negative, client answers agree with what was paid).
+//!   operations (per key for the key-value model). Checks that need to know
+//!   an application (end-to-end invariants of its transactions, say) belong
+//!   in crates of their own, built on [`History`].
 //!
 //! ```
 //! use checker::{check, History, ModelKind, Options, Verdict};
@@ -43,21 +42,16 @@
 //! Layout, in data-flow order: [`history`] (the operation model and the
 //! native JSON Lines format), [`edn`] and [`formats`] (readers and writers
 //! for other formats), [`model`] (sequential specifications), [`linear`]
-//! (the search), [`report`] (the HTML pages); [`invariants`] (checkout
-//! transactions: conservation against the initial and final states; its
-//! page is [`report::invariants_html`]).
+//! (the search), [`report`] (the HTML page).
 
 pub mod edn;
 pub mod formats;
 pub mod history;
-pub mod invariants;
 pub mod linear;
 pub mod model;
 pub mod report;
-mod report_invariants;
 
 pub use formats::{parse_auto, Format, ParseError};
 pub use history::{History, Op, OpType, Process};
-pub use invariants::{check_checkout, InvariantResult};
 pub use linear::{check, CheckResult, Options, Verdict};
 pub use model::ModelKind;

@@ -1,8 +1,7 @@
 //! `checker`: check, benchmark and convert histories from the command line.
 //!
 //! Exit codes of `check`: 0 linearizable, 1 not linearizable, 2 unknown
-//! (time or memory bound), 3 bad input or usage. Of `invariants`: 0 valid,
-//! 1 invalid, 3 bad input or usage.
+//! (time or memory bound), 3 bad input or usage.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,17 +60,6 @@ enum Cmd {
         /// Repeat each check N times and report the fastest (less noise).
         #[arg(long, default_value_t = 1)]
         repeat: usize,
-    },
-    /// Check the checkout-transaction invariants of a bookstore history
-    /// (native JSON Lines). Exit 0 valid, 1 invalid, 3 bad input.
-    Invariants {
-        file: PathBuf,
-        /// Print the result as JSON instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Write a self-contained HTML report here (also for bad input).
-        #[arg(long)]
-        report: Option<PathBuf>,
     },
     /// Convert a history to another format.
     Convert {
@@ -151,7 +139,6 @@ fn main() -> ExitCode {
             threads,
             repeat,
         } => cmd_bench(&dir, threads, repeat.max(1)),
-        Cmd::Invariants { file, json, report } => cmd_invariants(&file, json, report),
         Cmd::Convert { file, to, format } => cmd_convert(&file, &to, &format),
     };
     match r {
@@ -319,76 +306,6 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
     } else {
         ExitCode::from(1)
     })
-}
-
-fn cmd_invariants(file: &Path, json: bool, report: Option<PathBuf>) -> Result<ExitCode, BadInput> {
-    use checker::invariants::{check_checkout, Verdict};
-    let (history, _) = read_history(file, "native")?;
-    let result = check_checkout(&history);
-    if json {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&result).expect("a result always serializes")
-        );
-    }
-    // Written also for bad input (the page shows the error), after the text.
-    let write_report = || -> Result<(), BadInput> {
-        let Some(path) = &report else { return Ok(()) };
-        let title = format!("{} (checkout invariants)", file.display());
-        std::fs::write(
-            path,
-            checker::report::invariants_html(&history, &result, &title),
-        )
-        .map_err(|e| BadInput(format!("cannot write report {}: {e}", path.display())))?;
-        // Keep stdout pure JSON with --json.
-        if json {
-            eprintln!("report written to {}", path.display());
-        } else {
-            outln!("report written to {}", path.display());
-        }
-        Ok(())
-    };
-    if let Some(e) = &result.error {
-        write_report()?;
-        return Err(BadInput(format!("{}: {e}", file.display())));
-    }
-    if !json {
-        let s = &result.stats;
-        outln!(
-            "{}: {} ({} violations; {} items, {} users, {} orders, {} paid; checkouts {} ok, \
-             {} failed, {} unknown; {} unknown updates)",
-            file.display(),
-            result.verdict.name(),
-            result.violations.len(),
-            s.items,
-            s.users,
-            s.orders,
-            s.paid_orders,
-            s.checkouts_ok,
-            s.checkouts_failed,
-            s.checkouts_unknown,
-            s.unknown_updates
-        );
-        for v in &result.violations {
-            const SHOWN: usize = 8;
-            let mut ops: Vec<String> = v.ops.iter().take(SHOWN).map(|i| format!("#{i}")).collect();
-            if v.ops.len() > SHOWN {
-                ops.push(format!("and {} more", v.ops.len() - SHOWN));
-            }
-            outln!(
-                "  [{}] {} (events {})",
-                v.kind.name(),
-                v.message,
-                ops.join(", ")
-            );
-        }
-    }
-    write_report()?;
-    Ok(ExitCode::from(match result.verdict {
-        Verdict::Valid => 0,
-        Verdict::Invalid => 1,
-        Verdict::BadInput => 3,
-    }))
 }
 
 fn cmd_convert(file: &Path, to: &str, format: &str) -> Result<ExitCode, BadInput> {

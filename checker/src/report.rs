@@ -11,9 +11,8 @@
 //! When rendering finishes the page sets `<body data-rendered="ok">`;
 //! script errors are collected into `data-errors` (used by `ci/check-report`).
 //!
-//! [`invariants_html`] is the page for checkout-invariant results
-//! ([`crate::invariants`]): violations, initial and final states, and a
-//! per-client timeline with the nemesis's faults.
+//! [`escape_html`] is public so that other crates' pages about histories
+//! can quote text the same way.
 
 use std::collections::HashMap;
 
@@ -21,8 +20,6 @@ use serde_json::{json, Value};
 
 use crate::history::{History, OpType};
 use crate::linear::CheckResult;
-
-pub use crate::report_invariants::{invariants_html, MAX_CLIENT_OPS};
 
 /// Builds the report page.
 pub fn html(history: &History, result: &CheckResult, title: &str) -> String {
@@ -121,7 +118,8 @@ pub fn html(history: &History, result: &CheckResult, title: &str) -> String {
         .replace("{{DATA}}", &data)
 }
 
-pub(crate) fn escape_html(s: &str) -> String {
+/// Escapes `&`, `<`, `>` and `"` for HTML text and double-quoted attributes.
+pub fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -1,6 +1,6 @@
 //! The HTML report for checkout-invariant results
-//! ([`crate::invariants::check_checkout`]); re-exported as
-//! [`crate::report::invariants_html`].
+//! ([`crate::invariants::check_checkout`]); [`invariants_html`] is
+//! re-exported at the crate root.
 //!
 //! One self-contained page (inline CSS and JS, no network) in the style of
 //! the linearizability report: the verdict and stats; every violation
@@ -24,9 +24,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::history::{History, OpType, Process};
+use checker::history::{History, OpType, Process};
+use checker::report::escape_html;
+
 use crate::invariants::{InvariantResult, ViolationKind};
-use crate::report::escape_html;
 
 /// At most this many client operations are embedded in the page.
 pub const MAX_CLIENT_OPS: usize = 200_000;
@@ -417,7 +418,7 @@ fn section_of(kind: ViolationKind, message: &str) -> Option<&'static str> {
     }
 }
 
-const PAGE: &str = include_str!("report_invariants.html");
+const PAGE: &str = include_str!("report.html");
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Checkout-transaction invariants: did the bookstore's checkouts conserve
 //! stock and money, and do the clients' answers agree with the final state?
 //!
-//! Linearizability ([`crate::linear`]) checks single objects. A checkout
+//! Linearizability ([`checker::linear`]) checks single objects. A checkout
 //! touches several (an order, its items' stock, its user's credit) through a
 //! saga or a two-phase commit, so this module checks the *end-to-end*
 //! properties instead, from three things in a native history:
@@ -50,7 +50,7 @@
 //!
 //! ```
 //! use checker::history::History;
-//! use checker::invariants::{check_checkout, Verdict, ViolationKind};
+//! use shopcheck::invariants::{check_checkout, Verdict, ViolationKind};
 //!
 //! // One checkout answered ok, but the user was charged twice.
 //! let h = History::from_jsonl(r#"
@@ -71,7 +71,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::history::{Call, History, Op, OpType, Outcome, Process};
+use checker::history::{Call, History, Op, OpType, Outcome, Process};
 
 /// Up to this many unknown updates of one item or user, every subset of
 /// them is tried; beyond, only the interval of their sums (and gcd).

@@ -1,15 +1,15 @@
 //! Checkout-transaction invariants: a valid consistency workload, one
-//! hand-made bad history per violation kind, bad input, the CLI, and a
-//! property test against a sequential model of the bookstore.
+//! hand-made bad history per violation kind, bad input, the `shopcheck`
+//! binary, and a property test against a sequential model of the bookstore.
 
 use checker::history::History;
-use checker::invariants::{
-    check_checkout, InvariantResult, Verdict, ViolationKind, EXACT_UNKNOWN_LIMIT,
-};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+use shopcheck::invariants::{
+    check_checkout, InvariantResult, Verdict, ViolationKind, EXACT_UNKNOWN_LIMIT,
+};
 
 use ViolationKind::*;
 
@@ -516,7 +516,7 @@ fn bad_input_is_an_error_not_a_panic() {
 // ---------------------------------------------------------------- CLI
 
 fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_checker"))
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shopcheck"))
         .args(args)
         .output()
         .unwrap();
@@ -529,7 +529,7 @@ fn cli(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn cli_invariants() {
-    let d = std::env::temp_dir().join(format!("checker-invariants-{}", std::process::id()));
+    let d = std::env::temp_dir().join(format!("shopcheck-invariants-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     let write = |name: &str, b: &B| {
         let p = d.join(name);
@@ -546,14 +546,14 @@ fn cli_invariants() {
     );
     let broken = write("broken.jsonl", &shop(1));
 
-    let (code, out, _) = cli(&["invariants", &good]);
+    let (code, out, _) = cli(&[good.as_str()]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains(": valid (0 violations; 1 items, 2 users, 2 orders, 1 paid; checkouts 1 ok"),
         "{out}"
     );
 
-    let (code, out, _) = cli(&["invariants", &bad]);
+    let (code, out, _) = cli(&[bad.as_str()]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(": invalid (3 violations;"), "{out}");
     assert!(
@@ -566,27 +566,38 @@ fn cli_invariants() {
     );
     assert!(out.contains("\n  [in-flight] 1 sagas"), "{out}");
 
-    let (code, out, _) = cli(&["invariants", &bad, "--json"]);
+    let (code, out, _) = cli(&[bad.as_str(), "--json"]);
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["verdict"], "invalid");
     assert_eq!(v["violations"][1]["kind"], "money-lost");
     assert_eq!(v["violations"][1]["subject"], "u1");
 
-    let (code, _, err) = cli(&["invariants", &broken]);
+    let (code, _, err) = cli(&[broken.as_str()]);
     assert_eq!(code, 3);
     assert!(
         err.contains("error: ") && err.contains("no final event"),
         "{err}"
     );
-    let (code, out, _) = cli(&["invariants", &broken, "--json"]);
+    let (code, out, _) = cli(&[broken.as_str(), "--json"]);
     assert_eq!(code, 3);
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["verdict"],
         "bad-input"
     );
-    let (code, _, err) = cli(&["invariants", d.join("absent").to_str().unwrap()]);
+    let (code, _, err) = cli(&[d.join("absent").to_str().unwrap()]);
     assert_eq!(code, 3, "{err}");
+    let garbage = d.join("garbage.jsonl");
+    std::fs::write(&garbage, "{\"process\":1,\n").unwrap();
+    let (code, _, err) = cli(&[garbage.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("garbage.jsonl:1: "), "{err}");
+    // A usage error is bad input too (clap alone would exit 2).
+    let (code, _, err) = cli(&[good.as_str(), "--no-such-flag"]);
+    assert_eq!(code, 3, "{err}");
+    let (code, _, err) = cli(&[]);
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(cli(&["--help"]).0, 0);
 }
 
 // ---------------------------------------------------------------- property

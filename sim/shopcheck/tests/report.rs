@@ -1,5 +1,5 @@
-//! The HTML report for checkout invariants (`report::invariants_html`,
-//! `checker invariants FILE --report OUT.html`): what the page embeds, that
+//! The HTML report for checkout invariants (`shopcheck::invariants_html`,
+//! `shopcheck FILE --report OUT.html`): what the page embeds, that
 //! values cannot break out of it, valid and bad-input histories, and a
 //! 10 000-event history. `ci/check-report` loads such pages in Chromium.
 
@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use checker::history::History;
-use checker::invariants::{check_checkout, InvariantResult, Verdict};
-use checker::report::invariants_html;
 use serde_json::{json, Value};
+use shopcheck::invariants::{check_checkout, InvariantResult, Verdict};
+use shopcheck::invariants_html;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/checkout-bad.jsonl");
 
@@ -256,8 +256,8 @@ fn a_10k_event_history_renders_quickly() {
     assert!(d["violations"][0]["ops"].as_array().unwrap().len() > 1_000);
 }
 
-fn checker(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_checker"))
+fn shopcheck(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shopcheck"))
         .args(args)
         .output()
         .unwrap();
@@ -269,7 +269,7 @@ fn checker(args: &[&str]) -> (i32, String, String) {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("checker-invreport-{}-{name}", std::process::id()));
+    let d = std::env::temp_dir().join(format!("shopcheck-report-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -279,7 +279,7 @@ fn cli_report_keeps_exit_codes() {
     let d = temp_dir("cli");
     let out = d.join("bad.html");
     let out_s = out.to_str().unwrap();
-    let (code, stdout, _) = checker(&["invariants", FIXTURE, "--report", out_s]);
+    let (code, stdout, _) = shopcheck(&[FIXTURE, "--report", out_s]);
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("invalid (4 violations"), "{stdout}");
     assert!(
@@ -291,7 +291,7 @@ fn cli_report_keeps_exit_codes() {
     assert!(page.contains("checkout-bad.jsonl (checkout invariants)"));
 
     // --json: stdout stays one JSON document.
-    let (code, stdout, stderr) = checker(&["invariants", FIXTURE, "--json", "--report", out_s]);
+    let (code, stdout, stderr) = shopcheck(&[FIXTURE, "--json", "--report", out_s]);
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(&stdout).expect("stdout is JSON");
     assert_eq!(v["verdict"], "invalid");
@@ -306,7 +306,7 @@ fn cli_report_keeps_exit_codes() {
 "#,
     )
     .unwrap();
-    let (code, stdout, _) = checker(&["invariants", valid.to_str().unwrap(), "--report", out_s]);
+    let (code, stdout, _) = shopcheck(&[valid.to_str().unwrap(), "--report", out_s]);
     assert_eq!(code, 0, "{stdout}");
     assert_eq!(
         data_of(&std::fs::read_to_string(&out).unwrap())["verdict"],
@@ -319,7 +319,7 @@ fn cli_report_keeps_exit_codes() {
 "#,
     )
     .unwrap();
-    let (code, _, stderr) = checker(&["invariants", bad.to_str().unwrap(), "--report", out_s]);
+    let (code, _, stderr) = shopcheck(&[bad.to_str().unwrap(), "--report", out_s]);
     assert_eq!(code, 3);
     assert!(stderr.contains("no final event"), "{stderr}");
     assert_eq!(
@@ -327,8 +327,7 @@ fn cli_report_keeps_exit_codes() {
         "bad-input"
     );
     // An unwritable report is a usage error.
-    let (code, _, stderr) = checker(&[
-        "invariants",
+    let (code, _, stderr) = shopcheck(&[
         FIXTURE,
         "--report",
         d.join("no/such/dir/r.html").to_str().unwrap(),
