@@ -1,0 +1,377 @@
+//! A host's disk: a directory of named files with an explicit durability
+//! model, real ([`FsDir`]: files with fsync) or simulated ([`SimDir`]: in
+//! memory, and a crash really loses what was not synced, optionally keeping
+//! a torn, possibly corrupt, prefix of one file's unsynced tail).
+//!
+//! `append` is buffered (visible to `read`, *not* durable) until `sync`;
+//! `truncate`, `write_atomic` and `remove` are durable on return.
+//!
+//! File names are plain: non-empty, no `/`, `\\` or NUL, not `.`/`..`, and not
+//! ending in `.tmp` (reserved for `write_atomic`; stale ones are deleted by
+//! [`FsDir::open`]). Other names get `ErrorKind::InvalidInput`.
+
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A directory of named files. Writes via `append` are buffered until `sync`;
+/// `write_atomic` is durable on return (temp file + fsync + rename + dir fsync).
+pub trait Dir: Send + Sync + 'static {
+    /// Whole file contents as the node sees them (including unsynced writes), `None` if absent.
+    fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Appends to the file, creating it if absent. Not durable until [`Dir::sync`].
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far (and the file's existence) durable. No-op if absent.
+    fn sync(&self, name: &str) -> io::Result<()>;
+    /// Sets the length (zero-extends if longer); durable on return, including any earlier appends.
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
+    /// Replaces the file with `data`; durable and atomic (old or new contents, never a mix).
+    fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// Deletes the file durably. Removing an absent file is not an error.
+    fn remove(&self, name: &str) -> io::Result<()>;
+    /// File names, sorted.
+    fn list(&self) -> io::Result<Vec<String>>;
+}
+
+const TMP_SUFFIX: &str = ".tmp";
+
+pub fn check_name(name: &str) -> io::Result<()> {
+    if matches!(name, "" | "." | "..")
+        || name.ends_with(TMP_SUFFIX)
+        || name.contains(['/', '\\', '\0'])
+    {
+        let msg = format!("invalid storage file name {name:?}");
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+    }
+    Ok(())
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Real files in one directory. Keeps open append handles; `sync` is `sync_data`.
+/// A file created by `append` gets its directory entry fsynced right away.
+#[derive(Debug)]
+pub struct FsDir {
+    path: PathBuf,
+    handles: Mutex<BTreeMap<String, File>>,
+}
+
+/// Maps `NotFound` to `None`.
+fn absent_ok<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl FsDir {
+    /// Opens (creating it if needed) the directory and deletes stale `*.tmp` files.
+    pub fn open(path: impl AsRef<Path>) -> io::Result<FsDir> {
+        let path = path.as_ref().to_path_buf();
+        fs::create_dir_all(&path)?;
+        let dir = FsDir {
+            path,
+            handles: Mutex::default(),
+        };
+        for name in dir.file_names()? {
+            if name.ends_with(TMP_SUFFIX) {
+                fs::remove_file(dir.path.join(name))?;
+            }
+        }
+        dir.sync_dir()?;
+        Ok(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Names of all regular files with UTF-8 names, unsorted.
+    fn file_names(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.path)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                names.extend(entry.file_name().into_string().ok());
+            }
+        }
+        Ok(names)
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        #[cfg(unix)]
+        File::open(&self.path)?.sync_all()?;
+        Ok(())
+    }
+}
+
+impl Dir for FsDir {
+    fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        check_name(name)?;
+        absent_ok(fs::read(self.path.join(name)))
+    }
+
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        check_name(name)?;
+        let mut handles = lock(&self.handles);
+        let file = match handles.entry(name.to_string()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let path = self.path.join(name);
+                let existed = path.try_exists()?;
+                let f = OpenOptions::new().append(true).create(true).open(&path)?;
+                if !existed {
+                    self.sync_dir()?;
+                }
+                e.insert(f)
+            }
+        };
+        file.write_all(data)
+    }
+
+    fn sync(&self, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        let handles = lock(&self.handles);
+        match handles.get(name) {
+            Some(f) => f.sync_data(),
+            None => match absent_ok(OpenOptions::new().write(true).open(self.path.join(name)))? {
+                Some(f) => f.sync_data(),
+                None => Ok(()),
+            },
+        }
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        check_name(name)?;
+        let mut handles = lock(&self.handles);
+        handles.remove(name);
+        let f = OpenOptions::new().write(true).open(self.path.join(name))?;
+        f.set_len(len)?;
+        f.sync_all()
+    }
+
+    fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        check_name(name)?;
+        let mut handles = lock(&self.handles);
+        handles.remove(name);
+        let tmp = self.path.join(format!("{name}{TMP_SUFFIX}"));
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, self.path.join(name))?;
+        self.sync_dir()
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        check_name(name)?;
+        lock(&self.handles).remove(name);
+        match absent_ok(fs::remove_file(self.path.join(name)))? {
+            Some(()) => self.sync_dir(),
+            None => Ok(()),
+        }
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = self.file_names()?;
+        names.retain(|n| check_name(n).is_ok());
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Faults applied by [`SimDir::crash`]. `Default` = clean crash (unsynced data lost).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrashFaults {
+    /// Seed for every random choice made by the crash.
+    pub seed: u64,
+    /// Keep a random prefix (0..=all bytes) of the unsynced tail of one file.
+    pub torn_write: bool,
+    /// Also XOR one byte of that kept prefix with a random non-zero value
+    /// (only has an effect together with `torn_write`; synced bytes are never touched).
+    pub corrupt: bool,
+}
+
+/// One-shot I/O error injected into the next matching [`SimDir`] operation.
+/// The failing operation has no effect. A crash clears a pending fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoFault {
+    /// The next `append` fails (nothing written).
+    FailNextAppend,
+    /// The next `sync` fails (nothing made durable; the data stays unsynced).
+    FailNextSync,
+    /// The next mutating call of any kind (append, sync, truncate, write_atomic, remove) fails.
+    FailNextWrite,
+}
+
+#[derive(Debug, Default)]
+struct SimFile {
+    durable: Vec<u8>,
+    unsynced: Vec<u8>,
+    /// Whether the file's existence is durable (created by `append` and never synced: no).
+    durable_exists: bool,
+}
+
+impl SimFile {
+    fn durable(data: Vec<u8>) -> SimFile {
+        SimFile {
+            durable: data,
+            unsynced: Vec::new(),
+            durable_exists: true,
+        }
+    }
+
+    fn contents(&self) -> Vec<u8> {
+        [self.durable.as_slice(), self.unsynced.as_slice()].concat()
+    }
+}
+
+#[derive(Debug, Default)]
+struct SimState {
+    files: BTreeMap<String, SimFile>,
+    fault: Option<IoFault>,
+}
+
+/// In-memory directory for the simulator: one per node, survives the node's
+/// restart because the harness keeps a clone. Clones share state.
+#[derive(Debug, Clone, Default)]
+pub struct SimDir {
+    inner: Arc<Mutex<SimState>>,
+}
+
+impl SimDir {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The node crashed: every byte not synced is lost (and files whose creation
+    /// was never synced vanish). With `torn_write`, one file with unsynced data
+    /// (chosen from the seed, files in sorted order) keeps a random prefix of its
+    /// unsynced tail, which `corrupt` may damage. Deterministic for a given seed.
+    pub fn crash(&self, faults: CrashFaults) {
+        let mut st = lock(&self.inner);
+        let mut rng = ChaCha8Rng::seed_from_u64(faults.seed);
+        if faults.torn_write {
+            let n_dirty = st.files.values().filter(|f| !f.unsynced.is_empty()).count();
+            if n_dirty > 0 {
+                let pick = rng.random_range(0..n_dirty);
+                let mut dirty = st.files.values_mut().filter(|f| !f.unsynced.is_empty());
+                let f = dirty.nth(pick).expect("counted");
+                let keep = rng.random_range(0..=f.unsynced.len());
+                let mut kept = f.unsynced[..keep].to_vec();
+                if faults.corrupt && keep > 0 {
+                    let i = rng.random_range(0..keep);
+                    kept[i] ^= rng.random_range(1..=255u8);
+                }
+                f.durable.extend_from_slice(&kept);
+                f.durable_exists |= keep > 0;
+            }
+        }
+        for f in st.files.values_mut() {
+            f.unsynced.clear();
+        }
+        st.files.retain(|_, f| f.durable_exists);
+        st.fault = None;
+    }
+
+    /// Durable bytes of `name` (0 if absent).
+    pub fn synced_bytes(&self, name: &str) -> usize {
+        self.stat(name, |f| f.durable.len())
+    }
+
+    /// Appended but not yet synced bytes of `name` (0 if absent).
+    pub fn unsynced_bytes(&self, name: &str) -> usize {
+        self.stat(name, |f| f.unsynced.len())
+    }
+
+    fn stat(&self, name: &str, f: fn(&SimFile) -> usize) -> usize {
+        lock(&self.inner).files.get(name).map_or(0, f)
+    }
+
+    /// Arms a one-shot I/O error (replacing any pending one).
+    pub fn set_fault(&self, f: IoFault) {
+        lock(&self.inner).fault = Some(f);
+    }
+
+    pub fn clear_fault(&self) {
+        lock(&self.inner).fault = None;
+    }
+
+    /// Validates `name`, locks, and fails if a pending fault matches `kind`
+    /// (`FailNextWrite` for operations other than append/sync).
+    fn begin(&self, name: &str, kind: IoFault) -> io::Result<MutexGuard<'_, SimState>> {
+        check_name(name)?;
+        let mut st = lock(&self.inner);
+        if st.fault == Some(kind) || st.fault == Some(IoFault::FailNextWrite) {
+            st.fault = None;
+            return Err(io::Error::other(format!(
+                "injected I/O error (EIO): {kind:?}"
+            )));
+        }
+        Ok(st)
+    }
+}
+
+impl Dir for SimDir {
+    fn read(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        check_name(name)?;
+        Ok(lock(&self.inner).files.get(name).map(SimFile::contents))
+    }
+
+    fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let mut st = self.begin(name, IoFault::FailNextAppend)?;
+        st.files
+            .entry(name.to_string())
+            .or_default()
+            .unsynced
+            .extend_from_slice(data);
+        Ok(())
+    }
+
+    fn sync(&self, name: &str) -> io::Result<()> {
+        let mut st = self.begin(name, IoFault::FailNextSync)?;
+        if let Some(f) = st.files.get_mut(name) {
+            let mut tail = std::mem::take(&mut f.unsynced);
+            f.durable.append(&mut tail);
+            f.durable_exists = true;
+        }
+        Ok(())
+    }
+
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+        let mut st = self.begin(name, IoFault::FailNextWrite)?;
+        let f = st.files.get_mut(name).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no such file {name:?}"))
+        })?;
+        let mut all = f.contents();
+        all.resize(len, 0);
+        *f = SimFile::durable(all);
+        Ok(())
+    }
+
+    fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let mut st = self.begin(name, IoFault::FailNextWrite)?;
+        st.files
+            .insert(name.to_string(), SimFile::durable(data.to_vec()));
+        Ok(())
+    }
+
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.begin(name, IoFault::FailNextWrite)?.files.remove(name);
+        Ok(())
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(lock(&self.inner).files.keys().cloned().collect())
+    }
+}

@@ -1,0 +1,20 @@
+//! # hostio: a host's disk and clock
+//!
+//! What a host gives the processes that run on it, for real and in the
+//! deterministic simulator alike:
+//! - [`disk`]: a directory of named files with an explicit durability model,
+//!   real ([`disk::FsDir`]) or simulated ([`disk::SimDir`], which loses
+//!   unsynced writes on a crash);
+//! - [`clock`]: the host's time ([`clock::Clock`]), the runtime's clock plus
+//!   an offset, a drift and jumps that the simulator's nemesis controls
+//!   (madsim has one clock for every node).
+//!
+//! It knows nothing of Raft, of any service or of the simulator that drives
+//! it: the harness gives one of each to every host, services read their
+//! time and keep their files through them.
+
+pub mod clock;
+pub mod disk;
+
+pub use clock::Clock;
+pub use disk::{CrashFaults, Dir, FsDir, IoFault, SimDir};
