@@ -1,0 +1,825 @@
+//! The command line every harness binary gets: `run` (one seed or a
+//! schedule file, `--check-determinism`), `sweep` (many seeds, each in its
+//! own process, `--jobs`, `--shard`, `--time-budget`), `shrink`,
+//! `schedule` and `bench`, for every scenario in the registry it is given.
+//! A scenario's options become flags (`--NAME VALUE`) of every subcommand.
+//!
+//! ```no_run
+//! # use harness::scenario::Scenario;
+//! # fn scenarios() -> Vec<&'static dyn Scenario> { vec![] }
+//! fn main() -> std::process::ExitCode {
+//!     harness::cli::main(harness::cli::App {
+//!         name: "mysim",
+//!         about: "my service under faults",
+//!         replay: "cargo run --bin mysim --",
+//!         scenarios: scenarios(),
+//!     })
+//! }
+//! ```
+
+use crate::runner::{self, RunResult};
+use crate::scenario::{Param, Scenario};
+use crate::schedule::{FaultSelection, Schedule};
+use clap::{Arg, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A harness binary: its name, what it is about, the command that replays
+/// a seed (printed with every failure), and its scenarios (the first is
+/// the default).
+pub struct App {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Prefix of a replay command, e.g. `cargo sim`.
+    pub replay: &'static str,
+    pub scenarios: Vec<&'static dyn Scenario>,
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct CommonArgs {
+    /// Scenario to run (default: the first one listed in --help).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Turn on a planted bug of the scenario (see --help for their names).
+    #[arg(long)]
+    bug: Option<String>,
+    /// Fault kinds: `swarm` (each seed draws a subset), `all`, `none`, or a
+    /// comma-separated list of the scenario's kinds.
+    #[arg(long, default_value = "swarm")]
+    faults: String,
+    /// Where failing runs write their history, report and schedule.
+    #[arg(long, default_value = "sim-out")]
+    out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one seed (or a schedule file) and check it.
+    Run {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Replay a schedule written by `shrink` (or by a failing run).
+        #[arg(long)]
+        schedule: Option<PathBuf>,
+        /// Run twice and compare the hashes of the whole trace.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Write history, report and schedule even if the run passes.
+        #[arg(long)]
+        write: bool,
+        /// Print only a one-line JSON summary (used by `sweep`, which runs
+        /// each seed in its own process).
+        #[arg(long, hide = true)]
+        summary: bool,
+    },
+    /// Run many seeds; list the failing ones with their replay commands.
+    Sweep {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Seed range A..B (B excluded).
+        #[arg(long, default_value = "0..100")]
+        seeds: String,
+        /// Parallel workers (each seed runs in its own process).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Run only the seeds s with s % N == I (I/N), to split a sweep across machines.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Stop starting seeds after this long (e.g. 90s, 10m).
+        #[arg(long)]
+        time_budget: Option<String>,
+        /// Stop at the first failing seed.
+        #[arg(long)]
+        stop_on_failure: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Minimise a failing seed's schedule while the same check still fails.
+    Shrink {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long)]
+        seed: u64,
+        /// Most candidate runs to try.
+        #[arg(long, default_value_t = 200)]
+        max_runs: usize,
+    },
+    /// Print the schedules seeds draw (JSON, one per line), without running them.
+    Schedule {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Seed range A..B (B excluded).
+        #[arg(long, default_value = "0..1")]
+        seeds: String,
+    },
+    /// Throughput: simulated seconds per wall-clock second, seeds per minute (one core).
+    Bench {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+    },
+}
+
+/// The common flags, resolved against the registry: the scenario, the
+/// fault selection and the scenario's options.
+#[derive(Clone)]
+struct Common {
+    app: &'static App,
+    scenario: &'static dyn Scenario,
+    bug: Option<String>,
+    faults: String,
+    selection: FaultSelection,
+    out: PathBuf,
+    /// `--NAME VALUE` options, in the scenario's order.
+    set: Vec<(String, String)>,
+}
+
+impl Common {
+    fn resolve(
+        app: &'static App,
+        a: CommonArgs,
+        set: Vec<(String, String)>,
+    ) -> Result<Common, String> {
+        let names: Vec<&str> = app.scenarios.iter().map(|s| s.name()).collect();
+        let scenario = match &a.scenario {
+            None => *app.scenarios.first().ok_or("no scenario registered")?,
+            Some(n) => *app
+                .scenarios
+                .iter()
+                .find(|s| s.name() == n)
+                .ok_or_else(|| format!("unknown scenario '{n}'; known: {}", names.join(", ")))?,
+        };
+        if let Some(b) = &a.bug {
+            let bugs = scenario.bugs();
+            if !bugs.contains(&b.as_str()) {
+                return Err(format!(
+                    "unknown bug '{b}' for scenario {}; known: {}",
+                    scenario.name(),
+                    if bugs.is_empty() {
+                        "none".to_string()
+                    } else {
+                        bugs.join(", ")
+                    }
+                ));
+            }
+        }
+        let own: Vec<&str> = scenario.params().iter().map(|p| p.name).collect();
+        for (name, _) in &set {
+            if !own.contains(&name.as_str()) {
+                let owners: Vec<&str> = app
+                    .scenarios
+                    .iter()
+                    .filter(|s| s.params().iter().any(|p| p.name == name))
+                    .map(|s| s.name())
+                    .collect();
+                return Err(format!(
+                    "--{name} applies to --scenario {} only",
+                    owners.join(" or ")
+                ));
+            }
+        }
+        let selection = FaultSelection::parse(&a.faults, &scenario.fault_kinds())?;
+        let c = Common {
+            app,
+            scenario,
+            bug: a.bug,
+            faults: a.faults,
+            selection,
+            out: a.out,
+            set,
+        };
+        // A bad option value is an error now, not in the middle of a sweep.
+        c.schedule(0)?;
+        Ok(c)
+    }
+
+    fn schedule(&self, seed: u64) -> Result<Schedule, String> {
+        let mut s = self
+            .scenario
+            .generate(seed, self.bug.as_deref(), &self.selection);
+        for (name, value) in &self.set {
+            self.scenario
+                .set_param(&mut s, name, value)
+                .map_err(|e| format!("--{name} {value}: {e}"))?;
+        }
+        Ok(s)
+    }
+
+    /// The flags that choose what a seed runs, as `run` takes them.
+    fn args(&self) -> Vec<String> {
+        let mut args = vec!["--scenario".to_string(), self.scenario.name().to_string()];
+        if let Some(b) = &self.bug {
+            args.extend(["--bug".into(), b.clone()]);
+        }
+        if self.faults != "swarm" {
+            args.extend(["--faults".into(), self.faults.clone()]);
+        }
+        for (name, value) in &self.set {
+            args.extend([format!("--{name}"), value.clone()]);
+        }
+        args
+    }
+
+    fn replay(&self, seed: u64) -> String {
+        format!(
+            "{} run {} --seed {seed}",
+            self.app.replay,
+            self.args().join(" ")
+        )
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration '{s}': use e.g. 90s, 10m, 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("bad duration unit in '{s}': use s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let err = || format!("bad seed range '{s}': use A..B, e.g. 0..1000");
+    let (a, b) = s.split_once("..").ok_or_else(err)?;
+    let (a, b) = (a.parse().map_err(|_| err())?, b.parse().map_err(|_| err())?);
+    if a >= b {
+        return Err(err());
+    }
+    Ok((a, b))
+}
+
+fn parse_shard(s: &str) -> Result<(u64, u64), String> {
+    let err = || format!("bad shard '{s}': use I/N with 0 <= I < N, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(err)?;
+    let (i, n): (u64, u64) = (i.parse().map_err(|_| err())?, n.parse().map_err(|_| err())?);
+    if n == 0 || i >= n {
+        return Err(err());
+    }
+    Ok((i, n))
+}
+
+/// Writes history, report, schedule and replay command; returns the directory.
+fn write_failure(c: &Common, out: &Path, r: &RunResult, replay: &str) -> std::io::Result<PathBuf> {
+    let s = &r.schedule;
+    let mut name = format!("{}-seed-{}", s.scenario, s.seed);
+    if let Some(b) = &s.bug {
+        name += &format!("-{b}");
+    }
+    let dir = out.join(name);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("history.jsonl"), r.history.to_jsonl())?;
+    std::fs::write(
+        dir.join("schedule.json"),
+        serde_json::to_string_pretty(s).unwrap(),
+    )?;
+    let title = format!(
+        "{} seed {}: {}",
+        s.scenario,
+        s.seed,
+        r.failures.first().map_or("passed", |f| f.check)
+    );
+    if let Some(page) = c.scenario.report(r, &title) {
+        std::fs::write(dir.join("report.html"), page)?;
+    }
+    let failures: Vec<String> = r
+        .failures
+        .iter()
+        .map(|f| format!("[{}] {}", f.check, f.message))
+        .collect();
+    std::fs::write(dir.join("failure.txt"), failures.join("\n") + "\n")?;
+    std::fs::write(dir.join("replay.txt"), format!("{replay}\n"))?;
+    Ok(dir)
+}
+
+/// Runs one seed in a child process (`run --summary`), so that what one
+/// simulated run leaves behind in memory (madsim does not free every task
+/// of a finished runtime) dies with its process. Returns the simulated
+/// milliseconds and the first failure.
+fn run_in_child(c: &Common, seed: u64) -> (u64, Option<(String, String)>) {
+    let exe = std::env::current_exe().expect("the harness binary's path");
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("run")
+        .arg("--summary")
+        .args(c.args())
+        .arg("--seed")
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(&c.out);
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            return (
+                0,
+                Some(("harness".into(), format!("cannot start a child run: {e}"))),
+            )
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or("");
+    match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(v) => {
+            let ms = v["sim_ms"].as_u64().unwrap_or(0);
+            let failure = v["failure"].as_array().map(|a| {
+                (
+                    a[0].as_str().unwrap_or("?").to_string(),
+                    a[1].as_str().unwrap_or("").to_string(),
+                )
+            });
+            (ms, failure)
+        }
+        Err(_) => (
+            0,
+            Some((
+                "harness".into(),
+                format!(
+                    "the child run died ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                        .chars()
+                        .take(300)
+                        .collect::<String>()
+                ),
+            )),
+        ),
+    }
+}
+
+fn print_result(r: &RunResult, wall: Duration) {
+    println!(
+        "verdict: {} ({} client ops, {} events, {:.1} s simulated in {:.2} s, trace {:016x})",
+        if r.passed() { "PASS" } else { "FAIL" },
+        r.client_ops,
+        r.history.ops.len(),
+        r.sim_ms as f64 / 1e3,
+        wall.as_secs_f64(),
+        r.trace_hash
+    );
+    for f in &r.failures {
+        println!("  [{}] {}", f.check, f.message);
+    }
+}
+
+fn quiet_panics() {
+    // SIM_PANICS=1 keeps the default hook (messages and backtraces).
+    if std::env::var_os("SIM_PANICS").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// Every scenario's options, once each (a name two scenarios share is one
+/// flag).
+fn all_params(app: &App) -> Vec<(Param, Vec<&'static str>)> {
+    let mut out: Vec<(Param, Vec<&'static str>)> = Vec::new();
+    for s in &app.scenarios {
+        for p in s.params() {
+            match out.iter_mut().find(|(q, _)| q.name == p.name) {
+                Some((_, owners)) => owners.push(s.name()),
+                None => out.push((p, vec![s.name()])),
+            }
+        }
+    }
+    out
+}
+
+/// Parses the command line and runs the subcommand; exit code 0 passed,
+/// 1 a check failed, 2 bad usage.
+pub fn main(app: App) -> ExitCode {
+    let app: &'static App = Box::leak(Box::new(app));
+    let params = all_params(app);
+    let scenarios: Vec<String> = app
+        .scenarios
+        .iter()
+        .map(|s| {
+            let bugs = s.bugs();
+            format!(
+                "  {}: {}\n      faults: {}{}",
+                s.name(),
+                s.about(),
+                s.fault_kinds().join(","),
+                if bugs.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n      bugs: {}", bugs.join(", "))
+                }
+            )
+        })
+        .collect();
+    let mut cmd = Cli::command()
+        .name(app.name)
+        .about(app.about)
+        .after_help(format!("Scenarios:\n{}", scenarios.join("\n")));
+    for sub in ["run", "sweep", "shrink", "schedule", "bench"] {
+        let params = params.clone();
+        cmd = cmd.mut_subcommand(sub, move |mut sc| {
+            for (p, owners) in &params {
+                sc = sc.arg(
+                    Arg::new(p.name)
+                        .long(p.name)
+                        .value_name("VALUE")
+                        .help(format!("Scenario {}: {}", owners.join(", "), p.help)),
+                );
+            }
+            sc
+        });
+    }
+    let matches = cmd.get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (_, sub) = matches.subcommand().expect("a subcommand is required");
+    let set: Vec<(String, String)> = params
+        .iter()
+        .filter_map(|(p, _)| {
+            sub.get_one::<String>(p.name)
+                .map(|v| (p.name.to_string(), v.clone()))
+        })
+        .collect();
+    let result = match cli.cmd {
+        Cmd::Run {
+            common,
+            seed,
+            schedule,
+            check_determinism,
+            write,
+            summary,
+        } => Common::resolve(app, common, set).and_then(|c| {
+            if summary {
+                cmd_summary(&c, seed)
+            } else {
+                cmd_run(&c, seed, schedule.as_deref(), check_determinism, write)
+            }
+        }),
+        Cmd::Sweep {
+            common,
+            seeds,
+            jobs,
+            shard,
+            time_budget,
+            stop_on_failure,
+            quiet,
+        } => Common::resolve(app, common, set).and_then(|c| {
+            let opts = SweepOpts {
+                seeds,
+                jobs,
+                shard,
+                time_budget,
+                stop_on_failure,
+                quiet,
+            };
+            cmd_sweep(&c, &opts)
+        }),
+        Cmd::Shrink {
+            common,
+            seed,
+            max_runs,
+        } => Common::resolve(app, common, set).and_then(|c| cmd_shrink(&c, seed, max_runs)),
+        Cmd::Schedule { common, seeds } => {
+            Common::resolve(app, common, set).and_then(|c| cmd_schedule(&c, &seeds))
+        }
+        Cmd::Bench { common, seeds } => {
+            Common::resolve(app, common, set).and_then(|c| cmd_bench(&c, seeds))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `run --summary`: one line of JSON for `sweep`.
+fn cmd_summary(c: &Common, seed: u64) -> Result<ExitCode, String> {
+    quiet_panics();
+    let r = runner::run(c.scenario, &c.schedule(seed)?);
+    if !r.passed() {
+        write_failure(c, &c.out, &r, &c.replay(seed))
+            .map_err(|e| format!("cannot write results: {e}"))?;
+    }
+    let first = r.failures.first().map(|f| (f.check, f.message.clone()));
+    println!(
+        "{}",
+        serde_json::json!({"sim_ms": r.sim_ms, "failure": first})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_schedule(c: &Common, path: &Path) -> Result<Schedule, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let s: Schedule = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a schedule: {e}", path.display()))?;
+    if s.scenario != c.scenario.name() {
+        let known = c.app.scenarios.iter().any(|x| x.name() == s.scenario);
+        if !known {
+            return Err(format!(
+                "{} is a schedule of scenario '{}', which this binary does not have",
+                path.display(),
+                s.scenario
+            ));
+        }
+    }
+    Ok(s)
+}
+
+fn cmd_run(
+    c: &Common,
+    seed: u64,
+    schedule: Option<&Path>,
+    check_determinism: bool,
+    write: bool,
+) -> Result<ExitCode, String> {
+    let (sched, replay) = match schedule {
+        Some(path) => (
+            read_schedule(c, path)?,
+            format!("{} run --schedule {}", c.app.replay, path.display()),
+        ),
+        None => (c.schedule(seed)?, c.replay(seed)),
+    };
+    let scenario = *c
+        .app
+        .scenarios
+        .iter()
+        .find(|s| s.name() == sched.scenario)
+        .expect("checked by read_schedule");
+    let c = &Common {
+        scenario,
+        ..c.clone()
+    };
+    println!(
+        "scenario {} seed {} bug {}",
+        sched.scenario,
+        sched.seed,
+        sched.bug.as_deref().unwrap_or("none")
+    );
+    println!(
+        "{} hosts, {} clients, {} ms; {}",
+        sched.nodes, sched.clients, sched.duration_ms, sched.config
+    );
+    for line in scenario.describe(&sched) {
+        println!("{line}");
+    }
+    println!("{} faults scheduled", sched.faults.len());
+    quiet_panics();
+    let t = Instant::now();
+    let r = runner::run(scenario, &sched);
+    print_result(&r, t.elapsed());
+    if check_determinism && !same_trace_again(c, &sched, &r) {
+        return Ok(ExitCode::from(1));
+    }
+    if r.passed() && !write {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir =
+        write_failure(c, &c.out, &r, &replay).map_err(|e| format!("cannot write results: {e}"))?;
+    println!(
+        "wrote {}/{{history.jsonl,report.html,schedule.json,failure.txt}}",
+        dir.display()
+    );
+    println!("replay: {replay}");
+    Ok(if r.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `--check-determinism`: runs the schedule again and compares traces; on
+/// divergence writes both histories, to find where they part.
+fn same_trace_again(c: &Common, sched: &Schedule, r: &RunResult) -> bool {
+    let again = runner::run(c.scenario, sched);
+    if again.trace_hash == r.trace_hash {
+        println!("determinism: OK (two runs, trace {:016x})", r.trace_hash);
+        return true;
+    }
+    println!(
+        "determinism: FAILED: trace {:016x} then {:016x}",
+        r.trace_hash, again.trace_hash
+    );
+    let _ = std::fs::create_dir_all(&c.out);
+    for (name, h) in [("first", &r.history), ("second", &again.history)] {
+        let path = c.out.join(format!("determinism-{name}.jsonl"));
+        if std::fs::write(&path, h.to_jsonl()).is_ok() {
+            println!("wrote {}", path.display());
+        }
+    }
+    false
+}
+
+struct SweepOpts {
+    seeds: String,
+    jobs: usize,
+    shard: Option<String>,
+    time_budget: Option<String>,
+    stop_on_failure: bool,
+    quiet: bool,
+}
+
+fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
+    let (a, b) = parse_range(&o.seeds)?;
+    let (si, sn) = o
+        .shard
+        .as_deref()
+        .map(parse_shard)
+        .transpose()?
+        .unwrap_or((0, 1));
+    let budget = o.time_budget.as_deref().map(parse_duration).transpose()?;
+    let list: Vec<u64> = (a..b).filter(|s| s % sn == si).collect();
+    println!(
+        "sweep {} seeds {a}..{b}{} bug {} faults {} with {} jobs",
+        c.scenario.name(),
+        if sn > 1 {
+            format!(" shard {si}/{sn} ({} seeds)", list.len())
+        } else {
+            String::new()
+        },
+        c.bug.as_deref().unwrap_or("none"),
+        c.faults,
+        o.jobs
+    );
+    quiet_panics();
+    let bar = if o.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(list.len() as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seeds, {msg} [{elapsed} / ~{eta}]",
+        )
+        .unwrap(),
+    );
+    let start = Instant::now();
+    let next = AtomicU64::new(0);
+    let failed: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+    let done = AtomicU64::new(0);
+    let sim_ms = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..o.jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst) as usize;
+                if i >= list.len()
+                    || stop.load(Ordering::SeqCst)
+                    || budget.is_some_and(|b| start.elapsed() >= b)
+                {
+                    return;
+                }
+                let seed = list[i];
+                let (ms, failure) = run_in_child(c, seed);
+                sim_ms.fetch_add(ms, Ordering::Relaxed);
+                if let Some((check, mut msg)) = failure {
+                    msg.truncate(200);
+                    failed.lock().unwrap().push((
+                        seed,
+                        format!("[{check}] {msg}\n    replay: {}", c.replay(seed)),
+                    ));
+                    if o.stop_on_failure {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                bar.inc(1);
+                bar.set_message(format!("{} failed", failed.lock().unwrap().len()));
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut failed = failed.into_inner().unwrap();
+    failed.sort();
+    let (n, wall) = (done.load(Ordering::SeqCst), start.elapsed().as_secs_f64());
+    println!(
+        "{n} seeds run in {wall:.1} s ({:.0} seeds/min, {:.0}x real time); {} failed",
+        n as f64 * 60.0 / wall,
+        sim_ms.load(Ordering::Relaxed) as f64 / 1e3 / wall,
+        failed.len()
+    );
+    if (n as usize) < list.len() {
+        println!(
+            "stopped early: {} of {} seeds not run (time budget or --stop-on-failure)",
+            list.len() - n as usize,
+            list.len()
+        );
+    }
+    for (seed, msg) in &failed {
+        println!("seed {seed}: {msg}");
+    }
+    if let Some((first, _)) = failed.first() {
+        println!("first failing seed: {first}");
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String> {
+    quiet_panics();
+    let original = runner::run(c.scenario, &c.schedule(seed)?);
+    if original.passed() {
+        return Err(format!(
+            "seed {seed} passes: nothing to shrink (try `sweep` to find a failing seed)"
+        ));
+    }
+    println!(
+        "seed {seed} fails [{}] with {} faults, {} clients, {} client ops; shrinking",
+        original.first_check().unwrap(),
+        original.schedule.faults.len(),
+        original.schedule.clients,
+        original.client_ops
+    );
+    let shrunk = crate::shrink::shrink(c.scenario, original, max_runs, |m| println!("  {m}"));
+    let s = &shrunk.schedule;
+    std::fs::create_dir_all(&c.out).map_err(|e| e.to_string())?;
+    let mut name = format!("{}-seed-{seed}", s.scenario);
+    if let Some(b) = &s.bug {
+        name += &format!("-{b}");
+    }
+    let path = c.out.join(format!("{name}.shrunk.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(s).unwrap()).map_err(|e| e.to_string())?;
+    let replay = format!("{} run --schedule {}", c.app.replay, path.display());
+    let fdir = write_failure(c, &c.out, &shrunk.result, &replay).map_err(|e| e.to_string())?;
+    println!(
+        "minimal schedule after {} runs: {} faults, {} clients, {} ops per client, {} ms, {} client ops",
+        shrunk.runs,
+        s.faults.len(),
+        s.clients,
+        s.ops_per_client,
+        s.duration_ms,
+        shrunk.result.client_ops
+    );
+    for f in &s.faults {
+        println!(
+            "  at {} ms for {} ms: {}",
+            f.at_ms,
+            f.duration_ms,
+            serde_json::to_string(&f.fault).unwrap()
+        );
+    }
+    for f in &shrunk.result.failures {
+        println!("  [{}] {}", f.check, f.message);
+    }
+    println!("wrote {} and {}", path.display(), fdir.display());
+    println!("replay: {replay}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_schedule(c: &Common, seeds: &str) -> Result<ExitCode, String> {
+    let (a, b) = parse_range(seeds)?;
+    for seed in a..b {
+        println!("{}", serde_json::to_string(&c.schedule(seed)?).unwrap());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_bench(c: &Common, seeds: u64) -> Result<ExitCode, String> {
+    quiet_panics();
+    let start = Instant::now();
+    let (mut sim_ms, mut ops, mut events, mut failed) = (0u64, 0usize, 0usize, 0);
+    let mut check = Duration::ZERO;
+    for seed in 0..seeds {
+        let r = runner::run(c.scenario, &c.schedule(seed)?);
+        sim_ms += r.sim_ms;
+        ops += r.client_ops;
+        events += r.history.ops.len();
+        failed += (!r.passed()) as usize;
+        check += r.check_wall;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    println!(
+        "{seeds} seeds of {} on one core: {:.1} simulated s in {wall:.2} wall s ({:.2} s of it checking)",
+        c.scenario.name(),
+        sim_ms as f64 / 1e3,
+        check.as_secs_f64()
+    );
+    println!(
+        "  {:.0}x real time, {:.0} seeds/min, {:.0} client ops/s, {:.0} history events/s, {failed} failed",
+        sim_ms as f64 / 1e3 / wall,
+        seeds as f64 * 60.0 / wall,
+        ops as f64 / wall,
+        events as f64 / wall
+    );
+    Ok(ExitCode::SUCCESS)
+}

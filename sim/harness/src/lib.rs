@@ -1,0 +1,48 @@
+//! # harness: deterministic simulation testing for tokio/tonic services
+//!
+//! Runs a whole distributed system in one process on
+//! [madsim](https://github.com/madsim-rs/madsim)'s deterministic runtime
+//! (compile with `--cfg madsim`; `madsim-tokio` and `madsim-tonic` stand
+//! in for tokio and tonic), injects faults drawn from a seed, records a
+//! Jepsen-style history and checks it with the `checker` crate. A failing
+//! seed replays bit for bit, shrinks to a small fault schedule, and renders
+//! as an HTML report.
+//!
+//! What you write is a [`scenario::Scenario`]: which hosts run what
+//! ([`sim::Sim::host`]: each host has its own address, [`hostio::Clock`]
+//! and [`hostio::SimDir`] disk, and is a target of crash, restart, pause,
+//! partition and clock faults), what clients do (recorded with
+//! [`recorder::Recorder::op`]), and how the history is judged. Then
+//! [`cli::main`] gives you `run`, `sweep`, `shrink`, `schedule` and
+//! `bench`. `examples/counter.rs` is a complete one in about 60 lines.
+//!
+//! Layout, in the order a run uses it: [`schedule`] (what a seed draws:
+//! faults as data), [`sim`] (hosts and the network), [`nemesis`] (plays the
+//! faults; a scenario's own fault kinds through a [`nemesis::FaultPlugin`]
+//! and triggers), [`recorder`] (the history), [`events`] (the system's
+//! events for checks that follow them), [`runner`] (one seed, checked),
+//! [`shrink`], [`cli`].
+//!
+//! It knows nothing of any system under test: the bookstore's scenarios
+//! (Raft, the shop) live in the `sim` crate and use this one like any
+//! user would.
+
+pub mod events;
+pub mod schedule;
+
+#[cfg(madsim)]
+pub mod cli;
+#[cfg(madsim)]
+pub mod nemesis;
+#[cfg(madsim)]
+pub mod recorder;
+#[cfg(madsim)]
+pub mod runner;
+#[cfg(madsim)]
+pub mod scenario;
+#[cfg(madsim)]
+pub mod shrink;
+#[cfg(madsim)]
+pub mod sim;
+
+pub use hostio;

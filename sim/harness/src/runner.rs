@@ -1,0 +1,185 @@
+//! Runs one schedule: a fresh madsim runtime seeded with the schedule's
+//! seed, the scenario inside it, then the checks over what was recorded. A
+//! panic anywhere in the simulation (a process's assertion, a deadlock) is
+//! a failure with its message, not a crash of the harness.
+
+use crate::nemesis::Triggers;
+use crate::recorder::Recorder;
+use crate::scenario::{Checks, Failure, RunCtx, Scenario};
+use crate::schedule::Schedule;
+use checker::history::{History, OpType};
+use checker::linear::CheckResult;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub struct RunResult {
+    pub schedule: Schedule,
+    /// Safety failures first (event checks, then history checks), then
+    /// panics, then liveness.
+    pub failures: Vec<Failure>,
+    pub history: History,
+    pub lin: Option<CheckResult>,
+    /// FNV-1a of the whole history (client ops, nemesis and the system's
+    /// events with their times).
+    pub trace_hash: u64,
+    /// Simulated time the run took.
+    pub sim_ms: u64,
+    pub client_ops: usize,
+    /// Wall-clock time spent checking (outside the simulation).
+    pub check_wall: Duration,
+}
+
+impl RunResult {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    pub fn first_check(&self) -> Option<&'static str> {
+        self.failures.first().map(|f| f.check)
+    }
+}
+
+/// 64-bit FNV-1a of `data`, continued from `h` (start with [`FNV_OFFSET`]).
+pub fn fnv1a(h: u64, data: &[u8]) -> u64 {
+    data.iter()
+        .fold(h, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// FNV-1a's initial value.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of the history's JSON Lines form (`History::to_jsonl`), hashed as
+/// it is written rather than built as one string first.
+pub fn trace_hash(h: &History) -> u64 {
+    struct Fnv(u64);
+    impl std::io::Write for Fnv {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = fnv1a(self.0, buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Fnv(FNV_OFFSET);
+    for op in &h.ops {
+        serde_json::to_writer(&mut w, op).expect("an Op always serializes");
+        std::io::Write::write_all(&mut w, b"\n").expect("hashing cannot fail");
+    }
+    w.0
+}
+
+/// The message of a caught panic.
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "non-string panic".into())
+}
+
+/// Runs `schedule` with `scenario` and checks it. Deterministic: the same
+/// schedule gives the same history, bit for bit.
+pub fn run(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
+    let mut rt =
+        madsim::runtime::Runtime::with_seed_and_config(schedule.seed, madsim::Config::default());
+    // Generous: the checks, not this limit, should catch a slow system.
+    rt.set_time_limit(Duration::from_millis(schedule.duration_ms) + Duration::from_secs(300));
+    let checks = Checks::default();
+    let slot: Arc<Mutex<Option<(Recorder, u64)>>> = Arc::new(Mutex::new(None));
+    let (slot2, checks2) = (slot.clone(), checks.clone());
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        rt.block_on(async move {
+            let rec = Recorder::new();
+            *slot2.lock().unwrap() = Some((rec.clone(), 0));
+            let ctx = RunCtx {
+                rec: rec.clone(),
+                triggers: Triggers::new(),
+                checks: checks2,
+            };
+            let live = scenario.run(schedule, ctx).await;
+            slot2.lock().unwrap().as_mut().unwrap().1 = rec.elapsed_ms();
+            live
+        })
+    }));
+    let (rec, sim_ms) = slot.lock().unwrap().take().expect("the runtime started");
+    let history = rec.take_history();
+    let check_start = std::time::Instant::now();
+    let verdicts = scenario.check(schedule, &history);
+    // Safety failures first (they are what a shrink should preserve): the
+    // checks that followed events, the history's, then a panic, then
+    // liveness.
+    let mut failures = checks.failures();
+    failures.extend(verdicts.failures);
+    match outcome {
+        Ok(live) => failures.extend(live.into_iter().map(|m| Failure::new("liveness", m))),
+        Err(p) => failures.push(Failure::new("panic", panic_message(p))),
+    }
+    let client_ops = history
+        .ops
+        .iter()
+        .filter(|o| o.is_client() && o.kind == OpType::Invoke)
+        .count();
+    let check_wall = check_start.elapsed();
+    RunResult {
+        schedule: schedule.clone(),
+        trace_hash: trace_hash(&history),
+        failures,
+        history,
+        lin: verdicts.lin,
+        sim_ms,
+        client_ops,
+        check_wall,
+    }
+}
+
+/// Runs `schedule` inside the runtime that is already running, e.g. in a
+/// `#[madsim::test]` (which takes its seed from `MADSIM_TEST_SEED` and
+/// prints it when the test fails). A panic fails the test as usual.
+pub async fn run_in_current(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
+    let rec = Recorder::new();
+    let ctx = RunCtx {
+        rec: rec.clone(),
+        triggers: Triggers::new(),
+        checks: Checks::default(),
+    };
+    let checks = ctx.checks.clone();
+    let live = scenario.run(schedule, ctx).await;
+    let sim_ms = rec.elapsed_ms();
+    let history = rec.take_history();
+    let mut failures = checks.failures();
+    let check_start = std::time::Instant::now();
+    let verdicts = scenario.check(schedule, &history);
+    failures.extend(verdicts.failures);
+    failures.extend(live.into_iter().map(|m| Failure::new("liveness", m)));
+    let client_ops = history
+        .ops
+        .iter()
+        .filter(|o| o.is_client() && o.kind == OpType::Invoke)
+        .count();
+    RunResult {
+        schedule: schedule.clone(),
+        trace_hash: trace_hash(&history),
+        failures,
+        history,
+        lin: verdicts.lin,
+        sim_ms,
+        client_ops,
+        check_wall: check_start.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_hash_is_the_fnv_of_the_jsonl_history() {
+        let text = "{\"process\":0,\"type\":\"invoke\",\"f\":\"put\",\"key\":\"k1\",\"value\":1,\"time\":5}\n\
+                    {\"process\":0,\"type\":\"ok\",\"f\":\"put\",\"key\":\"k1\",\"value\":1,\"time\":9}\n";
+        let h = History::from_jsonl(text).unwrap();
+        assert_eq!(trace_hash(&h), fnv1a(FNV_OFFSET, h.to_jsonl().as_bytes()));
+        let mut other = h.clone();
+        other.ops[1].time = Some(10);
+        assert_ne!(trace_hash(&h), trace_hash(&other));
+    }
+}

@@ -1,0 +1,171 @@
+//! A scenario: what a user of the harness writes to test their system. It
+//! says what it draws from a seed, runs the system and its clients on
+//! simulated hosts under the nemesis, and judges the recorded history. The
+//! CLI ([`crate::cli`]) reads a list of them; nothing else in the harness
+//! knows any scenario by name.
+
+use crate::nemesis::Triggers;
+use crate::recorder::Recorder;
+use crate::runner::RunResult;
+use crate::schedule::{FaultSelection, Schedule};
+use checker::history::History;
+use checker::linear::CheckResult;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+/// A scenario option the CLI accepts as `--NAME VALUE` and writes into the
+/// schedule (see [`Scenario::set_param`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Param {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// A failed check: which one, and what it saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The check's name: e.g. `linearizability`, `raft`, `liveness`, `panic`.
+    pub check: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(check: &'static str, message: impl Into<String>) -> Failure {
+        Failure {
+            check,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the history check found.
+#[derive(Default)]
+pub struct Verdicts {
+    pub failures: Vec<Failure>,
+    /// A linearizability result, if the scenario checked one (the default
+    /// report draws it).
+    pub lin: Option<CheckResult>,
+}
+
+impl Verdicts {
+    /// Linearizability of the client operations against `model`, every
+    /// object starting at `initial` (one thread: safe inside madsim).
+    pub fn linearizability(
+        history: &History,
+        model: checker::ModelKind,
+        initial: serde_json::Value,
+    ) -> Verdicts {
+        let opts = checker::linear::Options {
+            timeout: Some(std::time::Duration::from_secs(60)),
+            threads: 1,
+            initial,
+            ..Default::default()
+        };
+        let r = checker::linear::check(history, model, &opts);
+        let failure = match r.verdict {
+            checker::Verdict::Linearizable => None,
+            checker::Verdict::NotLinearizable => Some(
+                r.explanation
+                    .clone()
+                    .unwrap_or_else(|| "not linearizable".into()),
+            ),
+            checker::Verdict::Unknown => Some(format!(
+                "checker gave no verdict: {}",
+                r.unknown_reason.clone().unwrap_or_default()
+            )),
+        };
+        Verdicts {
+            failures: failure
+                .map(|m| Failure::new("linearizability", m))
+                .into_iter()
+                .collect(),
+            lin: Some(r),
+        }
+    }
+}
+
+type CheckFn = Box<dyn Fn() -> Vec<String> + Send>;
+
+/// Checks that follow the system's events during the run (e.g. at most one
+/// leader per term) and report after it, even when the run panicked.
+#[derive(Clone, Default)]
+pub struct Checks(Arc<Mutex<Vec<(&'static str, CheckFn)>>>);
+
+impl Checks {
+    /// `violations` is asked once the run is over; each string it returns
+    /// is a failure of check `name`.
+    pub fn add(&self, name: &'static str, violations: impl Fn() -> Vec<String> + Send + 'static) {
+        self.0.lock().unwrap().push((name, Box::new(violations)));
+    }
+
+    /// Every violation, check by check in the order they were added.
+    pub fn failures(&self) -> Vec<Failure> {
+        let g = self.0.lock().unwrap();
+        g.iter()
+            .flat_map(|(name, f)| f().into_iter().map(|m| Failure::new(name, m)))
+            .collect()
+    }
+}
+
+/// What a scenario's run gets from the harness.
+#[derive(Clone)]
+pub struct RunCtx {
+    /// Client operations, nemesis and the system's events go here.
+    pub rec: Recorder,
+    /// Fault triggers: fire them from the system's events.
+    pub triggers: Triggers,
+    /// Checks that follow events; reported after the run.
+    pub checks: Checks,
+}
+
+/// The future a scenario's run returns: the liveness failures it saw.
+pub type RunFuture<'a> = Pin<Box<dyn Future<Output = Vec<String>> + 'a>>;
+
+/// One scenario. Implement it, list it in the registry given to
+/// [`crate::cli::main`], and every subcommand (run, sweep, shrink, replay,
+/// bench) works for it.
+pub trait Scenario: Send + Sync {
+    /// Its `--scenario` name.
+    fn name(&self) -> &'static str;
+    /// One line for `--help`.
+    fn about(&self) -> &'static str;
+    /// Its fault kinds, in the order seeds draw them: the harness's own
+    /// ([`crate::schedule::HOST_KINDS`]) and its plugin's.
+    fn fault_kinds(&self) -> Vec<&'static str> {
+        crate::schedule::HOST_KINDS.to_vec()
+    }
+    /// Planted bugs it can switch on (`--bug NAME`).
+    fn bugs(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// Its options (`--NAME VALUE`).
+    fn params(&self) -> Vec<Param> {
+        Vec::new()
+    }
+    /// Draws everything from the seed (see [`crate::schedule::Draw`]).
+    fn generate(&self, seed: u64, bug: Option<&str>, faults: &FaultSelection) -> Schedule;
+    /// Applies option `--NAME VALUE` to a drawn schedule; a clear error if
+    /// the value is wrong.
+    fn set_param(&self, s: &mut Schedule, name: &str, value: &str) -> Result<(), String> {
+        let _ = (s, value);
+        Err(format!("scenario {} has no option --{name}", self.name()))
+    }
+    /// Lines `run` prints about a schedule, beyond the common ones.
+    fn describe(&self, s: &Schedule) -> Vec<String> {
+        let _ = s;
+        Vec::new()
+    }
+    /// Runs the schedule inside the simulation: hosts, clients, nemesis,
+    /// then liveness after healing. Returns the liveness failures.
+    fn run<'a>(&'a self, s: &'a Schedule, ctx: RunCtx) -> RunFuture<'a>;
+    /// Judges the recorded history.
+    fn check(&self, s: &Schedule, history: &History) -> Verdicts;
+    /// An HTML page that explains a run (default: the linearizability
+    /// report, when there is a linearizability result).
+    fn report(&self, r: &RunResult, title: &str) -> Option<String> {
+        r.lin
+            .as_ref()
+            .map(|lin| checker::report::html(&r.history, lin, title))
+    }
+}

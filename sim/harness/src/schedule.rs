@@ -1,0 +1,557 @@
+//! What a run does, as data: how many hosts the faults may target, the
+//! workload's bounds, the fault schedule, and the scenario's own parameters.
+//! Drawn from the seed (swarm testing: each seed picks which fault kinds are
+//! on and their rates), printed at start, written to a file on failure,
+//! shrunk by dropping and shortening faults, and replayed with
+//! `run --schedule FILE`.
+//!
+//! Faults are data: the harness knows the ones any host can suffer
+//! ([`Fault`]'s variants: crash, pause, network cuts, loss, latency, clock
+//! jumps and drift); a scenario adds its own kinds as [`Fault::Custom`]
+//! (e.g. "pause whoever leads"), drawn by its own function and played by
+//! its [`crate::nemesis::FaultPlugin`].
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// One fault. Each is undone ("healed") when its duration ends. Hosts are
+/// numbered from 1; clients by their number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fault {
+    /// Kill the host (its disk loses unsynced writes; `torn_write` may keep
+    /// part of the last unsynced write), restart it when the fault ends.
+    Crash { node: u64, torn_write: bool },
+    /// Freeze the host (it keeps its state), resume it at the end.
+    Pause { node: u64 },
+    /// Hosts in different groups cannot talk.
+    Partition { groups: Vec<Vec<u64>> },
+    /// Messages from `from` to `to` are lost; the other direction works.
+    OneWay { from: u64, to: u64 },
+    /// `left` and `right` cannot talk; `bridge` talks to both.
+    Bridge {
+        bridge: u64,
+        left: Vec<u64>,
+        right: Vec<u64>,
+    },
+    /// Every message is lost with this probability.
+    Loss { rate: f64 },
+    /// Every message is delayed by a uniform latency in this range.
+    Latency { min_ms: u64, max_ms: u64 },
+    /// The host's clock is moved by `offset_ms` (a step), then back.
+    ClockJump { node: u64, offset_ms: i64 },
+    /// The host's clock runs `ppm` parts per million fast (or slow).
+    ClockDrift { node: u64, ppm: i64 },
+    /// An island: host `node` and the clients listed (by number; absent
+    /// ones are ignored) on one side, every other host and client on the
+    /// other; `node`'s clock runs `slow_ppm` parts per million slow
+    /// meanwhile.
+    Island {
+        node: u64,
+        clients: Vec<u64>,
+        slow_ppm: i64,
+    },
+    /// A scenario's own kind (`{"kind": NAME, ...}`), played by its plugin.
+    #[serde(untagged)]
+    Custom(CustomFault),
+}
+
+/// A fault kind the harness does not know: its name and its fields.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomFault {
+    pub kind: String,
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
+}
+
+impl Fault {
+    /// A scenario's own fault from its own type, which must serialize as a
+    /// map with a `kind` field (an enum with `#[serde(tag = "kind")]`).
+    pub fn custom<T: Serialize>(t: &T) -> Fault {
+        serde_json::from_value(serde_json::to_value(t).expect("a fault serializes"))
+            .expect("a custom fault is a map with a kind")
+    }
+
+    /// This fault as a scenario's own type, if it is one of its kinds.
+    pub fn as_custom<T: DeserializeOwned>(&self) -> Option<T> {
+        match self {
+            Fault::Custom(c) => serde_json::from_value(serde_json::to_value(c).ok()?).ok(),
+            _ => None,
+        }
+    }
+
+    /// The kind's name, as `--faults` lists it (clock jumps and drift are
+    /// both `clock`).
+    pub fn kind(&self) -> &str {
+        match self {
+            Fault::Crash { .. } => "crash",
+            Fault::Pause { .. } => "pause",
+            Fault::Partition { .. } => "partition",
+            Fault::OneWay { .. } => "one-way",
+            Fault::Bridge { .. } => "bridge",
+            Fault::Loss { .. } => "loss",
+            Fault::Latency { .. } => "latency",
+            Fault::ClockJump { .. } | Fault::ClockDrift { .. } => "clock",
+            Fault::Island { .. } => "island",
+            Fault::Custom(c) => &c.kind,
+        }
+    }
+
+    /// Whether the fault changes the network (and is healed by recomputing it).
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            Fault::Partition { .. }
+                | Fault::OneWay { .. }
+                | Fault::Bridge { .. }
+                | Fault::Loss { .. }
+                | Fault::Latency { .. }
+                | Fault::Island { .. }
+        )
+    }
+}
+
+/// The fault kinds the harness draws by itself, for any host.
+pub const HOST_KINDS: [&str; 8] = [
+    "crash",
+    "pause",
+    "partition",
+    "one-way",
+    "bridge",
+    "loss",
+    "latency",
+    "clock",
+];
+
+/// Which fault kinds a run may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultSelection {
+    /// Each seed draws its own subset (swarm testing).
+    Swarm,
+    /// Exactly these, on every seed (names, in the scenario's order).
+    Only(Vec<String>),
+}
+
+impl FaultSelection {
+    /// Parses `swarm`, `all`, `none` or a comma-separated list of the
+    /// scenario's kinds (`known`).
+    pub fn parse(s: &str, known: &[&str]) -> Result<FaultSelection, String> {
+        match s {
+            "swarm" => Ok(FaultSelection::Swarm),
+            "all" => Ok(FaultSelection::Only(
+                known.iter().map(|k| k.to_string()).collect(),
+            )),
+            "none" => Ok(FaultSelection::Only(Vec::new())),
+            list => {
+                let mut chosen = Vec::new();
+                for k in list.split(',').map(str::trim) {
+                    if !known.contains(&k) {
+                        return Err(format!(
+                            "unknown fault kind '{k}': use swarm, all, none or a list of {}",
+                            known.join(", ")
+                        ));
+                    }
+                    chosen.push(k);
+                }
+                // In the scenario's order, once each.
+                Ok(FaultSelection::Only(
+                    known
+                        .iter()
+                        .filter(|k| chosen.contains(k))
+                        .map(|k| k.to_string())
+                        .collect(),
+                ))
+            }
+        }
+    }
+}
+
+/// The fault rates a seed drew.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultConfig {
+    pub kinds: Vec<String>,
+    /// Mean time between the starts of two faults.
+    pub mean_interval_ms: u64,
+    /// Mean duration of a fault.
+    pub mean_duration_ms: u64,
+    pub max_loss_rate: f64,
+    pub max_latency_ms: u64,
+    pub max_clock_jump_ms: i64,
+    pub max_drift_ppm: i64,
+}
+
+impl fmt::Display for FaultConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "faults [{}] every ~{} ms for ~{} ms; loss <= {:.2}, latency <= {} ms, clock jumps <= {} ms, drift <= {} ppm",
+            self.kinds.join(" "),
+            self.mean_interval_ms,
+            self.mean_duration_ms,
+            self.max_loss_rate,
+            self.max_latency_ms,
+            self.max_clock_jump_ms,
+            self.max_drift_ppm
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub fault: Fault,
+}
+
+/// Everything a run does. The fields every scenario has are here; a
+/// scenario's own parameters (cluster size, keys, mode, pacing...) are in
+/// `params`, written at the top level of the JSON file beside them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub scenario: String,
+    pub seed: u64,
+    /// A planted bug the scenario switches on (its own names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bug: Option<String>,
+    /// Faults target hosts 1..=nodes.
+    pub nodes: u64,
+    pub clients: u64,
+    /// Each client stops after this many operations (or at the end of the
+    /// workload phase).
+    pub ops_per_client: u64,
+    /// Length of the workload phase, during which faults happen.
+    pub duration_ms: u64,
+    pub config: FaultConfig,
+    pub faults: Vec<FaultEvent>,
+    /// The scenario's own parameters.
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+impl Schedule {
+    /// A scenario parameter, if present and of type `T`.
+    pub fn param<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.params
+            .get(name)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// Sets a scenario parameter.
+    pub fn set_param(&mut self, name: &str, value: impl Serialize) {
+        self.params.insert(
+            name.to_string(),
+            serde_json::to_value(value).expect("a parameter serializes"),
+        );
+    }
+}
+
+impl Schedule {
+    /// A schedule drawn from `seed` for a scenario with no draws of its own:
+    /// `hosts` fault targets, the harness's fault kinds `kinds` (as
+    /// `--faults` selected them) over a workload phase of `duration_ms`.
+    /// Set `clients`, `ops_per_client` and `params` on the result.
+    pub fn draw(
+        scenario: &str,
+        seed: u64,
+        bug: Option<&str>,
+        kinds: &[&str],
+        selection: &FaultSelection,
+        hosts: u64,
+        duration_ms: u64,
+    ) -> Schedule {
+        let targets = Targets { hosts };
+        let (config, faults) =
+            Draw::new(seed).faults(kinds, selection, &targets, duration_ms, &no_custom_faults);
+        Schedule {
+            scenario: scenario.to_string(),
+            seed,
+            bug: bug.map(str::to_string),
+            nodes: hosts,
+            clients: 1,
+            ops_per_client: u64::MAX,
+            duration_ms,
+            config,
+            faults,
+            params: Map::new(),
+        }
+    }
+}
+
+/// Where a fault may strike, for the functions that draw one.
+pub struct Targets {
+    /// Hosts 1..=hosts.
+    pub hosts: u64,
+}
+
+/// Draws a scenario's own fault of `kind`; may replace the drawn duration.
+pub type DrawCustom<'a> =
+    &'a dyn Fn(&str, &Targets, &FaultConfig, &mut ChaCha8Rng) -> (Fault, Option<u64>);
+
+/// The random draws of one seed, in a fixed order: a scenario takes what it
+/// needs (its own sizes, then [`Draw::faults`], then its workload), so that
+/// the same seed always draws the same schedule.
+pub struct Draw {
+    pub rng: ChaCha8Rng,
+}
+
+impl Draw {
+    pub fn new(seed: u64) -> Draw {
+        Draw {
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5c4e_du64),
+        }
+    }
+
+    /// Draws the fault rates and the schedule of a workload phase of
+    /// `duration_ms` over `targets`, from `kinds` (the scenario's kinds, in
+    /// order: the harness's own ones and the scenario's, drawn by `custom`).
+    pub fn faults(
+        &mut self,
+        kinds: &[&str],
+        selection: &FaultSelection,
+        targets: &Targets,
+        duration_ms: u64,
+        custom: DrawCustom<'_>,
+    ) -> (FaultConfig, Vec<FaultEvent>) {
+        let rng = &mut self.rng;
+        let kinds: Vec<String> = match selection {
+            FaultSelection::Only(k) => k.clone(),
+            FaultSelection::Swarm => loop {
+                let k: Vec<String> = kinds
+                    .iter()
+                    .filter(|_| rng.random_bool(0.5))
+                    .map(|k| k.to_string())
+                    .collect();
+                if !k.is_empty() {
+                    break k;
+                }
+            },
+        };
+        let config = FaultConfig {
+            kinds: kinds.clone(),
+            mean_interval_ms: rng.random_range(300..2_000),
+            mean_duration_ms: rng.random_range(200..3_000),
+            max_loss_rate: rng.random_range(0.02..0.3),
+            max_latency_ms: rng.random_range(10..300),
+            max_clock_jump_ms: rng.random_range(100..5_000),
+            max_drift_ppm: rng.random_range(1_000..200_000),
+        };
+        let mut faults = Vec::new();
+        let mut t = 500u64;
+        while !kinds.is_empty() {
+            // Exponential gaps: bursts and lulls.
+            let u: f64 = rng.random_range(0.0001..1.0);
+            t += (-(u.ln()) * config.mean_interval_ms as f64) as u64;
+            if t >= duration_ms {
+                break;
+            }
+            let mut d = rng.random_range(config.mean_duration_ms / 2..=config.mean_duration_ms * 2);
+            let kind = &kinds[rng.random_range(0..kinds.len())];
+            let fault = match draw_host_fault(kind, targets, &config, rng) {
+                Some(f) => f,
+                None => {
+                    let (f, duration) = custom(kind, targets, &config, rng);
+                    if let Some(dur) = duration {
+                        d = dur;
+                    }
+                    f
+                }
+            };
+            faults.push(FaultEvent {
+                at_ms: t,
+                duration_ms: d,
+                fault,
+            });
+        }
+        (config, faults)
+    }
+}
+
+/// A scenario without kinds of its own.
+pub fn no_custom_faults(
+    kind: &str,
+    _: &Targets,
+    _: &FaultConfig,
+    _: &mut ChaCha8Rng,
+) -> (Fault, Option<u64>) {
+    panic!("fault kind '{kind}' is not one of the harness's and the scenario draws none")
+}
+
+/// The harness's own kinds; `None` for a scenario's.
+fn draw_host_fault(
+    kind: &str,
+    t: &Targets,
+    c: &FaultConfig,
+    rng: &mut ChaCha8Rng,
+) -> Option<Fault> {
+    let nodes = t.hosts;
+    let node = |rng: &mut ChaCha8Rng| rng.random_range(1..=nodes);
+    let shuffled = |rng: &mut ChaCha8Rng| {
+        let mut ids: Vec<u64> = (1..=nodes).collect();
+        for i in (1..ids.len()).rev() {
+            ids.swap(i, rng.random_range(0..=i));
+        }
+        ids
+    };
+    Some(match kind {
+        "crash" => Fault::Crash {
+            node: node(rng),
+            torn_write: rng.random_bool(0.5),
+        },
+        "pause" => Fault::Pause { node: node(rng) },
+        "partition" => {
+            let ids = shuffled(rng);
+            let cut = rng.random_range(1..ids.len());
+            let (a, b) = ids.split_at(cut);
+            let (mut a, mut b) = (a.to_vec(), b.to_vec());
+            a.sort();
+            b.sort();
+            Fault::Partition { groups: vec![a, b] }
+        }
+        "one-way" => {
+            let ids = shuffled(rng);
+            Fault::OneWay {
+                from: ids[0],
+                to: ids[1],
+            }
+        }
+        "bridge" => {
+            let ids = shuffled(rng);
+            let rest = &ids[1..];
+            let (l, r) = rest.split_at(rest.len() / 2);
+            let (mut l, mut r) = (l.to_vec(), r.to_vec());
+            l.sort();
+            r.sort();
+            Fault::Bridge {
+                bridge: ids[0],
+                left: l,
+                right: r,
+            }
+        }
+        "loss" => Fault::Loss {
+            rate: (rng.random_range(0.2..1.0) * c.max_loss_rate * 100.0).round() / 100.0,
+        },
+        "latency" => {
+            let max = rng.random_range(5..=c.max_latency_ms.max(6));
+            Fault::Latency {
+                min_ms: max / 4,
+                max_ms: max,
+            }
+        }
+        "clock" => {
+            if rng.random_bool(0.5) {
+                let m = c.max_clock_jump_ms;
+                Fault::ClockJump {
+                    node: node(rng),
+                    offset_ms: rng.random_range(-m..=m),
+                }
+            } else {
+                let m = c.max_drift_ppm;
+                Fault::ClockDrift {
+                    node: node(rng),
+                    ppm: rng.random_range(-m.min(400_000)..=m),
+                }
+            }
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draw(seed: u64, sel: &FaultSelection) -> (FaultConfig, Vec<FaultEvent>) {
+        Draw::new(seed).faults(
+            &HOST_KINDS,
+            sel,
+            &Targets { hosts: 3 },
+            20_000,
+            &no_custom_faults,
+        )
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_faults_and_others_differ() {
+        assert_eq!(
+            draw(7, &FaultSelection::Swarm),
+            draw(7, &FaultSelection::Swarm)
+        );
+        assert_ne!(
+            draw(7, &FaultSelection::Swarm),
+            draw(8, &FaultSelection::Swarm)
+        );
+    }
+
+    #[test]
+    fn faults_round_trip_through_json_custom_ones_included() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        #[serde(tag = "kind", rename_all = "kebab-case")]
+        enum Mine {
+            FreezeLeader,
+            Churn { hold_ms: u64 },
+        }
+        let all = FaultSelection::parse("all", &HOST_KINDS).unwrap();
+        let (_, mut faults) = draw(3, &all);
+        faults.push(FaultEvent {
+            at_ms: 1,
+            duration_ms: 2,
+            fault: Fault::custom(&Mine::Churn { hold_ms: 5 }),
+        });
+        faults.push(FaultEvent {
+            at_ms: 1,
+            duration_ms: 2,
+            fault: Fault::custom(&Mine::FreezeLeader),
+        });
+        let json = serde_json::to_string(&faults).unwrap();
+        assert!(json.contains(r#"{"kind":"freeze-leader"}"#), "{json}");
+        assert!(json.contains(r#"{"kind":"churn","hold_ms":5}"#), "{json}");
+        let back: Vec<FaultEvent> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, faults);
+        assert_eq!(back.last().unwrap().fault.kind(), "freeze-leader");
+        assert_eq!(
+            back[back.len() - 2].fault.as_custom::<Mine>(),
+            Some(Mine::Churn { hold_ms: 5 })
+        );
+        assert_eq!(back[0].fault.as_custom::<Mine>(), None);
+    }
+
+    #[test]
+    fn scenario_parameters_sit_beside_the_common_fields() {
+        let (config, faults) = draw(1, &FaultSelection::Swarm);
+        let mut s = Schedule {
+            scenario: "x".into(),
+            seed: 1,
+            bug: None,
+            nodes: 3,
+            clients: 2,
+            ops_per_client: 10,
+            duration_ms: 20_000,
+            config,
+            faults,
+            params: Map::new(),
+        };
+        s.set_param("keys", 4);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["keys"], 4);
+        let back: Schedule = serde_json::from_value(v).unwrap();
+        assert_eq!(back.param::<u64>("keys"), Some(4));
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn bad_fault_names_are_explained() {
+        let e = FaultSelection::parse("crash,flood", &HOST_KINDS).unwrap_err();
+        assert!(
+            e.contains("unknown fault kind 'flood'") && e.contains("one-way"),
+            "{e}"
+        );
+        assert_eq!(
+            FaultSelection::parse("loss,crash", &HOST_KINDS).unwrap(),
+            FaultSelection::Only(vec!["crash".into(), "loss".into()])
+        );
+    }
+}

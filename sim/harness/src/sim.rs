@@ -1,0 +1,361 @@
+//! The simulated world: hosts, each with its own address, clock and disk,
+//! and the nemesis's hands on them: crash and restart (the disk loses its
+//! unsynced writes), pause, network cuts, loss, latency, and the hosts'
+//! clocks. In the spirit of turmoil's `sim.host(name, || async {..})`: a
+//! host runs whatever the scenario gives it, and nothing here knows what
+//! that is.
+//!
+//! Network faults are kept as a set of active faults; whenever one starts
+//! or ends, every link's state is recomputed from the set, so overlapping
+//! faults heal correctly.
+
+use crate::schedule::Fault;
+use hostio::{Clock, CrashFaults, SimDir};
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// What a host gives the process it runs, again after every restart: its
+/// number, address, clock and disk (both outlive restarts).
+#[derive(Clone, Debug)]
+pub struct HostEnv {
+    pub id: u64,
+    pub ip: IpAddr,
+    pub clock: Clock,
+    pub disk: SimDir,
+}
+
+/// One host and its state.
+pub struct Host {
+    pub handle: NodeHandle,
+    pub env: HostEnv,
+    pub down: bool,
+    pub paused: bool,
+}
+
+/// The hosts of one run and the faults acting on them.
+pub struct Sim {
+    hosts: BTreeMap<u64, Host>,
+    /// Active network faults by (fault id, part): part 0 is the fault
+    /// itself, others what a triggered fault did (see `nemesis`).
+    net_faults: BTreeMap<(usize, u32), Fault>,
+    crash_seed: u64,
+    /// Client hosts by client number (for faults that include clients).
+    client_hosts: std::sync::Mutex<BTreeMap<u64, madsim::task::NodeId>>,
+}
+
+/// Host `id`'s address: 10.0.0.`id`.
+pub fn ip(id: u64) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8))
+}
+
+/// Host `id`'s address with a port, as a client dials it: "10.0.0.`id`:`port`".
+pub fn addr(id: u64, port: u16) -> String {
+    format!("{}:{port}", ip(id))
+}
+
+impl Sim {
+    /// No hosts yet. `seed` seeds what crashes do to disks.
+    pub fn new(seed: u64) -> Sim {
+        Sim {
+            hosts: BTreeMap::new(),
+            net_faults: BTreeMap::new(),
+            crash_seed: seed,
+            client_hosts: Default::default(),
+        }
+    }
+
+    /// Adds host `id` (from 1; at most 254) named `name`: `init` runs the
+    /// host's process, at the start and again after every restart, given
+    /// the host's [`HostEnv`]. Returns that environment.
+    pub fn host<F, Fut>(&mut self, id: u64, name: impl Into<String>, init: F) -> HostEnv
+    where
+        F: Fn(HostEnv) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        assert!((1..=254).contains(&id), "host ids are 1..=254, not {id}");
+        assert!(!self.hosts.contains_key(&id), "host {id} added twice");
+        let env = HostEnv {
+            id,
+            ip: ip(id),
+            disk: SimDir::new(),
+            clock: Clock::new(),
+        };
+        let e = env.clone();
+        let handle = Handle::current()
+            .create_node()
+            .name(name.into())
+            .ip(env.ip)
+            .init(move || init(e.clone()))
+            .build();
+        self.hosts.insert(
+            id,
+            Host {
+                handle,
+                env: env.clone(),
+                down: false,
+                paused: false,
+            },
+        );
+        env
+    }
+
+    /// A client's host (address 10.0.1.`i`), to spawn a client task on. A
+    /// client is not a fault target itself, but islands may include it.
+    pub fn client(&self, i: u64) -> NodeHandle {
+        let h = Handle::current()
+            .create_node()
+            .name(format!("client-{i}"))
+            .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8)))
+            .build();
+        self.client_hosts.lock().unwrap().insert(i, h.id());
+        h
+    }
+
+    /// Host ids, in order.
+    pub fn ids(&self) -> Vec<u64> {
+        self.hosts.keys().copied().collect()
+    }
+
+    pub fn get(&self, id: u64) -> &Host {
+        &self.hosts[&id]
+    }
+
+    /// Host `id`'s clock (the nemesis jumps and skews it; so may a test).
+    pub fn clock(&self, id: u64) -> &Clock {
+        &self.hosts[&id].env.clock
+    }
+
+    /// Host `id`'s disk.
+    pub fn disk(&self, id: u64) -> &SimDir {
+        &self.hosts[&id].env.disk
+    }
+
+    fn madsim_id(&self, id: u64) -> madsim::task::NodeId {
+        self.hosts[&id].handle.id()
+    }
+
+    /// Kills host `id` (its disk loses what was not synced; `torn_write`
+    /// may keep part of one file's unsynced tail).
+    pub fn crash(&mut self, id: u64, torn_write: bool) {
+        let n = self.hosts.get_mut(&id).expect("no such host");
+        if !n.down {
+            Handle::current().kill(n.handle.id());
+            self.crash_seed = self
+                .crash_seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1);
+            n.env.disk.crash(CrashFaults {
+                seed: self.crash_seed,
+                torn_write,
+                corrupt: false,
+            });
+            n.down = true;
+        }
+    }
+
+    /// Restarts a crashed host: its process starts again from its disk.
+    pub fn restart(&mut self, id: u64) {
+        let n = self.hosts.get_mut(&id).expect("no such host");
+        if n.down {
+            Handle::current().restart(n.handle.id());
+            n.down = false;
+            n.paused = false;
+        }
+    }
+
+    /// Freezes host `id` (it keeps its state).
+    pub fn pause(&mut self, id: u64) {
+        let n = self.hosts.get_mut(&id).expect("no such host");
+        if !n.down && !n.paused {
+            Handle::current().pause(n.handle.id());
+            n.paused = true;
+        }
+    }
+
+    pub fn resume(&mut self, id: u64) {
+        let n = self.hosts.get_mut(&id).expect("no such host");
+        if n.paused {
+            Handle::current().resume(n.handle.id());
+            n.paused = false;
+        }
+    }
+
+    /// A fault that cuts `node` off from every other host.
+    pub fn isolation(&self, node: u64) -> Fault {
+        let rest: Vec<u64> = self.hosts.keys().copied().filter(|&i| i != node).collect();
+        Fault::Partition {
+            groups: vec![vec![node], rest],
+        }
+    }
+
+    /// A function that cuts a host off from every other host at once,
+    /// without going through the nemesis (for a fault that must act inside
+    /// a process's event, before its queued messages leave). The nemesis
+    /// then starts the same cut as a part of the fault, which keeps it.
+    pub fn isolate_now(&self) -> impl Fn(u64) + Send + Sync + 'static {
+        let ids: BTreeMap<u64, madsim::task::NodeId> = self
+            .hosts
+            .iter()
+            .map(|(&i, n)| (i, n.handle.id()))
+            .collect();
+        move |node| {
+            let net = NetSim::current();
+            for (&i, &m) in &ids {
+                if i != node {
+                    net.clog_link(ids[&node], m);
+                    net.clog_link(m, ids[&node]);
+                }
+            }
+        }
+    }
+
+    /// Starts part `part` of fault `fid` (part 0 is the scheduled fault,
+    /// others are what a triggered fault does). Only the harness's own
+    /// kinds act; a scenario's kinds are played by its plugin.
+    pub fn start_part(&mut self, fid: usize, part: u32, fault: &Fault) {
+        match fault {
+            Fault::Crash { node, torn_write } => self.crash(*node, *torn_write),
+            Fault::Pause { node } => self.pause(*node),
+            Fault::Island { node, slow_ppm, .. } => {
+                self.hosts[node].env.clock.set_drift_ppm(-slow_ppm);
+                self.net_faults.insert((fid, part), fault.clone());
+                self.apply_network();
+            }
+            Fault::ClockJump { node, offset_ms } => {
+                self.hosts[node].env.clock.jump(offset_ms * 1_000_000)
+            }
+            Fault::ClockDrift { node, ppm } => self.hosts[node].env.clock.set_drift_ppm(*ppm),
+            f if f.is_network() => {
+                self.net_faults.insert((fid, part), fault.clone());
+                self.apply_network();
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends part `part` of fault `fid`.
+    pub fn end_part(&mut self, fid: usize, part: u32, fault: &Fault) {
+        match fault {
+            Fault::Crash { node, .. } => self.restart(*node),
+            Fault::Pause { node } => self.resume(*node),
+            Fault::ClockJump { node, offset_ms } => {
+                self.hosts[node].env.clock.jump(-offset_ms * 1_000_000)
+            }
+            Fault::ClockDrift { node, .. } => self.hosts[node].env.clock.set_drift_ppm(0),
+            Fault::Island { node, .. } => {
+                self.hosts[node].env.clock.set_drift_ppm(0);
+                self.net_faults.remove(&(fid, part));
+                self.apply_network();
+            }
+            f if f.is_network() => {
+                self.net_faults.remove(&(fid, part));
+                self.apply_network();
+            }
+            _ => {}
+        }
+    }
+
+    /// Recomputes every link from the active network faults.
+    pub fn refresh_network(&self) {
+        self.apply_network();
+    }
+
+    fn apply_network(&self) {
+        let net = NetSim::current();
+        let ids: Vec<u64> = self.hosts.keys().copied().collect();
+        for &a in &ids {
+            for &b in &ids {
+                if a != b {
+                    net.unclog_link(self.madsim_id(a), self.madsim_id(b));
+                }
+            }
+        }
+        let hosts = self.client_hosts.lock().unwrap().clone();
+        for &h in hosts.values() {
+            for &a in &ids {
+                net.unclog_link(h, self.madsim_id(a));
+                net.unclog_link(self.madsim_id(a), h);
+            }
+        }
+        let cut = |a: u64, b: u64| net.clog_link(self.madsim_id(a), self.madsim_id(b));
+        let mut loss: f64 = 0.0;
+        let mut latency: Option<(u64, u64)> = None;
+        for f in self.net_faults.values() {
+            match f {
+                Fault::Partition { groups } => {
+                    for (i, g) in groups.iter().enumerate() {
+                        for (j, h) in groups.iter().enumerate() {
+                            if i != j {
+                                for &a in g {
+                                    for &b in h {
+                                        cut(a, b);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                Fault::OneWay { from, to } => cut(*from, *to),
+                Fault::Bridge { left, right, .. } => {
+                    for &a in left {
+                        for &b in right {
+                            cut(a, b);
+                            cut(b, a);
+                        }
+                    }
+                }
+                Fault::Island { node, clients, .. } => {
+                    for &b in &ids {
+                        if b != *node {
+                            cut(*node, b);
+                            cut(b, *node);
+                        }
+                    }
+                    for (c, &h) in &hosts {
+                        for &b in &ids {
+                            if (b == *node) != clients.contains(c) {
+                                net.clog_link(h, self.madsim_id(b));
+                                net.clog_link(self.madsim_id(b), h);
+                            }
+                        }
+                    }
+                }
+                Fault::Loss { rate } => loss = loss.max(*rate),
+                Fault::Latency { min_ms, max_ms } => {
+                    let (lo, hi) = latency.unwrap_or((0, 0));
+                    latency = Some((lo.max(*min_ms), hi.max(*max_ms)));
+                }
+                _ => {}
+            }
+        }
+        net.update_config(|c| {
+            c.packet_loss_rate = loss;
+            c.send_latency = match latency {
+                Some((lo, hi)) => Duration::from_millis(lo)..Duration::from_millis(hi.max(lo + 1)),
+                None => Duration::from_millis(1)..Duration::from_millis(10),
+            };
+        });
+    }
+
+    /// Ends every fault: restarts crashed hosts, resumes paused ones, heals
+    /// the network, resets clocks' drift.
+    pub fn heal_all(&mut self) {
+        let handle = Handle::current();
+        for n in self.hosts.values_mut() {
+            if n.down {
+                handle.restart(n.handle.id());
+            } else if n.paused {
+                handle.resume(n.handle.id());
+            }
+            n.down = false;
+            n.paused = false;
+            n.env.clock.set_drift_ppm(0);
+        }
+        self.net_faults.clear();
+        self.apply_network();
+    }
+}
