@@ -9,7 +9,12 @@
 //! once any attempt may have reached a leader (timeout, connection lost) and
 //! no attempt succeeded, the answer is [`ClientError::Unknown`]: it may or may
 //! not have been applied.
+//!
+//! Deadlines, attempt timeouts and backoff pauses are measured on the
+//! runtime's clock, or on the host's [`Clock`] given with
+//! [`KvClient::with_clock`] (a service's store clients use its host's).
 
+use crate::clock::Clock;
 use crate::kv::cmd;
 use crate::pb::{self, kv_client::KvClient as Grpc};
 use raft::NodeId;
@@ -69,6 +74,8 @@ pub struct KvClient {
     opts: ClientOptions,
     rng: ChaCha8Rng,
     next_try: usize,
+    /// The host's clock, if not the runtime's.
+    clock: Option<Clock>,
 }
 
 /// A read has no effect: an unanswered one simply failed.
@@ -105,6 +112,22 @@ impl KvClient {
             seq: 0,
             opts,
             next_try: client_id as usize,
+            clock: None,
+        }
+    }
+
+    /// Times this client's deadlines, attempt timeouts and backoff pauses on
+    /// `clock` (the host's) instead of the runtime's clock.
+    pub fn with_clock(mut self, clock: Clock) -> KvClient {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// A local duration of the client's clock, in runtime time.
+    fn runtime(&self, d: Duration) -> Duration {
+        match &self.clock {
+            Some(c) => c.to_runtime(d),
+            None => d,
         }
     }
 
@@ -123,7 +146,7 @@ impl KvClient {
         let addr = &self.nodes[&id];
         let ep = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| ClientError::Failed(format!("bad address '{addr}': {e}")))?
-            .connect_timeout(self.opts.attempt_timeout);
+            .connect_timeout(self.runtime(self.opts.attempt_timeout));
         let c = Grpc::new(ep.connect_lazy());
         self.conns.insert(id, c.clone());
         Ok(c)
@@ -138,12 +161,12 @@ impl KvClient {
         ids[self.next_try % ids.len()]
     }
 
-    async fn backoff(&mut self, attempt: u32) {
+    async fn backoff(&mut self, clock: &Clock, attempt: u32) {
         let base = self.opts.backoff_min.as_micros() as u64;
         let cap = self.opts.backoff_max.as_micros() as u64;
         let max = base.saturating_mul(1 << attempt.min(16)).min(cap).max(1);
         let us = self.rng.random_range(max / 2..=max);
-        tokio::time::sleep(Duration::from_micros(us)).await;
+        clock.sleep(Duration::from_micros(us)).await;
     }
 
     /// Runs `call` against the leader until it answers, retrying as the
@@ -153,12 +176,15 @@ impl KvClient {
         F: FnMut(Grpc<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        let deadline = tokio::time::Instant::now() + total;
+        // Without a host clock, a fresh one: the runtime's time, no skew.
+        let clock = self.clock.clone().unwrap_or_default();
+        // Local times; saturating, as the host's clock may jump backwards.
+        let deadline = clock.now().saturating_add(total);
         let mut maybe_applied = false;
         let mut last = String::from("no attempt made");
         let mut attempt = 0u32;
         loop {
-            let now = tokio::time::Instant::now();
+            let now = clock.now();
             if now >= deadline {
                 let msg = format!("gave up after {attempt} attempts: {last}");
                 return Err(if maybe_applied {
@@ -169,9 +195,9 @@ impl KvClient {
             }
             let id = self.target();
             let conn = self.conn(id)?;
-            let limit = self.opts.attempt_timeout.min(deadline - now);
+            let limit = self.opts.attempt_timeout.min(deadline.saturating_sub(now));
             attempt += 1;
-            match tokio::time::timeout(limit, call(conn)).await {
+            match tokio::time::timeout(clock.to_runtime(limit), call(conn)).await {
                 Ok(Ok(v)) => {
                     self.leader = Some(id);
                     return Ok(v);
@@ -186,26 +212,26 @@ impl KvClient {
                             let fresh = hint.is_some() && hint != Some(id);
                             self.leader = if fresh { hint } else { None };
                             if !fresh {
-                                self.backoff(attempt).await;
+                                self.backoff(&clock, attempt).await;
                             }
                         }
                         Code::Aborted => {
                             // Our proposal lost its slot in the log: not applied.
                             self.leader = None;
-                            self.backoff(attempt).await;
+                            self.backoff(&clock, attempt).await;
                         }
                         Code::InvalidArgument => return Err(ClientError::Failed(last)),
                         // Refused before anything was sent: certainly not applied.
                         Code::Unavailable if status.message().contains("connect error") => {
                             self.leader = None;
                             self.conns.remove(&id);
-                            self.backoff(attempt).await;
+                            self.backoff(&clock, attempt).await;
                         }
                         _ => {
                             maybe_applied = true;
                             self.leader = None;
                             self.conns.remove(&id);
-                            self.backoff(attempt).await;
+                            self.backoff(&clock, attempt).await;
                         }
                     }
                 }
@@ -214,7 +240,7 @@ impl KvClient {
                     maybe_applied = true;
                     self.leader = None;
                     self.conns.remove(&id);
-                    self.backoff(attempt).await;
+                    self.backoff(&clock, attempt).await;
                 }
             }
         }
@@ -308,7 +334,7 @@ impl KvClient {
             keys: keys.iter().map(|k| k.to_string()).collect(),
         };
         let call = c.local_read(req);
-        let r = tokio::time::timeout(self.opts.attempt_timeout, call)
+        let r = tokio::time::timeout(self.runtime(self.opts.attempt_timeout), call)
             .await
             .map_err(|_| ClientError::Failed(format!("node {node}: no answer")))?
             .map_err(|s| ClientError::Failed(format!("node {node}: {}", s.message())))?
@@ -319,11 +345,13 @@ impl KvClient {
     pub async fn status(&mut self, node: NodeId) -> Result<pb::StatusResponse, ClientError> {
         let mut c = self.conn(node)?;
         let call = c.status(pb::StatusRequest {});
-        Ok(tokio::time::timeout(self.opts.attempt_timeout, call)
-            .await
-            .map_err(|_| ClientError::Failed(format!("node {node}: no answer")))?
-            .map_err(|s| ClientError::Failed(format!("node {node}: {}", s.message())))?
-            .into_inner())
+        Ok(
+            tokio::time::timeout(self.runtime(self.opts.attempt_timeout), call)
+                .await
+                .map_err(|_| ClientError::Failed(format!("node {node}: no answer")))?
+                .map_err(|s| ClientError::Failed(format!("node {node}: {}", s.message())))?
+                .into_inner(),
+        )
     }
 }
 

@@ -21,6 +21,11 @@
 //! - [`keys`]: the key layout of the three groups (the simulator reads it to
 //!   take the final state).
 //! - [`Topology`]: where every group and service replica listens.
+//!
+//! The services read time only through their host's [`Clock`]
+//! ([`ServiceConfig::clock`]): in the simulator each host's clock has its own
+//! offset, drift and jumps, so a clock fault on a service's host moves its
+//! deadlines, time budgets, retry pauses and recovery period.
 
 pub mod checkout;
 pub mod keys;
@@ -30,6 +35,7 @@ pub mod rpc;
 pub mod stock;
 
 use crate::client::{ClientOptions, KvClient};
+use crate::clock::Clock;
 use crate::NodeId;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -120,6 +126,12 @@ pub struct ServiceConfig {
     pub checkout_deadline: std::time::Duration,
     /// How often the order service looks for stalled checkouts.
     pub recovery_every: std::time::Duration,
+    /// The host's clock: every deadline, time budget, retry pause and
+    /// recovery period of the services is measured on it (the durations
+    /// above are local durations of this clock), and so are those of their
+    /// store clients. `Clock::new()` by default (the runtime's time, no
+    /// offset or drift); the simulator gives each host its own.
+    pub clock: Clock,
 }
 
 impl ServiceConfig {
@@ -132,6 +144,7 @@ impl ServiceConfig {
             rpc_timeout: std::time::Duration::from_secs(2),
             checkout_deadline: std::time::Duration::from_secs(10),
             recovery_every: std::time::Duration::from_millis(1000),
+            clock: Clock::new(),
         }
     }
 }
@@ -143,6 +156,8 @@ impl ServiceConfig {
 pub struct Store {
     nodes: BTreeMap<NodeId, String>,
     opts: ClientOptions,
+    /// The clients' clock (`None`: the runtime's).
+    clock: Option<Clock>,
     pool: Arc<Mutex<Vec<KvClient>>>,
 }
 
@@ -175,11 +190,22 @@ impl Drop for Lease {
 }
 
 impl Store {
+    /// Clients timed on the runtime's clock.
     pub fn new(nodes: BTreeMap<NodeId, String>, opts: ClientOptions) -> Store {
         Store {
             nodes,
             opts,
+            clock: None,
             pool: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Clients timed on `clock` (the host's): their deadlines, attempt
+    /// timeouts and backoff pauses.
+    pub fn with_clock(nodes: BTreeMap<NodeId, String>, opts: ClientOptions, clock: Clock) -> Store {
+        Store {
+            clock: Some(clock),
+            ..Store::new(nodes, opts)
         }
     }
 
@@ -188,7 +214,11 @@ impl Store {
         let client = reused.unwrap_or_else(|| {
             // Random ids: unique across restarts without any stored counter
             // (deterministic under madsim, which seeds the generator).
-            KvClient::new(self.nodes.clone(), random_u64() >> 1, self.opts.clone())
+            let c = KvClient::new(self.nodes.clone(), random_u64() >> 1, self.opts.clone());
+            match &self.clock {
+                Some(clock) => c.with_clock(clock.clone()),
+                None => c,
+            }
         });
         Lease {
             client: Some(client),

@@ -11,12 +11,16 @@
 //! step is idempotent by transaction id) until the call's deadline, after
 //! which the client hears "unknown" and the recovery loop, which every order
 //! replica runs, finishes the checkout.
+//!
+//! Deadlines, retry pauses and the recovery period are measured on the
+//! host's clock ([`ServiceConfig::clock`]).
 
 use super::checkout::{self, CoordinatorBugs, Outcome, Step, TxRecord};
 use super::keys::{self, check_amount, check_id, from_json, to_json, OrderRec};
-use super::rpc::{backoff, kv_error, Replicas};
+use super::rpc::{backoff, kv_error, Deadline, Replicas};
 use super::stock::put_all;
 use super::{Mode, ServiceConfig, Store};
+use crate::clock::Clock;
 use crate::kv::cmd;
 use crate::shop_pb::{self as pb, orders_server::Orders};
 use crate::shop_pb::{payment_client::PaymentClient, stock_client::StockClient};
@@ -33,7 +37,11 @@ pub struct OrderService {
     pub payment: Replicas,
     pub mode: Mode,
     pub bugs: CoordinatorBugs,
+    /// How long one checkout call drives its checkout (local time).
     pub deadline: Duration,
+    /// The host's clock: deadlines, retry pauses and the recovery period
+    /// are measured on it.
+    pub clock: Clock,
 }
 
 fn order_key(id: &str) -> String {
@@ -67,16 +75,17 @@ fn unknown(msg: impl std::fmt::Display) -> Status {
 impl OrderService {
     pub fn new(cfg: &ServiceConfig) -> OrderService {
         let t = &cfg.topology;
-        let attempt = cfg.rpc_timeout;
+        let (attempt, clock) = (cfg.rpc_timeout, &cfg.clock);
         OrderService {
-            store: Store::new(t.order_kv.clone(), cfg.kv_options.clone()),
-            stock: Replicas::new(t.stock.clone(), attempt),
-            payment: Replicas::new(t.payment.clone(), attempt),
+            store: Store::with_clock(t.order_kv.clone(), cfg.kv_options.clone(), clock.clone()),
+            stock: Replicas::with_clock(t.stock.clone(), attempt, clock.clone()),
+            payment: Replicas::with_clock(t.payment.clone(), attempt, clock.clone()),
             mode: cfg.mode,
             bugs: CoordinatorBugs {
                 no_compensation: cfg.bugs.no_compensation,
             },
             deadline: cfg.checkout_deadline,
+            clock: clock.clone(),
         }
     }
 
@@ -196,26 +205,22 @@ impl OrderService {
     }
 
     /// Drives the checkout of `order` until its record is terminal or the
-    /// deadline passes. Ok(record) = terminal.
-    pub async fn drive(
-        &self,
-        order: &str,
-        deadline: tokio::time::Instant,
-    ) -> Result<TxRecord, Status> {
+    /// deadline (on [`Self::clock`]) passes. Ok(record) = terminal.
+    pub async fn drive(&self, order: &str, deadline: Deadline) -> Result<TxRecord, Status> {
         let (okey, tkey) = (order_key(order), tx_key(order));
         let mut attempt = 0u32;
         loop {
-            if tokio::time::Instant::now() >= deadline {
+            let left = deadline.left(&self.clock);
+            if left.is_zero() {
                 return Err(unknown(format!(
                     "checkout of order {order} still running; it will be finished in the background"
                 )));
             }
-            let left = deadline - tokio::time::Instant::now();
             let vals = match self.read(&[&tkey, &okey]).await {
                 Ok(v) => v,
                 Err(_) => {
                     attempt += 1;
-                    backoff(attempt).await;
+                    backoff(&self.clock, attempt).await;
                     continue;
                 }
             };
@@ -239,7 +244,7 @@ impl OrderService {
                         e.message()
                     );
                     attempt += 1;
-                    backoff(attempt).await;
+                    backoff(&self.clock, attempt).await;
                     continue;
                 }
             };
@@ -260,12 +265,12 @@ impl OrderService {
 
     async fn checkout(&self, order: &str) -> Result<pb::CheckoutResult, Status> {
         check_id("order", order)?;
-        let deadline = tokio::time::Instant::now() + self.deadline;
+        let deadline = Deadline::after(&self.clock, self.deadline);
         let (okey, tkey) = (order_key(order), tx_key(order));
         let mut attempt = 0u32;
         let mut started = false;
         loop {
-            if tokio::time::Instant::now() >= deadline {
+            if deadline.passed(&self.clock) {
                 return Err(if started {
                     unknown(format!("checkout of order {order} may have started"))
                 } else {
@@ -278,7 +283,7 @@ impl OrderService {
                 Ok(v) => v,
                 Err(_) => {
                     attempt += 1;
-                    backoff(attempt).await;
+                    backoff(&self.clock, attempt).await;
                     continue;
                 }
             };
@@ -321,7 +326,7 @@ impl OrderService {
                     Err(e) => {
                         started |= e.is_unknown();
                         attempt += 1;
-                        backoff(attempt).await;
+                        backoff(&self.clock, attempt).await;
                         continue;
                     }
                 }
@@ -350,15 +355,15 @@ impl OrderService {
         Ok(out)
     }
 
-    /// Every `every`, finishes the checkouts that made no progress since the
-    /// previous look (their driver crashed or gave up).
+    /// Every `every` (of the host's clock), finishes the checkouts that made
+    /// no progress since the previous look (their driver crashed or gave up).
     pub async fn recovery_loop(self, every: Duration) {
         // order -> (record, how many looks in a row it was unchanged)
         let mut seen: BTreeMap<String, (String, u32)> = BTreeMap::new();
         // Orders being driven by this loop right now.
         let running: Arc<Mutex<BTreeSet<String>>> = Default::default();
         loop {
-            tokio::time::sleep(every).await;
+            self.clock.sleep(every).await;
             let Ok(now) = self.unfinished().await else {
                 continue;
             };
@@ -383,7 +388,7 @@ impl OrderService {
                 }
                 let (svc, order, running) = (self.clone(), order.clone(), running.clone());
                 tokio::spawn(async move {
-                    let deadline = tokio::time::Instant::now() + svc.deadline;
+                    let deadline = Deadline::after(&svc.clock, svc.deadline);
                     if let Err(e) = svc.drive(&order, deadline).await {
                         tracing::debug!(
                             "recovery of order {order}: {:?} {}",
@@ -552,7 +557,7 @@ impl Orders for OrderService {
             if res.map_err(kv_error)?.succeeded {
                 return Ok(Response::new(order_reply(&r.order_id, &o)));
             }
-            backoff(attempt.min(3)).await;
+            backoff(&self.clock, attempt.min(3)).await;
         }
         Err(Status::aborted(format!(
             "order {}: too many concurrent updates, not done",
@@ -580,7 +585,8 @@ impl Orders for OrderService {
     }
 }
 
-/// Runs one replica of a service until `shutdown` completes.
+/// Runs one replica of a service until `shutdown` completes; its time is
+/// `cfg.clock` (the host's).
 pub async fn serve(
     group: super::Group,
     cfg: ServiceConfig,
@@ -596,10 +602,15 @@ pub async fn serve(
     match group {
         Group::Stock => {
             let svc = super::stock::StockService {
-                store: Store::new(t.stock_kv.clone(), cfg.kv_options.clone()),
+                store: Store::with_clock(
+                    t.stock_kv.clone(),
+                    cfg.kv_options.clone(),
+                    cfg.clock.clone(),
+                ),
                 unguarded: cfg.bugs.unguarded_stock,
                 locks: Default::default(),
                 budget: cfg.rpc_timeout * 3 / 4,
+                clock: cfg.clock.clone(),
             };
             let mut b = builder;
             b.add_service(StockServer::new(svc))
@@ -608,10 +619,15 @@ pub async fn serve(
         }
         Group::Payment => {
             let svc = super::payment::PaymentService {
-                store: Store::new(t.payment_kv.clone(), cfg.kv_options.clone()),
+                store: Store::with_clock(
+                    t.payment_kv.clone(),
+                    cfg.kv_options.clone(),
+                    cfg.clock.clone(),
+                ),
                 non_idempotent: cfg.bugs.non_idempotent_payment,
                 locks: Default::default(),
                 budget: cfg.rpc_timeout * 3 / 4,
+                clock: cfg.clock.clone(),
             };
             let mut b = builder;
             b.add_service(PaymentServer::new(svc))

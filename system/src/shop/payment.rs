@@ -9,6 +9,7 @@ use super::keys::{
 use super::rpc::{kv_error, within};
 use super::stock::{commit_hold, lost_race, put_all, vote_no, vote_yes};
 use super::Store;
+use crate::clock::Clock;
 use crate::kv::cmd;
 use crate::shop_pb::{self as pb, payment_server::Payment};
 use tonic::{Request, Response, Status};
@@ -22,6 +23,9 @@ pub struct PaymentService {
     pub locks: super::KeyLocks,
     /// Most time one request may take (see [`super::rpc::within`]).
     pub budget: std::time::Duration,
+    /// The host's clock: the budget, contention limit and backoff pauses are
+    /// measured on it.
+    pub clock: Clock,
 }
 
 fn user_key(id: &str) -> String {
@@ -40,7 +44,7 @@ impl PaymentService {
         check_id("user", id)?;
         let key = user_key(id);
         let _guard = self.locks.lock(std::slice::from_ref(&key)).await;
-        let start = tokio::time::Instant::now();
+        let start = self.clock.now();
         for attempt in 0.. {
             let Some(old) = self.read(&[&key]).await?.pop().flatten() else {
                 return Err(Status::not_found(format!("user {id} not found")));
@@ -60,7 +64,7 @@ impl PaymentService {
                     credit: credit + delta,
                 });
             }
-            lost_race(start, attempt, || format!("user {id}")).await?;
+            lost_race(&self.clock, start, attempt, || format!("user {id}")).await?;
         }
         unreachable!("the loop ends by returning")
     }
@@ -71,7 +75,7 @@ impl PaymentService {
         check_amount("amount", amount)?;
         let (ckey, ukey) = (charge_key(tx), user_key(user));
         let _guard = self.locks.lock(std::slice::from_ref(&ukey)).await;
-        let start = tokio::time::Instant::now();
+        let start = self.clock.now();
         for attempt in 0.. {
             let vals = self.read(&[&ckey, &ukey]).await?;
             if let Some(c) = &vals[0] {
@@ -106,7 +110,7 @@ impl PaymentService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(vote_yes());
             }
-            lost_race(start, attempt, || format!("charge {tx}")).await?;
+            lost_race(&self.clock, start, attempt, || format!("charge {tx}")).await?;
         }
         unreachable!("the loop ends by returning")
     }
@@ -114,7 +118,7 @@ impl PaymentService {
     async fn refund(&self, tx: &str) -> Result<(), Status> {
         check_id("transaction", tx)?;
         let ckey = charge_key(tx);
-        let start = tokio::time::Instant::now();
+        let start = self.clock.now();
         for attempt in 0.. {
             let cur = self.read(&[&ckey]).await?.pop().flatten();
             let (compares, puts) = match &cur {
@@ -161,7 +165,7 @@ impl PaymentService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(());
             }
-            lost_race(start, attempt, || format!("refund {tx}")).await?;
+            lost_race(&self.clock, start, attempt, || format!("refund {tx}")).await?;
         }
         unreachable!("the loop ends by returning")
     }
@@ -219,7 +223,7 @@ impl Payment for PaymentService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(self.budget, self.change(&r.user_id, r.amount)).await?,
+            within(&self.clock, self.budget, self.change(&r.user_id, r.amount)).await?,
         ))
     }
 
@@ -227,7 +231,7 @@ impl Payment for PaymentService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(self.budget, self.change(&r.user_id, -r.amount)).await?,
+            within(&self.clock, self.budget, self.change(&r.user_id, -r.amount)).await?,
         ))
     }
 
@@ -235,6 +239,7 @@ impl Payment for PaymentService {
         let r = req.into_inner();
         Ok(Response::new(
             within(
+                &self.clock,
                 self.budget,
                 PaymentService::charge(self, &r.tx_id, &r.user_id, r.amount),
             )
@@ -244,6 +249,7 @@ impl Payment for PaymentService {
 
     async fn refund(&self, req: Request<pb::TxRef>) -> Result<Response<pb::Empty>, Status> {
         within(
+            &self.clock,
             self.budget,
             PaymentService::refund(self, &req.into_inner().tx_id),
         )
@@ -254,7 +260,12 @@ impl Payment for PaymentService {
     async fn commit(&self, req: Request<pb::TxRef>) -> Result<Response<pb::Empty>, Status> {
         let tx = req.into_inner().tx_id;
         check_id("transaction", &tx)?;
-        within(self.budget, commit_hold(&self.store, &charge_key(&tx), &tx)).await?;
+        within(
+            &self.clock,
+            self.budget,
+            commit_hold(&self.store, &charge_key(&tx), &tx),
+        )
+        .await?;
         Ok(Response::new(pb::Empty {}))
     }
 }

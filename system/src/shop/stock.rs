@@ -6,6 +6,7 @@
 use super::keys::{self, check_amount, check_id, from_json, to_json, Hold, HoldState, ItemRec};
 use super::rpc::{backoff, kv_error, within};
 use super::Store;
+use crate::clock::Clock;
 use crate::kv::cmd;
 use crate::shop_pb::{self as pb, stock_server::Stock};
 use std::time::Duration;
@@ -20,6 +21,9 @@ pub struct StockService {
     pub locks: super::KeyLocks,
     /// Most time one request may take (see [`super::rpc::within`]).
     pub budget: std::time::Duration,
+    /// The host's clock: the budget, contention limit and backoff pauses are
+    /// measured on it.
+    pub clock: Clock,
 }
 
 fn item_key(id: &str) -> String {
@@ -47,7 +51,7 @@ impl StockService {
         check_id("item", id)?;
         let key = item_key(id);
         let _guard = self.locks.lock(std::slice::from_ref(&key)).await;
-        let start = tokio::time::Instant::now();
+        let start = self.clock.now();
         for attempt in 0.. {
             let old = self.read(&[&key]).await?.pop().flatten();
             let Some(old) = old else {
@@ -66,7 +70,7 @@ impl StockService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(item_reply(id, &rec));
             }
-            lost_race(start, attempt, || format!("item {id}")).await?;
+            lost_race(&self.clock, start, attempt, || format!("item {id}")).await?;
         }
         unreachable!("the loop ends by returning")
     }
@@ -87,7 +91,7 @@ impl StockService {
         let ikeys: Vec<String> = lines.iter().map(|(i, _)| item_key(i)).collect();
         let mut all: Vec<&str> = vec![&rkey];
         all.extend(ikeys.iter().map(|s| s.as_str()));
-        let start = tokio::time::Instant::now();
+        let start = self.clock.now();
         // The first read decides refusals without queueing; a reservation
         // that looks possible takes the item locks and reads again.
         let mut guards = None;
@@ -132,7 +136,7 @@ impl StockService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(vote_yes());
             }
-            lost_race(start, attempt, || format!("reserve {tx}")).await?;
+            lost_race(&self.clock, start, attempt, || format!("reserve {tx}")).await?;
         }
         unreachable!("the loop ends by returning")
     }
@@ -141,7 +145,7 @@ impl StockService {
     async fn release(&self, tx: &str) -> Result<(), Status> {
         check_id("transaction", tx)?;
         let rkey = res_key(tx);
-        let start = tokio::time::Instant::now();
+        let start = self.clock.now();
         let mut guards = None;
         for attempt in 0.. {
             let cur = self.read(&[&rkey]).await?.pop().flatten();
@@ -191,7 +195,7 @@ impl StockService {
             if r.map_err(kv_error)?.succeeded {
                 return Ok(());
             }
-            lost_race(start, attempt, || format!("release {tx}")).await?;
+            lost_race(&self.clock, start, attempt, || format!("release {tx}")).await?;
         }
         unreachable!("the loop ends by returning")
     }
@@ -217,18 +221,21 @@ const CONTENTION_LIMIT: Duration = Duration::from_secs(10);
 
 /// After a compare-and-set lost to a concurrent writer: backs off before
 /// attempt `attempt + 1`, or, past the contention limit, answers "not done".
+/// `start`: when the first attempt began, on `clock` (which may have jumped
+/// backwards since: then no time has passed).
 pub(super) async fn lost_race(
-    start: tokio::time::Instant,
+    clock: &Clock,
+    start: Duration,
     attempt: u32,
     what: impl FnOnce() -> String,
 ) -> Result<(), Status> {
-    if start.elapsed() > CONTENTION_LIMIT {
+    if clock.now().saturating_sub(start) > CONTENTION_LIMIT {
         return Err(Status::aborted(format!(
             "{}: too many concurrent updates, not done",
             what()
         )));
     }
-    backoff(attempt.min(3)).await;
+    backoff(clock, attempt.min(3)).await;
     Ok(())
 }
 
@@ -338,7 +345,7 @@ impl Stock for StockService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(self.budget, self.change(&r.item_id, r.amount)).await?,
+            within(&self.clock, self.budget, self.change(&r.item_id, r.amount)).await?,
         ))
     }
 
@@ -346,7 +353,7 @@ impl Stock for StockService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(self.budget, self.change(&r.item_id, -r.amount)).await?,
+            within(&self.clock, self.budget, self.change(&r.item_id, -r.amount)).await?,
         ))
     }
 
@@ -357,12 +364,18 @@ impl Stock for StockService {
         let r = req.into_inner();
         let lines = r.lines.into_iter().map(|l| (l.item_id, l.qty)).collect();
         Ok(Response::new(
-            within(self.budget, StockService::reserve(self, &r.tx_id, lines)).await?,
+            within(
+                &self.clock,
+                self.budget,
+                StockService::reserve(self, &r.tx_id, lines),
+            )
+            .await?,
         ))
     }
 
     async fn release(&self, req: Request<pb::TxRef>) -> Result<Response<pb::Empty>, Status> {
         within(
+            &self.clock,
             self.budget,
             StockService::release(self, &req.into_inner().tx_id),
         )
@@ -372,6 +385,7 @@ impl Stock for StockService {
 
     async fn commit(&self, req: Request<pb::TxRef>) -> Result<Response<pb::Empty>, Status> {
         within(
+            &self.clock,
             self.budget,
             StockService::commit(self, &req.into_inner().tx_id),
         )
