@@ -1,6 +1,6 @@
 //! The example's own test: the harness finds the planted bug within a few
 //! seeds, and the correct register passes the same seeds with every fault
-//! kind on. Run with `cargo simtest -p register-example`.
+//! kind on. Run with `cargo simtest --test register`.
 #![cfg(madsim)]
 
 use harness::runner;
