@@ -1,26 +1,27 @@
-//! The deterministic simulation harness. A seed draws a schedule (cluster
-//! size, workload bounds, faults); a fresh madsim runtime seeded with it runs
-//! the whole cluster in one process; a recorder writes every client
-//! operation, fault and node event into one history; checks judge it
-//! (linearizability with the `checker` crate, Raft invariants, liveness
-//! after healing). A failing seed replays bit for bit, shrinks to a small
-//! schedule, and renders as an HTML report.
+//! The bookstore under the deterministic simulation harness (`harness`):
+//! its scenarios (`kv`: one Raft KV group; `checkout`: the whole shop),
+//! the Raft invariant checks that follow the nodes' events, and the
+//! Raft-targeted fault kinds. The harness underneath knows nothing of Raft
+//! or of the shop; this crate is one of its users.
 //!
-//! The pure parts (schedules, checks, recorder) build in both modes; the
-//! parts that drive madsim only with `--cfg madsim` (`cargo sim`, `cargo simtest`).
+//! The pure parts (checks, pacing) build in both modes; the parts that
+//! drive madsim only with `--cfg madsim` (`cargo sim`, `cargo simtest`).
 
 pub mod checks;
-pub mod schedule;
+pub mod pacing;
 
 #[cfg(madsim)]
-pub mod cluster;
-#[cfg(madsim)]
-pub mod nemesis;
-#[cfg(madsim)]
-pub mod recorder;
-#[cfg(madsim)]
-pub mod runner;
+pub mod raft;
 #[cfg(madsim)]
 pub mod scenarios;
+
+/// The `sim` binary: the harness's CLI with the bookstore's scenarios.
 #[cfg(madsim)]
-pub mod shrink;
+pub fn app() -> harness::cli::App {
+    harness::cli::App {
+        name: "sim",
+        about: "Deterministic simulation of the bookstore: seeded faults, checked histories, replay, shrinking",
+        replay: "cargo sim",
+        scenarios: scenarios::all(),
+    }
+}

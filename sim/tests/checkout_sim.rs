@@ -4,19 +4,16 @@
 //! every planted shop bug caught by the invariant checks.
 #![cfg(madsim)]
 
+use harness::runner;
+use harness::scenario::Scenario;
+use harness::schedule::{Fault, FaultEvent, FaultSelection, Schedule};
 use serde_json::Value;
-use sim::runner;
-use sim::schedule::{Fault, FaultEvent, FaultSelection, Schedule};
+use sim::scenarios::checkout::Checkout;
 
 fn consistency(seed: u64, mode: &str) -> Schedule {
-    let mut s = Schedule::generate(
-        "checkout",
-        seed,
-        None,
-        &FaultSelection::parse("none").unwrap(),
-    );
-    s.mode = Some(mode.into());
-    s.workload = Some("consistency".into());
+    let mut s = Checkout.generate(seed, None, &FaultSelection::Only(vec![]));
+    s.set_param("mode", mode);
+    s.set_param("workload", "consistency");
     s.clients = 16;
     s.duration_ms = 15_000;
     let at = |at_ms: u64, duration_ms: u64, fault: Fault| FaultEvent {
@@ -87,7 +84,7 @@ fn final_state(r: &runner::RunResult) -> Value {
 }
 
 fn exactly_100_paid(mode: &str) {
-    let r = runner::run(&consistency(3, mode));
+    let r = runner::run(&Checkout, &consistency(3, mode));
     let failures: Vec<String> = r
         .failures
         .iter()
@@ -136,13 +133,12 @@ fn two_pc_consistency_workload_through_crashes_pays_exactly_100_orders() {
 #[test]
 fn the_same_checkout_seed_gives_the_same_trace() {
     for seed in [5, 6] {
-        let s = Schedule::generate(
-            "checkout",
+        let s = Checkout.generate(
             seed,
             None,
-            &FaultSelection::parse("all").unwrap(),
+            &FaultSelection::parse("all", &sim::raft::KINDS).unwrap(),
         );
-        let (a, b) = (runner::run(&s), runner::run(&s));
+        let (a, b) = (runner::run(&Checkout, &s), runner::run(&Checkout, &s));
         assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
         assert!(a.client_ops > 0);
     }
@@ -152,8 +148,8 @@ fn the_same_checkout_seed_gives_the_same_trace() {
 fn every_planted_shop_bug_is_caught_by_the_invariants() {
     for bug in bookstore::bugs::SHOP {
         let found = (0..40).find_map(|seed| {
-            let s = Schedule::generate("checkout", seed, Some(bug), &FaultSelection::Swarm);
-            let r = runner::run(&s);
+            let s = Checkout.generate(seed, Some(bug), &FaultSelection::Swarm);
+            let r = runner::run(&Checkout, &s);
             (!r.passed()).then_some((seed, r))
         });
         let (seed, r) = found.unwrap_or_else(|| panic!("{bug}: not caught in 40 seeds"));
@@ -164,12 +160,10 @@ fn every_planted_shop_bug_is_caught_by_the_invariants() {
             r.failures
         );
         // And the same seed without the bug passes.
-        let clean = runner::run(&Schedule::generate(
-            "checkout",
-            seed,
-            None,
-            &FaultSelection::Swarm,
-        ));
+        let clean = runner::run(
+            &Checkout,
+            &Checkout.generate(seed, None, &FaultSelection::Swarm),
+        );
         assert!(
             clean.passed(),
             "seed {seed} without {bug}: {:?}",

@@ -3,20 +3,25 @@
 //! failing seed printed here replays with `MADSIM_TEST_SEED=N cargo simtest`.
 #![cfg(madsim)]
 
-use bookstore::bugs::Bugs;
-use checker::linear::{check, Options, Verdict};
-use checker::model::ModelKind;
-use sim::recorder::Recorder;
-use sim::runner;
-use sim::schedule::{Fault, FaultConfig, FaultEvent, FaultSelection, Schedule};
+use harness::runner;
+use harness::scenario::Scenario;
+use harness::schedule::{Fault, FaultConfig, FaultEvent, FaultSelection, Schedule};
+use sim::raft::{RaftFault, KINDS};
+use sim::scenarios::kv::Kv;
+
+/// Runs a schedule of any of the bookstore's scenarios.
+fn run(s: &Schedule) -> runner::RunResult {
+    let scenario = sim::scenarios::by_name(&s.scenario).expect("a bookstore scenario");
+    runner::run(scenario, s)
+}
 
 /// A fixed schedule with the three faults the Raft issue names: a crash of a
 /// node (losing unsynced writes), a partition, and packet loss.
 fn crash_partition_loss(seed: u64) -> Schedule {
-    let mut s = Schedule::generate("kv", seed, None, &FaultSelection::parse("none").unwrap());
+    let mut s = Kv.generate(seed, None, &FaultSelection::parse("none", &KINDS).unwrap());
     s.nodes = 3;
     s.clients = 4;
-    s.keys = 2;
+    s.set_param("keys", 2);
     s.duration_ms = 12_000;
     s.config = FaultConfig {
         kinds: Default::default(),
@@ -46,7 +51,7 @@ fn crash_partition_loss(seed: u64) -> Schedule {
         FaultEvent {
             at_ms: 8_000,
             duration_ms: 1_500,
-            fault: Fault::IsolateLeader,
+            fault: Fault::custom(&RaftFault::IsolateLeader),
         },
     ];
     s
@@ -63,12 +68,7 @@ async fn acknowledged_writes_survive_crash_partition_and_loss() {
     let seed = madsim::runtime::Handle::current().seed();
     let s = crash_partition_loss(seed);
     let peers: std::collections::BTreeMap<u64, String> = (1..=s.nodes)
-        .map(|i| {
-            (
-                i,
-                format!("{}:{}", sim::cluster::node_ip(i), sim::cluster::PORT),
-            )
-        })
+        .map(|i| (i, harness::sim::addr(i, sim::raft::PORT)))
         .collect();
     let host = madsim::runtime::Handle::current()
         .create_node()
@@ -93,24 +93,9 @@ async fn acknowledged_writes_survive_crash_partition_and_loss() {
         }
         acked
     });
-    let rec = Recorder::new();
-    let liveness = sim::scenarios::kv::run(&s, Bugs::default(), rec.clone()).await;
-    assert!(liveness.is_empty(), "liveness: {liveness:?}");
-    assert!(
-        rec.raft_violations().is_empty(),
-        "{:?}",
-        rec.raft_violations()
-    );
-    let h = rec.history();
-    let r = check(
-        &h,
-        ModelKind::Kv,
-        &Options {
-            threads: 1,
-            ..Default::default()
-        },
-    );
-    assert_eq!(r.verdict, Verdict::Linearizable, "{:?}", r.explanation);
+    // The scenario in this test's own runtime (its seed is the test's).
+    let r = runner::run_in_current(&Kv, &s).await;
+    assert!(r.passed(), "{:?}", r.failures);
     let acked = writer.await.unwrap();
     assert!(
         acked.len() > 50,
@@ -136,8 +121,8 @@ async fn acknowledged_writes_survive_crash_partition_and_loss() {
 #[test]
 fn the_same_seed_gives_the_same_trace() {
     for seed in [1, 2, 3, 4] {
-        let s = Schedule::generate("kv", seed, None, &FaultSelection::parse("all").unwrap());
-        let (a, b) = (runner::run(&s), runner::run(&s));
+        let s = Kv.generate(seed, None, &FaultSelection::parse("all", &KINDS).unwrap());
+        let (a, b) = (run(&s), run(&s));
         assert!(a.passed(), "seed {seed}: {:?}", a.failures);
         assert_eq!(
             a.trace_hash, b.trace_hash,
@@ -149,12 +134,9 @@ fn the_same_seed_gives_the_same_trace() {
             a.history.ops.len()
         );
     }
-    let a = runner::run(&crash_partition_loss(5));
-    assert_eq!(
-        a.trace_hash,
-        runner::run(&crash_partition_loss(5)).trace_hash
-    );
-    let b = runner::run(&crash_partition_loss(6));
+    let a = run(&crash_partition_loss(5));
+    assert_eq!(a.trace_hash, run(&crash_partition_loss(5)).trace_hash);
+    let b = run(&crash_partition_loss(6));
     assert_ne!(a.trace_hash, b.trace_hash, "different seeds must differ");
 }
 
@@ -162,14 +144,14 @@ fn the_same_seed_gives_the_same_trace() {
 fn a_planted_bug_is_caught_and_replays_identically() {
     // duplicate-apply: a retried write is applied twice.
     let found = (0..60).map(|seed| {
-        let s = Schedule::generate("kv", seed, Some("duplicate-apply"), &FaultSelection::Swarm);
-        (seed, runner::run(&s))
+        let s = Kv.generate(seed, Some("duplicate-apply"), &FaultSelection::Swarm);
+        (seed, run(&s))
     });
     let (seed, r) = found
         .into_iter()
         .find(|(_, r)| !r.passed())
         .expect("duplicate-apply found within 60 seeds");
-    let again = runner::run(&r.schedule);
+    let again = run(&r.schedule);
     assert_eq!(
         again.trace_hash, r.trace_hash,
         "seed {seed} replays bit for bit"
@@ -192,7 +174,7 @@ fn committed_histories() {
         n += 1;
         let s: Schedule = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         let expected = std::fs::read_to_string(path.with_file_name("failure.txt")).unwrap();
-        let r = runner::run(&s);
+        let r = run(&s);
         if s.bug.is_none() {
             // A bug of the system itself, since fixed: it must stay fixed.
             assert!(
@@ -211,7 +193,7 @@ fn committed_histories() {
             "{}: now fails [{check}], was: {expected}",
             path.display()
         );
-        let fixed = runner::run(&Schedule { bug: None, ..s });
+        let fixed = run(&Schedule { bug: None, ..s });
         assert!(
             fixed.passed(),
             "{} fails without its bug: {:?}",

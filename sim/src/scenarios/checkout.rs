@@ -13,16 +13,13 @@
 //! The initial state is read from the stores after setup and recorded as the
 //! `init` event; after the workload everything heals, every unfinished
 //! checkout must terminate within a bound (liveness), and the state read
-//! then is the `final` event. The runner checks the history with the
-//! checker's checkout invariants (conservation of stock and money, answers
+//! then is the `final` event. The history is checked with the checkout
+//! invariants (`shopcheck`: conservation of stock and money, answers
 //! against the final state, nothing left in flight) and the store groups'
-//! node events with the Raft checks.
+//! node events with the Raft checks. Every host, the services' included,
+//! has its own clock, which the clock faults skew and jump.
 
-use crate::cluster::{node_ip, SimCluster, PORT};
-use crate::nemesis;
-use crate::recorder::Recorder;
-use crate::schedule::Schedule;
-use bookstore::bugs::Bugs;
+use crate::raft::{self, Raft, RaftFaults, PORT};
 use bookstore::client::{ClientOptions, KvClient};
 use bookstore::kv::cmd;
 use bookstore::shop::checkout::TxRecord;
@@ -33,7 +30,13 @@ use bookstore::shop_pb as pb;
 use bookstore::shop_pb::{
     orders_client::OrdersClient, payment_client::PaymentClient, stock_client::StockClient,
 };
-use checker::history::OpType;
+use checker::history::History;
+use harness::nemesis::Nemesis;
+use harness::recorder::{Completion, Recorder};
+use harness::runner::RunResult;
+use harness::scenario::{Failure, Param, RunCtx, RunFuture, Scenario, Verdicts};
+use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
+use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
@@ -75,19 +78,181 @@ macro_rules! call {
     }};
 }
 
-pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
+/// Hosts: three store groups of three (1-3 stock, 4-6 payment, 7-9
+/// orders), then two replicas of each service (10-11 stock, 12-13
+/// payment, 14-15 orders). Faults pick among all of them.
+pub const HOSTS: u64 = 15;
+
+pub struct Checkout;
+
+impl Scenario for Checkout {
+    fn name(&self) -> &'static str {
+        "checkout"
+    }
+
+    fn about(&self) -> &'static str {
+        "the whole shop (3 store groups, 6 service replicas) under checkouts, SAGA or 2PC; shop invariants and Raft checks"
+    }
+
+    fn fault_kinds(&self) -> Vec<&'static str> {
+        raft::KINDS.to_vec()
+    }
+
+    fn bugs(&self) -> Vec<&'static str> {
+        let mut b = bookstore::bugs::ALL.to_vec();
+        b.extend(bookstore::bugs::SHOP);
+        b
+    }
+
+    fn params(&self) -> Vec<Param> {
+        vec![
+            Param {
+                name: "mode",
+                help: "saga or 2pc (default: drawn from the seed)",
+            },
+            Param {
+                name: "workload",
+                help: "consistency or mix (default: drawn from the seed)",
+            },
+        ]
+    }
+
+    fn generate(&self, seed: u64, bug: Option<&str>, faults: &FaultSelection) -> Schedule {
+        let mut d = Draw::new(seed);
+        // Drawn and not used, so that every later draw is as it always was.
+        let _ = d.rng.random_bool(0.7);
+        let duration_ms = 20_000;
+        let targets = Targets { hosts: HOSTS };
+        let (config, faults) = d.faults(
+            &raft::KINDS,
+            faults,
+            &targets,
+            duration_ms,
+            &raft::draw_fault,
+        );
+        let _ = d.rng.random_range(3..=6u64);
+        let mode = if d.rng.random_bool(0.5) {
+            "saga"
+        } else {
+            "2pc"
+        };
+        let workload = if d.rng.random_bool(0.5) {
+            "consistency"
+        } else {
+            "mix"
+        };
+        // 1000 checkouts need enough concurrency to finish in time.
+        let clients = if workload == "consistency" {
+            d.rng.random_range(16..=64)
+        } else {
+            d.rng.random_range(4..=24)
+        };
+        let _keys = d.rng.random_range(1..=4u64);
+        let max_batch: usize = [1, 2, 4, 64][d.rng.random_range(0..4)];
+        let mut s = Schedule {
+            scenario: "checkout".into(),
+            seed,
+            bug: bug.map(str::to_string),
+            nodes: HOSTS,
+            clients,
+            ops_per_client: 10_000,
+            duration_ms,
+            config,
+            faults,
+            params: Default::default(),
+        };
+        s.set_param("max_batch", max_batch);
+        s.set_param("mode", mode);
+        s.set_param("workload", workload);
+        s
+    }
+
+    fn set_param(&self, s: &mut Schedule, name: &str, value: &str) -> Result<(), String> {
+        match name {
+            "mode" => {
+                Mode::by_name(value)?;
+            }
+            "workload" => {
+                if value != "consistency" && value != "mix" {
+                    return Err(format!(
+                        "unknown workload '{value}': expected consistency or mix"
+                    ));
+                }
+            }
+            _ => return Err(format!("scenario checkout has no option --{name}")),
+        }
+        s.set_param(name, value);
+        Ok(())
+    }
+
+    fn describe(&self, s: &Schedule) -> Vec<String> {
+        vec![format!(
+            "checkout mode {}, workload {}",
+            mode(s),
+            workload(s)
+        )]
+    }
+
+    fn run<'a>(&'a self, s: &'a Schedule, ctx: RunCtx) -> RunFuture<'a> {
+        Box::pin(run(s, ctx))
+    }
+
+    fn check(&self, _: &Schedule, history: &History) -> Verdicts {
+        let mut failures = Vec::new();
+        // Only with a final state: without one, liveness already failed.
+        if history.ops.iter().any(|o| o.f == "final") {
+            let r = shopcheck::invariants::check_checkout(history);
+            match r.verdict {
+                shopcheck::invariants::Verdict::Valid => {}
+                shopcheck::invariants::Verdict::Invalid => {
+                    for v in r.violations.iter().take(10) {
+                        failures.push(Failure::new(
+                            "invariants",
+                            format!("{}: {}", v.kind.name(), v.message),
+                        ));
+                    }
+                }
+                shopcheck::invariants::Verdict::BadInput => failures.push(Failure::new(
+                    "invariants",
+                    format!("history not checkable: {}", r.error.unwrap_or_default()),
+                )),
+            }
+        }
+        Verdicts {
+            failures,
+            lin: None,
+        }
+    }
+
+    fn report(&self, r: &RunResult, title: &str) -> Option<String> {
+        let inv = shopcheck::invariants::check_checkout(&r.history);
+        Some(shopcheck::invariants_html(&r.history, &inv, title))
+    }
+}
+
+fn mode(s: &Schedule) -> String {
+    s.param("mode").unwrap_or_else(|| "saga".into())
+}
+
+fn workload(s: &Schedule) -> String {
+    s.param("workload").unwrap_or_else(|| "consistency".into())
+}
+
+async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
+    let rec = ctx.rec.clone();
     // Topology.
-    let mode =
-        Mode::by_name(s.mode.as_deref().unwrap_or("saga")).expect("mode validated by the CLI");
-    let mut cluster = SimCluster::empty(rec.clone(), s.seed);
-    let addr = |id: u64| format!("{}:{PORT}", node_ip(id));
+    let mode = Mode::by_name(&mode(s)).expect("mode validated by the CLI");
+    let bugs = raft::bugs_of(s);
+    let max_batch = s.param("max_batch").unwrap_or(64);
+    let mut sim = Sim::new(s.seed);
+    let raft = Raft::new(&ctx);
     let topology = Topology {
-        stock_kv: cluster.add_kv_group(&[1, 2, 3], bugs, s.seed, s.max_batch),
-        payment_kv: cluster.add_kv_group(&[4, 5, 6], bugs, s.seed, s.max_batch),
-        order_kv: cluster.add_kv_group(&[7, 8, 9], bugs, s.seed, s.max_batch),
-        stock: vec![addr(10), addr(11)],
-        payment: vec![addr(12), addr(13)],
-        orders: vec![addr(14), addr(15)],
+        stock_kv: raft.add_group(&mut sim, &[1, 2, 3], bugs, s.seed, max_batch),
+        payment_kv: raft.add_group(&mut sim, &[4, 5, 6], bugs, s.seed, max_batch),
+        order_kv: raft.add_group(&mut sim, &[7, 8, 9], bugs, s.seed, max_batch),
+        stock: vec![addr(10, PORT), addr(11, PORT)],
+        payment: vec![addr(12, PORT), addr(13, PORT)],
+        orders: vec![addr(14, PORT), addr(15, PORT)],
     };
     let mut cfg = ServiceConfig::new(topology.clone(), mode);
     cfg.bugs = bugs;
@@ -102,10 +267,12 @@ pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
     ];
     for (id, group) in services {
         let cfg = cfg.clone();
-        cluster.add_process(id, &format!("{}-{id}", group.name()), move || {
-            let cfg = cfg.clone();
+        sim.host(id, format!("{}-{id}", group.name()), move |env| {
+            // The service reads time only through its host's clock.
+            let mut cfg = cfg.clone();
+            cfg.clock = env.clock.clone();
             async move {
-                let a = format!("{}:{PORT}", node_ip(id)).parse().expect("address");
+                let a = std::net::SocketAddr::new(env.ip, PORT);
                 if let Err(e) =
                     bookstore::shop::orders::serve(group, cfg, a, std::future::pending()).await
                 {
@@ -123,8 +290,8 @@ pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
     };
 
     // Setup (before any fault), then the initial state as the stores hold it.
-    let workload = s.workload.clone().unwrap_or_else(|| "consistency".into());
-    let host = cluster.client_host(200);
+    let workload = workload(s);
+    let host = sim.client(200);
     let (shop2, topo2, w2, seed) = (shop.clone(), topology.clone(), workload.clone(), s.seed);
     let init = host
         .spawn(async move {
@@ -146,7 +313,7 @@ pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
     let mut clients = Vec::new();
     let n_orders = init["orders"].as_object().map_or(0, |o| o.len()) as u64;
     for p in 0..s.clients {
-        let host = cluster.client_host(p + 1);
+        let host = sim.client(p + 1);
         let (shop, rec, w, max_ops) = (
             shop.clone(),
             rec.clone(),
@@ -174,15 +341,22 @@ pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
             }
         }));
     }
-    nemesis::play(&mut cluster, &rec, &s.faults, s.duration_ms).await;
+    let plugin = RaftFaults(raft.clone());
+    let mut nemesis = Nemesis {
+        sim: &mut sim,
+        rec: &rec,
+        triggers: &ctx.triggers,
+        plugin: &plugin,
+    };
+    nemesis.play(&s.faults, s.duration_ms).await;
     for c in clients {
         c.await.expect("client task");
     }
 
     // Heal; every checkout must terminate; then the final state.
-    cluster.heal_all();
+    sim.heal_all();
     rec.nemesis("heal-all", Value::Null);
-    let host = cluster.client_host(201);
+    let host = sim.client(201);
     let (shop2, topo2) = (shop.clone(), topology.clone());
     let (fin, failures) = host
         .spawn(async move {
@@ -362,16 +536,13 @@ async fn read_state(t: &Topology, client_id: u64) -> Result<Value, String> {
 /// How an answer goes into the history: ok; a business refusal (certainly
 /// no effect) is `fail`; "certainly not done" is `fail` with an `error`;
 /// anything else is unknown (`info`).
-fn record<T>(
-    rec: &Recorder,
-    p: u64,
-    f: &str,
+fn completion<T>(
     value: Value,
     r: &Result<T, Status>,
     ok_value: impl FnOnce(&T) -> Value,
-) {
+) -> Completion {
     match r {
-        Ok(v) => rec.complete_op(p, OpType::Ok, f, ok_value(v), None),
+        Ok(v) => Completion::ok(ok_value(v)),
         Err(e)
             if matches!(
                 e.code(),
@@ -380,34 +551,30 @@ fn record<T>(
         {
             let mut v = value;
             v["reason"] = json!(e.message());
-            rec.complete_op(p, OpType::Fail, f, v, None)
+            Completion::fail(v, None)
         }
         Err(e) if e.code() == Code::Aborted => {
-            rec.complete_op(p, OpType::Fail, f, value, Some(e.message().to_string()))
+            Completion::fail(value, Some(e.message().to_string()))
         }
-        Err(e) => rec.complete_op(
-            p,
-            OpType::Info,
-            f,
-            value,
-            Some(format!("{:?}: {}", e.code(), e.message())),
-        ),
+        Err(e) => Completion::unknown(value, format!("{:?}: {}", e.code(), e.message())),
     }
 }
 
 async fn checkout(shop: &Shop, rec: &Recorder, p: u64, order: &str) {
     let v = json!({"order": order});
-    rec.invoke_op(p, "checkout", v.clone());
-    let r = call!(
-        shop.orders,
-        OrdersClient,
-        checkout,
-        pb::OrderId {
-            order_id: order.into()
-        },
-        false
-    );
-    record(rec, p, "checkout", v.clone(), &r, |_| v.clone());
+    rec.op(p, "checkout", None, v.clone(), async {
+        let r = call!(
+            shop.orders,
+            OrdersClient,
+            checkout,
+            pb::OrderId {
+                order_id: order.into()
+            },
+            false
+        );
+        completion(v.clone(), &r, |_| v.clone())
+    })
+    .await;
 }
 
 fn pick(rng: &mut ChaCha8Rng, m: &Value) -> String {
@@ -430,121 +597,125 @@ async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut Cha
         0..=39 => checkout(shop, rec, p, &order).await,
         40..=47 => {
             let v = json!({"item": item, "amount": amount});
-            rec.invoke_op(p, "add_stock", v.clone());
-            let r = call!(
-                shop.stock,
-                StockClient,
-                add,
-                pb::StockChange {
-                    item_id: item,
-                    amount
-                },
-                false
-            );
-            record(rec, p, "add_stock", v.clone(), &r, |_| v.clone());
+            rec.op(p, "add_stock", None, v.clone(), async {
+                let r = call!(
+                    shop.stock,
+                    StockClient,
+                    add,
+                    pb::StockChange {
+                        item_id: item,
+                        amount
+                    },
+                    false
+                );
+                completion(v.clone(), &r, |_| v.clone())
+            })
+            .await;
         }
         48..=55 => {
             let v = json!({"item": item, "amount": amount});
-            rec.invoke_op(p, "subtract_stock", v.clone());
-            let r = call!(
-                shop.stock,
-                StockClient,
-                subtract,
-                pb::StockChange {
-                    item_id: item,
-                    amount
-                },
-                false
-            );
-            record(rec, p, "subtract_stock", v.clone(), &r, |_| v.clone());
+            rec.op(p, "subtract_stock", None, v.clone(), async {
+                let r = call!(
+                    shop.stock,
+                    StockClient,
+                    subtract,
+                    pb::StockChange {
+                        item_id: item,
+                        amount
+                    },
+                    false
+                );
+                completion(v.clone(), &r, |_| v.clone())
+            })
+            .await;
         }
         56..=63 => {
             let v = json!({"user": user, "amount": amount});
-            rec.invoke_op(p, "add_funds", v.clone());
-            let r = call!(
-                shop.payment,
-                PaymentClient,
-                add_funds,
-                pb::CreditChange {
-                    user_id: user,
-                    amount
-                },
-                false
-            );
-            record(rec, p, "add_funds", v.clone(), &r, |_| v.clone());
+            rec.op(p, "add_funds", None, v.clone(), async {
+                let r = call!(
+                    shop.payment,
+                    PaymentClient,
+                    add_funds,
+                    pb::CreditChange {
+                        user_id: user,
+                        amount
+                    },
+                    false
+                );
+                completion(v.clone(), &r, |_| v.clone())
+            })
+            .await;
         }
         64..=71 => {
             let v = json!({"user": user, "amount": amount});
-            rec.invoke_op(p, "pay", v.clone());
-            let r = call!(
-                shop.payment,
-                PaymentClient,
-                pay,
-                pb::CreditChange {
-                    user_id: user,
-                    amount
-                },
-                false
-            );
-            record(rec, p, "pay", v.clone(), &r, |_| v.clone());
+            rec.op(p, "pay", None, v.clone(), async {
+                let r = call!(
+                    shop.payment,
+                    PaymentClient,
+                    pay,
+                    pb::CreditChange {
+                        user_id: user,
+                        amount
+                    },
+                    false
+                );
+                completion(v.clone(), &r, |_| v.clone())
+            })
+            .await;
         }
         72..=77 => {
             let qty = rng.random_range(1..=3i64);
             let v = json!({"order": order, "item": item, "qty": qty});
-            rec.invoke_op(p, "add_item", v.clone());
-            let req = pb::AddItemRequest {
-                order_id: order,
-                item_id: item,
-                quantity: qty,
-            };
-            let r = call!(shop.orders, OrdersClient, add_item, req, false);
-            record(rec, p, "add_item", v.clone(), &r, |_| v.clone());
+            rec.op(p, "add_item", None, v.clone(), async {
+                let req = pb::AddItemRequest {
+                    order_id: order,
+                    item_id: item,
+                    quantity: qty,
+                };
+                let r = call!(shop.orders, OrdersClient, add_item, req, false);
+                completion(v.clone(), &r, |_| v.clone())
+            })
+            .await;
         }
         78..=85 => {
             let v = json!({"item": item});
-            rec.invoke_op(p, "find_item", v.clone());
-            let r = call!(
-                shop.stock,
-                StockClient,
-                find,
-                pb::ItemId {
-                    item_id: item.clone()
-                },
-                true
-            );
-            record(
-                rec,
-                p,
-                "find_item",
-                v,
-                &r,
-                |i| json!({"item": item, "stock": i.stock, "price": i.price}),
-            );
+            rec.op(p, "find_item", None, v.clone(), async {
+                let r = call!(
+                    shop.stock,
+                    StockClient,
+                    find,
+                    pb::ItemId {
+                        item_id: item.clone()
+                    },
+                    true
+                );
+                completion(
+                    v,
+                    &r,
+                    |i| json!({"item": item, "stock": i.stock, "price": i.price}),
+                )
+            })
+            .await;
         }
         86..=93 => {
             let v = json!({"user": user});
-            rec.invoke_op(p, "find_user", v.clone());
-            let r = call!(
-                shop.payment,
-                PaymentClient,
-                find,
-                pb::UserId {
-                    user_id: user.clone()
-                },
-                true
-            );
-            record(
-                rec,
-                p,
-                "find_user",
-                v,
-                &r,
-                |u| json!({"user": user, "credit": u.credit}),
-            );
+            rec.op(p, "find_user", None, v.clone(), async {
+                let r = call!(
+                    shop.payment,
+                    PaymentClient,
+                    find,
+                    pb::UserId {
+                        user_id: user.clone()
+                    },
+                    true
+                );
+                completion(v, &r, |u| json!({"user": user, "credit": u.credit}))
+            })
+            .await;
         }
         _ => {
             let v = json!({"order": order});
-            rec.invoke_op(p, "find_order", v.clone());
+            rec.op(p, "find_order", None, v.clone(), async {
             let r = call!(
                 shop.orders,
                 OrdersClient,
@@ -554,11 +725,12 @@ async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut Cha
                 },
                 true
             );
-            record(rec, p, "find_order", v, &r, |o| {
+            completion(v, &r, |o| {
                 let items: Vec<(String, i64)> =
                     o.items.iter().map(|l| (l.item_id.clone(), l.qty)).collect();
                 json!({"order": order, "paid": o.paid, "items": items, "user": o.user_id, "total": o.total_cost})
-            });
+            })
+}).await;
         }
     }
 }

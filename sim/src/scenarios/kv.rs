@@ -3,16 +3,20 @@
 //! seed drew (pauses between operations, busy windows back to back); the seeded
 //! nemesis; then everything heals and the cluster must serve a write and a
 //! read and converge within a bound. The history is checked for
-//! linearizability against the checker's `kv` model (by the runner), and
-//! node events against the Raft invariants (as they happen).
+//! linearizability against the checker's `kv` model, and node events
+//! against the Raft invariants (as they happen).
 
-use crate::cluster::SimCluster;
-use crate::nemesis;
-use crate::recorder::Recorder;
-use crate::schedule::{Pacing, Schedule};
-use bookstore::bugs::Bugs;
+use crate::pacing::Pacing;
+use crate::raft::{self, Raft, RaftFaults};
 use bookstore::client::{ClientError, ClientOptions, KvClient};
-use checker::history::OpType;
+use checker::history::{History, OpType};
+use checker::linear::{self, Verdict};
+use checker::model::ModelKind;
+use harness::nemesis::Nemesis;
+use harness::recorder::{Completion, Recorder};
+use harness::scenario::{Failure, Param, RunCtx, RunFuture, Scenario, Verdicts};
+use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
+use harness::sim::Sim;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -22,6 +26,139 @@ use tokio::time::Instant;
 
 /// How long after healing the cluster has to serve again.
 pub const LIVENESS_BOUND: Duration = Duration::from_secs(15);
+
+pub struct Kv;
+
+impl Scenario for Kv {
+    fn name(&self) -> &'static str {
+        "kv"
+    }
+
+    fn about(&self) -> &'static str {
+        "a Raft KV group of 3 or 5 under paced get/put/cas clients; linearizability and Raft checks"
+    }
+
+    fn fault_kinds(&self) -> Vec<&'static str> {
+        raft::KINDS.to_vec()
+    }
+
+    fn bugs(&self) -> Vec<&'static str> {
+        bookstore::bugs::ALL.to_vec()
+    }
+
+    fn params(&self) -> Vec<Param> {
+        vec![Param {
+            name: "think-ms",
+            help: "mean pause in ms before each client operation outside the busy windows (drawn from 0 to twice this); 0 = back to back all the time (default: drawn from the seed)",
+        }]
+    }
+
+    fn generate(&self, seed: u64, bug: Option<&str>, faults: &FaultSelection) -> Schedule {
+        let mut d = Draw::new(seed);
+        let nodes = if d.rng.random_bool(0.7) { 3 } else { 5 };
+        let duration_ms = 20_000;
+        let targets = Targets { hosts: nodes };
+        let (config, faults) = d.faults(
+            &raft::KINDS,
+            faults,
+            &targets,
+            duration_ms,
+            &raft::draw_fault,
+        );
+        let clients = d.rng.random_range(3..=6);
+        let pacing = Pacing::draw(seed, duration_ms);
+        let keys: u64 = d.rng.random_range(1..=4);
+        let max_batch: usize = [1, 2, 4, 64][d.rng.random_range(0..4)];
+        let mut s = Schedule {
+            scenario: "kv".into(),
+            seed,
+            bug: bug.map(str::to_string),
+            nodes,
+            clients,
+            ops_per_client: 10_000,
+            duration_ms,
+            config,
+            faults,
+            params: Default::default(),
+        };
+        s.set_param("keys", keys);
+        s.set_param("max_batch", max_batch);
+        s.set_param("pacing", pacing);
+        s
+    }
+
+    fn set_param(&self, s: &mut Schedule, name: &str, value: &str) -> Result<(), String> {
+        match name {
+            "think-ms" => {
+                let t: u64 = value
+                    .parse()
+                    .map_err(|_| "expected a number of milliseconds".to_string())?;
+                let mut p = pacing(s);
+                p.think_ms = t;
+                s.set_param("pacing", p);
+                Ok(())
+            }
+            _ => Err(format!("scenario kv has no option --{name}")),
+        }
+    }
+
+    fn describe(&self, s: &Schedule) -> Vec<String> {
+        vec![
+            format!(
+                "{} keys, Append batches of at most {}",
+                keys(s),
+                max_batch(s)
+            ),
+            pacing(s).to_string(),
+        ]
+    }
+
+    fn run<'a>(&'a self, s: &'a Schedule, ctx: RunCtx) -> RunFuture<'a> {
+        Box::pin(run(s, ctx))
+    }
+
+    fn check(&self, _: &Schedule, history: &History) -> Verdicts {
+        let opts = linear::Options {
+            timeout: Some(Duration::from_secs(60)),
+            threads: 1,
+            ..Default::default()
+        };
+        let r = linear::check(history, ModelKind::Kv, &opts);
+        let failure = match r.verdict {
+            Verdict::Linearizable => None,
+            Verdict::NotLinearizable => Some(
+                r.explanation
+                    .clone()
+                    .unwrap_or_else(|| "not linearizable".into()),
+            ),
+            Verdict::Unknown => Some(format!(
+                "checker gave no verdict: {}",
+                r.unknown_reason.clone().unwrap_or_default()
+            )),
+        };
+        Verdicts {
+            failures: failure
+                .map(|m| Failure::new("linearizability", m))
+                .into_iter()
+                .collect(),
+            lin: Some(r),
+        }
+    }
+}
+
+fn keys(s: &Schedule) -> u64 {
+    s.param("keys").unwrap_or(1)
+}
+
+/// Schedules written before it was drawn used 64.
+fn max_batch(s: &Schedule) -> usize {
+    s.param("max_batch").unwrap_or(64)
+}
+
+/// Absent in schedules written before it was drawn: back to back.
+fn pacing(s: &Schedule) -> Pacing {
+    s.param("pacing").unwrap_or_default()
+}
 
 fn client_options() -> ClientOptions {
     ClientOptions {
@@ -35,50 +172,60 @@ fn client_options() -> ClientOptions {
     }
 }
 
-/// Runs the scenario; returns liveness failures (safety is checked by the
-/// recorder and the runner).
-pub async fn run(s: &Schedule, bugs: Bugs, rec: Recorder) -> Vec<String> {
+async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
+    let rec = ctx.rec.clone();
     // Topology.
-    let mut cluster = SimCluster::start_with(s.nodes, bugs, rec.clone(), s.seed, s.max_batch);
+    let mut sim = Sim::new(s.seed);
+    let raft = Raft::new(&ctx);
+    let ids: Vec<u64> = (1..=s.nodes).collect();
+    let peers = raft.add_group(&mut sim, &ids, raft::bugs_of(s), s.seed, max_batch(s));
 
     // Workload: each client on its own host, until the phase ends.
     let stop_at = Instant::now() + Duration::from_millis(s.duration_ms);
     let mut clients = Vec::new();
     for p in 0..s.clients {
-        let client = cluster.client(p + 1, client_options());
+        let client = KvClient::new(peers.clone(), p + 1, client_options());
         let w = Workload {
-            keys: s.keys,
+            keys: keys(s),
             max_ops: s.ops_per_client,
-            pacing: s.pacing.clone(),
+            pacing: pacing(s),
             start: Instant::now(),
             stop_at,
             seed: s.seed,
         };
-        let host = cluster.client_host(p + 1);
+        let host = sim.client(p + 1);
         clients.push(host.spawn(client_loop(p, client, rec.clone(), w)));
     }
 
     // Nemesis.
-    nemesis::play(&mut cluster, &rec, &s.faults, s.duration_ms).await;
+    let plugin = RaftFaults(raft.clone());
+    let mut nemesis = Nemesis {
+        sim: &mut sim,
+        rec: &rec,
+        triggers: &ctx.triggers,
+        plugin: &plugin,
+    };
+    nemesis.play(&s.faults, s.duration_ms).await;
     for c in clients {
         c.await.expect("client task");
     }
 
     // Heal, then liveness: a write and a read of every key must succeed,
     // and every node must catch up.
-    cluster.heal_all();
+    sim.heal_all();
     rec.nemesis("heal-all", Value::Null);
     let p = s.clients;
-    let mut client = cluster.client(
+    let mut client = KvClient::new(
+        peers.clone(),
         p + 1,
         ClientOptions {
             total_timeout: LIVENESS_BOUND,
             ..client_options()
         },
     );
-    let (rec2, keys, nodes) = (rec.clone(), s.keys, s.nodes);
-    let host = cluster.client_host(p + 1);
-    host.spawn(async move { liveness(p, &mut client, &rec2, keys, nodes).await })
+    let (keys, nodes) = (keys(s), s.nodes);
+    let host = sim.client(p + 1);
+    host.spawn(async move { liveness(p, &mut client, &rec, keys, nodes).await })
         .await
         .expect("liveness task")
 }
@@ -97,11 +244,12 @@ fn to_value(v: Option<String>) -> Value {
     }
 }
 
-fn error_type(e: &ClientError) -> OpType {
+/// A failed write or cas: certainly not done, or unknown.
+fn failed(value: Value, e: &ClientError) -> Completion {
     if e.is_unknown() {
-        OpType::Info
+        Completion::unknown(value, e.to_string())
     } else {
-        OpType::Fail
+        Completion::fail(value, Some(e.to_string()))
     }
 }
 
@@ -134,63 +282,54 @@ async fn client_loop(p: u64, mut c: KvClient, rec: Recorder, w: Workload) {
             break;
         }
         let key = key_name(rng.random_range(0..w.keys));
+        let k = Some(key.as_str());
         match rng.random_range(0..100) {
             0..=39 => {
-                rec.invoke(p, "get", &key, Value::Null);
-                match c.get(&key).await {
-                    Ok(v) => {
-                        seen.insert(key.clone(), v.as_ref().and_then(|s| s.parse().ok()));
-                        rec.complete(p, OpType::Ok, "get", &key, to_value(v), None);
+                rec.op(p, "get", k, Value::Null, async {
+                    match c.get(&key).await {
+                        Ok(v) => {
+                            seen.insert(key.clone(), v.as_ref().and_then(|s| s.parse().ok()));
+                            Completion::ok(to_value(v))
+                        }
+                        Err(e) => Completion::fail(Value::Null, Some(e.to_string())),
                     }
-                    Err(e) => rec.complete(
-                        p,
-                        OpType::Fail,
-                        "get",
-                        &key,
-                        Value::Null,
-                        Some(e.to_string()),
-                    ),
-                }
+                })
+                .await;
             }
             40..=74 => {
                 counter += 1;
                 let v = ((p + 1) * 1_000_000 + counter) as i64;
-                rec.invoke(p, "put", &key, json!(v));
-                match c.put(&key, &v.to_string()).await {
-                    Ok(_) => {
-                        seen.insert(key.clone(), Some(v));
-                        rec.complete(p, OpType::Ok, "put", &key, json!(v), None)
+                rec.op(p, "put", k, json!(v), async {
+                    match c.put(&key, &v.to_string()).await {
+                        Ok(_) => {
+                            seen.insert(key.clone(), Some(v));
+                            Completion::ok(json!(v))
+                        }
+                        Err(e) => failed(json!(v), &e),
                     }
-                    Err(e) => rec.complete(
-                        p,
-                        error_type(&e),
-                        "put",
-                        &key,
-                        json!(v),
-                        Some(e.to_string()),
-                    ),
-                }
+                })
+                .await;
             }
             _ => {
                 counter += 1;
                 let new = ((p + 1) * 1_000_000 + counter) as i64;
                 let expected = seen.get(&key).copied().flatten();
                 let arg = json!([expected, new]);
-                rec.invoke(p, "cas", &key, arg.clone());
                 let exp = expected.map(|e| e.to_string());
-                match c.cas(&key, exp.as_deref(), Some(&new.to_string())).await {
-                    Ok(r) if r.succeeded => {
-                        seen.insert(key.clone(), Some(new));
-                        rec.complete(p, OpType::Ok, "cas", &key, arg, None)
+                rec.op(p, "cas", k, arg.clone(), async {
+                    match c.cas(&key, exp.as_deref(), Some(&new.to_string())).await {
+                        Ok(r) if r.succeeded => {
+                            seen.insert(key.clone(), Some(new));
+                            Completion::ok(arg)
+                        }
+                        Ok(r) => {
+                            seen.insert(key.clone(), r.previous.and_then(|s| s.parse().ok()));
+                            Completion::fail(arg, None)
+                        }
+                        Err(e) => failed(arg, &e),
                     }
-                    Ok(r) => {
-                        seen.insert(key.clone(), r.previous.and_then(|s| s.parse().ok()));
-                        rec.complete(p, OpType::Fail, "cas", &key, arg, None)
-                    }
-                    Err(e) => {
-                        rec.complete(p, error_type(&e), "cas", &key, arg, Some(e.to_string()))
-                    }
-                }
+                })
+                .await;
             }
         }
     }
@@ -201,40 +340,36 @@ async fn liveness(p: u64, c: &mut KvClient, rec: &Recorder, keys: u64, nodes: u6
     let started = Instant::now();
     let key = key_name(0);
     let v = 999_000_000i64;
-    rec.invoke(p, "put", &key, json!(v));
-    match c.put(&key, &v.to_string()).await {
-        Ok(_) => rec.complete(p, OpType::Ok, "put", &key, json!(v), None),
-        Err(e) => {
-            rec.complete(
-                p,
-                error_type(&e),
-                "put",
-                &key,
-                json!(v),
-                Some(e.to_string()),
-            );
-            failures.push(format!(
-                "no write succeeded within {LIVENESS_BOUND:?} after healing: {e}"
-            ));
-            return failures;
-        }
+    let put = rec
+        .op(p, "put", Some(&key), json!(v), async {
+            match c.put(&key, &v.to_string()).await {
+                Ok(_) => Completion::ok(json!(v)),
+                Err(e) => failed(json!(v), &e),
+            }
+        })
+        .await;
+    if put.kind != OpType::Ok {
+        failures.push(format!(
+            "no write succeeded within {LIVENESS_BOUND:?} after healing: {}",
+            put.error.unwrap_or_default()
+        ));
+        return failures;
     }
     for k in 0..keys {
         let key = key_name(k);
-        rec.invoke(p, "get", &key, Value::Null);
-        match c.get(&key).await {
-            Ok(v) => rec.complete(p, OpType::Ok, "get", &key, to_value(v), None),
-            Err(e) => {
-                rec.complete(
-                    p,
-                    OpType::Fail,
-                    "get",
-                    &key,
-                    Value::Null,
-                    Some(e.to_string()),
-                );
-                failures.push(format!("read of {key} failed after healing: {e}"));
-            }
+        let got = rec
+            .op(p, "get", Some(&key), Value::Null, async {
+                match c.get(&key).await {
+                    Ok(v) => Completion::ok(to_value(v)),
+                    Err(e) => Completion::fail(Value::Null, Some(e.to_string())),
+                }
+            })
+            .await;
+        if got.kind != OpType::Ok {
+            failures.push(format!(
+                "read of {key} failed after healing: {}",
+                got.error.unwrap_or_default()
+            ));
         }
     }
     // Convergence: every node applies everything the leader committed.
@@ -258,4 +393,58 @@ async fn liveness(p: u64, c: &mut KvClient, rec: &Recorder, keys: u64, nodes: u6
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pacing::busy_share;
+
+    #[test]
+    fn the_same_seed_draws_the_same_schedule_and_others_differ() {
+        let a = Kv.generate(7, None, &FaultSelection::Swarm);
+        assert_eq!(a, Kv.generate(7, None, &FaultSelection::Swarm));
+        assert_ne!(a, Kv.generate(8, None, &FaultSelection::Swarm));
+    }
+
+    #[test]
+    fn all_selects_every_kind_and_the_schedule_round_trips_through_json() {
+        let all = FaultSelection::parse("all", &raft::KINDS).unwrap();
+        let s = Kv.generate(3, Some("stale-read"), &all);
+        assert_eq!(s.config.kinds.len(), raft::KINDS.len());
+        let kinds: std::collections::BTreeSet<&str> =
+            s.faults.iter().map(|f| f.fault.kind()).collect();
+        assert!(
+            kinds.len() >= 3,
+            "a 20 s run with every kind on draws several kinds: {kinds:?}"
+        );
+        let json = serde_json::to_string_pretty(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn kv_seeds_draw_their_pacing_and_old_schedule_files_run_back_to_back() {
+        let seeds: Vec<Schedule> = (0..200)
+            .map(|seed| Kv.generate(seed, None, &FaultSelection::Swarm))
+            .collect();
+        for s in &seeds {
+            let p = pacing(s);
+            assert!((300..=5_000).contains(&p.think_ms), "{p}");
+            assert!(p.busy.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0));
+        }
+        let share: f64 = seeds
+            .iter()
+            .map(|s| busy_share(&pacing(s), s.duration_ms))
+            .sum::<f64>()
+            / 200.0;
+        assert!((0.03..0.2).contains(&share), "mean busy share {share}");
+        let mut old = seeds[7].clone();
+        old.params.remove("pacing");
+        let old: Schedule = serde_json::from_str(&serde_json::to_string(&old).unwrap()).unwrap();
+        assert!(pacing(&old).is_back_to_back());
+        let mut t = seeds[7].clone();
+        Kv.set_param(&mut t, "think-ms", "0").unwrap();
+        assert!(pacing(&t).is_back_to_back());
+        assert!(Kv.set_param(&mut t, "think-ms", "fast").is_err());
+    }
 }

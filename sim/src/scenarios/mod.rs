@@ -1,8 +1,18 @@
-//! Scenarios: one per file, each readable top to bottom (topology,
-//! workload, nemesis, checks).
+//! The bookstore's scenarios: one per file, each readable top to bottom
+//! (topology, workload, nemesis, checks), written against the harness's
+//! public API.
 
 pub mod checkout;
 pub mod kv;
 
-/// Names accepted by `--scenario`.
-pub const NAMES: &[&str] = &["kv", "checkout"];
+use harness::scenario::Scenario;
+
+/// Every scenario, the default first: what the `sim` CLI offers.
+pub fn all() -> Vec<&'static dyn Scenario> {
+    vec![&kv::Kv, &checkout::Checkout]
+}
+
+/// The scenario called `name`.
+pub fn by_name(name: &str) -> Option<&'static dyn Scenario> {
+    all().into_iter().find(|s| s.name() == name)
+}

@@ -1,0 +1,422 @@
+//! The bookstore's Raft groups on the harness's hosts: starting a Raft KV
+//! group, the nodes' events (into the history, the Raft checks and the
+//! fault triggers), and the Raft-targeted fault kinds (pause or isolate
+//! whoever leads, crash a voter, leader churn, leader islands) as a
+//! [`FaultPlugin`]. Everything here uses the harness's public API only.
+
+use crate::checks::RaftChecker;
+use bookstore::bugs::Bugs;
+use bookstore::node::{serve, EventSink, NodeConfig, NodeEvent};
+use harness::events::Bus;
+use harness::nemesis::{Arm, FaultPlugin, OnFire, Started};
+use harness::scenario::RunCtx;
+use harness::schedule::{Fault, FaultConfig, Targets};
+use harness::sim::{addr, Sim};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The port every node and service listens on (each host has its own address).
+pub const PORT: u16 = 7000;
+
+/// The fault kinds of the bookstore's scenarios, in the order seeds draw
+/// them: the harness's own and the Raft-targeted ones.
+pub const KINDS: [&str; 13] = [
+    "crash",
+    "pause",
+    "partition",
+    "isolate-leader",
+    "one-way",
+    "bridge",
+    "loss",
+    "latency",
+    "clock",
+    "pause-leader",
+    "crash-voter",
+    "leader-churn",
+    "leader-island",
+];
+
+/// Fault triggers fired from node events.
+const VOTE_GRANTED: &str = "vote-granted";
+const NEW_LEADER: &str = "new-leader";
+const LEADER_COMMIT: &str = "leader-commit";
+
+/// Faults aimed at Raft's roles.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RaftFault {
+    /// Cut the current leader off from every other host.
+    IsolateLeader,
+    /// Freeze the current leader (a long GC pause), resume it at the end:
+    /// when it wakes it still believes it leads.
+    PauseLeader,
+    /// A crash in an election's most fragile moment: crash the current
+    /// leader, then crash the first node that grants a vote in the election
+    /// that follows, `delay_ms` after it granted it. Both restart when the
+    /// fault ends.
+    CrashVoter { delay_ms: u64, torn_write: bool },
+    /// Leader churn, for Figure 8's interleavings of terms: while the fault
+    /// lasts, whoever leads is cut off from the other hosts, either at the
+    /// instant it is elected (before its first messages leave: it keeps
+    /// taking writes it cannot replicate) or at its first commit (before
+    /// the messages of that step leave), drawn per leader, for a hold drawn
+    /// from `hold_ms / 2..=hold_ms * 3 / 2`; a leader that outlives its cut
+    /// is cut again. Draws come from an RNG seeded with `seed`.
+    LeaderChurn { seed: u64, hold_ms: u64 },
+    /// A partition that strands the current leader with some clients (an
+    /// island, see [`Fault::Island`]): the stranded clients can only reach
+    /// the old leader, which believes it leads until its check-quorum
+    /// fires; its clock runs `slow_ppm` parts per million slow meanwhile
+    /// (a late lease timer).
+    LeaderIsland { clients: Vec<u64>, slow_ppm: i64 },
+}
+
+/// Draws a Raft-targeted fault of `kind` (the harness draws its own).
+pub fn draw_fault(
+    kind: &str,
+    _: &Targets,
+    _: &FaultConfig,
+    rng: &mut ChaCha8Rng,
+) -> (Fault, Option<u64>) {
+    let (f, duration) = match kind {
+        "isolate-leader" => (RaftFault::IsolateLeader, None),
+        "pause-leader" => (RaftFault::PauseLeader, None),
+        "crash-voter" => (
+            RaftFault::CrashVoter {
+                delay_ms: rng.random_range(0..=10),
+                torn_write: rng.random_bool(0.5),
+            },
+            None,
+        ),
+        "leader-churn" => {
+            let f = RaftFault::LeaderChurn {
+                seed: rng.random(),
+                hold_ms: rng.random_range(800..=2_500),
+            };
+            // Long enough for several elections.
+            (f, Some(rng.random_range(3_000..=8_000)))
+        }
+        "leader-island" => {
+            let clients: Vec<u64> = loop {
+                let c: Vec<u64> = (1..=6).filter(|_| rng.random_bool(0.5)).collect();
+                if !c.is_empty() {
+                    break c;
+                }
+            };
+            let slow_ppm = if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(100_000..=500_000)
+            };
+            (RaftFault::LeaderIsland { clients, slow_ppm }, None)
+        }
+        other => panic!("no such fault kind {other}"),
+    };
+    (Fault::custom(&f), duration)
+}
+
+/// What the Raft groups of a run report, and what is known from it.
+#[derive(Clone)]
+pub struct Raft {
+    bus: Bus<(u64, NodeEvent)>,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// One checker per Raft group (terms and indexes are per group).
+    checkers: BTreeMap<u64, RaftChecker>,
+    /// host -> its Raft group.
+    groups: BTreeMap<u64, u64>,
+    /// Latest (term, role) per host, for faults aimed at the leader.
+    roles: BTreeMap<u64, (u64, raft::Role)>,
+}
+
+impl Raft {
+    /// Node events of this run go, in this order, to the fault triggers,
+    /// the Raft checks (reported as check `raft`) and the history.
+    pub fn new(ctx: &RunCtx) -> Raft {
+        let r = Raft {
+            bus: Bus::new(),
+            state: Arc::default(),
+        };
+        let (state, triggers) = (r.state.clone(), ctx.triggers.clone());
+        r.bus.subscribe(move |(node, ev)| {
+            let fire = |what| triggers.fire(what, *node);
+            match ev {
+                NodeEvent::Role { term, role, .. } => {
+                    state.lock().unwrap().roles.insert(*node, (*term, *role));
+                    if *role == raft::Role::Leader {
+                        fire(NEW_LEADER);
+                    }
+                }
+                NodeEvent::Promised { vote, .. } if vote.is_some_and(|v| v != *node) => {
+                    fire(VOTE_GRANTED)
+                }
+                NodeEvent::Commit { .. } => {
+                    let leads = state
+                        .lock()
+                        .unwrap()
+                        .roles
+                        .get(node)
+                        .is_some_and(|(_, r)| *r == raft::Role::Leader);
+                    if leads {
+                        fire(LEADER_COMMIT);
+                    }
+                }
+                _ => {}
+            }
+        });
+        let state = r.state.clone();
+        r.bus.subscribe(move |(node, ev)| {
+            let mut g = state.lock().unwrap();
+            let group = g.groups.get(node).copied().unwrap_or(0);
+            g.checkers.entry(group).or_default().observe(*node, ev);
+        });
+        let rec = ctx.rec.clone();
+        r.bus.subscribe(move |(node, ev)| {
+            let (f, value) = event_json(ev);
+            rec.event(&format!("n{node}"), f, value);
+        });
+        let state = r.state.clone();
+        ctx.checks.add("raft", move || {
+            let g = state.lock().unwrap();
+            g.checkers
+                .values()
+                .flat_map(|c| c.violations.iter().cloned())
+                .collect()
+        });
+        r
+    }
+
+    /// The host that most recently became leader of the highest term.
+    pub fn leader(&self) -> Option<u64> {
+        let g = self.state.lock().unwrap();
+        g.roles
+            .iter()
+            .filter(|(_, (_, r))| *r == raft::Role::Leader)
+            .max_by_key(|(_, (t, _))| *t)
+            .map(|(n, _)| *n)
+    }
+
+    /// Adds one Raft KV group on the hosts `ids`; inside the group its
+    /// replicas are numbered 1, 2, ... Returns the group's peer map
+    /// (group-local id -> address), what a client needs.
+    pub fn add_group(
+        &self,
+        sim: &mut Sim,
+        ids: &[u64],
+        bugs: Bugs,
+        seed: u64,
+        max_batch: usize,
+    ) -> BTreeMap<u64, String> {
+        let peers: BTreeMap<u64, String> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| (i as u64 + 1, addr(g, PORT)))
+            .collect();
+        for (i, &global) in ids.iter().enumerate() {
+            let id = i as u64 + 1;
+            self.state.lock().unwrap().groups.insert(global, ids[0]);
+            let mut cfg = NodeConfig::new(id, peers.clone(), seed.wrapping_add(global));
+            cfg.bugs = bugs;
+            cfg.snapshot_every = 200;
+            cfg.rpc_timeout = Duration::from_millis(200);
+            cfg.max_batch = max_batch;
+            // Events carry the host's id.
+            let (bus, offset) = (self.bus.clone(), global - id);
+            let sink: EventSink = Arc::new(move |local, ev| bus.emit(&(local + offset, ev)));
+            sim.host(global, format!("n{global}"), move |env| {
+                let (cfg, sink) = (cfg.clone(), sink.clone());
+                async move {
+                    if let Err(e) = serve(
+                        cfg,
+                        Arc::new(env.disk),
+                        env.clock,
+                        Some(sink),
+                        std::future::pending(),
+                    )
+                    .await
+                    {
+                        panic!("node {global} stopped: {e:#}");
+                    }
+                }
+            });
+        }
+        peers
+    }
+}
+
+/// A node event as a history entry.
+fn event_json(ev: &NodeEvent) -> (&'static str, serde_json::Value) {
+    match ev {
+        NodeEvent::Recovered {
+            term,
+            vote,
+            last_index,
+            snapshot_index,
+            cut_bytes,
+        } => (
+            "recovered",
+            json!({"term": term, "vote": vote, "last_index": last_index, "snapshot_index": snapshot_index, "cut_bytes": cut_bytes}),
+        ),
+        NodeEvent::Role { term, role, leader } => (
+            "role",
+            json!({"term": term, "role": format!("{role:?}"), "leader": leader}),
+        ),
+        NodeEvent::Promised { term, vote } => ("promised", json!({"term": term, "vote": vote})),
+        NodeEvent::Elected {
+            term,
+            snapshot_index,
+            last_index,
+            runs,
+        } => (
+            "elected",
+            json!({"term": term, "snapshot_index": snapshot_index, "last_index": last_index, "runs": runs}),
+        ),
+        NodeEvent::Commit { index, term } => ("commit", json!({"index": index, "term": term})),
+        NodeEvent::Applied {
+            index,
+            term,
+            digest,
+        } => (
+            "applied",
+            json!({"index": index, "term": term, "digest": format!("{digest:016x}")}),
+        ),
+        NodeEvent::ReadArrived { id } => ("read-arrived", json!({"id": id})),
+        NodeEvent::ReadServed { id, applied } => {
+            ("read-served", json!({"id": id, "applied": applied}))
+        }
+        NodeEvent::SnapshotInstalled { index, term } => {
+            ("snapshot-installed", json!({"index": index, "term": term}))
+        }
+    }
+}
+
+/// Plays [`RaftFault`]s: each turns into one of the harness's faults aimed
+/// at whoever leads when it starts, or waits for node events.
+pub struct RaftFaults(pub Raft);
+
+/// Leader churn's trigger: each leader is cut off at the instant of its
+/// election or at its first commit, half and half.
+fn churn_hook(sim: &Sim, seed: u64, hold_ms: u64) -> OnFire {
+    // Leaders waiting for their first commit, with their holds.
+    let state = Mutex::new((ChaCha8Rng::seed_from_u64(seed), BTreeMap::<u64, u64>::new()));
+    let isolate = sim.isolate_now();
+    Arc::new(move |what, node| {
+        let mut g = state.lock().unwrap();
+        let (rng, at_commit) = &mut *g;
+        match what {
+            NEW_LEADER => {
+                let hold = rng.random_range(hold_ms / 2..=hold_ms * 3 / 2);
+                if rng.random_bool(0.5) {
+                    isolate(node);
+                    Some((0, Some(hold)))
+                } else {
+                    at_commit.insert(node, hold);
+                    None
+                }
+            }
+            LEADER_COMMIT => {
+                let hold = at_commit.remove(&node)?;
+                isolate(node);
+                Some((0, Some(hold)))
+            }
+            _ => None,
+        }
+    })
+}
+
+impl FaultPlugin for RaftFaults {
+    fn start(&self, _fid: usize, fault: &Fault, sim: &Sim) -> Started {
+        let leader = self.0.leader();
+        let nothing = Started {
+            apply: None,
+            arm: None,
+        };
+        let Some(f) = fault.as_custom::<RaftFault>() else {
+            return nothing;
+        };
+        match f {
+            RaftFault::IsolateLeader => Started {
+                apply: Some(match leader {
+                    Some(l) => sim.isolation(l),
+                    None => Fault::Partition { groups: vec![] },
+                }),
+                arm: None,
+            },
+            RaftFault::PauseLeader => Started {
+                apply: leader.map(|l| Fault::Pause { node: l }),
+                arm: None,
+            },
+            RaftFault::CrashVoter {
+                delay_ms,
+                torn_write,
+            } => Started {
+                // The leader now; the voter when it votes (see `part`).
+                apply: leader.map(|l| Fault::Crash {
+                    node: l,
+                    torn_write,
+                }),
+                arm: Some(Arm {
+                    on: vec![VOTE_GRANTED],
+                    hook: Arc::new(move |_, _| Some((delay_ms, None))),
+                    once: true,
+                    one_part_at_a_time: false,
+                    fire_now: None,
+                }),
+            },
+            RaftFault::LeaderChurn { seed, hold_ms } => Started {
+                apply: None,
+                arm: Some(Arm {
+                    on: vec![NEW_LEADER, LEADER_COMMIT],
+                    hook: churn_hook(sim, seed, hold_ms),
+                    once: false,
+                    // A churn cuts one leader at a time: the next cut
+                    // releases the previous one.
+                    one_part_at_a_time: true,
+                    // It starts with the current leader (unless an
+                    // earlier churn has it).
+                    fire_now: leader.map(|l| (NEW_LEADER, l)),
+                }),
+            },
+            RaftFault::LeaderIsland { clients, slow_ppm } => Started {
+                apply: leader.map(|l| Fault::Island {
+                    node: l,
+                    clients,
+                    slow_ppm,
+                }),
+                arm: None,
+            },
+        }
+    }
+
+    fn part(&self, fault: &Fault, node: u64, sim: &Sim) -> Option<Fault> {
+        match fault.as_custom::<RaftFault>()? {
+            RaftFault::CrashVoter { torn_write, .. } => Some(Fault::Crash { node, torn_write }),
+            RaftFault::LeaderChurn { .. } => Some(sim.isolation(node)),
+            _ => None,
+        }
+    }
+
+    fn refire(&self, fault: &Fault, node: u64) -> Option<&'static str> {
+        let churn = matches!(
+            fault.as_custom::<RaftFault>(),
+            Some(RaftFault::LeaderChurn { .. })
+        );
+        (churn && self.0.leader() == Some(node)).then_some(NEW_LEADER)
+    }
+}
+
+/// The bugs `--bug` accepts in the bookstore's scenarios.
+pub fn bugs_of(s: &harness::schedule::Schedule) -> Bugs {
+    match &s.bug {
+        Some(b) => Bugs::from_name(b).expect("bug names are validated by the CLI"),
+        None => Bugs::default(),
+    }
+}
