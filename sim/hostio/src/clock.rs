@@ -67,9 +67,15 @@ impl Clock {
         self.0.offset_ns.store(offset_ns, Ordering::Relaxed);
     }
 
-    /// Rate error in parts per million: +1000 runs 0.1 % fast.
+    /// Rate error in parts per million from now on: +1000 runs 0.1 %
+    /// fast. The clock does not jump when its rate changes: what it reads
+    /// now stays, only the rate of what follows changes (a crystal that
+    /// starts running fast, not one that always did).
     pub fn set_drift_ppm(&self, ppm: i64) {
-        self.0.drift_ppm.store(ppm, Ordering::Relaxed);
+        let real = self.0.start.elapsed().as_nanos() as i128;
+        let old = self.0.drift_ppm.swap(ppm, Ordering::Relaxed) as i128;
+        let keep = real * old / 1_000_000 - real * ppm as i128 / 1_000_000;
+        self.0.offset_ns.fetch_add(keep as i64, Ordering::Relaxed);
     }
 
     pub fn offset_ns(&self) -> i64 {
@@ -84,5 +90,41 @@ impl Clock {
 impl Default for Clock {
     fn default() -> Self {
         Clock::new()
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::*;
+
+    /// Reads `c` with the runtime's time frozen: `now()` twice around `f`.
+    fn around(c: &Clock, f: impl FnOnce()) -> (Duration, Duration) {
+        let a = c.now();
+        f();
+        (a, c.now())
+    }
+
+    #[test]
+    fn a_change_of_rate_does_not_move_the_clock() {
+        let c = Clock::new();
+        std::thread::sleep(Duration::from_millis(200));
+        // 200 ms at +50 % would be a 100 ms step if the new rate applied
+        // to the time already elapsed.
+        let (a, b) = around(&c, || c.set_drift_ppm(500_000));
+        assert!(b - a < Duration::from_millis(20), "{a:?} -> {b:?}");
+        std::thread::sleep(Duration::from_millis(200));
+        let (a, b) = around(&c, || c.set_drift_ppm(0));
+        assert!(b.abs_diff(a) < Duration::from_millis(20), "{a:?} -> {b:?}");
+        // It ran fast in between: about 400 ms of real time read as 500.
+        assert!(b >= Duration::from_millis(480), "{b:?}");
+    }
+
+    #[test]
+    fn a_jump_moves_the_clock_at_once_and_back() {
+        let c = Clock::new();
+        let (a, b) = around(&c, || c.jump(5_000_000_000));
+        assert!(b - a >= Duration::from_secs(5));
+        c.jump(-5_000_000_000);
+        assert!(c.now() < Duration::from_secs(1));
     }
 }
