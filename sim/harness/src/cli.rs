@@ -87,24 +87,8 @@ enum Cmd {
     Sweep {
         #[command(flatten)]
         common: CommonArgs,
-        /// Seed range A..B (B excluded).
-        #[arg(long, default_value = "0..100")]
-        seeds: String,
-        /// Parallel workers (each seed runs in its own process).
-        #[arg(long, default_value_t = 1)]
-        jobs: usize,
-        /// Run only the seeds s with s % N == I (I/N), to split a sweep across machines.
-        #[arg(long)]
-        shard: Option<String>,
-        /// Stop starting seeds after this long (e.g. 90s, 10m).
-        #[arg(long)]
-        time_budget: Option<String>,
-        /// Stop at the first failing seed.
-        #[arg(long)]
-        stop_on_failure: bool,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        opts: SweepOpts,
     },
     /// Minimise a failing seed's schedule while the same check still fails.
     Shrink {
@@ -469,25 +453,9 @@ pub fn main(app: App) -> ExitCode {
                 cmd_run(&c, seed, schedule.as_deref(), check_determinism, write)
             }
         }),
-        Cmd::Sweep {
-            common,
-            seeds,
-            jobs,
-            shard,
-            time_budget,
-            stop_on_failure,
-            quiet,
-        } => Common::resolve(app, common, set).and_then(|c| {
-            let opts = SweepOpts {
-                seeds,
-                jobs,
-                shard,
-                time_budget,
-                stop_on_failure,
-                quiet,
-            };
-            cmd_sweep(&c, &opts)
-        }),
+        Cmd::Sweep { common, opts } => {
+            Common::resolve(app, common, set).and_then(|c| cmd_sweep(&c, &opts))
+        }
         Cmd::Shrink {
             common,
             seed,
@@ -627,12 +595,25 @@ fn same_trace_again(c: &Common, sched: &Schedule, r: &RunResult) -> bool {
     false
 }
 
+#[derive(clap::Args)]
 struct SweepOpts {
+    /// Seed range A..B (B excluded).
+    #[arg(long, default_value = "0..100")]
     seeds: String,
+    /// Parallel workers (each seed runs in its own process).
+    #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Run only the seeds s with s % N == I (I/N), to split a sweep across machines.
+    #[arg(long)]
     shard: Option<String>,
+    /// Stop starting seeds after this long (e.g. 90s, 10m).
+    #[arg(long)]
     time_budget: Option<String>,
+    /// Stop at the first failing seed.
+    #[arg(long)]
     stop_on_failure: bool,
+    /// No progress bar.
+    #[arg(long)]
     quiet: bool,
 }
 

@@ -102,24 +102,35 @@ pub fn run(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
         })
     }));
     let (rec, sim_ms) = slot.lock().unwrap().take().expect("the runtime started");
+    let outcome = outcome.map_err(|p| Failure::new("panic", panic_message(p)));
+    judge(scenario, schedule, rec, sim_ms, &checks, outcome)
+}
+
+/// Checks what a run recorded: the checks that followed events, the
+/// history's, then a panic, then liveness (safety failures first: they are
+/// what a shrink should preserve).
+fn judge(
+    scenario: &dyn Scenario,
+    schedule: &Schedule,
+    rec: Recorder,
+    sim_ms: u64,
+    checks: &Checks,
+    outcome: Result<Vec<String>, Failure>,
+) -> RunResult {
     let history = rec.take_history();
     let check_start = std::time::Instant::now();
     let verdicts = scenario.check(schedule, &history);
-    // Safety failures first (they are what a shrink should preserve): the
-    // checks that followed events, the history's, then a panic, then
-    // liveness.
     let mut failures = checks.failures();
     failures.extend(verdicts.failures);
     match outcome {
         Ok(live) => failures.extend(live.into_iter().map(|m| Failure::new("liveness", m))),
-        Err(p) => failures.push(Failure::new("panic", panic_message(p))),
+        Err(panic) => failures.push(panic),
     }
     let client_ops = history
         .ops
         .iter()
         .filter(|o| o.is_client() && o.kind == OpType::Invoke)
         .count();
-    let check_wall = check_start.elapsed();
     RunResult {
         schedule: schedule.clone(),
         trace_hash: trace_hash(&history),
@@ -128,7 +139,7 @@ pub fn run(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
         lin: verdicts.lin,
         sim_ms,
         client_ops,
-        check_wall,
+        check_wall: check_start.elapsed(),
     }
 }
 
@@ -145,27 +156,7 @@ pub async fn run_in_current(scenario: &dyn Scenario, schedule: &Schedule) -> Run
     let checks = ctx.checks.clone();
     let live = scenario.run(schedule, ctx).await;
     let sim_ms = rec.elapsed_ms();
-    let history = rec.take_history();
-    let mut failures = checks.failures();
-    let check_start = std::time::Instant::now();
-    let verdicts = scenario.check(schedule, &history);
-    failures.extend(verdicts.failures);
-    failures.extend(live.into_iter().map(|m| Failure::new("liveness", m)));
-    let client_ops = history
-        .ops
-        .iter()
-        .filter(|o| o.is_client() && o.kind == OpType::Invoke)
-        .count();
-    RunResult {
-        schedule: schedule.clone(),
-        trace_hash: trace_hash(&history),
-        failures,
-        history,
-        lin: verdicts.lin,
-        sim_ms,
-        client_ops,
-        check_wall: check_start.elapsed(),
-    }
+    judge(scenario, schedule, rec, sim_ms, &checks, Ok(live))
 }
 
 #[cfg(test)]

@@ -10,11 +10,10 @@ use crate::pacing::Pacing;
 use crate::raft::{self, Raft, RaftFaults};
 use bookstore::client::{ClientError, ClientOptions, KvClient};
 use checker::history::{History, OpType};
-use checker::linear::{self, Verdict};
 use checker::model::ModelKind;
 use harness::nemesis::Nemesis;
 use harness::recorder::{Completion, Recorder};
-use harness::scenario::{Failure, Param, RunCtx, RunFuture, Scenario, Verdicts};
+use harness::scenario::{Param, RunCtx, RunFuture, Scenario, Verdicts};
 use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
 use harness::sim::Sim;
 use rand::{Rng, SeedableRng};
@@ -118,31 +117,7 @@ impl Scenario for Kv {
     }
 
     fn check(&self, _: &Schedule, history: &History) -> Verdicts {
-        let opts = linear::Options {
-            timeout: Some(Duration::from_secs(60)),
-            threads: 1,
-            ..Default::default()
-        };
-        let r = linear::check(history, ModelKind::Kv, &opts);
-        let failure = match r.verdict {
-            Verdict::Linearizable => None,
-            Verdict::NotLinearizable => Some(
-                r.explanation
-                    .clone()
-                    .unwrap_or_else(|| "not linearizable".into()),
-            ),
-            Verdict::Unknown => Some(format!(
-                "checker gave no verdict: {}",
-                r.unknown_reason.clone().unwrap_or_default()
-            )),
-        };
-        Verdicts {
-            failures: failure
-                .map(|m| Failure::new("linearizability", m))
-                .into_iter()
-                .collect(),
-            lin: Some(r),
-        }
+        Verdicts::linearizability(history, ModelKind::Kv, Value::Null)
     }
 }
 
