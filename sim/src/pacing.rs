@@ -32,7 +32,7 @@ impl Pacing {
     /// From the seed's own stream, so that adding it left every other draw
     /// of a seed as it was.
     pub fn draw(seed: u64, duration_ms: u64) -> Pacing {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7410_c11e_a7u64);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0074_10c1_1ea7_u64);
         let log_uniform = |rng: &mut ChaCha8Rng, lo: f64, hi: f64| {
             (lo * (hi / lo).powf(rng.random_range(0.0..1.0))) as u64
         };

@@ -301,7 +301,7 @@ pub struct Draw {
 impl Draw {
     pub fn new(seed: u64) -> Draw {
         Draw {
-            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5c4e_du64),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0005_eed5_c4ed_u64),
         }
     }
 
