@@ -8,7 +8,7 @@
 use serde_json::{Map, Number, Value};
 
 use crate::formats::ParseError;
-use crate::history::{History, Op, OpType, Process};
+use crate::history::{History, Op, OpType, Process, Semantics};
 
 /// An EDN value.
 #[derive(Clone, Debug, PartialEq)]
@@ -466,6 +466,7 @@ pub fn op_from_edn(map: &Edn, line: usize, pos: usize) -> Result<Op, ParseError>
 }
 
 /// Reads a Jepsen history: a vector/list of op maps, or a stream of maps.
+/// The history has Jepsen's meaning ([`Semantics::Jepsen`]).
 pub fn history_from_edn(text: &str) -> Result<History, ParseError> {
     let values = parse_all(text)?;
     let mut ops = Vec::new();
@@ -485,7 +486,7 @@ pub fn history_from_edn(text: &str) -> Result<History, ParseError> {
             ops.push(op_from_edn(v, *line, pos)?);
         }
     }
-    Ok(History { ops })
+    Ok(History::new(ops).with_semantics(Semantics::Jepsen))
 }
 
 fn edn_string(s: &str) -> String {

@@ -7,11 +7,15 @@
 //!   lines `INFO  jepsen.util - <process> :<type> :<f> <value>`.
 //! - [`Format::PorcupineKv`]: Porcupine's `test_data/kv/*.txt`: one EDN map
 //!   per line with `:key` and string values; a missing key reads as `""`.
+//!
+//! Each format has its own meaning ([`Format::semantics`]): EDN histories
+//! are read as Jepsen and Knossos read them, the others with the native
+//! meaning (which is also Porcupine's).
 
 use serde_json::Value;
 
 use crate::edn;
-use crate::history::{History, Op, OpType, Process};
+use crate::history::{History, Op, OpType, Process, Semantics};
 use crate::model::ModelKind;
 
 /// A malformed input: where, and what was expected.
@@ -62,15 +66,34 @@ impl Format {
         }
     }
 
+    /// What the events of a history in this format mean: Jepsen's (and
+    /// Knossos's) meaning for EDN, the native one (also Porcupine's) for
+    /// the others. See [`Semantics`].
+    pub fn semantics(self) -> Semantics {
+        match self {
+            Format::Edn => Semantics::Jepsen,
+            Format::Native | Format::Etcd | Format::PorcupineKv => Semantics::Native,
+        }
+    }
+
     /// The model to use when none is given: etcd logs are a single
-    /// cas-register, Porcupine kv logs a key-value map, and native/EDN
-    /// histories a key-value map if any client op carries a key.
+    /// cas-register, Porcupine kv logs a key-value map. Native and EDN
+    /// histories: multi-register if a client op is a `txn`, mutex if one
+    /// is an acquire or release, a key-value map if one carries a key,
+    /// else a cas-register.
     pub fn default_model(self, history: &History) -> ModelKind {
         match self {
             Format::Etcd => ModelKind::CasRegister,
             Format::PorcupineKv => ModelKind::Kv,
             Format::Native | Format::Edn => {
-                if history.ops.iter().any(|o| o.is_client() && o.key.is_some()) {
+                let client = || history.ops.iter().filter(|o| o.is_client());
+                if client().any(|o| o.f == "txn") {
+                    ModelKind::MultiRegister
+                } else if client()
+                    .any(|o| matches!(crate::model::canonical_f(&o.f), "acquire" | "release"))
+                {
+                    ModelKind::Mutex
+                } else if client().any(|o| o.key.is_some()) {
                     ModelKind::Kv
                 } else {
                     ModelKind::CasRegister
@@ -124,13 +147,15 @@ pub fn parse_auto(text: &str) -> Result<(History, Format), ParseError> {
     Ok((parse(text, format)?, format))
 }
 
-/// Parses text in the given format.
+/// Parses text in the given format. The history gets the format's
+/// meaning ([`Format::semantics`]).
 pub fn parse(text: &str, format: Format) -> Result<History, ParseError> {
-    match format {
+    let h = match format {
         Format::Native => History::from_jsonl(text),
         Format::Edn | Format::PorcupineKv => edn::history_from_edn(text),
         Format::Etcd => parse_etcd(text),
-    }
+    }?;
+    Ok(h.with_semantics(format.semantics()))
 }
 
 const ETCD_SHAPE: &str =
@@ -215,5 +240,5 @@ pub fn parse_etcd(text: &str) -> Result<History, ParseError> {
             extra,
         });
     }
-    Ok(History { ops })
+    Ok(History::new(ops))
 }

@@ -62,6 +62,56 @@ impl OpType {
     }
 }
 
+/// What the events of a history mean. Each format's reader sets it
+/// ([`crate::formats::Format::semantics`]); `checker check --semantics`
+/// overrides it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Semantics {
+    /// The native JSON Lines format's meaning, also Porcupine's logs'
+    /// (`etcd`, `porcupine-kv`):
+    /// - `fail`: it certainly took no effect; a `fail`ed `cas` observed
+    ///   that the value was not the expected one; a `fail` with an `error`
+    ///   field did not run and constrains nothing;
+    /// - a read that completes `ok` with `null` observed "absent" (the
+    ///   initial value, or a delete);
+    /// - the value of a write or cas is the invocation's;
+    /// - real-time order: by `time` if every client event has one, else
+    ///   the order of the lines.
+    #[default]
+    Native,
+    /// Jepsen's and Knossos's meaning, for Jepsen EDN histories:
+    /// - `fail`: it did not happen; the invocation and the failure are
+    ///   dropped and constrain nothing (Knossos `history/without-failures`),
+    ///   so a failed `cas` observes nothing;
+    /// - `info`: unknown, it may have happened (like [`Semantics::Native`]);
+    ///   an `info` from a client with nothing pending is ignored;
+    /// - a read (or a read inside a `txn`) that completes with `nil`
+    ///   constrains nothing (Knossos's register models);
+    /// - an `ok` completion's value is the operation's value: it replaces
+    ///   the invocation's (Knossos `history/complete`);
+    /// - real-time order: the order of the events in the file (`:time` is
+    ///   shown in reports, not used to order).
+    Jepsen,
+}
+
+impl Semantics {
+    pub fn by_name(s: &str) -> Option<Semantics> {
+        Some(match s {
+            "native" | "porcupine" => Semantics::Native,
+            "jepsen" | "knossos" => Semantics::Jepsen,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Semantics::Native => "native",
+            Semantics::Jepsen => "jepsen",
+        }
+    }
+}
+
 /// One event of a history (Jepsen calls these "ops").
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Op {
@@ -96,6 +146,9 @@ impl Op {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub ops: Vec<Op>,
+    /// What the events mean; set by the format's reader.
+    #[serde(default)]
+    pub semantics: Semantics,
 }
 
 /// How an operation ended.
@@ -103,7 +156,9 @@ pub struct History {
 pub enum Outcome {
     /// Took effect; the value is the result the client saw.
     Ok(Value),
-    /// Certainly took no effect (for a `cas`: the compare failed).
+    /// Certainly took no effect (for a `cas`: the compare failed). Only
+    /// with [`Semantics::Native`]: with [`Semantics::Jepsen`] a failed
+    /// operation is left out of [`History::calls`].
     Fail,
     /// Unknown (`info`, or no completion at all).
     Unknown,
@@ -179,8 +234,18 @@ pub(crate) fn key_from_value(v: &Value) -> Result<Option<String>, String> {
 }
 
 impl History {
+    /// A history with the native meaning ([`Semantics::Native`]).
     pub fn new(ops: Vec<Op>) -> History {
-        History { ops }
+        History {
+            ops,
+            semantics: Semantics::Native,
+        }
+    }
+
+    /// The same history with another meaning.
+    pub fn with_semantics(mut self, semantics: Semantics) -> History {
+        self.semantics = semantics;
+        self
     }
 
     /// Reads the native format: one JSON object per line (see README.md).
@@ -218,7 +283,7 @@ impl History {
                 extra: raw.extra,
             });
         }
-        Ok(History { ops })
+        Ok(History::new(ops))
     }
 
     /// Writes the native format, one op per line.
@@ -238,13 +303,17 @@ impl History {
 
     /// Pairs client invocations with their completions, in invocation order.
     ///
-    /// A completion with no pending invocation is an error. A `fail` that
-    /// carries an `"error"` field did not run and is left out (Jepsen's
-    /// `:error`); a plain `fail` of a cas means its compare failed. If a client
+    /// An `ok` or `fail` with no pending invocation is an error. With
+    /// [`Semantics::Native`], a `fail` that carries an `"error"` field did
+    /// not run and is left out; a plain `fail` is kept ([`Outcome::Fail`]:
+    /// for a cas, its compare failed). With [`Semantics::Jepsen`], every
+    /// `fail` is left out (it did not happen), and an `info` with no
+    /// pending invocation is ignored (as Knossos does). If a client
     /// invokes again while an operation is pending, the pending one is
     /// treated as unknown (the client gave up on it).
     pub fn calls(&self) -> Result<Vec<Call>, ParseError> {
         use std::collections::HashMap;
+        let jepsen = self.semantics == Semantics::Jepsen;
         let mut calls: Vec<Call> = Vec::new();
         let mut open: HashMap<&Process, usize> = HashMap::new();
         let mut dropped: Vec<bool> = Vec::new();
@@ -269,6 +338,10 @@ impl History {
                 }
                 kind => {
                     let Some(ci) = open.remove(&op.process) else {
+                        if jepsen && kind == OpType::Info {
+                            // Knossos: "just a random info" (wgl.clj).
+                            continue;
+                        }
                         return Err(ParseError {
                             line: pos + 1,
                             message: format!(
@@ -281,10 +354,13 @@ impl History {
                             ),
                         });
                     };
-                    if kind == OpType::Fail && op.extra.get("error").is_some_and(|e| !e.is_null()) {
-                        // Failed with an error: it never ran and observed
-                        // nothing (unlike a cas whose compare failed, which
-                        // tells us state != expected). It constrains nothing.
+                    if kind == OpType::Fail
+                        && (jepsen || op.extra.get("error").is_some_and(|e| !e.is_null()))
+                    {
+                        // Jepsen's `fail`, or a native `fail` with an
+                        // error: it never ran and observed nothing (unlike a
+                        // native cas whose compare failed, which tells us
+                        // state != expected). It constrains nothing.
                         // (Marked and filtered at the end: removing here
                         // would be quadratic on long histories.)
                         dropped[ci] = true;
@@ -309,13 +385,14 @@ impl History {
     }
 
     /// The real-time order of events as ranks: `rank[pos]` for each event.
-    /// Without times (or if any client event lacks one) this is file order.
-    /// With times, events are ordered by time, invocations before
-    /// completions at equal times (so equal times count as concurrent).
+    /// With [`Semantics::Jepsen`], or without times (or if any client event
+    /// lacks one), this is file order. Otherwise events are ordered by
+    /// time, invocations before completions at equal times (so equal times
+    /// count as concurrent).
     pub fn event_ranks(&self) -> Vec<u64> {
         let n = self.ops.len();
         let all_timed = self.ops.iter().all(|o| !o.is_client() || o.time.is_some());
-        if !all_timed {
+        if !all_timed || self.semantics == Semantics::Jepsen {
             return (0..n as u64).collect();
         }
         let mut order: Vec<usize> = (0..n).collect();

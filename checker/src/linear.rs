@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::formats::ParseError;
 use crate::history::{Call, History, Outcome};
-use crate::model::{KvModel, Model, ModelKind, MutexModel, RegisterModel};
+use crate::model::{KvModel, Model, ModelKind, MultiRegisterModel, MutexModel, RegisterModel};
 
 /// Search options.
 #[derive(Clone, Debug)]
@@ -44,7 +44,8 @@ pub struct Options {
     /// visited (linearized set, state) pairs reaches this many entries (or
     /// about 1 GiB, whichever comes first).
     pub max_cache_entries: usize,
-    /// Initial value of the register (of every key, for `kv`).
+    /// Initial value of the register (of every key, for `kv`; for
+    /// `multi-register`, an object gives each register's).
     pub initial: Value,
 }
 
@@ -132,11 +133,25 @@ pub fn try_check(
     opts: &Options,
 ) -> Result<CheckResult, ParseError> {
     let init = opts.initial.clone();
+    let sem = history.semantics;
     match model {
-        ModelKind::Register => check_model(history, RegisterModel::new(init, false), opts),
-        ModelKind::CasRegister => check_model(history, RegisterModel::new(init, true), opts),
-        ModelKind::Kv => check_model(history, KvModel::new(init), opts),
+        ModelKind::Register => check_model(
+            history,
+            RegisterModel::new(init, false).with_semantics(sem),
+            opts,
+        ),
+        ModelKind::CasRegister => check_model(
+            history,
+            RegisterModel::new(init, true).with_semantics(sem),
+            opts,
+        ),
+        ModelKind::Kv => check_model(history, KvModel::new(init).with_semantics(sem), opts),
         ModelKind::Mutex => check_model(history, MutexModel, opts),
+        ModelKind::MultiRegister => check_model(
+            history,
+            MultiRegisterModel::new(init).with_semantics(sem),
+            opts,
+        ),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 use checker::formats::{self, Format};
-use checker::history::History;
+use checker::history::{History, Semantics};
 use checker::linear::{self, Options, Verdict};
 use checker::model::ModelKind;
 
@@ -33,12 +33,17 @@ enum Cmd {
         /// auto | native | edn | etcd | porcupine-kv
         #[arg(long, default_value = "auto")]
         format: String,
-        /// register | cas-register | kv | mutex (default: inferred from the format)
+        /// register | cas-register | kv | mutex | multi-register (default: inferred from the history)
         #[arg(long)]
         model: Option<String>,
-        /// Initial value as JSON (e.g. `null`, `0`, `""`); default from the format.
+        /// Initial value as JSON (e.g. `null`, `0`, `""`; for multi-register an
+        /// object such as `{"x":0,"y":0}` gives each register's); default from the format.
         #[arg(long)]
         initial: Option<String>,
+        /// What the events mean: native (also Porcupine's) or jepsen (also
+        /// Knossos's); default from the format (EDN: jepsen, others: native).
+        #[arg(long)]
+        semantics: Option<String>,
         /// Give up (exit 2) after this many seconds.
         #[arg(long)]
         timeout: Option<f64>,
@@ -127,12 +132,13 @@ fn main() -> ExitCode {
             format,
             model,
             initial,
+            semantics,
             timeout,
             threads,
             max_cache,
             report,
         } => cmd_check(
-            &file, &format, model, initial, timeout, threads, max_cache, report,
+            &file, &format, model, initial, semantics, timeout, threads, max_cache, report,
         ),
         Cmd::Bench {
             dir,
@@ -156,28 +162,19 @@ fn cmd_check(
     format: &str,
     model: Option<String>,
     initial: Option<String>,
+    semantics: Option<String>,
     timeout: Option<f64>,
     threads: usize,
     max_cache: usize,
     report: Option<PathBuf>,
 ) -> Result<ExitCode, BadInput> {
-    let (history, format) = read_history(file, format)?;
-    let model = match model {
-        Some(m) => ModelKind::by_name(&m).ok_or_else(|| {
-            BadInput(format!(
-                "unknown --model {m:?}: use register, cas-register, kv or mutex"
-            ))
-        })?,
-        None => format.default_model(&history),
-    };
-    let initial = match initial {
-        Some(s) => serde_json::from_str(&s).map_err(|e| {
-            BadInput(format!(
-                "--initial must be a JSON value such as null, 0 or '\"\"' (got {s:?}: {e})"
-            ))
-        })?,
-        None => format.default_initial(),
-    };
+    let (mut history, format) = read_history(file, format)?;
+    if let Some(s) = semantics {
+        history.semantics = Semantics::by_name(&s)
+            .ok_or_else(|| BadInput(format!("unknown --semantics {s:?}: use native or jepsen")))?;
+    }
+    let model = parse_model(model.as_deref(), format, &history)?;
+    let initial = parse_initial(initial.as_deref(), format)?;
     if let Some(t) = timeout {
         if !(t.is_finite() && t > 0.0) {
             return Err(BadInput(
@@ -202,10 +199,11 @@ fn cmd_check(
     })?;
     let elapsed = start.elapsed();
     outln!(
-        "{}: {} ({} format, {} model, {} ops, {} partitions, {:.1} ms)",
+        "{}: {} ({} format, {} semantics, {} model, {} ops, {} partitions, {:.1} ms)",
         file.display(),
         result.verdict.name(),
         format.name(),
+        history.semantics.name(),
         model.name(),
         history.ops.len(),
         result.partitions,
@@ -230,6 +228,32 @@ fn cmd_check(
     }))
 }
 
+fn parse_model(
+    model: Option<&str>,
+    format: Format,
+    history: &History,
+) -> Result<ModelKind, BadInput> {
+    match model {
+        Some(m) => ModelKind::by_name(m).ok_or_else(|| {
+            BadInput(format!(
+                "unknown --model {m:?}: use register, cas-register, kv, mutex or multi-register"
+            ))
+        }),
+        None => Ok(format.default_model(history)),
+    }
+}
+
+fn parse_initial(initial: Option<&str>, format: Format) -> Result<serde_json::Value, BadInput> {
+    match initial {
+        Some(s) => serde_json::from_str(s).map_err(|e| {
+            BadInput(format!(
+                "--initial must be a JSON value such as null, 0 or '\"\"' (got {s:?}: {e})"
+            ))
+        }),
+        None => Ok(format.default_initial()),
+    }
+}
+
 fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadInput> {
     let csv_path = dir.join("expected.csv");
     let csv = std::fs::read_to_string(&csv_path)
@@ -241,19 +265,25 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         if line.trim().is_empty() {
             continue;
         }
-        let Some((file, expected)) = line.split_once(',') else {
+        // file,expected[,model[,initial]]: the initial value (JSON) is
+        // the rest of the line, so it may contain commas.
+        let cols: Vec<&str> = line.splitn(4, ',').map(str::trim).collect();
+        let [file, expected, rest @ ..] = cols.as_slice() else {
             return Err(BadInput(format!(
-                "{}:{}: expected `file,verdict`",
+                "{}:{}: expected `file,verdict[,model[,initial]]`",
                 csv_path.display(),
                 i + 1
             )));
         };
-        let expected = expected.trim();
+        let (file, expected) = (*file, *expected);
         let (history, format) = read_history(&dir.join(file), "auto")?;
-        let model = format.default_model(&history);
+        let at = |e: BadInput| BadInput(format!("{}:{}: {}", csv_path.display(), i + 1, e.0));
+        let model = rest.first().filter(|m| !m.is_empty()).copied();
+        let model = parse_model(model, format, &history).map_err(at)?;
+        let initial = parse_initial(rest.get(1).copied(), format).map_err(at)?;
         let opts = Options {
             threads,
-            initial: format.default_initial(),
+            initial,
             ..Options::default()
         };
         let mut best = Duration::MAX;
@@ -310,14 +340,29 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
 
 fn cmd_convert(file: &Path, to: &str, format: &str) -> Result<ExitCode, BadInput> {
     let (history, _) = read_history(file, format)?;
-    match to {
-        "edn" => out(&history.to_edn()),
-        "native" | "jsonl" => out(&history.to_jsonl()),
+    let (text, target) = match to {
+        "edn" => (history.to_edn(), Format::Edn),
+        "native" | "jsonl" => (history.to_jsonl(), Format::Native),
         other => {
             return Err(BadInput(format!(
                 "unknown --to {other:?}: use edn or native"
             )))
         }
+    };
+    if history.semantics != target.semantics() {
+        // The events are copied as they are; what they mean follows the
+        // format they are read in.
+        eprintln!(
+            "note: the events are copied unchanged, but {} histories are read with the {} \
+             meaning and this one had the {} meaning (a fail, a read of null and the order \
+             differ: see checker/README.md); to keep its meaning, check the output with \
+             --semantics {}",
+            target.name(),
+            target.semantics().name(),
+            history.semantics.name(),
+            history.semantics.name()
+        );
     }
+    out(&text);
     Ok(ExitCode::SUCCESS)
 }

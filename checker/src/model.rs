@@ -16,7 +16,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use serde_json::Value;
 
-use crate::history::{Call, Outcome};
+use crate::history::{Call, Outcome, Semantics};
 
 /// A sequential specification.
 pub trait Model: Clone + Send {
@@ -75,6 +75,9 @@ pub enum ModelKind {
     Kv,
     /// acquire / release.
     Mutex,
+    /// Knossos's multi-register: `txn` of reads and writes over several
+    /// registers.
+    MultiRegister,
 }
 
 impl ModelKind {
@@ -84,6 +87,7 @@ impl ModelKind {
             "cas-register" | "cas" => ModelKind::CasRegister,
             "kv" | "key-value" | "map" => ModelKind::Kv,
             "mutex" | "lock" => ModelKind::Mutex,
+            "multi-register" | "multi" => ModelKind::MultiRegister,
             _ => return None,
         })
     }
@@ -94,6 +98,7 @@ impl ModelKind {
             ModelKind::CasRegister => "cas-register",
             ModelKind::Kv => "kv",
             ModelKind::Mutex => "mutex",
+            ModelKind::MultiRegister => "multi-register",
         }
     }
 }
@@ -238,8 +243,8 @@ pub enum RegOp {
     Delete(u32),
 }
 
-fn cas_args(call: &Call) -> Result<(&Value, &Value), String> {
-    match &call.invoke_value {
+fn cas_args<'a>(call: &Call, value: &'a Value) -> Result<(&'a Value, &'a Value), String> {
+    match value {
         Value::Array(a) if a.len() == 2 => Ok((&a[0], &a[1])),
         v => Err(format!(
             "cas value must be [expected, new], found {v} in {}",
@@ -265,11 +270,22 @@ impl Codes for Interner {
     }
 }
 
+/// The value an operation works with: the invocation's, except that with
+/// [`Semantics::Jepsen`] an `ok` completion's value replaces it (Knossos's
+/// `history/complete`).
+pub fn call_value(call: &Call, semantics: Semantics) -> &Value {
+    match (&call.outcome, semantics) {
+        (Outcome::Ok(v), Semantics::Jepsen) => v,
+        _ => &call.invoke_value,
+    }
+}
+
 /// Shared by [`RegisterModel`] and [`KvModel`].
 fn prepare_reg(
     codes: &mut dyn Codes,
     call: &Call,
     allow: &[&str],
+    semantics: Semantics,
 ) -> Result<Option<RegOp>, String> {
     let f = canonical_f(&call.f);
     if !allow.contains(&f) {
@@ -281,8 +297,12 @@ fn prepare_reg(
         ));
     }
     let failed = call.outcome == Outcome::Fail;
+    let value = call_value(call, semantics);
     Ok(match f {
         "read" => match &call.outcome {
+            // Jepsen/Knossos: a read of nil says "we don't know what the
+            // read was" (Knossos model.clj, Register and CASRegister).
+            Outcome::Ok(Value::Null) if semantics == Semantics::Jepsen => None,
             Outcome::Ok(v) => Some(RegOp::Read(codes.code(v))),
             // A read that failed or may not have happened observes nothing.
             _ => None,
@@ -290,11 +310,11 @@ fn prepare_reg(
         // A failed write, append or delete certainly had no effect.
         "write" | "append" | "delete" if failed => None,
         // Jepsen logs the written value on the invoke (and usually the ok).
-        "write" => Some(RegOp::Write(codes.code(&call.invoke_value))),
-        "append" => Some(RegOp::Append(codes.append_code(&call.invoke_value))),
+        "write" => Some(RegOp::Write(codes.code(value))),
+        "append" => Some(RegOp::Append(codes.append_code(value))),
         "delete" => Some(RegOp::Delete(codes.code(&Value::Null))),
         "cas" => {
-            let (from, to) = cas_args(call)?;
+            let (from, to) = cas_args(call, value)?;
             let (from, to) = (codes.code(from), codes.code(to));
             // A failed cas observed state != expected. An unknown cas is
             // listed only as the succeeding case: "no effect" is covered by
@@ -349,6 +369,7 @@ pub struct RegisterModel {
     pub values: Interner,
     initial: Value,
     allow_cas: bool,
+    semantics: Semantics,
     /// Set by [`Model::prepared`]: the codes some op observes.
     observed: Option<FxHashSet<u32>>,
 }
@@ -359,8 +380,15 @@ impl RegisterModel {
             values: Interner::default(),
             initial,
             allow_cas,
+            semantics: Semantics::Native,
             observed: None,
         }
+    }
+
+    /// Reads calls with this meaning (default [`Semantics::Native`]).
+    pub fn with_semantics(mut self, semantics: Semantics) -> Self {
+        self.semantics = semantics;
+        self
     }
 }
 
@@ -406,7 +434,7 @@ impl Model for RegisterModel {
         } else {
             &["read", "write"]
         };
-        prepare_reg(&mut self.values, call, allow)
+        prepare_reg(&mut self.values, call, allow, self.semantics)
     }
 
     fn step(&mut self, s: &u32, op: &RegOp) -> Option<u32> {
@@ -518,6 +546,7 @@ pub struct KvModel {
     suffixes: Vec<String>,
     suffix_ids: FxHashMap<String, u32>,
     initial: Value,
+    semantics: Semantics,
     /// Memo of (state, suffix) -> state.
     appends: FxHashMap<(u32, u32), u32>,
     /// Set by [`Model::prepared`] if the partition has no appends: the
@@ -535,9 +564,16 @@ impl KvModel {
             suffixes: Vec::new(),
             suffix_ids: FxHashMap::default(),
             initial,
+            semantics: Semantics::Native,
             appends: FxHashMap::default(),
             observed: None,
         }
+    }
+
+    /// Reads calls with this meaning (default [`Semantics::Native`]).
+    pub fn with_semantics(mut self, semantics: Semantics) -> Self {
+        self.semantics = semantics;
+        self
     }
 
     fn append(&mut self, s: u32, a: u32) -> u32 {
@@ -608,7 +644,13 @@ impl Model for KvModel {
     }
 
     fn prepare(&mut self, call: &Call) -> Result<Option<RegOp>, String> {
-        prepare_reg(self, call, &["read", "write", "append", "cas", "delete"])
+        let semantics = self.semantics;
+        prepare_reg(
+            self,
+            call,
+            &["read", "write", "append", "cas", "delete"],
+            semantics,
+        )
     }
 
     fn prepared(&mut self, ops: &mut [RegOp]) {
@@ -696,5 +738,253 @@ impl Model for MutexModel {
 
     fn describe_state(&self, locked: &bool) -> String {
         if *locked { "locked" } else { "free" }.into()
+    }
+}
+
+/// One step of a multi-register transaction, with interned key slot and
+/// value code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Micro {
+    /// The register (slot) holds this value.
+    Read(u32, u32),
+    /// The register (slot) becomes this value.
+    Write(u32, u32),
+}
+
+/// Knossos's `multi-register` (model.clj `MultiRegister`): registers named
+/// by keys, used only through transactions: `f` = `txn`, value = a list of
+/// `[f k v]` micro-operations, `f` one of `read`/`r` and `write`/`w`,
+/// applied atomically in order. A read micro-op constrains the register
+/// to `v`; with [`Semantics::Jepsen`] a read of `nil` is always legal
+/// ("Nil reads are always legal"), and with [`Semantics::Native`] it reads
+/// `null`, i.e. a register never written that starts at `null`.
+///
+/// The initial value: a JSON object gives each register's (Knossos's
+/// `(multi-register {:x 0 :y 0})`; a register it does not name starts at
+/// `null`); any other value is every register's.
+///
+/// A transaction can touch several registers, so the history is one
+/// partition.
+#[derive(Clone, Debug)]
+pub struct MultiRegisterModel {
+    pub values: Interner,
+    /// Key (its JSON text; a string key as is) -> slot.
+    slots: FxHashMap<String, u32>,
+    keys: Vec<String>,
+    initial: Value,
+    semantics: Semantics,
+    /// Set by [`Model::prepared`]: per slot, the codes some read observes.
+    observed: Option<Vec<FxHashSet<u32>>>,
+}
+
+impl MultiRegisterModel {
+    pub fn new(initial: Value) -> Self {
+        MultiRegisterModel {
+            values: Interner::default(),
+            slots: FxHashMap::default(),
+            keys: Vec::new(),
+            initial,
+            semantics: Semantics::Native,
+            observed: None,
+        }
+    }
+
+    /// Reads calls with this meaning (default [`Semantics::Native`]).
+    pub fn with_semantics(mut self, semantics: Semantics) -> Self {
+        self.semantics = semantics;
+        self
+    }
+
+    fn slot(&mut self, key: &Value) -> u32 {
+        let name = match key {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if let Some(&s) = self.slots.get(&name) {
+            return s;
+        }
+        let s = self.keys.len() as u32;
+        self.slots.insert(name.clone(), s);
+        self.keys.push(name);
+        s
+    }
+
+    fn initial_of(&self, key: &str) -> Value {
+        match &self.initial {
+            Value::Object(m) => m.get(key).cloned().unwrap_or(Value::Null),
+            v => v.clone(),
+        }
+    }
+
+    /// The code a slot holds in a state; a slot beyond the state (a key
+    /// first seen after `init`) holds its initial value.
+    fn get(&mut self, s: &[u32], slot: u32) -> u32 {
+        match s.get(slot as usize) {
+            Some(&v) => v,
+            None => {
+                let init = self.initial_of(&self.keys[slot as usize].clone());
+                let code = self.values.intern(&init);
+                self.observed_or_dead(slot, code)
+            }
+        }
+    }
+
+    fn observed_or_dead(&self, slot: u32, code: u32) -> u32 {
+        match &self.observed {
+            Some(seen) if !seen[slot as usize].contains(&code) => DEAD,
+            _ => code,
+        }
+    }
+}
+
+impl Model for MultiRegisterModel {
+    type State = Box<[u32]>;
+    type Op = Vec<Micro>;
+
+    fn init(&mut self) -> Box<[u32]> {
+        (0..self.keys.len() as u32)
+            .map(|slot| {
+                let init = self.initial_of(&self.keys[slot as usize].clone());
+                let code = self.values.intern(&init);
+                self.observed_or_dead(slot, code)
+            })
+            .collect()
+    }
+
+    fn prepare(&mut self, call: &Call) -> Result<Option<Vec<Micro>>, String> {
+        if call.f != "txn" {
+            return Err(format!(
+                "function `{}` is not supported by the multi-register model (supported: txn, \
+                 with a value like [[\"read\", \"x\", null], [\"write\", \"y\", 2]]) in {}",
+                call.f,
+                call.describe()
+            ));
+        }
+        let jepsen = self.semantics == Semantics::Jepsen;
+        // The completed value carries what the reads saw. Knossos uses it
+        // whatever it is; a native `ok` without a value keeps the invoke's.
+        let value = match &call.outcome {
+            Outcome::Ok(v) if jepsen || !v.is_null() => v,
+            _ => &call.invoke_value,
+        };
+        let micro_ops: &[Value] = match value {
+            Value::Array(a) => a,
+            // Knossos reduces over nil: no micro-ops.
+            Value::Null => &[],
+            v => {
+                return Err(format!(
+                    "a txn value must be a list of [f k v] micro-ops, found {v} in {}",
+                    call.describe()
+                ))
+            }
+        };
+        let mut ops = Vec::with_capacity(micro_ops.len());
+        for m in micro_ops {
+            let bad = || {
+                format!(
+                    "a txn micro-op must be [f k v] with f read/r or write/w, found {m} in {}",
+                    call.describe()
+                )
+            };
+            let Value::Array(t) = m else {
+                return Err(bad());
+            };
+            let [Value::String(f), k, v] = t.as_slice() else {
+                return Err(bad());
+            };
+            let slot = self.slot(k);
+            match f.as_str() {
+                "read" | "r" => {
+                    let known = if jepsen {
+                        // Knossos: "Nil reads are always legal".
+                        !v.is_null()
+                    } else {
+                        // Native: only an ok txn's reads are known.
+                        matches!(call.outcome, Outcome::Ok(_))
+                    };
+                    if known {
+                        ops.push(Micro::Read(slot, self.values.intern(v)));
+                    }
+                }
+                "write" | "w" => ops.push(Micro::Write(slot, self.values.intern(v))),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(match call.outcome {
+            // A failed txn (native meaning) had no effect.
+            Outcome::Fail => None,
+            _ if ops.is_empty() => None,
+            _ => Some(ops),
+        })
+    }
+
+    /// Values of a register that no read observes are interchangeable, as
+    /// in the single registers ([`DEAD`]).
+    fn prepared(&mut self, ops: &mut [Vec<Micro>]) {
+        let mut seen = vec![FxHashSet::default(); self.keys.len()];
+        for op in ops.iter() {
+            for m in op {
+                if let Micro::Read(k, v) = *m {
+                    seen[k as usize].insert(v);
+                }
+            }
+        }
+        for op in ops.iter_mut() {
+            for m in op.iter_mut() {
+                if let Micro::Write(k, v) = *m {
+                    if !seen[k as usize].contains(&v) {
+                        *m = Micro::Write(k, DEAD);
+                    }
+                }
+            }
+        }
+        self.observed = Some(seen);
+    }
+
+    fn step(&mut self, s: &Box<[u32]>, op: &Vec<Micro>) -> Option<Box<[u32]>> {
+        let mut out: Option<Box<[u32]>> = None;
+        for m in op {
+            match *m {
+                Micro::Read(k, v) => {
+                    let cur = match &out {
+                        Some(o) => self.get(o, k),
+                        None => self.get(s, k),
+                    };
+                    if cur != v {
+                        return None;
+                    }
+                }
+                Micro::Write(k, v) => {
+                    let o = out.get_or_insert_with(|| s.clone());
+                    if (k as usize) >= o.len() {
+                        // Grow to hold a key first seen after `init`.
+                        let mut grown = o.to_vec();
+                        for slot in grown.len() as u32..=k {
+                            let c = self.get(&[], slot);
+                            grown.push(c);
+                        }
+                        *o = grown.into_boxed_slice();
+                    }
+                    o[k as usize] = v;
+                }
+            }
+        }
+        Some(out.unwrap_or_else(|| s.clone()))
+    }
+
+    fn describe_state(&self, s: &Box<[u32]>) -> String {
+        let parts: Vec<String> = s
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| {
+                let v = if v == DEAD {
+                    "(a value no read observes)".to_string()
+                } else {
+                    self.values.show(v)
+                };
+                format!("{} {v}", self.keys[k])
+            })
+            .collect();
+        format!("{{{}}}", parts.join(", "))
     }
 }

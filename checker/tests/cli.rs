@@ -51,7 +51,7 @@ fn exit_codes() {
     ]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("linearizable (native format, kv model"),
+        out.contains("linearizable (native format, native semantics, kv model"),
         "{out}"
     );
     let html = std::fs::read_to_string(&report).unwrap();
@@ -85,7 +85,7 @@ fn exit_codes() {
     let (code, _, err) = checker(&["check", good.to_str().unwrap(), "--model", "queue"]);
     assert_eq!(code, 3);
     assert!(
-        err.contains("use register, cas-register, kv or mutex"),
+        err.contains("use register, cas-register, kv, mutex or multi-register"),
         "{err}"
     );
 
