@@ -145,6 +145,11 @@ impl RaftChecker {
         }
     }
 
+    /// The highest commit index any node of the group has reported.
+    pub fn max_commit(&self) -> u64 {
+        self.max_commit
+    }
+
     pub fn highest_applied(&self) -> u64 {
         self.applied.keys().next_back().copied().unwrap_or(0)
     }

@@ -9,8 +9,9 @@ use bookstore::bugs::Bugs;
 use bookstore::node::{serve, EventSink, NodeConfig, NodeEvent};
 use harness::events::Bus;
 use harness::nemesis::{Arm, FaultPlugin, OnFire, Started};
+use harness::scenario::Floor;
 use harness::scenario::RunCtx;
-use harness::schedule::{Fault, FaultConfig, Targets};
+use harness::schedule::{Fault, FaultConfig, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -176,7 +177,9 @@ impl Raft {
         r.bus.subscribe(move |(node, ev)| {
             let mut g = state.lock().unwrap();
             let group = g.groups.get(node).copied().unwrap_or(0);
-            g.checkers.entry(group).or_default().observe(*node, ev);
+            let checker = g.checkers.entry(group).or_default();
+            count(checker, ev);
+            checker.observe(*node, ev);
         });
         let rec = ctx.rec.clone();
         r.bus.subscribe(move |(node, ev)| {
@@ -214,6 +217,7 @@ impl Raft {
         bugs: Bugs,
         seed: u64,
         max_batch: usize,
+        snapshot_every: u64,
     ) -> BTreeMap<u64, String> {
         let peers: BTreeMap<u64, String> = ids
             .iter()
@@ -225,7 +229,7 @@ impl Raft {
             self.state.lock().unwrap().groups.insert(global, ids[0]);
             let mut cfg = NodeConfig::new(id, peers.clone(), seed.wrapping_add(global));
             cfg.bugs = bugs;
-            cfg.snapshot_every = 200;
+            cfg.snapshot_every = snapshot_every;
             cfg.rpc_timeout = Duration::from_millis(200);
             cfg.max_batch = max_batch;
             // Events carry the host's id.
@@ -249,6 +253,59 @@ impl Raft {
             });
         }
         peers
+    }
+}
+
+fn has_kind(s: &Schedule, kinds: &[&str]) -> bool {
+    s.config.kinds.iter().any(|k| kinds.contains(&k.as_str()))
+}
+
+fn crashes(s: &Schedule) -> bool {
+    has_kind(s, &["crash", "crash-voter"])
+}
+
+/// Coverage floors of the Raft and KV paths, shared by the bookstore's
+/// scenarios: each is about half the share measured on a sweep of every
+/// fault kind, and applies only to seeds whose faults can reach it.
+pub fn floors() -> Vec<Floor> {
+    vec![
+        Floor::new("raft: a snapshot taken", 0.4),
+        Floor::new("raft: a snapshot installed on a follower", 0.25),
+        Floor::new("raft: a node restarted from its snapshot", 0.2).when(crashes),
+        Floor::new("raft: a torn WAL tail cut on recovery", 0.1).when(crashes),
+        Floor::new("raft: a new leader with entries not yet committed", 0.5),
+        Floor::new("kv: a retried write answered from the session table", 0.35),
+        Floor::new(
+            "client: a write of unknown outcome settled by its retry",
+            0.5,
+        ),
+    ]
+}
+
+/// Coverage: the Raft paths worth reaching, as the events show them
+/// (`checker` holds what the group committed before this event).
+fn count(checker: &RaftChecker, ev: &NodeEvent) {
+    use harness::hostio::coverage::{hit, sometimes};
+    match ev {
+        NodeEvent::SnapshotInstalled { .. } => hit("raft: a snapshot installed on a follower"),
+        NodeEvent::Recovered {
+            snapshot_index,
+            cut_bytes,
+            ..
+        } => {
+            sometimes(
+                *snapshot_index > 0,
+                "raft: a node restarted from its snapshot",
+            );
+            sometimes(*cut_bytes > 0, "raft: a torn WAL tail cut on recovery");
+        }
+        NodeEvent::Elected { last_index, .. } => {
+            sometimes(
+                *last_index > checker.max_commit(),
+                "raft: a new leader with entries not yet committed",
+            );
+        }
+        _ => {}
     }
 }
 
@@ -414,7 +471,7 @@ impl FaultPlugin for RaftFaults {
 }
 
 /// The bugs `--bug` accepts in the bookstore's scenarios.
-pub fn bugs_of(s: &harness::schedule::Schedule) -> Bugs {
+pub fn bugs_of(s: &Schedule) -> Bugs {
     match &s.bug {
         Some(b) => Bugs::from_name(b).expect("bug names are validated by the CLI"),
         None => Bugs::default(),

@@ -288,3 +288,39 @@ fn a_sweep_passes_every_flag_to_its_runs_and_replay_commands() {
     );
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// "0 failed" means something only with the coverage floors met: a sweep
+/// whose seeds reach a counter less often than its floor fails and names
+/// it; the scenario's own floors hold on the same seeds.
+#[test]
+fn a_sweep_fails_when_a_coverage_floor_is_missed() {
+    let out_dir = std::env::temp_dir().join(format!("sim-floors-{}", std::process::id()));
+    let sweep = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+            .args(["sweep", "--scenario", "kv", "--faults", "all"])
+            .args(["--seeds", "0..60", "--jobs", "2", "--quiet", "--out"])
+            .arg(&out_dir)
+            .args(extra)
+            .output()
+            .expect("the sim binary runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, text) = sweep(&[]);
+    assert_eq!(code, Some(0), "the scenario's floors hold:\n{text}");
+    assert!(text.contains("raft: a snapshot installed on a follower  floor"), "{text}");
+    let json = std::fs::read_to_string(out_dir.join("coverage-kv.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["seeds"], 60);
+    // The same seeds, with a floor no sweep reaches: 100 % of the seeds
+    // restarting a node from its snapshot.
+    let (code, text) = sweep(&["--floor", "raft: a node restarted from its snapshot=100"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("coverage floor missed: 'raft: a node restarted from its snapshot'"),
+        "{text}"
+    );
+    // A counter nothing bumps is missed too.
+    let (code, text) = sweep(&["--floor", "kv: something never done=1"]);
+    assert_eq!(code, Some(1), "{text}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}

@@ -200,6 +200,10 @@ impl KvClient {
             match tokio::time::timeout(clock.to_runtime(limit), call(conn)).await {
                 Ok(Ok(v)) => {
                     self.leader = Some(id);
+                    hostio::coverage::sometimes(
+                        maybe_applied,
+                        "client: a write of unknown outcome settled by its retry",
+                    );
                     return Ok(v);
                 }
                 Ok(Err(status)) => {

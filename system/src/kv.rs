@@ -69,6 +69,7 @@ impl KvState {
         if !self.duplicate_apply {
             if let Some((last, result)) = self.sessions.get(&client_id) {
                 if seq == *last {
+                    hostio::coverage::hit("kv: a retried write answered from the session table");
                     return Applied::Write {
                         client_id,
                         seq,

@@ -474,6 +474,7 @@ impl Node {
         // 5. Compact.
         let snap_index = self.raft.log().snapshot_index();
         if applied >= snap_index + self.snapshot_every {
+            hostio::coverage::hit("raft: a snapshot taken");
             self.raft.compact(applied, self.kv.snapshot());
             let log = self.raft.log();
             let rest = log.entries_between(applied + 1, log.last_index());

@@ -21,6 +21,7 @@ use crate::runner::{self, RunResult};
 use crate::scenario::{Param, Scenario};
 use crate::schedule::{FaultSelection, Schedule};
 use clap::{Arg, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -299,8 +300,8 @@ fn write_failure(c: &Common, out: &Path, r: &RunResult, replay: &str) -> std::io
 /// Runs one seed in a child process (`run --summary`), so that what one
 /// simulated run leaves behind in memory (madsim does not free every task
 /// of a finished runtime) dies with its process. Returns the simulated
-/// milliseconds and the first failure.
-fn run_in_child(c: &Common, seed: u64) -> (u64, Option<(String, String)>) {
+/// milliseconds, the first failure and the coverage.
+fn run_in_child(c: &Common, seed: u64) -> Child {
     let exe = std::env::current_exe().expect("the harness binary's path");
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("run")
@@ -310,43 +311,44 @@ fn run_in_child(c: &Common, seed: u64) -> (u64, Option<(String, String)>) {
         .arg(seed.to_string())
         .arg("--out")
         .arg(&c.out);
+    let died = |why: String| Child {
+        sim_ms: 0,
+        failure: Some(("harness".into(), why)),
+        coverage: BTreeMap::new(),
+    };
     let out = match cmd.output() {
         Ok(o) => o,
-        Err(e) => {
-            return (
-                0,
-                Some(("harness".into(), format!("cannot start a child run: {e}"))),
-            )
-        }
+        Err(e) => return died(format!("cannot start a child run: {e}")),
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().unwrap_or("");
     match serde_json::from_str::<serde_json::Value>(line) {
-        Ok(v) => {
-            let ms = v["sim_ms"].as_u64().unwrap_or(0);
-            let failure = v["failure"].as_array().map(|a| {
+        Ok(v) => Child {
+            sim_ms: v["sim_ms"].as_u64().unwrap_or(0),
+            failure: v["failure"].as_array().map(|a| {
                 (
                     a[0].as_str().unwrap_or("?").to_string(),
                     a[1].as_str().unwrap_or("").to_string(),
                 )
-            });
-            (ms, failure)
-        }
-        Err(_) => (
-            0,
-            Some((
-                "harness".into(),
-                format!(
-                    "the child run died ({}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr)
-                        .chars()
-                        .take(300)
-                        .collect::<String>()
-                ),
-            )),
-        ),
+            }),
+            coverage: serde_json::from_value(v["coverage"].clone()).unwrap_or_default(),
+        },
+        Err(_) => died(format!(
+            "the child run died ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        )),
     }
+}
+
+/// What one seed of a sweep gave.
+struct Child {
+    sim_ms: u64,
+    failure: Option<(String, String)>,
+    coverage: BTreeMap<String, u64>,
 }
 
 fn print_result(r: &RunResult, wall: Duration) {
@@ -362,6 +364,19 @@ fn print_result(r: &RunResult, wall: Duration) {
     for f in &r.failures {
         println!("  [{}] {}", f.check, f.message);
     }
+    let reached: Vec<String> = r
+        .coverage
+        .iter()
+        .map(|(name, n)| format!("{name} x{n}"))
+        .collect();
+    println!(
+        "coverage: {}",
+        if reached.is_empty() {
+            "nothing counted".to_string()
+        } else {
+            reached.join(", ")
+        }
+    );
 }
 
 fn quiet_panics() {
@@ -488,7 +503,7 @@ fn cmd_summary(c: &Common, seed: u64) -> Result<ExitCode, String> {
     let first = r.failures.first().map(|f| (f.check, f.message.clone()));
     println!(
         "{}",
-        serde_json::json!({"sim_ms": r.sim_ms, "failure": first})
+        serde_json::json!({"sim_ms": r.sim_ms, "failure": first, "coverage": r.coverage})
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -615,6 +630,15 @@ struct SweepOpts {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Add or change a coverage floor: COUNTER=PERCENT of the seeds (repeatable).
+    #[arg(long = "floor")]
+    floors: Vec<String>,
+    /// Report the scenario's coverage floors without enforcing them.
+    #[arg(long)]
+    no_floors: bool,
+    /// Where to write the coverage table as JSON (default OUT/coverage-SCENARIO.json).
+    #[arg(long)]
+    coverage_out: Option<PathBuf>,
 }
 
 fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
@@ -626,6 +650,18 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
         .transpose()?
         .unwrap_or((0, 1));
     let budget = o.time_budget.as_deref().map(parse_duration).transpose()?;
+    let mut floors = c.scenario.floors();
+    for f in &o.floors {
+        let (name, share) = crate::coverage::parse_floor(f)?;
+        match floors.iter_mut().find(|x| x.counter == name) {
+            Some(x) => x.min_share = share,
+            None => floors.push(crate::scenario::Floor::new(
+                Box::leak(name.into_boxed_str()),
+                share,
+            )),
+        }
+    }
+    let tally = Mutex::new(crate::coverage::Tally::new(&floors));
     let list: Vec<u64> = (a..b).filter(|s| s % sn == si).collect();
     println!(
         "sweep {} seeds {a}..{b}{} bug {} faults {} with {} jobs",
@@ -668,9 +704,12 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
                     return;
                 }
                 let seed = list[i];
-                let (ms, failure) = run_in_child(c, seed);
-                sim_ms.fetch_add(ms, Ordering::Relaxed);
-                if let Some((check, mut msg)) = failure {
+                let child = run_in_child(c, seed);
+                sim_ms.fetch_add(child.sim_ms, Ordering::Relaxed);
+                if let Ok(s) = c.schedule(seed) {
+                    tally.lock().unwrap().add(&floors, &s, &child.coverage);
+                }
+                if let Some((check, mut msg)) = child.failure {
                     msg.truncate(200);
                     failed.lock().unwrap().push((
                         seed,
@@ -709,11 +748,81 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     if let Some((first, _)) = failed.first() {
         println!("first failing seed: {first}");
     }
-    Ok(if failed.is_empty() {
+    let floors_ok = report_coverage(
+        c,
+        o,
+        &floors,
+        &tally.into_inner().unwrap(),
+        n == list.len() as u64,
+    )?;
+    Ok(if failed.is_empty() && floors_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Prints the coverage table, writes it as JSON, and checks the floors
+/// (when the sweep ran to its end over enough seeds); false if one missed.
+fn report_coverage(
+    c: &Common,
+    o: &SweepOpts,
+    floors: &[crate::scenario::Floor],
+    tally: &crate::coverage::Tally,
+    complete: bool,
+) -> Result<bool, String> {
+    let rows = tally.rows(floors);
+    print!("{}", crate::coverage::table(&rows, tally.seeds()));
+    let path = o
+        .coverage_out
+        .clone()
+        .unwrap_or_else(|| c.out.join(format!("coverage-{}.json", c.scenario.name())));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let json = serde_json::json!({
+        "scenario": c.scenario.name(),
+        "args": c.args(),
+        "seeds": tally.seeds(),
+        "counters": rows,
+    });
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("coverage written to {}", path.display());
+    let missed: Vec<&crate::coverage::Row> = rows
+        .iter()
+        .filter(|r| r.floor.as_ref().is_some_and(|f| !f.holds))
+        .collect();
+    if missed.is_empty() {
+        return Ok(true);
+    }
+    let enforce =
+        !o.no_floors && complete && tally.seeds() >= crate::coverage::MIN_SEEDS_FOR_FLOORS;
+    for r in &missed {
+        let f = r.floor.as_ref().unwrap();
+        println!(
+            "{}coverage floor missed: '{}' reached in {:.0} % of {} seeds, floor {:.0} %",
+            if enforce { "" } else { "(not enforced) " },
+            r.counter,
+            f.share * 100.0,
+            f.applies_to,
+            f.min_share * 100.0
+        );
+    }
+    if !enforce {
+        println!(
+            "floors not enforced: {}",
+            if o.no_floors {
+                "--no-floors".to_string()
+            } else if !complete {
+                "the sweep stopped early".to_string()
+            } else {
+                format!("fewer than {} seeds", crate::coverage::MIN_SEEDS_FOR_FLOORS)
+            }
+        );
+    }
+    Ok(!enforce)
 }
 
 fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String> {

@@ -27,6 +27,8 @@
 //! (Raft, the shop) live in the `sim` crate and use this one like any
 //! user would.
 
+#[cfg(madsim)]
+pub mod coverage;
 pub mod events;
 pub mod schedule;
 

@@ -9,6 +9,7 @@ use crate::scenario::{Checks, Failure, RunCtx, Scenario};
 use crate::schedule::Schedule;
 use checker::history::{History, OpType};
 use checker::linear::CheckResult;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub struct RunResult {
     pub client_ops: usize,
     /// Wall-clock time spent checking (outside the simulation).
     pub check_wall: Duration,
+    /// What the run reached: each coverage counter the system or the
+    /// scenario bumped, with its count (see `hostio::coverage`).
+    pub coverage: BTreeMap<String, u64>,
 }
 
 impl RunResult {
@@ -87,6 +91,7 @@ pub fn run(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
     let checks = Checks::default();
     let slot: Arc<Mutex<Option<(Recorder, u64)>>> = Arc::new(Mutex::new(None));
     let (slot2, checks2) = (slot.clone(), checks.clone());
+    hostio::coverage::start();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         rt.block_on(async move {
             let rec = Recorder::new();
@@ -103,7 +108,8 @@ pub fn run(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
     }));
     let (rec, sim_ms) = slot.lock().unwrap().take().expect("the runtime started");
     let outcome = outcome.map_err(|p| Failure::new("panic", panic_message(p)));
-    judge(scenario, schedule, rec, sim_ms, &checks, outcome)
+    let coverage = hostio::coverage::take();
+    judge(scenario, schedule, rec, sim_ms, &checks, outcome, coverage)
 }
 
 /// Checks what a run recorded: the checks that followed events, the
@@ -116,8 +122,14 @@ fn judge(
     sim_ms: u64,
     checks: &Checks,
     outcome: Result<Vec<String>, Failure>,
+    mut coverage: BTreeMap<String, u64>,
 ) -> RunResult {
     let history = rec.take_history();
+    for (name, n) in scenario.coverage(schedule, &history) {
+        if n > 0 {
+            *coverage.entry(name).or_default() += n;
+        }
+    }
     let check_start = std::time::Instant::now();
     let verdicts = scenario.check(schedule, &history);
     let mut failures = checks.failures();
@@ -140,6 +152,7 @@ fn judge(
         sim_ms,
         client_ops,
         check_wall: check_start.elapsed(),
+        coverage,
     }
 }
 
@@ -154,9 +167,11 @@ pub async fn run_in_current(scenario: &dyn Scenario, schedule: &Schedule) -> Run
         checks: Checks::default(),
     };
     let checks = ctx.checks.clone();
+    hostio::coverage::start();
     let live = scenario.run(schedule, ctx).await;
     let sim_ms = rec.elapsed_ms();
-    judge(scenario, schedule, rec, sim_ms, &checks, Ok(live))
+    let coverage = hostio::coverage::take();
+    judge(scenario, schedule, rec, sim_ms, &checks, Ok(live), coverage)
 }
 
 #[cfg(test)]

@@ -22,6 +22,39 @@ pub struct Param {
     pub help: &'static str,
 }
 
+/// A coverage floor: in a sweep, at least `min_share` of the seeds it
+/// applies to must reach counter `counter`, or the sweep fails naming it.
+#[derive(Clone, Copy, Debug)]
+pub struct Floor {
+    pub counter: &'static str,
+    /// 0.0..=1.0.
+    pub min_share: f64,
+    /// Which seeds it applies to (e.g. only the 2PC ones); `None`: all.
+    pub applies: Option<fn(&Schedule) -> bool>,
+}
+
+impl Floor {
+    pub fn new(counter: &'static str, min_share: f64) -> Floor {
+        Floor {
+            counter,
+            min_share,
+            applies: None,
+        }
+    }
+
+    /// The floor counts only the seeds for which `f` holds.
+    pub fn when(self, f: fn(&Schedule) -> bool) -> Floor {
+        Floor {
+            applies: Some(f),
+            ..self
+        }
+    }
+
+    pub fn applies_to(&self, s: &Schedule) -> bool {
+        self.applies.is_none_or(|f| f(s))
+    }
+}
+
 /// A failed check: which one, and what it saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
@@ -161,6 +194,17 @@ pub trait Scenario: Send + Sync {
     fn run<'a>(&'a self, s: &'a Schedule, ctx: RunCtx) -> RunFuture<'a>;
     /// Judges the recorded history.
     fn check(&self, s: &Schedule, history: &History) -> Verdicts;
+    /// Coverage counters read from the recorded history (what is easier to
+    /// see there than in the code: e.g. a read served during a partition),
+    /// added to those the code bumped.
+    fn coverage(&self, s: &Schedule, history: &History) -> Vec<(String, u64)> {
+        let _ = (s, history);
+        Vec::new()
+    }
+    /// Coverage floors a sweep must reach (see [`Floor`]).
+    fn floors(&self) -> Vec<Floor> {
+        Vec::new()
+    }
     /// An HTML page that explains a run (default: the linearizability
     /// report, when there is a linearizability result).
     fn report(&self, r: &RunResult, title: &str) -> Option<String> {

@@ -5,6 +5,8 @@
 //! - [`disk`]: a directory of named files with an explicit durability model,
 //!   real ([`disk::FsDir`]) or simulated ([`disk::SimDir`], which loses
 //!   unsynced writes on a crash);
+//! - [`coverage`]: named counters that code bumps when something worth
+//!   testing happened, counted per simulation run;
 //! - [`clock`]: the host's time ([`clock::Clock`]), the runtime's clock plus
 //!   an offset, a drift and jumps that the simulator's nemesis controls
 //!   (madsim has one clock for every node).
@@ -14,6 +16,7 @@
 //! time and keep their files through them.
 
 pub mod clock;
+pub mod coverage;
 pub mod disk;
 
 pub use clock::Clock;

@@ -34,7 +34,7 @@ use checker::history::History;
 use harness::nemesis::Nemesis;
 use harness::recorder::{Completion, Recorder};
 use harness::runner::RunResult;
-use harness::scenario::{Failure, Param, RunCtx, RunFuture, Scenario, Verdicts};
+use harness::scenario::{Failure, Floor, Param, RunCtx, RunFuture, Scenario, Verdicts};
 use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
@@ -224,6 +224,24 @@ impl Scenario for Checkout {
         }
     }
 
+    fn floors(&self) -> Vec<Floor> {
+        let saga = |s: &Schedule| mode(s) == "saga";
+        let two_pc = |s: &Schedule| mode(s) == "2pc";
+        let mut f = raft::floors();
+        f.extend([
+            Floor::new("shop: a saga compensation", 0.4).when(saga),
+            Floor::new("shop: a 2pc abort", 0.4).when(two_pc),
+            Floor::new("shop: the recovery loop took over a checkout", 0.35),
+            Floor::new(
+                "shop: a 2pc commit not delivered at once (a participant did not answer)",
+                0.1,
+            )
+            .when(two_pc),
+            Floor::new("shop: 2pc decided while a participant did not answer", 0.01).when(two_pc),
+        ]);
+        f
+    }
+
     fn report(&self, r: &RunResult, title: &str) -> Option<String> {
         let inv = shopcheck::invariants::check_checkout(&r.history);
         Some(shopcheck::invariants_html(&r.history, &inv, title))
@@ -247,9 +265,9 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     let mut sim = Sim::new(s.seed);
     let raft = Raft::new(&ctx);
     let topology = Topology {
-        stock_kv: raft.add_group(&mut sim, &[1, 2, 3], bugs, s.seed, max_batch),
-        payment_kv: raft.add_group(&mut sim, &[4, 5, 6], bugs, s.seed, max_batch),
-        order_kv: raft.add_group(&mut sim, &[7, 8, 9], bugs, s.seed, max_batch),
+        stock_kv: raft.add_group(&mut sim, &[1, 2, 3], bugs, s.seed, max_batch, 200),
+        payment_kv: raft.add_group(&mut sim, &[4, 5, 6], bugs, s.seed, max_batch, 200),
+        order_kv: raft.add_group(&mut sim, &[7, 8, 9], bugs, s.seed, max_batch, 200),
         stock: vec![addr(10, PORT), addr(11, PORT)],
         payment: vec![addr(12, PORT), addr(13, PORT)],
         orders: vec![addr(14, PORT), addr(15, PORT)],

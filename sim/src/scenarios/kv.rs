@@ -13,7 +13,7 @@ use checker::history::{History, OpType};
 use checker::model::ModelKind;
 use harness::nemesis::Nemesis;
 use harness::recorder::{Completion, Recorder};
-use harness::scenario::{Param, RunCtx, RunFuture, Scenario, Verdicts};
+use harness::scenario::{Floor, Param, RunCtx, RunFuture, Scenario, Verdicts};
 use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
 use harness::sim::Sim;
 use rand::{Rng, SeedableRng};
@@ -83,6 +83,7 @@ impl Scenario for Kv {
         s.set_param("keys", keys);
         s.set_param("max_batch", max_batch);
         s.set_param("pacing", pacing);
+        s.set_param("snapshot_every", draw_snapshot_every(seed));
         s
     }
 
@@ -104,9 +105,10 @@ impl Scenario for Kv {
     fn describe(&self, s: &Schedule) -> Vec<String> {
         vec![
             format!(
-                "{} keys, Append batches of at most {}",
+                "{} keys, Append batches of at most {}, a snapshot every {} entries",
                 keys(s),
-                max_batch(s)
+                max_batch(s),
+                snapshot_every(s)
             ),
             pacing(s).to_string(),
         ]
@@ -119,6 +121,95 @@ impl Scenario for Kv {
     fn check(&self, _: &Schedule, history: &History) -> Verdicts {
         Verdicts::linearizability(history, ModelKind::Kv, Value::Null)
     }
+
+    fn coverage(&self, _: &Schedule, history: &History) -> Vec<(String, u64)> {
+        history_coverage(history)
+    }
+
+    fn floors(&self) -> Vec<Floor> {
+        let cuts = |s: &Schedule| {
+            let k = &s.config.kinds;
+            [
+                "partition",
+                "isolate-leader",
+                "one-way",
+                "bridge",
+                "leader-churn",
+                "leader-island",
+            ]
+            .iter()
+            .any(|c| k.iter().any(|x| x == c))
+        };
+        let clocks = |s: &Schedule| s.config.kinds.iter().any(|k| k == "clock");
+        let mut f = raft::floors();
+        f.push(Floor::new("kv: a read answered during a partition", 0.4).when(cuts));
+        f.push(Floor::new("kv: a clock jump or drift on the leader", 0.3).when(clocks));
+        f
+    }
+}
+
+/// Entries between snapshots, drawn per seed from its own stream
+/// (log-uniform over 4..400): small intervals make snapshots, their
+/// transfer and restarts from them common. Schedules written before it was
+/// drawn used 200.
+fn draw_snapshot_every(seed: u64) -> u64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0005_0a95_4070_u64);
+    (4.0 * 100f64.powf(rng.random_range(0.0..1.0))) as u64
+}
+
+fn snapshot_every(s: &Schedule) -> u64 {
+    s.param("snapshot_every").unwrap_or(200)
+}
+
+/// Coverage read from the history: reads answered while the network was
+/// cut, clock faults that hit the node leading at the time.
+fn history_coverage(h: &History) -> Vec<(String, u64)> {
+    use checker::history::Process;
+    let cuts = ["partition", "one-way", "bridge", "island"];
+    let clocks = ["clock-jump", "clock-drift", "island"];
+    let mut active: BTreeMap<(u64, u64), ()> = BTreeMap::new();
+    let mut leader: Option<u64> = None;
+    let (mut reads, mut clock_on_leader) = (0, 0);
+    for op in &h.ops {
+        match &op.process {
+            Process::Named(n) if n == "nemesis" => {
+                let id = (
+                    op.value["id"].as_u64().unwrap_or(0),
+                    op.value["part"].as_u64().unwrap_or(0),
+                );
+                let kind = op.value["fault"]["kind"].as_str().unwrap_or("");
+                match op.f.as_str() {
+                    "start" if cuts.contains(&kind) => {
+                        active.insert(id, ());
+                    }
+                    "end" => {
+                        active.remove(&id);
+                    }
+                    _ => {}
+                }
+                if op.f == "start" && clocks.contains(&kind) {
+                    let node = op.value["fault"]["node"].as_u64();
+                    clock_on_leader += u64::from(node.is_some() && node == leader);
+                }
+            }
+            Process::Named(n) if op.f == "role" => {
+                if op.value["role"] == "Leader" {
+                    leader = n.strip_prefix('n').and_then(|id| id.parse().ok());
+                }
+            }
+            Process::Client(_) if op.f == "get" && op.kind == OpType::Ok => {
+                reads += u64::from(!active.is_empty());
+            }
+            _ => {}
+        }
+    }
+    vec![
+        ("kv: a read answered during a partition".into(), reads),
+        (
+            "kv: a clock jump or drift on the leader".into(),
+            clock_on_leader,
+        ),
+    ]
 }
 
 fn keys(s: &Schedule) -> u64 {
@@ -153,7 +244,15 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     let mut sim = Sim::new(s.seed);
     let raft = Raft::new(&ctx);
     let ids: Vec<u64> = (1..=s.nodes).collect();
-    let peers = raft.add_group(&mut sim, &ids, raft::bugs_of(s), s.seed, max_batch(s));
+    let bugs = raft::bugs_of(s);
+    let peers = raft.add_group(
+        &mut sim,
+        &ids,
+        bugs,
+        s.seed,
+        max_batch(s),
+        snapshot_every(s),
+    );
 
     // Workload: each client on its own host, until the phase ends.
     let stop_at = Instant::now() + Duration::from_millis(s.duration_ms);

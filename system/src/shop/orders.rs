@@ -154,7 +154,13 @@ impl OrderService {
             Step::Charge => vote(refused(charge().await)?),
             Step::Prepare => {
                 let (s, p) = tokio::join!(reserve(), charge());
-                match (refused(s), refused(p)) {
+                let (s, p) = (refused(s), refused(p));
+                hostio::coverage::sometimes(
+                    (matches!(&s, Ok(v) if !v.ok) && p.is_err())
+                        || (matches!(&p, Ok(v) if !v.ok) && s.is_err()),
+                    "shop: 2pc decided while a participant did not answer",
+                );
+                match (s, p) {
                     (Ok(s), Ok(p)) if s.ok && p.ok => Outcome::Yes,
                     // One "no" decides, whatever the other said.
                     (Ok(s), _) if !s.ok => Outcome::No(s.reason),
@@ -175,11 +181,19 @@ impl OrderService {
                         async move { PaymentClient::new(ch).commit(t).await }
                     })
                 );
+                hostio::coverage::sometimes(
+                    s.is_err() || p.is_err(),
+                    "shop: a 2pc commit not delivered at once (a participant did not answer)",
+                );
                 s?;
                 p?;
                 Outcome::Yes
             }
             Step::Undo { release, refund } => {
+                hostio::coverage::hit(match rec.phase {
+                    checkout::Phase::Aborting => "shop: a 2pc abort",
+                    _ => "shop: a saga compensation",
+                });
                 if *refund {
                     let t = txref.clone();
                     self.payment
@@ -387,6 +401,7 @@ impl OrderService {
                     continue;
                 }
                 let (svc, order, running) = (self.clone(), order.clone(), running.clone());
+                hostio::coverage::hit("shop: the recovery loop took over a checkout");
                 tokio::spawn(async move {
                     let deadline = Deadline::after(&svc.clock, svc.deadline);
                     if let Err(e) = svc.drive(&order, deadline).await {
