@@ -502,6 +502,9 @@ struct LinSet {
     pos: Vec<u32>,
     zobrist: Vec<u64>,
     hash: u64,
+    /// The hash of the known-outcome calls only: the cache key, so that
+    /// sets that differ only in unknown-outcome calls meet in one chain.
+    dhash: u64,
     /// Per region: first word, end word, first word not all ones, end of
     /// the last nonzero word.
     lo: [usize; 2],
@@ -541,6 +544,7 @@ impl LinSet {
                 .map(|i| splitmix64(i ^ 0x5eed))
                 .collect(),
             hash: 0,
+            dhash: 0,
             lo: [0, dw],
             end: [dw, dw + uw],
             full: [0, dw],
@@ -560,10 +564,13 @@ impl LinSet {
         let w = p >> 6;
         self.bits[w] |= 1 << (p & 63);
         self.hash ^= self.zobrist[c];
+        let r = (w >= self.end[0]) as usize;
+        if r == 0 {
+            self.dhash ^= self.zobrist[c];
+        }
         if !self.compact {
             return;
         }
-        let r = (w >= self.end[0]) as usize;
         if w >= self.hi[r] {
             self.hi[r] = w + 1;
         }
@@ -578,10 +585,13 @@ impl LinSet {
         let w = p >> 6;
         self.bits[w] &= !(1 << (p & 63));
         self.hash ^= self.zobrist[c];
+        let r = (w >= self.end[0]) as usize;
+        if r == 0 {
+            self.dhash ^= self.zobrist[c];
+        }
         if !self.compact {
             return;
         }
-        let r = (w >= self.end[0]) as usize;
         if w < self.full[r] {
             self.full[r] = w;
         }
@@ -615,23 +625,38 @@ impl LinSet {
 const MAX_CACHE_BYTES: usize = 1 << 30;
 
 /// Visited (linearized set, state) pairs. The sets' stored words live in
-/// one flat arena; entries with the same hash are chained.
+/// one flat arena. Every entry is in two chains: one of the entries with
+/// the same hash of (set, state), to find an equal pair, and one of the
+/// entries with the same hash of (known-outcome calls, state), to find a
+/// pair that *subsumes* it (see [`Cache::insert`]).
 ///
 /// For a small set (not [`LinSet::compact`]) every entry stores all words at
 /// `i * words`; otherwise each entry has its own offset and shape.
 struct Cache<S> {
     arena: Vec<u64>,
-    /// Per entry: next entry with the same hash, and the state.
-    entries: Vec<(u32, S)>,
+    /// Per entry: next entry in its equality chain and in its subsumption
+    /// chain, and the state.
+    entries: Vec<(u32, u32, S)>,
     /// Per entry, compact sets only: arena offset and set shape.
     meta: Vec<(usize, [u32; 4])>,
     heads: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
+    sub_heads: HashMap<u64, u32, BuildHasherDefault<IdHasher>>,
 }
+
+/// How many of the latest entries with the same state and known-outcome
+/// calls an insert looks at for one that subsumes it. Looking at fewer only
+/// prunes less (never wrongly); looking at all makes long chains slow.
+const SUBSUME_SCAN: usize = 8;
 
 #[inline]
 fn same_words(a: &[u64], b: &[u64]) -> bool {
     // Short slices: a plain loop beats a call to memcmp.
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+#[inline]
+fn subset_words(stored: &[u64], cur: &[u64]) -> bool {
+    stored.iter().zip(cur).all(|(st, c)| st & !c == 0)
 }
 
 impl<S: Eq + Clone> Cache<S> {
@@ -641,6 +666,7 @@ impl<S: Eq + Clone> Cache<S> {
             entries: Vec::new(),
             meta: Vec::new(),
             heads: HashMap::default(),
+            sub_heads: HashMap::default(),
         }
     }
 
@@ -651,48 +677,80 @@ impl<S: Eq + Clone> Cache<S> {
     /// Approximate memory use.
     fn bytes(&self) -> usize {
         self.arena.len() * 8
-            + self.len() * (std::mem::size_of::<(u32, S)>() + 14)
+            + self.len() * (std::mem::size_of::<(u32, u32, S)>() + 28)
             + self.meta.len() * std::mem::size_of::<(usize, [u32; 4])>()
     }
 
-    /// Inserts; false if already present.
+    /// Entry `i` has state `s` and the same known-outcome calls as `set`;
+    /// with `exact`, also the same unknown-outcome calls, else a subset.
     #[inline]
-    fn insert(&mut self, h: u64, set: &LinSet, s: &S) -> bool {
+    fn matches(&self, i: usize, set: &LinSet, s: &S, exact: bool) -> bool {
+        if self.entries[i].2 != *s {
+            return false;
+        }
+        if !set.compact {
+            let w = set.bits.len();
+            let d = set.end[0];
+            let stored = &self.arena[i * w..i * w + w];
+            return same_words(&stored[..d], &set.bits[..d])
+                && if exact {
+                    same_words(&stored[d..], &set.bits[d..])
+                } else {
+                    subset_words(&stored[d..], &set.bits[d..])
+                };
+        }
+        let (o, shape) = self.meta[i];
+        let now = set.shape();
+        if exact && shape != now || shape[..2] != now[..2] {
+            return false;
+        }
+        let (a, b) = set.words();
+        let mid = o + a.len();
+        if !same_words(&self.arena[o..mid], a) {
+            return false;
+        }
+        if exact {
+            return same_words(&self.arena[mid..mid + b.len()], b);
+        }
+        // Unknown region: the stored words below `full` are all ones, so
+        // this set's must be too; from `hi` on they are zero.
+        let (sfull, shi) = (shape[2] as usize, (shape[3].max(shape[2])) as usize);
+        set.full[1] >= sfull
+            && subset_words(&self.arena[mid..mid + (shi - sfull)], &set.bits[sfull..shi])
+    }
+
+    /// Inserts; false if the pair is already there, or is *subsumed*: an
+    /// entry with the same state and the same known-outcome calls, whose
+    /// unknown-outcome calls are a subset of this set's, is there. From
+    /// such an entry every continuation of this pair is possible too (the
+    /// unknown calls linearized here and not there are still free there,
+    /// and they never constrain the order, returning at +infinity), so
+    /// this pair cannot succeed where that one failed or is being tried.
+    ///
+    /// `h` hashes the set and the state, `hk` the known-outcome calls of
+    /// the set and the state.
+    #[inline]
+    fn insert(&mut self, h: u64, hk: u64, set: &LinSet, s: &S) -> bool {
         let new = self.entries.len() as u32;
-        let (arena, entries, meta) = (&self.arena, &self.entries, &self.meta);
-        let matches = |i: usize| -> bool {
-            if entries[i].1 != *s {
+        let mut i = self.heads.get(&h).copied().unwrap_or(NONE);
+        while i != NONE {
+            if self.matches(i as usize, set, s, true) {
                 return false;
             }
-            if !set.compact {
-                let w = set.bits.len();
-                return same_words(&arena[i * w..i * w + w], &set.bits);
-            }
-            let (o, shape) = meta[i];
-            if shape != set.shape() {
+            i = self.entries[i as usize].0;
+        }
+        let mut i = self.sub_heads.get(&hk).copied().unwrap_or(NONE);
+        let mut looked = 0;
+        while i != NONE && looked < SUBSUME_SCAN {
+            if self.matches(i as usize, set, s, false) {
                 return false;
             }
-            let (a, b) = set.words();
-            let mid = o + a.len();
-            same_words(&arena[o..mid], a) && same_words(&arena[mid..mid + b.len()], b)
-        };
-        let chain = match self.heads.entry(h) {
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                let mut i = *e.get();
-                while i != NONE {
-                    if matches(i as usize) {
-                        return false;
-                    }
-                    i = entries[i as usize].0;
-                }
-                std::mem::replace(e.get_mut(), new)
-            }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(new);
-                NONE
-            }
-        };
-        self.entries.push((chain, s.clone()));
+            i = self.entries[i as usize].1;
+            looked += 1;
+        }
+        let chain = self.heads.insert(h, new).unwrap_or(NONE);
+        let sub_chain = self.sub_heads.insert(hk, new).unwrap_or(NONE);
+        self.entries.push((chain, sub_chain, s.clone()));
         if set.compact {
             let (a, b) = set.words();
             self.meta.push((self.arena.len(), set.shape()));
@@ -864,11 +922,11 @@ impl<M: Model> Search<M> {
                     set.insert(c);
                     let mut hs = FxHasher::default();
                     ns.hash(&mut hs);
-                    let h = set.hash
-                        ^ hs.finish()
-                            .rotate_left(32)
-                            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                    if cache.insert(h, set, &ns) {
+                    let hs = hs
+                        .finish()
+                        .rotate_left(32)
+                        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                    if cache.insert(set.hash ^ hs, set.dhash ^ hs, set, &ns) {
                         if cache.len() >= limits.max_cache
                             || (cache.len() & 0x3ff == 0 && cache.bytes() >= MAX_CACHE_BYTES)
                         {
@@ -1001,10 +1059,10 @@ mod tests {
         b.remove(500);
         assert_eq!(a.hash, b.hash);
         let mut cache: Cache<u32> = Cache::new();
-        assert!(cache.insert(a.hash, &a, &7));
-        assert!(!cache.insert(b.hash, &b, &7));
-        assert!(cache.insert(b.hash, &b, &8));
+        assert!(cache.insert(a.hash, a.dhash, &a, &7));
+        assert!(!cache.insert(b.hash, b.dhash, &b, &7));
+        assert!(cache.insert(b.hash, b.dhash, &b, &8));
         b.remove(0);
-        assert!(cache.insert(b.hash, &b, &7));
+        assert!(cache.insert(b.hash, b.dhash, &b, &7));
     }
 }
