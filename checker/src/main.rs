@@ -261,6 +261,13 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
     let mut mismatches = 0;
     let mut totals: Vec<(String, Duration, usize)> = Vec::new();
     let mut grand = Duration::ZERO;
+    let width = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap_or("").len())
+        .max()
+        .unwrap_or(0)
+        .max(22);
     for (i, line) in csv.lines().enumerate().skip(1) {
         if line.trim().is_empty() {
             continue;
@@ -280,7 +287,8 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         let at = |e: BadInput| BadInput(format!("{}:{}: {}", csv_path.display(), i + 1, e.0));
         let model = rest.first().filter(|m| !m.is_empty()).copied();
         let model = parse_model(model, format, &history).map_err(at)?;
-        let initial = parse_initial(rest.get(1).copied(), format).map_err(at)?;
+        let initial = rest.get(1).filter(|s| !s.is_empty()).copied();
+        let initial = parse_initial(initial, format).map_err(at)?;
         let opts = Options {
             threads,
             initial,
@@ -300,7 +308,7 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
             mismatches += 1;
         }
         outln!(
-            "{file:<22} {:>9.3} ms  {:<17} {}",
+            "{file:<width$} {:>9.3} ms  {:<17} {}",
             best.as_secs_f64() * 1e3,
             verdict.name(),
             if ok {

@@ -185,3 +185,42 @@ fn a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+const KNOSSOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/knossos");
+
+/// Knossos's example histories from the command line: EDN is read with
+/// Jepsen's meaning; `--semantics native` reads it as Porcupine would.
+#[test]
+fn knossos_histories_from_the_command_line() {
+    // One of the good histories that the native meaning judged wrongly.
+    let good = format!("{KNOSSOS}/cas-register/good/mongodb-v0-ack-rollback-0.edn");
+    let (code, out, _) = checker(&["check", &good]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("edn format, jepsen semantics, cas-register model"),
+        "{out}"
+    );
+    let (code, out, _) = checker(&["check", &good, "--semantics", "native"]);
+    assert_eq!(code, 1, "{out}");
+    let (code, _, err) = checker(&["check", &good, "--semantics", "nope"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("use native or jepsen"), "{err}");
+
+    let multi = format!("{KNOSSOS}/multi-register/good/multi-register.edn");
+    let (code, out, _) = checker(&["check", &multi, "--initial", r#"{"x":0,"y":0}"#]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("multi-register model"), "{out}");
+
+    // expected.csv names a model and an initial value per file.
+    let (code, out, _) = checker(&["bench", KNOSSOS, "--threads", "1"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(122 files") || out.contains("0 mismatches"),
+        "{out}"
+    );
+
+    // Converting changes the meaning: the checker says so.
+    let (code, _, err) = checker(&["convert", &good, "--to", "native"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("--semantics jepsen"), "{err}");
+}
