@@ -10,6 +10,7 @@
 //! | `unsynced-vote`   | term and vote not fsynced before the reply that depends on them  |
 //! | `duplicate-apply` | a retried client request applied twice (no session dedup)        |
 //! | `unsynced-log`    | log entries acknowledged before they are fsynced                 |
+//! | `snapshot-without-sessions` | snapshots leave out the client session table: a replica restored from one differs from its peers |
 //!
 //! The shop's (scenario `checkout`):
 //!
@@ -27,6 +28,7 @@ pub struct Bugs {
     pub unsynced_vote: bool,
     pub duplicate_apply: bool,
     pub unsynced_log: bool,
+    pub snapshot_without_sessions: bool,
     pub no_compensation: bool,
     pub non_idempotent_payment: bool,
     pub unguarded_stock: bool,
@@ -39,6 +41,7 @@ pub const ALL: &[&str] = &[
     "unsynced-vote",
     "duplicate-apply",
     "unsynced-log",
+    "snapshot-without-sessions",
 ];
 
 /// The shop's planted bugs (scenario `checkout`).
@@ -59,6 +62,7 @@ impl Bugs {
             "unsynced-vote" => b.unsynced_vote = true,
             "duplicate-apply" => b.duplicate_apply = true,
             "unsynced-log" => b.unsynced_log = true,
+            "snapshot-without-sessions" => b.snapshot_without_sessions = true,
             "no-compensation" => b.no_compensation = true,
             "non-idempotent-payment" => b.non_idempotent_payment = true,
             "unguarded-stock" => b.unguarded_stock = true,
@@ -106,6 +110,7 @@ impl Bugs {
             && (!o.unsynced_vote || self.unsynced_vote)
             && (!o.duplicate_apply || self.duplicate_apply)
             && (!o.unsynced_log || self.unsynced_log)
+            && (!o.snapshot_without_sessions || self.snapshot_without_sessions)
             && (!o.no_compensation || self.no_compensation)
             && (!o.non_idempotent_payment || self.non_idempotent_payment)
             && (!o.unguarded_stock || self.unguarded_stock)

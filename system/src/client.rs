@@ -347,8 +347,17 @@ impl KvClient {
     }
 
     pub async fn status(&mut self, node: NodeId) -> Result<pb::StatusResponse, ClientError> {
+        self.status_of(node, false).await
+    }
+
+    /// A replica's status with its whole applied state (`state`).
+    pub async fn status_of(
+        &mut self,
+        node: NodeId,
+        with_state: bool,
+    ) -> Result<pb::StatusResponse, ClientError> {
         let mut c = self.conn(node)?;
-        let call = c.status(pb::StatusRequest {});
+        let call = c.status(pb::StatusRequest { with_state });
         Ok(
             tokio::time::timeout(self.runtime(self.opts.attempt_timeout), call)
                 .await

@@ -14,6 +14,9 @@ pub struct KvState {
     sessions: BTreeMap<u64, (u64, pb::WriteResult)>,
     /// Planted bug `duplicate-apply`: ignore the session table.
     duplicate_apply: bool,
+    /// Planted bug `snapshot-without-sessions`: snapshots leave the
+    /// session table out.
+    snapshot_without_sessions: bool,
 }
 
 /// What applying a log entry produced.
@@ -33,6 +36,14 @@ impl KvState {
         KvState {
             duplicate_apply,
             ..KvState::default()
+        }
+    }
+
+    /// Planted bug `snapshot-without-sessions` on or off.
+    pub fn without_sessions_in_snapshots(self, on: bool) -> KvState {
+        KvState {
+            snapshot_without_sessions: on,
+            ..self
         }
     }
 
@@ -167,7 +178,18 @@ impl KvState {
         pb::OpResult { value }
     }
 
+    /// The state to install on another replica or to restart from.
     pub fn snapshot(&self) -> Vec<u8> {
+        self.encode(!self.snapshot_without_sessions)
+    }
+
+    /// The whole state (data and sessions), encoded as a snapshot: what
+    /// replicas at the same applied index must agree on.
+    pub fn state(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    fn encode(&self, with_sessions: bool) -> Vec<u8> {
         pb::KvSnapshot {
             data: self
                 .data
@@ -180,6 +202,7 @@ impl KvState {
             sessions: self
                 .sessions
                 .iter()
+                .filter(|_| with_sessions)
                 .map(|(c, (s, r))| pb::Session {
                     client_id: *c,
                     seq: *s,
@@ -361,5 +384,18 @@ mod tests {
         other.restore(&kv.snapshot()).unwrap();
         assert_eq!(other, kv);
         assert_eq!(other.scan("").count(), 2);
+    }
+
+    #[test]
+    fn planted_snapshot_without_sessions_restores_a_different_state() {
+        let mut kv = KvState::new(false).without_sessions_in_snapshots(true);
+        result(kv.apply(&entry(1, 1, put("a", "1"))));
+        let mut other = KvState::new(false);
+        other.restore(&kv.snapshot()).unwrap();
+        assert_eq!(other.get("a"), kv.get("a"), "the data travels");
+        assert_ne!(other.state(), kv.state(), "the sessions do not");
+        let mut same = KvState::new(false);
+        same.restore(&kv.state()).unwrap();
+        assert_eq!(same.state(), kv.state());
     }
 }

@@ -129,7 +129,8 @@ enum Input {
     ),
     Read(ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>),
     LocalRead(ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>),
-    Status(oneshot::Sender<pb::StatusResponse>),
+    /// With the whole applied state, or only its digest.
+    Status(bool, oneshot::Sender<pb::StatusResponse>),
 }
 
 enum ReadKind {
@@ -156,7 +157,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (store, persisted, recovery) = RaftStore::open(dir)?;
-    let mut kv = KvState::new(cfg.bugs.duplicate_apply);
+    let mut kv = KvState::new(cfg.bugs.duplicate_apply)
+        .without_sessions_in_snapshots(cfg.bugs.snapshot_without_sessions);
     if let Some(s) = &persisted.snapshot {
         kv.restore(&s.data)?;
     }
@@ -327,9 +329,12 @@ impl Node {
             Input::LocalRead(kind, reply) => {
                 let _ = reply.send(Ok(self.answer(&kind)));
             }
-            Input::Status(reply) => {
+            Input::Status(with_state, reply) => {
                 let s = self.raft.status();
+                let state = self.kv.state();
                 let _ = reply.send(pb::StatusResponse {
+                    state_digest: digest(&state),
+                    state: if with_state { state } else { Vec::new() },
                     id: s.id,
                     term: s.term,
                     role: format!("{:?}", s.role),
@@ -696,8 +701,11 @@ impl pb::kv_server::Kv for KvService {
 
     async fn status(
         &self,
-        _: Request<pb::StatusRequest>,
+        r: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        Ok(Response::new(self.ask(Input::Status).await?))
+        let with_state = r.into_inner().with_state;
+        Ok(Response::new(
+            self.ask(|reply| Input::Status(with_state, reply)).await?,
+        ))
     }
 }

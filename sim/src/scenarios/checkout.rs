@@ -376,7 +376,7 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     rec.nemesis("heal-all", Value::Null);
     let host = sim.client(201);
     let (shop2, topo2) = (shop.clone(), topology.clone());
-    let (fin, failures) = host
+    let (fin, failures, diverged) = host
         .spawn(async move {
             let mut failures = Vec::new();
             let deadline = Instant::now() + LIVENESS_BOUND;
@@ -396,10 +396,18 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            (read_state(&topo2, 1 << 41).await, failures)
+            let fin = read_state(&topo2, 1 << 41).await;
+            // Each store group's replicas must agree at one applied index.
+            let mut diverged = Vec::new();
+            for (name, peers) in [("stock", &topo2.stock_kv), ("payment", &topo2.payment_kv), ("orders", &topo2.order_kv)] {
+                let mut c = KvClient::new(peers.clone(), 1 << 43, kv_options());
+                diverged.extend(raft::compare_replicas(name, &mut c, peers.len() as u64, Duration::from_secs(5)).await);
+            }
+            (fin, failures, diverged)
         })
         .await
         .expect("final task");
+    ctx.checks.add("convergence", move || diverged.clone());
     let mut failures = failures;
     match fin {
         Ok(v) => rec.named("final", "final", v),

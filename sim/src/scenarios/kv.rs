@@ -299,9 +299,20 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     );
     let (keys, nodes) = (keys(s), s.nodes);
     let host = sim.client(p + 1);
-    host.spawn(async move { liveness(p, &mut client, &rec, keys, nodes).await })
+    let (live, diverged) = host
+        .spawn(async move {
+            let live = liveness(p, &mut client, &rec, keys, nodes).await;
+            // Converged (or not): replicas at one applied index must agree.
+            let bound = Duration::from_secs(5);
+            (
+                live,
+                raft::compare_replicas("kv", &mut client, nodes, bound).await,
+            )
+        })
         .await
-        .expect("liveness task")
+        .expect("liveness task");
+    ctx.checks.add("convergence", move || diverged.clone());
+    live
 }
 
 fn key_name(k: u64) -> String {
