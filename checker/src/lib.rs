@@ -19,7 +19,8 @@
 //!   depends on none of them: it is a library anyone can use;
 //! - it does not check transactional isolation levels (Elle-style cycle
 //!   detection) or liveness; only linearizability of single-object
-//!   operations (per key for the key-value model). Checks that need to know
+//!   operations (per key for the key-value model), and of Knossos's
+//!   multi-register transactions. Checks that need to know
 //!   an application (end-to-end invariants of its transactions, say) belong
 //!   in crates of their own, built on [`History`].
 //!
@@ -39,6 +40,11 @@
 //! assert_eq!(r.failing, vec![2]);
 //! ```
 //!
+//! Each format has its own meaning ([`history::Semantics`]): Jepsen EDN
+//! histories are read as Jepsen and Knossos read them (a `:fail` did not
+//! happen, a read of `nil` constrains nothing), native JSON Lines and
+//! Porcupine logs as Porcupine reads them (a failed cas observed the value).
+//!
 //! Layout, in data-flow order: [`history`] (the operation model and the
 //! native JSON Lines format), [`edn`] and [`formats`] (readers and writers
 //! for other formats), [`model`] (sequential specifications), [`linear`]
@@ -52,6 +58,6 @@ pub mod model;
 pub mod report;
 
 pub use formats::{parse_auto, Format, ParseError};
-pub use history::{History, Op, OpType, Process};
+pub use history::{History, Op, OpType, Process, Semantics};
 pub use linear::{check, CheckResult, Options, Verdict};
 pub use model::ModelKind;

@@ -151,4 +151,12 @@ fn knossos_failing_operations() {
         serde_json::json!(0),
     );
     assert_eq!(r.failing, vec![0]);
+    // wgl_test.clj, rethink-fail-smaller-test (initial nil): the read of 3
+    // by process 12, completed at index 217 and invoked at 215.
+    let (r, _) = check(
+        "cas-register/bad/rethink-fail-smaller.edn",
+        ModelKind::CasRegister,
+        Value::Null,
+    );
+    assert!(r.failing.contains(&215), "{:?}", r.failing);
 }
