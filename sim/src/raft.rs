@@ -264,6 +264,10 @@ fn crashes(s: &Schedule) -> bool {
     has_kind(s, &["crash", "crash-voter"])
 }
 
+fn corrupts(s: &Schedule) -> bool {
+    crashes(s) && s.config.corrupt_rate > 0.0
+}
+
 /// Coverage floors of the Raft and KV paths, shared by the bookstore's
 /// scenarios: each is about half the share measured on a sweep of every
 /// fault kind, and applies only to seeds whose faults can reach it.
@@ -273,6 +277,7 @@ pub fn floors() -> Vec<Floor> {
         Floor::new("raft: a snapshot installed on a follower", 0.25),
         Floor::new("raft: a node restarted from its snapshot", 0.2).when(crashes),
         Floor::new("raft: a torn WAL tail cut on recovery", 0.1).when(crashes),
+        Floor::new("storage: a corrupt WAL record cut on recovery", 0.05).when(corrupts),
         Floor::new("raft: a new leader with entries not yet committed", 0.5),
         Floor::new("kv: a retried write answered from the session table", 0.35),
         Floor::new(
@@ -419,6 +424,7 @@ impl FaultPlugin for RaftFaults {
                 apply: leader.map(|l| Fault::Crash {
                     node: l,
                     torn_write,
+                    corrupt: false,
                 }),
                 arm: Some(Arm {
                     on: vec![VOTE_GRANTED],
@@ -455,7 +461,11 @@ impl FaultPlugin for RaftFaults {
 
     fn part(&self, fault: &Fault, node: u64, sim: &Sim) -> Option<Fault> {
         match fault.as_custom::<RaftFault>()? {
-            RaftFault::CrashVoter { torn_write, .. } => Some(Fault::Crash { node, torn_write }),
+            RaftFault::CrashVoter { torn_write, .. } => Some(Fault::Crash {
+                node,
+                torn_write,
+                corrupt: false,
+            }),
             RaftFault::LeaderChurn { .. } => Some(sim.isolation(node)),
             _ => None,
         }

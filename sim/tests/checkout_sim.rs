@@ -29,6 +29,7 @@ fn consistency(seed: u64, mode: &str) -> Schedule {
             Fault::Crash {
                 node: 1,
                 torn_write: true,
+                corrupt: false,
             },
         ),
         // An order service replica crashes mid-checkouts.
@@ -38,6 +39,7 @@ fn consistency(seed: u64, mode: &str) -> Schedule {
             Fault::Crash {
                 node: 14,
                 torn_write: false,
+                corrupt: false,
             },
         ),
         // The payment group is split (one replica cut off).
@@ -58,6 +60,7 @@ fn consistency(seed: u64, mode: &str) -> Schedule {
             Fault::Crash {
                 node: 11,
                 torn_write: false,
+                corrupt: false,
             },
         ),
         // An order store replica crashes.
@@ -67,6 +70,7 @@ fn consistency(seed: u64, mode: &str) -> Schedule {
             Fault::Crash {
                 node: 8,
                 torn_write: true,
+                corrupt: false,
             },
         ),
         at(9_000, 3_000, Fault::Loss { rate: 0.05 }),

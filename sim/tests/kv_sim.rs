@@ -34,6 +34,7 @@ fn crash_partition_loss(seed: u64) -> Schedule {
             fault: Fault::Crash {
                 node: 1,
                 torn_write: true,
+                corrupt: false,
             },
         },
         FaultEvent {
@@ -303,11 +304,17 @@ fn a_sweep_fails_when_a_coverage_floor_is_missed() {
             .args(extra)
             .output()
             .expect("the sim binary runs");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     };
     let (code, text) = sweep(&[]);
     assert_eq!(code, Some(0), "the scenario's floors hold:\n{text}");
-    assert!(text.contains("raft: a snapshot installed on a follower  floor"), "{text}");
+    assert!(
+        text.contains("raft: a snapshot installed on a follower  floor"),
+        "{text}"
+    );
     let json = std::fs::read_to_string(out_dir.join("coverage-kv.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["seeds"], 60);

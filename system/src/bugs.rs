@@ -10,6 +10,7 @@
 //! | `unsynced-vote`   | term and vote not fsynced before the reply that depends on them  |
 //! | `duplicate-apply` | a retried client request applied twice (no session dedup)        |
 //! | `unsynced-log`    | log entries acknowledged before they are fsynced                 |
+//! | `wal-no-checksum` | WAL records taken on recovery without checking their checksums: a corrupt torn write is read back as entries |
 //! | `snapshot-without-sessions` | snapshots leave out the client session table: a replica restored from one differs from its peers |
 //!
 //! The shop's (scenario `checkout`):
@@ -29,6 +30,7 @@ pub struct Bugs {
     pub duplicate_apply: bool,
     pub unsynced_log: bool,
     pub snapshot_without_sessions: bool,
+    pub wal_no_checksum: bool,
     pub no_compensation: bool,
     pub non_idempotent_payment: bool,
     pub unguarded_stock: bool,
@@ -42,6 +44,7 @@ pub const ALL: &[&str] = &[
     "duplicate-apply",
     "unsynced-log",
     "snapshot-without-sessions",
+    "wal-no-checksum",
 ];
 
 /// The shop's planted bugs (scenario `checkout`).
@@ -63,6 +66,7 @@ impl Bugs {
             "duplicate-apply" => b.duplicate_apply = true,
             "unsynced-log" => b.unsynced_log = true,
             "snapshot-without-sessions" => b.snapshot_without_sessions = true,
+            "wal-no-checksum" => b.wal_no_checksum = true,
             "no-compensation" => b.no_compensation = true,
             "non-idempotent-payment" => b.non_idempotent_payment = true,
             "unguarded-stock" => b.unguarded_stock = true,
@@ -111,6 +115,7 @@ impl Bugs {
             && (!o.duplicate_apply || self.duplicate_apply)
             && (!o.unsynced_log || self.unsynced_log)
             && (!o.snapshot_without_sessions || self.snapshot_without_sessions)
+            && (!o.wal_no_checksum || self.wal_no_checksum)
             && (!o.no_compensation || self.no_compensation)
             && (!o.non_idempotent_payment || self.non_idempotent_payment)
             && (!o.unguarded_stock || self.unguarded_stock)

@@ -156,7 +156,7 @@ pub async fn serve(
     events: Option<EventSink>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (store, persisted, recovery) = RaftStore::open(dir)?;
+    let (store, persisted, recovery) = RaftStore::open_with(dir, !cfg.bugs.wal_no_checksum)?;
     let mut kv = KvState::new(cfg.bugs.duplicate_apply)
         .without_sessions_in_snapshots(cfg.bugs.snapshot_without_sessions);
     if let Some(s) = &persisted.snapshot {

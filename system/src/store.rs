@@ -31,6 +31,15 @@ impl RaftStore {
     /// Opens the store and recovers what a restarted node starts from. A
     /// torn or corrupt WAL tail is cut off (reported in `Recovery`).
     pub fn open(dir: Arc<dyn Dir>) -> io::Result<(RaftStore, Persisted, Recovery)> {
+        RaftStore::open_with(dir, true)
+    }
+
+    /// [`RaftStore::open`]; `verify_wal: false` takes WAL records without
+    /// checking their checksums (planted bug `wal-no-checksum`).
+    pub fn open_with(
+        dir: Arc<dyn Dir>,
+        verify_wal: bool,
+    ) -> io::Result<(RaftStore, Persisted, Recovery)> {
         let snapshot = match read_checked(dir.as_ref(), SNAPSHOT)? {
             Some(b) => Some(snapshot_from_pb(
                 pb::Snapshot::decode(b.as_slice())
@@ -38,7 +47,7 @@ impl RaftStore {
             )),
             None => None,
         };
-        let (wal, records, recovery) = Wal::open(dir.clone(), WAL)?;
+        let (wal, records, recovery) = Wal::open_with(dir.clone(), WAL, verify_wal)?;
         let mut hard_state = HardState::default();
         let mut entries: Vec<Entry> = Vec::new();
         for r in records {

@@ -24,8 +24,14 @@ use std::fmt;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Fault {
     /// Kill the host (its disk loses unsynced writes; `torn_write` may keep
-    /// part of the last unsynced write), restart it when the fault ends.
-    Crash { node: u64, torn_write: bool },
+    /// part of the last unsynced write, and `corrupt` flips a byte of that
+    /// part), restart it when the fault ends.
+    Crash {
+        node: u64,
+        torn_write: bool,
+        #[serde(default, skip_serializing_if = "is_false")]
+        corrupt: bool,
+    },
     /// Freeze the host (it keeps its state), resume it at the end.
     Pause { node: u64 },
     /// Hosts in different groups cannot talk.
@@ -58,6 +64,10 @@ pub enum Fault {
     /// A scenario's own kind (`{"kind": NAME, ...}`), played by its plugin.
     #[serde(untagged)]
     Custom(CustomFault),
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A fault kind the harness does not know: its name and its fields.
@@ -182,20 +192,25 @@ pub struct FaultConfig {
     pub max_latency_ms: u64,
     pub max_clock_jump_ms: i64,
     pub max_drift_ppm: i64,
+    /// Share of crashes with a torn write whose kept part is corrupted
+    /// (drawn from its own stream; absent in older schedules: none).
+    #[serde(default)]
+    pub corrupt_rate: f64,
 }
 
 impl fmt::Display for FaultConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "faults [{}] every ~{} ms for ~{} ms; loss <= {:.2}, latency <= {} ms, clock jumps <= {} ms, drift <= {} ppm",
+            "faults [{}] every ~{} ms for ~{} ms; loss <= {:.2}, latency <= {} ms, clock jumps <= {} ms, drift <= {} ppm, corrupt torn writes {:.0} %",
             self.kinds.join(" "),
             self.mean_interval_ms,
             self.mean_duration_ms,
             self.max_loss_rate,
             self.max_latency_ms,
             self.max_clock_jump_ms,
-            self.max_drift_ppm
+            self.max_drift_ppm,
+            self.corrupt_rate * 100.0
         )
     }
 }
@@ -296,12 +311,14 @@ pub type DrawCustom<'a> =
 /// the same seed always draws the same schedule.
 pub struct Draw {
     pub rng: ChaCha8Rng,
+    seed: u64,
 }
 
 impl Draw {
     pub fn new(seed: u64) -> Draw {
         Draw {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x0005_eed5_c4ed_u64),
+            seed,
         }
     }
 
@@ -338,6 +355,7 @@ impl Draw {
             max_latency_ms: rng.random_range(10..300),
             max_clock_jump_ms: rng.random_range(100..5_000),
             max_drift_ppm: rng.random_range(1_000..200_000),
+            corrupt_rate: 0.0,
         };
         let mut faults = Vec::new();
         let mut t = 500u64;
@@ -366,7 +384,31 @@ impl Draw {
                 fault,
             });
         }
+        let mut config = config;
+        corrupt_some(self.seed, &mut config, &mut faults);
         (config, faults)
+    }
+}
+
+/// Disk corruption, from the seed's own stream (so every other draw is as
+/// it was before it existed): the seed's share of torn writes that are
+/// also corrupted (none in half the seeds), and which crashes they are.
+fn corrupt_some(seed: u64, config: &mut FaultConfig, faults: &mut [FaultEvent]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0000_c044_0b75_u64);
+    config.corrupt_rate = if rng.random_bool(0.5) {
+        0.0
+    } else {
+        (rng.random_range(0.2..1.0f64) * 100.0).round() / 100.0
+    };
+    for f in faults {
+        if let Fault::Crash {
+            torn_write: true,
+            corrupt,
+            ..
+        } = &mut f.fault
+        {
+            *corrupt = rng.random_bool(config.corrupt_rate);
+        }
     }
 }
 
@@ -400,6 +442,7 @@ fn draw_host_fault(
         "crash" => Fault::Crash {
             node: node(rng),
             torn_write: rng.random_bool(0.5),
+            corrupt: false,
         },
         "pause" => Fault::Pause { node: node(rng) },
         "partition" => {

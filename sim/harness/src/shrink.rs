@@ -79,6 +79,16 @@ pub fn shrink(
             }
         }
     }
+    // 2b. Crashes without disk corruption.
+    for i in 0..best.schedule.faults.len() {
+        let mut c = best.schedule.clone();
+        if let crate::schedule::Fault::Crash { corrupt, .. } = &mut c.faults[i].fault {
+            if *corrupt {
+                *corrupt = false;
+                try_candidate(c, &mut best, &format!("fault {i} without corruption"));
+            }
+        }
+    }
     // 3. A shorter workload phase: just past the last fault.
     let end = best
         .schedule

@@ -139,8 +139,8 @@ impl Sim {
     }
 
     /// Kills host `id` (its disk loses what was not synced; `torn_write`
-    /// may keep part of one file's unsynced tail).
-    pub fn crash(&mut self, id: u64, torn_write: bool) {
+    /// may keep part of one file's unsynced tail, which `corrupt` damages).
+    pub fn crash(&mut self, id: u64, torn_write: bool, corrupt: bool) {
         let n = self.hosts.get_mut(&id).expect("no such host");
         if !n.down {
             Handle::current().kill(n.handle.id());
@@ -151,7 +151,7 @@ impl Sim {
             n.env.disk.crash(CrashFaults {
                 seed: self.crash_seed,
                 torn_write,
-                corrupt: false,
+                corrupt,
             });
             n.down = true;
         }
@@ -218,7 +218,11 @@ impl Sim {
     /// kinds act; a scenario's kinds are played by its plugin.
     pub fn start_part(&mut self, fid: usize, part: u32, fault: &Fault) {
         match fault {
-            Fault::Crash { node, torn_write } => self.crash(*node, *torn_write),
+            Fault::Crash {
+                node,
+                torn_write,
+                corrupt,
+            } => self.crash(*node, *torn_write, *corrupt),
             Fault::Pause { node } => self.pause(*node),
             Fault::Island { node, slow_ppm, .. } => {
                 self.hosts[node].env.clock.set_drift_ppm(-slow_ppm);

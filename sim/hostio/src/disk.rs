@@ -196,8 +196,10 @@ pub struct CrashFaults {
     pub seed: u64,
     /// Keep a random prefix (0..=all bytes) of the unsynced tail of one file.
     pub torn_write: bool,
-    /// Also XOR one byte of that kept prefix with a random non-zero value
-    /// (only has an effect together with `torn_write`; synced bytes are never touched).
+    /// Instead of a prefix, keep the whole unsynced tail of that file with
+    /// one byte XORed with a random non-zero value: a write that reached
+    /// the disk damaged (only with `torn_write`; synced bytes are never
+    /// touched).
     pub corrupt: bool,
 }
 
@@ -266,7 +268,12 @@ impl SimDir {
                 let pick = rng.random_range(0..n_dirty);
                 let mut dirty = st.files.values_mut().filter(|f| !f.unsynced.is_empty());
                 let f = dirty.nth(pick).expect("counted");
-                let keep = rng.random_range(0..=f.unsynced.len());
+                // A corrupt write reached the disk whole, damaged.
+                let keep = if faults.corrupt {
+                    f.unsynced.len()
+                } else {
+                    rng.random_range(0..=f.unsynced.len())
+                };
                 let mut kept = f.unsynced[..keep].to_vec();
                 if faults.corrupt && keep > 0 {
                     let i = rng.random_range(0..keep);

@@ -84,6 +84,13 @@ fn encode_into(out: &mut Vec<u8>, payload: &[u8]) -> io::Result<()> {
 /// Decodes the longest valid prefix of a WAL file: `(records, valid_len, reason)`.
 /// `reason` says why decoding stopped before the end, `None` if all bytes were valid.
 pub fn decode_records(bytes: &[u8]) -> (Vec<Vec<u8>>, usize, Option<String>) {
+    decode_records_with(bytes, true)
+}
+
+/// [`decode_records`], with `verify: false` taking a record whose checksum
+/// does not match as it is (planted bug `wal-no-checksum`: only a torn and
+/// corrupt tail shows it).
+pub fn decode_records_with(bytes: &[u8], verify: bool) -> (Vec<Vec<u8>>, usize, Option<String>) {
     let (mut records, mut pos) = (Vec::new(), 0);
     let reason = loop {
         let rest = &bytes[pos..];
@@ -106,7 +113,7 @@ pub fn decode_records(bytes: &[u8]) -> (Vec<Vec<u8>>, usize, Option<String>) {
                 body.len()
             ));
         }
-        if crc_with_len(len_bytes, &body[..len]) != crc {
+        if verify && crc_with_len(len_bytes, &body[..len]) != crc {
             break Some(format!(
                 "checksum mismatch in record at offset {pos} (len {len})"
             ));
@@ -156,6 +163,15 @@ impl Wal {
     /// truncated durably) and reported in [`Recovery`], never returned. Everything
     /// returned is durable when this returns (unsynced-but-visible data is synced).
     pub fn open(dir: Arc<dyn Dir>, name: &str) -> io::Result<(Wal, Vec<Vec<u8>>, Recovery)> {
+        Wal::open_with(dir, name, true)
+    }
+
+    /// [`Wal::open`]; `verify: false` skips the checksums (a planted bug).
+    pub fn open_with(
+        dir: Arc<dyn Dir>,
+        name: &str,
+        verify: bool,
+    ) -> io::Result<(Wal, Vec<Vec<u8>>, Recovery)> {
         let bytes = match dir.read(name)? {
             Some(b) => b,
             None => {
@@ -163,8 +179,14 @@ impl Wal {
                 Vec::new()
             }
         };
-        let (records, valid, reason) = decode_records(&bytes);
+        let (records, valid, reason) = decode_records_with(&bytes, verify);
         let cut = bytes.len() - valid;
+        hostio::coverage::sometimes(
+            reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("checksum mismatch")),
+            "storage: a corrupt WAL record cut on recovery",
+        );
         if cut > 0 {
             dir.truncate(name, valid as u64)?;
         } else {

@@ -2,6 +2,9 @@
 //! that keeps its value in a log on its host's disk. Nothing here knows the
 //! harness; the scenario (`scenario.rs`) runs it on simulated hosts.
 //!
+//! Each log line holds the value twice, so that a torn or corrupt last
+//! line (a crash in the middle of a write) is recognised and skipped.
+//!
 //! Planted bug `ack-before-sync`: a write is answered once appended, and
 //! the log is synced every 200 ms in the background, so a crash can lose a
 //! write the client was told had happened.
@@ -35,7 +38,7 @@ impl Register for Server {
         let io = |e: std::io::Error| Status::unavailable(e.to_string());
         let new = r.into_inner().value;
         self.disk
-            .append("log", format!("{new}\n").as_bytes())
+            .append("log", format!("{new} {new}\n").as_bytes())
             .map_err(io)?;
         if !self.ack_before_sync {
             self.disk.sync("log").map_err(io)?;
@@ -57,10 +60,12 @@ pub async fn serve(
     addr: std::net::SocketAddr,
     ack_before_sync: bool,
 ) {
+    // Each line holds the value twice: a line that does not is a torn or
+    // corrupt last write (never acknowledged), and is skipped.
     let log = disk.read("log").ok().flatten().unwrap_or_default();
     let last = String::from_utf8_lossy(&log)
         .lines()
-        .filter_map(|l| l.parse().ok())
+        .filter_map(|l| l.split_once(' ').filter(|(a, b)| a == b)?.0.parse().ok())
         .next_back()
         .unwrap_or(0);
     if ack_before_sync {
