@@ -467,10 +467,18 @@ fn a_corrupt_torn_write_is_kept_whole_damaged_and_cut_by_the_checksum() {
             corrupt: true,
         });
         let after = d.read("log").unwrap().unwrap();
-        assert_eq!(after.len(), written.len(), "seed {seed}: the whole write is kept");
+        assert_eq!(
+            after.len(),
+            written.len(),
+            "seed {seed}: the whole write is kept"
+        );
         let differing = after.iter().zip(&written).filter(|(a, b)| a != b).count();
         assert_eq!(differing, 1, "seed {seed}: one byte flipped");
-        assert_eq!(&after[..synced.len()], &synced[..], "synced bytes untouched");
+        assert_eq!(
+            &after[..synced.len()],
+            &synced[..],
+            "synced bytes untouched"
+        );
         let (_, records, recovery) = Wal::open(d.clone(), "log").unwrap();
         assert_eq!(records, vec![b"synced".to_vec()], "seed {seed}");
         assert!(recovery.truncated_bytes > 0, "seed {seed}");
