@@ -285,7 +285,7 @@ fn write_failure(c: &Common, out: &Path, r: &RunResult, replay: &str) -> std::io
         r.failures.first().map_or("passed", |f| f.check)
     );
     if let Some(page) = c.scenario.report(r, &title) {
-        std::fs::write(dir.join("report.html"), page)?;
+        std::fs::write(dir.join("report.html"), with_verdict(&page, r))?;
     }
     let failures: Vec<String> = r
         .failures
@@ -295,6 +295,42 @@ fn write_failure(c: &Common, out: &Path, r: &RunResult, replay: &str) -> std::io
     std::fs::write(dir.join("failure.txt"), failures.join("\n") + "\n")?;
     std::fs::write(dir.join("replay.txt"), format!("{replay}\n"))?;
     Ok(dir)
+}
+
+/// The page with the run's verdict on top: every failed check in red with
+/// its message (a page drawn by one check, e.g. the linearizability
+/// timeline, would otherwise show that check's verdict only, green while
+/// the Raft check failed), or a green line when the run passed.
+pub fn with_verdict(page: &str, r: &RunResult) -> String {
+    let esc = checker::report::escape_html;
+    let banner = if r.failures.is_empty() {
+        "<div id=\"sim-verdict\" style=\"background:#1b7f3b;color:#fff;padding:10px 16px;font:15px sans-serif\">PASS: every check of this run held</div>".to_string()
+    } else {
+        let items: Vec<String> = r
+            .failures
+            .iter()
+            .map(|f| {
+                format!(
+                    "<li><b>[{}]</b> {}</li>",
+                    esc(f.check),
+                    esc(&f.message).replace('\n', "<br>")
+                )
+            })
+            .collect();
+        format!(
+            "<div id=\"sim-verdict\" style=\"background:#b00020;color:#fff;padding:10px 16px;font:15px sans-serif\"><div style=\"font-size:18px;font-weight:bold\">FAILED: {}</div><ul style=\"margin:6px 0 0 0;padding-left:20px\">{}</ul><div style=\"margin-top:6px;opacity:.85\">The page below is drawn by the {} check; the failing check is the first line above.</div></div>",
+            esc(r.failures[0].check),
+            items.join(""),
+            if r.lin.is_some() { "linearizability" } else { "scenario's" }
+        )
+    };
+    match page
+        .find("<body")
+        .and_then(|i| page[i..].find('>').map(|j| i + j + 1))
+    {
+        Some(at) => format!("{}{banner}{}", &page[..at], &page[at..]),
+        None => format!("{banner}{page}"),
+    }
 }
 
 /// Runs one seed in a child process (`run --summary`), so that what one
@@ -912,4 +948,53 @@ fn cmd_bench(c: &Common, seeds: u64) -> Result<ExitCode, String> {
         events as f64 / wall
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Failure;
+    use crate::schedule::{FaultSelection, HOST_KINDS};
+
+    fn result(failures: Vec<Failure>) -> RunResult {
+        let sel = FaultSelection::Only(vec![]);
+        RunResult {
+            schedule: Schedule::draw("x", 1, None, &HOST_KINDS, &sel, 3, 1_000),
+            failures,
+            history: checker::history::History::new(vec![]),
+            lin: None,
+            trace_hash: 0,
+            sim_ms: 0,
+            client_ops: 0,
+            check_wall: Duration::ZERO,
+            coverage: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_report_opens_with_the_failed_checks_in_red() {
+        let page = "<html><head></head><body class=\"x\"><h1>linearizable</h1></body></html>";
+        let r = result(vec![
+            Failure::new("raft", "two leaders in term 3 <n1, n2>"),
+            Failure::new("liveness", "no write"),
+        ]);
+        let out = with_verdict(page, &r);
+        let banner = out.find("id=\"sim-verdict\"").expect("a banner");
+        assert!(
+            banner > out.find("<body class=\"x\">").unwrap(),
+            "inside the body"
+        );
+        assert!(
+            banner < out.find("<h1>").unwrap(),
+            "before the page's own verdict"
+        );
+        assert!(out.contains("FAILED: raft") && out.contains("#b00020"));
+        assert!(
+            out.contains("two leaders in term 3 &lt;n1, n2&gt;"),
+            "escaped: {out}"
+        );
+        assert!(out.contains("[liveness]"));
+        let ok = with_verdict(page, &result(vec![]));
+        assert!(ok.contains("PASS: every check of this run held"));
+    }
 }
