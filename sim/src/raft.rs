@@ -256,7 +256,8 @@ impl Raft {
     }
 }
 
-fn has_kind(s: &Schedule, kinds: &[&str]) -> bool {
+/// Whether seed `s` draws faults of any of `kinds`.
+pub fn has_kind(s: &Schedule, kinds: &[&str]) -> bool {
     s.config.kinds.iter().any(|k| kinds.contains(&k.as_str()))
 }
 

@@ -128,19 +128,16 @@ impl Scenario for Kv {
 
     fn floors(&self) -> Vec<Floor> {
         let cuts = |s: &Schedule| {
-            let k = &s.config.kinds;
-            [
+            let cut = [
                 "partition",
                 "isolate-leader",
                 "one-way",
                 "bridge",
                 "leader-churn",
-                "leader-island",
-            ]
-            .iter()
-            .any(|c| k.iter().any(|x| x == c))
+            ];
+            raft::has_kind(s, &cut) || raft::has_kind(s, &["leader-island"])
         };
-        let clocks = |s: &Schedule| s.config.kinds.iter().any(|k| k == "clock");
+        let clocks = |s: &Schedule| raft::has_kind(s, &["clock"]);
         let mut f = raft::floors();
         f.push(Floor::new("kv: a read answered during a partition", 0.4).when(cuts));
         f.push(Floor::new("kv: a clock jump or drift on the leader", 0.3).when(clocks));
@@ -167,7 +164,7 @@ fn history_coverage(h: &History) -> Vec<(String, u64)> {
     use checker::history::Process;
     let cuts = ["partition", "one-way", "bridge", "island"];
     let clocks = ["clock-jump", "clock-drift", "island"];
-    let mut active: BTreeMap<(u64, u64), ()> = BTreeMap::new();
+    let mut active: std::collections::BTreeSet<(u64, u64)> = Default::default();
     let mut leader: Option<u64> = None;
     let (mut reads, mut clock_on_leader) = (0, 0);
     for op in &h.ops {
@@ -180,7 +177,7 @@ fn history_coverage(h: &History) -> Vec<(String, u64)> {
                 let kind = op.value["fault"]["kind"].as_str().unwrap_or("");
                 match op.f.as_str() {
                     "start" if cuts.contains(&kind) => {
-                        active.insert(id, ());
+                        active.insert(id);
                     }
                     "end" => {
                         active.remove(&id);
