@@ -13,6 +13,12 @@
 //! | `wal-no-checksum` | WAL records taken on recovery without checking their checksums: a corrupt torn write is read back as entries |
 //! | `snapshot-without-sessions` | snapshots leave out the client session table: a replica restored from one differs from its peers |
 //!
+//! The transactional scenario's (`txn`):
+//!
+//! | name                | what it breaks                                                  |
+//! |---------------------|-----------------------------------------------------------------|
+//! | `split-multi-read`  | a read of several keys is answered key by key, each at its own read index: every key is linearizable, the set is not one snapshot |
+//!
 //! The shop's (scenario `checkout`):
 //!
 //! | name                     | what it breaks                                            |
@@ -34,6 +40,7 @@ pub struct Bugs {
     pub no_compensation: bool,
     pub non_idempotent_payment: bool,
     pub unguarded_stock: bool,
+    pub split_multi_read: bool,
 }
 
 pub const ALL: &[&str] = &[
@@ -46,6 +53,9 @@ pub const ALL: &[&str] = &[
     "snapshot-without-sessions",
     "wal-no-checksum",
 ];
+
+/// The transactional scenario's planted bugs (scenario `txn`).
+pub const TXN: &[&str] = &["split-multi-read"];
 
 /// The shop's planted bugs (scenario `checkout`).
 pub const SHOP: &[&str] = &[
@@ -70,10 +80,12 @@ impl Bugs {
             "no-compensation" => b.no_compensation = true,
             "non-idempotent-payment" => b.non_idempotent_payment = true,
             "unguarded-stock" => b.unguarded_stock = true,
+            "split-multi-read" => b.split_multi_read = true,
             other => {
                 return Err(format!(
-                    "unknown bug '{other}'; known bugs: {}, {}",
+                    "unknown bug '{other}'; known bugs: {}, {}, {}",
                     ALL.join(", "),
+                    TXN.join(", "),
                     SHOP.join(", ")
                 ))
             }
@@ -90,6 +102,7 @@ impl fmt::Display for Bugs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let on: Vec<&str> = ALL
             .iter()
+            .chain(TXN)
             .chain(SHOP)
             .copied()
             .filter(|n| {
@@ -119,5 +132,6 @@ impl Bugs {
             && (!o.no_compensation || self.no_compensation)
             && (!o.non_idempotent_payment || self.non_idempotent_payment)
             && (!o.unguarded_stock || self.unguarded_stock)
+            && (!o.split_multi_read || self.split_multi_read)
     }
 }

@@ -173,6 +173,14 @@ impl KvState {
             Some(OpKind::Put(p)) => self.data.insert(p.key, p.value),
             Some(OpKind::Delete(d)) => self.data.remove(&d.key),
             Some(OpKind::Get(g)) => self.data.get(&g.key).cloned(),
+            Some(OpKind::Append(a)) => {
+                let list = self.data.entry(a.key).or_default();
+                if !list.is_empty() {
+                    list.push(' ');
+                }
+                list.push_str(&a.value);
+                None
+            }
             None => None,
         };
         pb::OpResult { value }
@@ -283,6 +291,15 @@ pub mod cmd {
             op: Some(OpKind::Delete(pb::Delete { key: key.into() })),
         }
     }
+    /// Appends `value` to the list at `key` (elements separated by spaces).
+    pub fn op_append(key: &str, value: &str) -> pb::Op {
+        pb::Op {
+            op: Some(OpKind::Append(pb::ListAppend {
+                key: key.into(),
+                value: value.into(),
+            })),
+        }
+    }
     pub fn op_get(key: &str) -> pb::Op {
         pb::Op {
             op: Some(OpKind::Get(pb::Get { key: key.into() })),
@@ -342,6 +359,22 @@ mod tests {
         let r = result(kv.apply(&entry(2, 1, t)));
         assert!(!r.succeeded, "second run: compares fail");
         assert_eq!(kv.get("stock").map(String::as_str), Some("4"));
+    }
+
+    #[test]
+    fn appends_build_a_space_separated_list_read_in_the_same_txn() {
+        let mut kv = KvState::new(false);
+        let t = txn(
+            vec![],
+            vec![op_get("l"), op_append("l", "1"), op_append("l", "2"), op_get("l")],
+            vec![],
+        );
+        let r = result(kv.apply(&entry(1, 1, t)));
+        assert_eq!(r.results[0].value, None, "absent: the empty list");
+        assert_eq!(r.results[3].value.as_deref(), Some("1 2"));
+        let t = txn(vec![], vec![op_append("l", "3")], vec![]);
+        result(kv.apply(&entry(1, 2, t)));
+        assert_eq!(kv.get("l").map(String::as_str), Some("1 2 3"));
     }
 
     #[test]

@@ -205,7 +205,10 @@ pub async fn serve(
 
     let addr = cfg.addr().parse()?;
     let server = tonic::transport::Server::builder()
-        .add_service(KvServer::new(KvService { tx: tx.clone() }))
+        .add_service(KvServer::new(KvService {
+            tx: tx.clone(),
+            split_multi_read: cfg.bugs.split_multi_read,
+        }))
         .add_service(RaftTransportServer::new(TransportService {
             tx: tx.clone(),
         }))
@@ -623,6 +626,8 @@ impl pb::raft_transport_server::RaftTransport for TransportService {
 
 struct KvService {
     tx: mpsc::Sender<Input>,
+    /// Planted bug `split-multi-read`.
+    split_multi_read: bool,
 }
 
 impl KvService {
@@ -672,6 +677,25 @@ impl pb::kv_server::Kv for KvService {
         req: Request<pb::ReadRequest>,
     ) -> Result<Response<pb::ReadResponse>, Status> {
         let keys = req.into_inner().keys;
+        if self.split_multi_read && keys.len() > 1 {
+            // Planted bug: one read index per key; another write can
+            // commit between two of them.
+            let (mut all, mut applied) = (Vec::new(), 0);
+            for key in keys {
+                let a = self
+                    .ask(|r| Input::Read(ReadKind::Keys(vec![key]), r))
+                    .await??;
+                let ReadAnswer::Values(v, at) = a else {
+                    unreachable!()
+                };
+                all.extend(v);
+                applied = at;
+            }
+            return Ok(Response::new(pb::ReadResponse {
+                values: all,
+                applied,
+            }));
+        }
         Ok(Response::new(values(
             self.ask(|r| Input::Read(ReadKind::Keys(keys), r)).await??,
         )))
