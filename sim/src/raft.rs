@@ -26,7 +26,7 @@ pub const PORT: u16 = 7000;
 
 /// The fault kinds of the bookstore's scenarios, in the order seeds draw
 /// them: the harness's own and the Raft-targeted ones.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "crash",
     "pause",
     "partition",
@@ -40,6 +40,7 @@ pub const KINDS: [&str; 13] = [
     "crash-voter",
     "leader-churn",
     "leader-island",
+    "reorder",
 ];
 
 /// Fault triggers fired from node events.
@@ -236,7 +237,8 @@ impl Raft {
             let (bus, offset) = (self.bus.clone(), global - id);
             let sink: EventSink = Arc::new(move |local, ev| bus.emit(&(local + offset, ev)));
             sim.host(global, format!("n{global}"), move |env| {
-                let (cfg, sink) = (cfg.clone(), sink.clone());
+                let (mut cfg, sink) = (cfg.clone(), sink.clone());
+                cfg.net = env.net.clone();
                 async move {
                     if let Err(e) = serve(
                         cfg,

@@ -7,6 +7,7 @@
 //! | `vote-no-log-check` | votes granted without the log up-to-date check (Raft 5.4.1)    |
 //! | `figure8`         | an earlier term's entry committed by counting replicas (5.4.2)   |
 //! | `stale-read`      | reads answered by a leader without confirming leadership (6.4)   |
+//! | `stale-append-truncates` | a follower drops the entries after a stale Append's last one, though they match (found with fault `reorder`) |
 //! | `unsynced-vote`   | term and vote not fsynced before the reply that depends on them  |
 //! | `duplicate-apply` | a retried client request applied twice (no session dedup)        |
 //! | `unsynced-log`    | log entries acknowledged before they are fsynced                 |
@@ -47,6 +48,7 @@ pub const ALL: &[&str] = &[
     "vote-no-log-check",
     "figure8",
     "stale-read",
+    "stale-append-truncates",
     "unsynced-vote",
     "duplicate-apply",
     "unsynced-log",
@@ -72,6 +74,7 @@ impl Bugs {
             "vote-no-log-check" => b.raft.vote_without_log_check = true,
             "figure8" => b.raft.commit_old_term = true,
             "stale-read" => b.raft.read_without_quorum = true,
+            "stale-append-truncates" => b.raft.truncate_on_stale_append = true,
             "unsynced-vote" => b.unsynced_vote = true,
             "duplicate-apply" => b.duplicate_apply = true,
             "unsynced-log" => b.unsynced_log = true,
@@ -124,6 +127,7 @@ impl Bugs {
         (!o.raft.vote_without_log_check || self.raft.vote_without_log_check)
             && (!o.raft.commit_old_term || self.raft.commit_old_term)
             && (!o.raft.read_without_quorum || self.raft.read_without_quorum)
+            && (!o.raft.truncate_on_stale_append || self.raft.truncate_on_stale_append)
             && (!o.unsynced_vote || self.unsynced_vote)
             && (!o.duplicate_apply || self.duplicate_apply)
             && (!o.unsynced_log || self.unsynced_log)

@@ -39,6 +39,9 @@ pub struct NodeConfig {
     pub max_batch: usize,
     pub seed: u64,
     pub bugs: Bugs,
+    /// Duplication and reordering of outgoing Raft messages: never for
+    /// real; the simulator's fault `reorder` turns it on.
+    pub net: hostio::Net,
 }
 
 impl NodeConfig {
@@ -54,6 +57,7 @@ impl NodeConfig {
             max_batch: 64,
             seed,
             bugs: Bugs::default(),
+            net: hostio::Net::real(),
         }
     }
 
@@ -188,7 +192,12 @@ pub async fn serve(
     for (&id, addr) in &cfg.peers {
         if id != cfg.id {
             let (ptx, prx) = mpsc::channel(1024);
-            tokio::spawn(peer_sender(addr.clone(), prx, cfg.rpc_timeout));
+            tokio::spawn(peer_sender(
+                addr.clone(),
+                prx,
+                cfg.rpc_timeout,
+                cfg.net.clone(),
+            ));
             peers.insert(id, ptx);
         }
     }
@@ -294,8 +303,14 @@ impl Node {
         match input {
             Input::Tick => self.raft.tick(),
             Input::Raft(msgs) => {
+                let stale = self.raft.stale_appends();
                 for m in msgs {
                     self.raft.step(m);
+                }
+                if self.raft.stale_appends() > stale {
+                    hostio::coverage::hit(
+                        "raft: a stale Append (duplicated or overtaken) on a longer log",
+                    );
                 }
             }
             Input::Write(req, reply) => {
@@ -535,22 +550,55 @@ impl Node {
 /// time: everything queued is sent as one batch, then the sender waits for
 /// its acknowledgement. A batch not acknowledged within `timeout` (peer down,
 /// link cut, reply lost) drops the stream; the next batch opens a new one.
-/// A dropped batch is lost like a lost packet: Raft retransmits.
-async fn peer_sender(addr: String, mut rx: mpsc::Receiver<Message>, timeout: Duration) {
+/// A dropped batch is lost like a lost packet: Raft retransmits. `net` may
+/// hold a batch back (later ones overtake it) or send it twice; a late
+/// batch goes over whatever stream is open when it is due, maybe one opened
+/// after the stream it was meant for broke.
+async fn peer_sender(
+    addr: String,
+    mut rx: mpsc::Receiver<Message>,
+    timeout: Duration,
+    net: hostio::Net,
+) {
     let mut link: Option<Link> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![message_to_pb(first)];
-        while batch.len() < 256 {
-            match rx.try_recv() {
-                Ok(m) => batch.push(message_to_pb(m)),
-                Err(_) => break,
+    let (late_tx, mut late_rx) = mpsc::unbounded_channel::<pb::RaftBatch>();
+    let later = |batch: pb::RaftBatch, after: Duration| {
+        let late_tx = late_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = late_tx.send(batch);
+        });
+    };
+    loop {
+        let batch = tokio::select! {
+            biased; // no random branch order: the same seed, the same run
+            Some(late) = late_rx.recv() => late,
+            first = rx.recv() => {
+                let Some(first) = first else { return };
+                let mut messages = vec![message_to_pb(first)];
+                while messages.len() < 256 {
+                    match rx.try_recv() {
+                        Ok(m) => messages.push(message_to_pb(m)),
+                        Err(_) => break,
+                    }
+                }
+                let batch = pb::RaftBatch { messages };
+                let plan = net.plan();
+                if let Some(after) = plan.copy {
+                    later(batch.clone(), after);
+                }
+                if let Some(after) = plan.hold {
+                    later(batch, after);
+                    continue;
+                }
+                batch
             }
-        }
+        };
         if link.is_none() {
             link = Link::open(&addr, timeout).await;
         }
         let Some(l) = link.as_mut() else { continue };
-        let sent = tokio::time::timeout(timeout, l.send(pb::RaftBatch { messages: batch })).await;
+        let sent = tokio::time::timeout(timeout, l.send(batch)).await;
         if !matches!(sent, Ok(true)) {
             link = None;
         }

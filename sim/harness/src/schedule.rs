@@ -61,6 +61,15 @@ pub enum Fault {
         clients: Vec<u64>,
         slow_ppm: i64,
     },
+    /// Messages that services send through their host's `hostio::Net`
+    /// (e.g. Raft's) are duplicated with probability `duplicate` and held
+    /// back, so that later ones overtake them, with probability `reorder`;
+    /// copies and held messages arrive 1..=`max_delay_ms` ms late.
+    Reorder {
+        duplicate: f64,
+        reorder: f64,
+        max_delay_ms: u64,
+    },
     /// A scenario's own kind (`{"kind": NAME, ...}`), played by its plugin.
     #[serde(untagged)]
     Custom(CustomFault),
@@ -107,6 +116,7 @@ impl Fault {
             Fault::Latency { .. } => "latency",
             Fault::ClockJump { .. } | Fault::ClockDrift { .. } => "clock",
             Fault::Island { .. } => "island",
+            Fault::Reorder { .. } => "reorder",
             Fault::Custom(c) => &c.kind,
         }
     }
@@ -121,12 +131,13 @@ impl Fault {
                 | Fault::Loss { .. }
                 | Fault::Latency { .. }
                 | Fault::Island { .. }
+                | Fault::Reorder { .. }
         )
     }
 }
 
 /// The fault kinds the harness draws by itself, for any host.
-pub const HOST_KINDS: [&str; 8] = [
+pub const HOST_KINDS: [&str; 9] = [
     "crash",
     "pause",
     "partition",
@@ -135,6 +146,7 @@ pub const HOST_KINDS: [&str; 8] = [
     "loss",
     "latency",
     "clock",
+    "reorder",
 ];
 
 /// Which fault kinds a run may use.
@@ -472,6 +484,14 @@ fn draw_host_fault(
                 bridge: ids[0],
                 left: l,
                 right: r,
+            }
+        }
+        "reorder" => {
+            let round = |x: f64| (x * 100.0).round() / 100.0;
+            Fault::Reorder {
+                duplicate: round(rng.random_range(0.0..0.3)),
+                reorder: round(rng.random_range(0.05..0.4)),
+                max_delay_ms: rng.random_range(5..=300),
             }
         }
         "loss" => Fault::Loss {

@@ -10,7 +10,8 @@
 //! faults heal correctly.
 
 use crate::schedule::Fault;
-use hostio::{Clock, CrashFaults, SimDir};
+use hostio::net::Mangling;
+use hostio::{Clock, CrashFaults, Net, SimDir};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use std::collections::BTreeMap;
@@ -26,6 +27,9 @@ pub struct HostEnv {
     pub ip: IpAddr,
     pub clock: Clock,
     pub disk: SimDir,
+    /// Duplication and reordering of the messages the host's services send
+    /// through it (fault `reorder`).
+    pub net: Net,
 }
 
 /// One host and its state.
@@ -83,6 +87,7 @@ impl Sim {
             ip: ip(id),
             disk: SimDir::new(),
             clock: Clock::new(),
+            net: Net::simulated(self.crash_seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
         };
         let e = env.clone();
         let handle = Handle::current()
@@ -288,6 +293,7 @@ impl Sim {
         let cut = |a: u64, b: u64| net.clog_link(self.madsim_id(a), self.madsim_id(b));
         let mut loss: f64 = 0.0;
         let mut latency: Option<(u64, u64)> = None;
+        let mut mangling = Mangling::default();
         for f in self.net_faults.values() {
             match f {
                 Fault::Partition { groups } => {
@@ -329,12 +335,24 @@ impl Sim {
                     }
                 }
                 Fault::Loss { rate } => loss = loss.max(*rate),
+                Fault::Reorder {
+                    duplicate,
+                    reorder,
+                    max_delay_ms,
+                } => {
+                    mangling.duplicate = mangling.duplicate.max(*duplicate);
+                    mangling.reorder = mangling.reorder.max(*reorder);
+                    mangling.max_delay_ms = mangling.max_delay_ms.max(*max_delay_ms);
+                }
                 Fault::Latency { min_ms, max_ms } => {
                     let (lo, hi) = latency.unwrap_or((0, 0));
                     latency = Some((lo.max(*min_ms), hi.max(*max_ms)));
                 }
                 _ => {}
             }
+        }
+        for h in self.hosts.values() {
+            h.env.net.set(mangling);
         }
         net.update_config(|c| {
             c.packet_loss_rate = loss;

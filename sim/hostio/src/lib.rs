@@ -1,4 +1,4 @@
-//! # hostio: a host's disk and clock
+//! # hostio: a host's disk, clock and network quirks
 //!
 //! What a host gives the processes that run on it, for real and in the
 //! deterministic simulator alike:
@@ -9,7 +9,9 @@
 //!   testing happened, counted per simulation run;
 //! - [`clock`]: the host's time ([`clock::Clock`]), the runtime's clock plus
 //!   an offset, a drift and jumps that the simulator's nemesis controls
-//!   (madsim has one clock for every node).
+//!   (madsim has one clock for every node);
+//! - [`net`]: duplication and reordering of the messages a service sends,
+//!   which a reliable stream never shows ([`net::Net`]).
 //!
 //! It knows nothing of Raft, of any service or of the simulator that drives
 //! it: the harness gives one of each to every host, services read their
@@ -18,6 +20,8 @@
 pub mod clock;
 pub mod coverage;
 pub mod disk;
+pub mod net;
 
 pub use clock::Clock;
 pub use disk::{CrashFaults, Dir, FsDir, IoFault, SimDir};
+pub use net::Net;

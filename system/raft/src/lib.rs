@@ -131,6 +131,10 @@ pub struct Bugs {
     pub commit_old_term: bool,
     /// Answer read-index requests without a heartbeat round confirming leadership.
     pub read_without_quorum: bool,
+    /// A follower takes an Append's entries as its whole log suffix: entries
+    /// after the message's last one are dropped even when they match (the
+    /// message may be stale: a duplicate, or overtaken by newer ones).
+    pub truncate_on_stale_append: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -270,9 +274,18 @@ pub struct Raft {
     acked_round: BTreeMap<NodeId, u64>,
     read_states: Vec<ReadState>,
     dropped_reads: Vec<u64>,
+    /// Appends received whose entries this log already held, and more
+    /// after them (duplicated or overtaken messages).
+    stale_appends: u64,
 }
 
 impl Raft {
+    /// How many Appends arrived whose entries this log already held, with
+    /// more entries after them: duplicated or overtaken messages.
+    pub fn stale_appends(&self) -> u64 {
+        self.stale_appends
+    }
+
     /// A node starting from what its disk holds (empty for a new node).
     pub fn new(cfg: Config, persisted: Persisted) -> Raft {
         assert!(
@@ -309,6 +322,7 @@ impl Raft {
             acked_round: BTreeMap::new(),
             read_states: Vec::new(),
             dropped_reads: Vec::new(),
+            stale_appends: 0,
         };
         r.reset_randomized_timeout();
         r
@@ -781,6 +795,12 @@ impl Raft {
         match self.log.term(prev_index) {
             Some(t) if t == prev_term => {
                 let last_new = prev_index + entries.len() as u64;
+                if last_new < self.log.last_index() && self.log.term(last_new).is_some() {
+                    self.stale_appends += 1;
+                    if self.cfg.bugs.truncate_on_stale_append && last_new >= self.log.committed() {
+                        self.log.truncate_after(last_new);
+                    }
+                }
                 self.log.merge(entries);
                 self.log.commit_to(commit.min(last_new));
                 self.ack(from, last_new);

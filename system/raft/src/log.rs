@@ -120,6 +120,15 @@ impl Log {
         }
     }
 
+    /// Drops every entry after `index` (planted bug
+    /// `truncate_on_stale_append`; never below the commit index).
+    pub fn truncate_after(&mut self, index: u64) {
+        assert!(index >= self.committed, "truncating committed entries");
+        if index < self.last_index() {
+            self.truncate_from(index + 1);
+        }
+    }
+
     fn truncate_from(&mut self, index: u64) {
         let keep = (index - self.snapshot.index - 1) as usize;
         self.entries.truncate(keep);

@@ -798,3 +798,47 @@ fn followers_answer_not_leader_with_a_hint() {
         Err(Error::NotLeader { leader: Some(l) })
     );
 }
+
+// ----- Stale messages (duplicated, or overtaken by newer ones) -----
+
+/// A follower gets an old Append again after newer ones: it keeps its
+/// longer log; with the planted bug it drops the entries after the stale
+/// message's last one, though they match and it had acknowledged them.
+fn stale_append(bug: bool) -> (u64, u64) {
+    let mut net = Net::new(3, 5, move |c| c.bugs.truncate_on_stale_append = bug);
+    let l = net.elect();
+    let f = *net.ids.iter().find(|&&id| id != l).unwrap();
+    // Five entries, each in its own Append to f, none committed yet.
+    let mut to_f = Vec::new();
+    for v in 1..=5u8 {
+        net.node(l).propose(vec![v]).expect("leader");
+        net.process(l);
+        let (mine, rest): (Vec<Message>, Vec<Message>) =
+            net.queue.drain(..).partition(|m| m.to == f);
+        net.queue = rest;
+        to_f.extend(mine);
+    }
+    for m in to_f.clone() {
+        net.deliver(m);
+    }
+    let before = net.node(f).log().last_index();
+    let first = to_f
+        .into_iter()
+        .find(|m| matches!(&m.kind, MsgKind::Append { entries, .. } if !entries.is_empty()))
+        .expect("an Append with entries");
+    net.deliver(first);
+    assert_eq!(net.node(f).stale_appends(), 1);
+    (before, net.node(f).log().last_index())
+}
+
+#[test]
+fn a_stale_append_leaves_a_longer_matching_log_alone() {
+    let (before, after) = stale_append(false);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn planted_truncate_on_stale_append_drops_acknowledged_entries() {
+    let (before, after) = stale_append(true);
+    assert!(after < before, "{after} < {before}");
+}
