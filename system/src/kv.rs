@@ -366,7 +366,12 @@ mod tests {
         let mut kv = KvState::new(false);
         let t = txn(
             vec![],
-            vec![op_get("l"), op_append("l", "1"), op_append("l", "2"), op_get("l")],
+            vec![
+                op_get("l"),
+                op_append("l", "1"),
+                op_append("l", "2"),
+                op_get("l"),
+            ],
             vec![],
         );
         let r = result(kv.apply(&entry(1, 1, t)));
