@@ -17,10 +17,11 @@
 //! What it is not for:
 //! - it does not know anything about the bookstore, Raft or madsim, and
 //!   depends on none of them: it is a library anyone can use;
-//! - it does not check transactional isolation levels (Elle-style cycle
-//!   detection) or liveness; only linearizability of single-object
-//!   operations (per key for the key-value model), and of Knossos's
-//!   multi-register transactions. Checks that need to know
+//! - it does not check liveness. Linearizability covers single-object
+//!   operations (per key for the key-value model) and Knossos's
+//!   multi-register transactions; transactional isolation (Elle-style:
+//!   list-append and rw-register transactions, anomalies G0 to G2 and the
+//!   consistency models they rule out) is [`isolation`]. Checks that need to know
 //!   an application (end-to-end invariants of its transactions, say) belong
 //!   in crates of their own, built on [`History`].
 //!
@@ -48,11 +49,13 @@
 //! Layout, in data-flow order: [`history`] (the operation model and the
 //! native JSON Lines format), [`edn`] and [`formats`] (readers and writers
 //! for other formats), [`model`] (sequential specifications), [`linear`]
-//! (the search), [`report`] (the HTML page).
+//! (the search), [`report`] (the HTML page), and [`isolation`] (Elle-style
+//! transactional isolation, its own pipeline from reading to report).
 
 pub mod edn;
 pub mod formats;
 pub mod history;
+pub mod isolation;
 pub mod linear;
 pub mod model;
 pub mod report;

@@ -1,7 +1,9 @@
 //! `checker`: check, benchmark and convert histories from the command line.
 //!
 //! Exit codes of `check`: 0 linearizable, 1 not linearizable, 2 unknown
-//! (time or memory bound), 3 bad input or usage.
+//! (time or memory bound), 3 bad input or usage. With `--isolation MODEL`
+//! (transactional histories, see `checker::isolation`): 0 valid, 1 invalid,
+//! 2 unknown, 3 bad input.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use checker::formats::{self, Format};
 use checker::history::{History, Semantics};
+use checker::isolation::{self, gen, Consistency, IsoOptions, IsoVerdict, TxnModel};
 use checker::linear::{self, Options, Verdict};
 use checker::model::ModelKind;
 
@@ -18,7 +21,7 @@ use checker::model::ModelKind;
 #[command(
     name = "checker",
     version,
-    about = "Linearizability checker for Jepsen/Porcupine-style histories"
+    about = "Linearizability and transactional isolation checker for Jepsen/Porcupine-style histories"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,8 +57,53 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000_000)]
         max_cache: usize,
         /// Write a self-contained HTML report here.
-        #[arg(long)]
+        #[arg(long, alias = "html")]
         report: Option<PathBuf>,
+        /// Check transactional isolation instead of linearizability: the
+        /// consistency model the history must satisfy (read-uncommitted,
+        /// read-committed, repeatable-read, snapshot-isolation, serializable,
+        /// strong-session-snapshot-isolation, strong-snapshot-isolation,
+        /// strong-session-serializable, strict-serializable).
+        #[arg(long)]
+        isolation: Option<String>,
+        /// With --isolation: list-append | rw-register (default: list-append
+        /// if any micro-op is an append).
+        #[arg(long)]
+        txn_model: Option<String>,
+        /// With --isolation, rw-register: assume writes follow reads within a
+        /// transaction (Elle's wfr-keys) to infer more version orders.
+        #[arg(long)]
+        wfr_keys: bool,
+        /// With --isolation: search steps per strongly connected component
+        /// before giving up on it (exit 2 unless an anomaly is found anyway).
+        #[arg(long, default_value_t = 20_000_000)]
+        max_search_steps: u64,
+        /// With --isolation: print the result as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a list-append history, check it for strict serializability
+    /// and print transactions per second, wall time and peak memory.
+    BenchIsolation {
+        /// Transactions to generate.
+        #[arg(long, default_value_t = 100_000)]
+        txns: usize,
+        /// Plant one anomaly: stale-read, future-read, aborted-read,
+        /// intermediate-read, garbage, incompatible-order, duplicate-elements,
+        /// internal.
+        #[arg(long)]
+        anomaly: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Concurrent client processes.
+        #[arg(long, default_value_t = 5)]
+        processes: usize,
+        /// Keys in use at any time.
+        #[arg(long, default_value_t = 8)]
+        keys: usize,
+        /// list-append | rw-register
+        #[arg(long, default_value = "list-append")]
+        txn_model: String,
     },
     /// Check every history listed in DIR/expected.csv and compare verdicts.
     Bench {
@@ -137,9 +185,55 @@ fn main() -> ExitCode {
             threads,
             max_cache,
             report,
-        } => cmd_check(
-            &file, &format, model, initial, semantics, timeout, threads, max_cache, report,
-        ),
+            isolation: Some(model_name),
+            txn_model,
+            wfr_keys,
+            max_search_steps,
+            json,
+        } => {
+            let _ = (model, initial, timeout, threads, max_cache);
+            cmd_isolation(
+                &file,
+                &format,
+                semantics,
+                &model_name,
+                txn_model,
+                wfr_keys,
+                max_search_steps,
+                json,
+                report,
+            )
+        }
+        Cmd::Check {
+            file,
+            format,
+            model,
+            initial,
+            semantics,
+            timeout,
+            threads,
+            max_cache,
+            report,
+            isolation: None,
+            json,
+            ..
+        } => {
+            if json {
+                eprintln!("error: --json is only for --isolation checks");
+                return ExitCode::from(3);
+            }
+            cmd_check(
+                &file, &format, model, initial, semantics, timeout, threads, max_cache, report,
+            )
+        }
+        Cmd::BenchIsolation {
+            txns,
+            anomaly,
+            seed,
+            processes,
+            keys,
+            txn_model,
+        } => cmd_bench_isolation(txns, anomaly, seed, processes, keys, &txn_model),
         Cmd::Bench {
             dir,
             threads,
@@ -226,6 +320,196 @@ fn cmd_check(
         Verdict::NotLinearizable => 1,
         Verdict::Unknown => 2,
     }))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_isolation(
+    file: &Path,
+    format: &str,
+    semantics: Option<String>,
+    model_name: &str,
+    txn_model: Option<String>,
+    wfr_keys: bool,
+    max_search_steps: u64,
+    json: bool,
+    report: Option<PathBuf>,
+) -> Result<ExitCode, BadInput> {
+    let consistency = Consistency::by_name(model_name).ok_or_else(|| {
+        BadInput(format!(
+            "unknown --isolation {model_name:?}: use one of {}",
+            Consistency::ALL.map(|c| c.name()).join(", ")
+        ))
+    })?;
+    let txn_model = match txn_model {
+        None => None,
+        Some(m) => Some(TxnModel::by_name(&m).ok_or_else(|| {
+            BadInput(format!(
+                "unknown --txn-model {m:?}: use list-append or rw-register"
+            ))
+        })?),
+    };
+    let (mut history, format) = read_history(file, format)?;
+    if let Some(s) = semantics {
+        history.semantics = Semantics::by_name(&s)
+            .ok_or_else(|| BadInput(format!("unknown --semantics {s:?}: use native or jepsen")))?;
+    }
+    let opts = IsoOptions {
+        consistency,
+        txn_model,
+        wfr_keys,
+        max_search_steps,
+    };
+    let start = Instant::now();
+    let r = isolation::check(&history, &opts).map_err(|e| {
+        BadInput(format!(
+            "{}: event {}: {} (fix the history, or pass --txn-model)",
+            file.display(),
+            e.line,
+            e.message
+        ))
+    })?;
+    let elapsed = start.elapsed();
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&r).expect("an IsoResult always serializes")
+        );
+    } else {
+        outln!(
+            "{}: {} ({} format, {}, {:.1} ms)",
+            file.display(),
+            r.verdict.name(),
+            format.name(),
+            r.txn_model.name(),
+            elapsed.as_secs_f64() * 1e3
+        );
+        out(&r.explain());
+    }
+    if let Some(path) = report {
+        let title = format!("{} ({})", file.display(), consistency.name());
+        std::fs::write(&path, isolation::html(&history, &r, &title))
+            .map_err(|e| BadInput(format!("cannot write report {}: {e}", path.display())))?;
+        if !json {
+            outln!("report written to {}", path.display());
+        }
+    }
+    Ok(ExitCode::from(match r.verdict {
+        IsoVerdict::Valid => 0,
+        IsoVerdict::Invalid => 1,
+        IsoVerdict::Unknown => 2,
+    }))
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn cmd_bench_isolation(
+    txns: usize,
+    anomaly: Option<String>,
+    seed: u64,
+    processes: usize,
+    keys: usize,
+    txn_model: &str,
+) -> Result<ExitCode, BadInput> {
+    let model = TxnModel::by_name(txn_model).ok_or_else(|| {
+        BadInput(format!(
+            "unknown --txn-model {txn_model:?}: use list-append or rw-register"
+        ))
+    })?;
+    let plant = match &anomaly {
+        None => None,
+        Some(a) => Some(gen::Plant::by_name(a).ok_or_else(|| {
+            BadInput(format!(
+                "unknown --anomaly {a:?}: use one of {}",
+                gen::Plant::ALL.map(|p| p.name()).join(", ")
+            ))
+        })?),
+    };
+    let g0 = Instant::now();
+    let mut t = gen::generate(&gen::GenOptions {
+        model,
+        txns,
+        processes,
+        live_keys: keys,
+        seed,
+        ..gen::GenOptions::default()
+    });
+    if let Some(p) = plant {
+        if !gen::plant(&mut t, p, seed) {
+            return Err(BadInput(format!(
+                "no place to plant {} in this history; try another --seed",
+                p.name()
+            )));
+        }
+    }
+    let gen_time = g0.elapsed();
+    let opts = IsoOptions::default();
+    let c0 = Instant::now();
+    let r = isolation::check_txns(&t, &opts);
+    let check_time = c0.elapsed();
+    let secs = check_time.as_secs_f64();
+    outln!(
+        "{} {} txns ({} ok, {} info, {} fail), {} mops; generated in {:.2} s",
+        model.name(),
+        r.stats.txns,
+        r.stats.ok,
+        r.stats.info,
+        r.stats.fail,
+        t.mops.len(),
+        gen_time.as_secs_f64()
+    );
+    outln!(
+        "check: {:.3} s wall, {:.0} txns/s, {} edges, {} cycle candidates, {} components",
+        secs,
+        r.stats.txns as f64 / secs.max(1e-9),
+        r.stats.edges,
+        r.stats.cycle_candidates,
+        r.stats.components
+    );
+    match peak_rss_mib() {
+        Some(m) => outln!(
+            "peak RSS {:.0} MiB ({:.0} MiB per million txns; includes the generated history)",
+            m,
+            m / (r.stats.txns.max(1) as f64 / 1e6)
+        ),
+        None => outln!("peak RSS unknown (no /proc/self/status)"),
+    }
+    outln!(
+        "verdict: {}; anomalies: {}",
+        r.verdict.name(),
+        if r.counts.is_empty() {
+            "none".to_string()
+        } else {
+            r.counts
+                .iter()
+                .map(|(k, v)| format!("{k} x{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    if let Some(p) = plant {
+        let found = r.has(p.expected());
+        outln!(
+            "planted {}: expected {} {}",
+            p.name(),
+            p.expected(),
+            if found { "found" } else { "NOT FOUND" }
+        );
+        if !found {
+            return Ok(ExitCode::from(1));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(match r.verdict {
+        IsoVerdict::Valid => ExitCode::SUCCESS,
+        IsoVerdict::Invalid => ExitCode::from(1),
+        IsoVerdict::Unknown => ExitCode::from(2),
+    })
 }
 
 fn parse_model(
