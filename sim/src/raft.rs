@@ -9,6 +9,7 @@ use bookstore::bugs::Bugs;
 use bookstore::node::{serve, EventSink, NodeConfig, NodeEvent};
 use harness::events::Bus;
 use harness::nemesis::{Arm, FaultPlugin, OnFire, Started};
+use harness::recorder::Recorder;
 use harness::scenario::Floor;
 use harness::scenario::RunCtx;
 use harness::schedule::{Fault, FaultConfig, Schedule, Targets};
@@ -26,7 +27,7 @@ pub const PORT: u16 = 7000;
 
 /// The fault kinds of the bookstore's scenarios, in the order seeds draw
 /// them: the harness's own and the Raft-targeted ones.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "crash",
     "pause",
     "partition",
@@ -41,6 +42,7 @@ pub const KINDS: [&str; 14] = [
     "leader-churn",
     "leader-island",
     "reorder",
+    "disk-error",
 ];
 
 /// Fault triggers fired from node events.
@@ -127,6 +129,7 @@ pub fn draw_fault(
 pub struct Raft {
     bus: Bus<(u64, NodeEvent)>,
     state: Arc<Mutex<State>>,
+    rec: Recorder,
 }
 
 #[derive(Default)]
@@ -146,6 +149,7 @@ impl Raft {
         let r = Raft {
             bus: Bus::new(),
             state: Arc::default(),
+            rec: ctx.rec.clone(),
         };
         let (state, triggers) = (r.state.clone(), ctx.triggers.clone());
         r.bus.subscribe(move |(node, ev)| {
@@ -236,21 +240,37 @@ impl Raft {
             // Events carry the host's id.
             let (bus, offset) = (self.bus.clone(), global - id);
             let sink: EventSink = Arc::new(move |local, ev| bus.emit(&(local + offset, ev)));
+            let rec = self.rec.clone();
             sim.host(global, format!("n{global}"), move |env| {
-                let (mut cfg, sink) = (cfg.clone(), sink.clone());
+                let (mut cfg, sink, rec) = (cfg.clone(), sink.clone(), rec.clone());
                 cfg.net = env.net.clone();
                 async move {
-                    if let Err(e) = serve(
+                    let r = serve(
                         cfg,
                         Arc::new(env.disk),
                         env.clock,
                         Some(sink),
                         std::future::pending(),
                     )
-                    .await
-                    {
+                    .await;
+                    let Err(e) = r else { return };
+                    let io = e
+                        .chain()
+                        .any(|c| c.downcast_ref::<std::io::Error>().is_some());
+                    if !io {
                         panic!("node {global} stopped: {e:#}");
                     }
+                    // Fail-stop on an I/O error (after a failed fsync the
+                    // page cache is in an unknown state); the supervisor
+                    // starts the node again from its disk.
+                    hostio::coverage::hit("node: stopped on an I/O error, restarted");
+                    rec.event(
+                        &format!("n{global}"),
+                        "stopped",
+                        serde_json::json!({ "error": format!("{e:#}") }),
+                    );
+                    env.supervisor.restart_after(Duration::from_secs(1));
+                    std::future::pending::<()>().await;
                 }
             });
         }

@@ -11,6 +11,7 @@
 //! | `unsynced-vote`   | term and vote not fsynced before the reply that depends on them  |
 //! | `duplicate-apply` | a retried client request applied twice (no session dedup)        |
 //! | `unsynced-log`    | log entries acknowledged before they are fsynced                 |
+//! | `ignore-sync-error` | a failed fsync of the log ignored: the entries are acknowledged though the disk dropped them (found with fault `disk-error`) |
 //! | `wal-no-checksum` | WAL records taken on recovery without checking their checksums: a corrupt torn write is read back as entries |
 //! | `snapshot-without-sessions` | snapshots leave out the client session table: a replica restored from one differs from its peers |
 //!
@@ -38,6 +39,7 @@ pub struct Bugs {
     pub unsynced_log: bool,
     pub snapshot_without_sessions: bool,
     pub wal_no_checksum: bool,
+    pub ignore_sync_error: bool,
     pub no_compensation: bool,
     pub non_idempotent_payment: bool,
     pub unguarded_stock: bool,
@@ -54,6 +56,7 @@ pub const ALL: &[&str] = &[
     "unsynced-log",
     "snapshot-without-sessions",
     "wal-no-checksum",
+    "ignore-sync-error",
 ];
 
 /// The transactional scenario's planted bugs (scenario `txn`).
@@ -80,6 +83,7 @@ impl Bugs {
             "unsynced-log" => b.unsynced_log = true,
             "snapshot-without-sessions" => b.snapshot_without_sessions = true,
             "wal-no-checksum" => b.wal_no_checksum = true,
+            "ignore-sync-error" => b.ignore_sync_error = true,
             "no-compensation" => b.no_compensation = true,
             "non-idempotent-payment" => b.non_idempotent_payment = true,
             "unguarded-stock" => b.unguarded_stock = true,
@@ -133,6 +137,7 @@ impl Bugs {
             && (!o.unsynced_log || self.unsynced_log)
             && (!o.snapshot_without_sessions || self.snapshot_without_sessions)
             && (!o.wal_no_checksum || self.wal_no_checksum)
+            && (!o.ignore_sync_error || self.ignore_sync_error)
             && (!o.no_compensation || self.no_compensation)
             && (!o.non_idempotent_payment || self.non_idempotent_payment)
             && (!o.unguarded_stock || self.unguarded_stock)

@@ -419,7 +419,11 @@ impl Node {
             sync |= !self.bugs.unsynced_log;
         }
         if sync {
-            self.store.sync()?;
+            match self.store.sync() {
+                // Planted bug: carry on as if the entries were durable.
+                Err(_) if self.bugs.ignore_sync_error => {}
+                r => r?,
+            }
         }
         if let Some(hs) = &rd.hard_state {
             if sync || !self.bugs.unsynced_vote {

@@ -70,6 +70,12 @@ pub enum Fault {
         reorder: f64,
         max_delay_ms: u64,
     },
+    /// The next write of host `node`'s disk fails: `error` is `append`,
+    /// `sync` (EIO; the unsynced bytes of that file are dropped, as Linux
+    /// does), `write` (any mutating call, EIO) or `nospace` (the next
+    /// append or file write, ENOSPC). Disarmed at the end if nothing
+    /// wrote meanwhile.
+    DiskError { node: u64, error: String },
     /// A scenario's own kind (`{"kind": NAME, ...}`), played by its plugin.
     #[serde(untagged)]
     Custom(CustomFault),
@@ -117,6 +123,7 @@ impl Fault {
             Fault::ClockJump { .. } | Fault::ClockDrift { .. } => "clock",
             Fault::Island { .. } => "island",
             Fault::Reorder { .. } => "reorder",
+            Fault::DiskError { .. } => "disk-error",
             Fault::Custom(c) => &c.kind,
         }
     }
@@ -137,7 +144,7 @@ impl Fault {
 }
 
 /// The fault kinds the harness draws by itself, for any host.
-pub const HOST_KINDS: [&str; 9] = [
+pub const HOST_KINDS: [&str; 10] = [
     "crash",
     "pause",
     "partition",
@@ -147,6 +154,7 @@ pub const HOST_KINDS: [&str; 9] = [
     "latency",
     "clock",
     "reorder",
+    "disk-error",
 ];
 
 /// Which fault kinds a run may use.
@@ -486,6 +494,10 @@ fn draw_host_fault(
                 right: r,
             }
         }
+        "disk-error" => Fault::DiskError {
+            node: node(rng),
+            error: ["append", "sync", "write", "nospace"][rng.random_range(0..4)].to_string(),
+        },
         "reorder" => {
             let round = |x: f64| (x * 100.0).round() / 100.0;
             Fault::Reorder {

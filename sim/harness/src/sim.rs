@@ -11,7 +11,7 @@
 
 use crate::schedule::Fault;
 use hostio::net::Mangling;
-use hostio::{Clock, CrashFaults, Net, SimDir};
+use hostio::{Clock, CrashFaults, IoFault, Net, SimDir};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use std::collections::BTreeMap;
@@ -30,6 +30,43 @@ pub struct HostEnv {
     /// Duplication and reordering of the messages the host's services send
     /// through it (fault `reorder`).
     pub net: Net,
+    /// The host's supervisor (systemd's `Restart=always`): a process that
+    /// stops itself (fail-stop, e.g. on an I/O error) asks it to be
+    /// started again.
+    pub supervisor: Supervisor,
+}
+
+/// Restarts its host's process on request, after a delay: the process is
+/// killed at once (every task of the host stops, its ports are freed; the
+/// disk keeps even its unsynced writes, which a process exit does not
+/// lose) and its `init` runs again from the disk.
+#[derive(Clone)]
+pub struct Supervisor {
+    /// The host's madsim node, known once it is built.
+    node: std::sync::Arc<std::sync::Mutex<Option<madsim::task::NodeId>>>,
+    /// Where the restart timer runs (not on the host, whose tasks die).
+    runner: NodeHandle,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Supervisor")
+    }
+}
+
+impl Supervisor {
+    /// Stops the host's process now and starts it again after `delay`.
+    pub fn restart_after(&self, delay: Duration) {
+        let Some(id) = *self.node.lock().unwrap() else {
+            return;
+        };
+        self.runner.spawn(async move {
+            let h = Handle::current();
+            h.kill(id);
+            tokio::time::sleep(delay).await;
+            h.restart(id);
+        });
+    }
 }
 
 /// One host and its state.
@@ -49,6 +86,8 @@ pub struct Sim {
     crash_seed: u64,
     /// Client hosts by client number (for faults that include clients).
     client_hosts: std::sync::Mutex<BTreeMap<u64, madsim::task::NodeId>>,
+    /// Runs the supervisors' restart timers.
+    supervisor: NodeHandle,
 }
 
 /// Host `id`'s address: 10.0.0.`id`.
@@ -69,6 +108,11 @@ impl Sim {
             net_faults: BTreeMap::new(),
             crash_seed: seed,
             client_hosts: Default::default(),
+            supervisor: Handle::current()
+                .create_node()
+                .name("supervisor")
+                .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
+                .build(),
         }
     }
 
@@ -88,6 +132,10 @@ impl Sim {
             disk: SimDir::new(),
             clock: Clock::new(),
             net: Net::simulated(self.crash_seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            supervisor: Supervisor {
+                node: Default::default(),
+                runner: self.supervisor.clone(),
+            },
         };
         let e = env.clone();
         let handle = Handle::current()
@@ -96,6 +144,7 @@ impl Sim {
             .ip(env.ip)
             .init(move || init(e.clone()))
             .build();
+        *env.supervisor.node.lock().unwrap() = Some(handle.id());
         self.hosts.insert(
             id,
             Host {
@@ -238,6 +287,10 @@ impl Sim {
                 self.hosts[node].env.clock.jump(offset_ms * 1_000_000)
             }
             Fault::ClockDrift { node, ppm } => self.hosts[node].env.clock.set_drift_ppm(*ppm),
+            Fault::DiskError { node, error } => {
+                let f = IoFault::by_name(error).expect("a known disk error");
+                self.hosts[node].env.disk.set_fault(f);
+            }
             f if f.is_network() => {
                 self.net_faults.insert((fid, part), fault.clone());
                 self.apply_network();
@@ -255,6 +308,7 @@ impl Sim {
                 self.hosts[node].env.clock.jump(-offset_ms * 1_000_000)
             }
             Fault::ClockDrift { node, .. } => self.hosts[node].env.clock.set_drift_ppm(0),
+            Fault::DiskError { node, .. } => self.hosts[node].env.disk.clear_fault(),
             Fault::Island { node, .. } => {
                 self.hosts[node].env.clock.set_drift_ppm(0);
                 self.net_faults.remove(&(fid, part));

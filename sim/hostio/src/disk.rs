@@ -204,15 +204,44 @@ pub struct CrashFaults {
 }
 
 /// One-shot I/O error injected into the next matching [`SimDir`] operation.
-/// The failing operation has no effect. A crash clears a pending fault.
+/// The failing operation has no effect, except a failed `sync`. A crash
+/// clears a pending fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoFault {
-    /// The next `append` fails (nothing written).
+    /// The next `append` fails with EIO (nothing written).
     FailNextAppend,
-    /// The next `sync` fails (nothing made durable; the data stays unsynced).
+    /// The next `sync` fails with EIO, and the file's unsynced bytes are
+    /// gone: as on Linux, where a failed writeback marks the dirty pages
+    /// clean and a later fsync succeeds without them ("fsyncgate").
     FailNextSync,
     /// The next mutating call of any kind (append, sync, truncate, write_atomic, remove) fails.
     FailNextWrite,
+    /// The next `append` or `write_atomic` fails with ENOSPC (disk full;
+    /// nothing written).
+    NoSpace,
+}
+
+impl IoFault {
+    /// Its name in a fault schedule.
+    pub fn name(self) -> &'static str {
+        match self {
+            IoFault::FailNextAppend => "append",
+            IoFault::FailNextSync => "sync",
+            IoFault::FailNextWrite => "write",
+            IoFault::NoSpace => "nospace",
+        }
+    }
+
+    pub fn by_name(s: &str) -> Option<IoFault> {
+        [
+            IoFault::FailNextAppend,
+            IoFault::FailNextSync,
+            IoFault::FailNextWrite,
+            IoFault::NoSpace,
+        ]
+        .into_iter()
+        .find(|f| f.name() == s)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -316,12 +345,38 @@ impl SimDir {
     /// Validates `name`, locks, and fails if a pending fault matches `kind`
     /// (`FailNextWrite` for operations other than append/sync).
     fn begin(&self, name: &str, kind: IoFault) -> io::Result<MutexGuard<'_, SimState>> {
+        self.begin_with(name, kind, false)
+    }
+
+    /// [`SimDir::begin`] for an operation that takes space (`allocates`:
+    /// a pending `NoSpace` fails it).
+    fn begin_with(
+        &self,
+        name: &str,
+        kind: IoFault,
+        allocates: bool,
+    ) -> io::Result<MutexGuard<'_, SimState>> {
         check_name(name)?;
         let mut st = lock(&self.inner);
+        if st.fault == Some(IoFault::NoSpace) && allocates {
+            st.fault = None;
+            crate::coverage::hit("disk: ENOSPC returned to a write");
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("injected I/O error (ENOSPC) on {name:?}: no space left on device"),
+            ));
+        }
         if st.fault == Some(kind) || st.fault == Some(IoFault::FailNextWrite) {
             st.fault = None;
+            if kind == IoFault::FailNextSync {
+                // The dirty pages are dropped.
+                if let Some(f) = st.files.get_mut(name) {
+                    f.unsynced.clear();
+                }
+            }
+            crate::coverage::hit("disk: EIO returned to a write or sync");
             return Err(io::Error::other(format!(
-                "injected I/O error (EIO): {kind:?}"
+                "injected I/O error (EIO) on {name:?}: {kind:?}"
             )));
         }
         Ok(st)
@@ -335,7 +390,7 @@ impl Dir for SimDir {
     }
 
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        let mut st = self.begin(name, IoFault::FailNextAppend)?;
+        let mut st = self.begin_with(name, IoFault::FailNextAppend, !data.is_empty())?;
         st.files
             .entry(name.to_string())
             .or_default()
@@ -367,7 +422,7 @@ impl Dir for SimDir {
     }
 
     fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        let mut st = self.begin(name, IoFault::FailNextWrite)?;
+        let mut st = self.begin_with(name, IoFault::FailNextWrite, true)?;
         st.files
             .insert(name.to_string(), SimFile::durable(data.to_vec()));
         Ok(())

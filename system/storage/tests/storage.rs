@@ -274,6 +274,11 @@ fn io_fault_poisons_wal_until_reopen() {
     wal.append(b"b").unwrap();
     s.set_fault(IoFault::FailNextSync);
     assert!(wal.sync().is_err());
+    assert_eq!(
+        s.unsynced_bytes(LOG),
+        0,
+        "a failed sync drops the dirty tail"
+    );
     assert!(
         wal.append(b"c").is_err(),
         "WAL must refuse use after an I/O error"
@@ -288,6 +293,11 @@ fn io_fault_poisons_wal_until_reopen() {
     s.set_fault(IoFault::FailNextWrite);
     assert!(d.write_atomic("other", b"x").is_err());
     assert_eq!(d.read("other").unwrap(), None);
+    s.set_fault(IoFault::NoSpace);
+    let e = d.append("other", b"x").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+    assert_eq!(d.read("other").unwrap(), None);
+    d.append("other", b"y").unwrap();
 }
 
 #[test]
