@@ -95,12 +95,10 @@ pub(crate) struct Csr {
 
 impl Csr {
     /// Builds the adjacency of `n` nodes, consuming (and freeing) the
-    /// edge lists one by one. Duplicate edges of one relation are dropped.
+    /// edge lists one by one (a counting sort by source: no comparison
+    /// sort of tens of millions of edges). An edge found twice (two keys
+    /// relating the same pair) stays twice; the search does not mind.
     pub(crate) fn build(n: usize, mut edges: Edges) -> Csr {
-        for l in &mut edges.lists {
-            l.sort_unstable();
-            l.dedup();
-        }
         let mut start = vec![0usize; n + 1];
         for l in &edges.lists {
             for &e in l {

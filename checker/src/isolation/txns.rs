@@ -13,7 +13,11 @@
 //! `info`, or an invocation with no completion, may have happened (its
 //! writes may be seen) and its reads are unknown; an `ok` happened and its
 //! completion carries the values read. This is Jepsen's meaning and Elle's,
-//! and it is the same for native and EDN histories.
+//! and it is the same for native and EDN histories. In EDN (Jepsen)
+//! histories, an `ok` or `fail` with no invocation is accepted as Elle
+//! accepts it: a transaction whose invocation is unknown (nothing precedes
+//! it in real time); in native histories it is an error. An unknown read
+//! may be written `[:r k]`.
 
 use serde_json::Value;
 
@@ -274,6 +278,8 @@ struct Pending {
     invoke: usize,
     complete: Option<usize>,
     kind: Option<OpType>,
+    /// A completion with no invocation (Jepsen histories only).
+    lone: bool,
 }
 
 const MOP_SHAPE: &str = "a txn's value must be a list of micro-ops like [\"append\", \"x\", 1], \
@@ -283,6 +289,7 @@ const MOP_SHAPE: &str = "a txn's value must be a list of micro-ops like [\"appen
 impl Builder {
     fn build(mut self, h: &History, model: Option<TxnModel>) -> Result<Txns, ParseError> {
         // Pair invocations and completions of `txn` calls, per process.
+        let jepsen = h.semantics == crate::history::Semantics::Jepsen;
         let mut calls: Vec<Pending> = Vec::new();
         let mut open: FxHashMap<&Process, usize> = FxHashMap::default();
         for (pos, op) in h.ops.iter().enumerate() {
@@ -298,12 +305,26 @@ impl Builder {
                         invoke: pos,
                         complete: None,
                         kind: None,
+                        lone: false,
                     });
                 }
                 kind => {
                     let Some(ci) = open.remove(&op.process) else {
                         if kind == OpType::Info {
                             continue; // Jepsen: a lone info is ignored.
+                        }
+                        if jepsen {
+                            // Elle accepts a completion with no invocation
+                            // (its tests are full of them): a transaction
+                            // whose invocation is unknown, so nothing is
+                            // known to precede it in real time.
+                            calls.push(Pending {
+                                invoke: pos,
+                                complete: Some(pos),
+                                kind: Some(kind),
+                                lone: true,
+                            });
+                            continue;
                         }
                         return Err(ParseError {
                             line: pos + 1,
@@ -346,6 +367,8 @@ impl Builder {
 
         let ranks = h.event_ranks();
         let mut out = Txns::empty(model);
+        // Sort keys: 0 for the unknown invocation of a lone completion
+        // (before everything), 2 * rank + 1 for the events of the file.
         let mut events: Vec<(u64, u64)> = Vec::with_capacity(calls.len() * 2);
         for c in &calls {
             let inv = &h.ops[c.invoke];
@@ -370,12 +393,13 @@ impl Builder {
                 status,
                 mop_start,
                 mop_len: out.mops.len() as u32 - mop_start,
-                invoke_at: ranks[c.invoke],
-                complete_at: c.complete.map_or(u64::MAX, |p| ranks[p]),
+                invoke_at: if c.lone { 0 } else { 2 * ranks[c.invoke] + 1 },
+                complete_at: c.complete.map_or(u64::MAX, |p| 2 * ranks[p] + 1),
             });
-            events.push((ranks[c.invoke], (t as u64) << 1));
-            if let Some(p) = c.complete {
-                events.push((ranks[p], (t as u64) << 1 | 1));
+            let tx = &out.txns[t as usize];
+            events.push((tx.invoke_at, (t as u64) << 1));
+            if c.complete.is_some() {
+                events.push((tx.complete_at, (t as u64) << 1 | 1));
             }
         }
         events.sort_unstable();
@@ -402,16 +426,20 @@ impl Builder {
         };
         let list = out.model == TxnModel::ListAppend;
         for m in ms {
-            let parts = m.as_array().filter(|p| p.len() == 3).ok_or_else(|| {
-                err(format!(
-                    "micro-op {m} is not a 3-element list [f, key, value]"
-                ))
-            })?;
+            // Jepsen also writes an unknown read as [:r k].
+            let parts = m
+                .as_array()
+                .filter(|p| p.len() == 3 || (p.len() == 2 && p[0].as_str() == Some("r")))
+                .ok_or_else(|| {
+                    err(format!(
+                        "micro-op {m} is not a 3-element list [f, key, value]"
+                    ))
+                })?;
             let f = parts[0].as_str().unwrap_or("");
             let key = scalar_text(&parts[1])
                 .ok_or_else(|| err(format!("micro-op {m}: the key must be a string or number")))?;
             let key = self.keys.id(key);
-            let v = &parts[2];
+            let v = parts.get(2).unwrap_or(&Value::Null);
             let scalar = |s: &mut Self, v: &Value| -> Result<u32, ParseError> {
                 let t = scalar_text(v).ok_or_else(|| {
                     err(format!(
