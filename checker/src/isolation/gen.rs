@@ -580,3 +580,65 @@ pub fn plant(t: &mut Txns, kind: Plant, seed: u64) -> bool {
     }
     true
 }
+
+/// The transactions as a [`History`] of JSON events (native meaning), as
+/// a client would have recorded them: invocations with unknown reads,
+/// completions with what was read. Keys, values and processes keep their
+/// names (numbers, for generated histories).
+pub fn to_history(t: &Txns) -> crate::history::History {
+    use crate::history::{History, Op, OpType, Process};
+    use serde_json::{json, Value};
+    let number = |s: String| -> Value {
+        s.parse::<u64>()
+            .map(Value::from)
+            .unwrap_or(Value::String(s))
+    };
+    let mop_json = |m: &Mop, known: bool| -> Value {
+        let k = number(t.keys.name(m.key));
+        match m.kind {
+            MopKind::Append => json!(["append", k, number(t.values.name(m.a))]),
+            MopKind::Write => json!(["w", k, number(t.values.name(m.a))]),
+            MopKind::ReadList if known && m.a != NONE => {
+                let l: Vec<Value> = t
+                    .list(m)
+                    .iter()
+                    .map(|&v| number(t.values.name(v)))
+                    .collect();
+                json!(["r", k, l])
+            }
+            MopKind::ReadReg if known && m.b != 0 && m.a != NONE => {
+                json!(["r", k, number(t.values.name(m.a))])
+            }
+            _ => json!(["r", k, null]),
+        }
+    };
+    let mut ops = Vec::with_capacity(t.events.len());
+    for &e in &t.events {
+        let x = (e >> 1) as u32;
+        let tx = &t.txns[x as usize];
+        let complete = e & 1 == 1;
+        let known = complete && tx.status == Status::Ok;
+        let kind = match (complete, tx.status) {
+            (false, _) => OpType::Invoke,
+            (true, Status::Ok) => OpType::Ok,
+            (true, Status::Fail) => OpType::Fail,
+            (true, Status::Info) => OpType::Info,
+        };
+        let value = Value::Array(t.mops_of(x).iter().map(|m| mop_json(m, known)).collect());
+        let process = match t.processes.name(tx.process).parse::<u64>() {
+            Ok(n) => Process::Client(n),
+            Err(_) => Process::Named(t.processes.name(tx.process)),
+        };
+        ops.push(Op {
+            index: ops.len(),
+            process,
+            kind,
+            f: "txn".into(),
+            key: None,
+            value,
+            time: None,
+            extra: Default::default(),
+        });
+    }
+    History::new(ops)
+}

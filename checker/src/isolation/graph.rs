@@ -389,11 +389,12 @@ impl<'a> Searcher<'a> {
         Some(n)
     }
 
-    /// The shortest cycle of this class through `s` shorter than `bound`.
-    fn from(&mut self, spec: &Spec, s: u32, bound: usize) -> Outcome {
+    /// The shortest cycle of this class through `s` shorter than `bound`,
+    /// in `c` (the component filtered for the class), whose first edge is
+    /// of relation `need` (if not 0).
+    fn from(&mut self, c: &Component, spec: &Spec, s: u32, need: u8, bound: usize) -> Outcome {
         self.gen += 1;
         let gen = self.gen;
-        let c = self.c;
         let mut layer: Vec<u32> = vec![s * STATES as u32];
         let root = s * STATES as u32;
         self.stamp[root as usize] = gen;
@@ -408,6 +409,9 @@ impl<'a> Searcher<'a> {
                         return Outcome::OutOfBudget;
                     }
                     let v = c.to[i];
+                    if depth == 0 && need != 0 && c.rel[i] != need {
+                        continue;
+                    }
                     let Some(ns) = Self::step(spec, st, c.rel[i], depth == 0) else {
                         continue;
                     };
@@ -450,29 +454,101 @@ impl<'a> Searcher<'a> {
     }
 
     /// The shortest cycle of this class in the component.
+    ///
+    /// First the component is cut down to what such a cycle can use: only
+    /// the relations the class allows, and only the strongly connected
+    /// parts of that subgraph that contain every relation the class needs
+    /// (an rw edge, a wr edge for G1c, a process or realtime edge for the
+    /// variants). Often nothing is left and no search is needed. Then a
+    /// breadth-first search from the source of every edge of the rarest
+    /// needed relation, taking that edge first (every cycle of the class
+    /// can be rotated to start so), keeps the shortest cycle.
     fn shortest(&mut self, spec: &Spec) -> Outcome {
-        // Every cycle of the class has an edge of its rarest required
-        // relation: start only from the sources of such edges.
-        let need = if spec.variant != 0 {
-            spec.variant
-        } else {
-            match spec.base {
+        let needs_all = spec.variant
+            | match spec.base {
                 Base::G0 => 0,
                 Base::G1c => WR,
                 _ => RW,
+            };
+        let c = self.c;
+        let n = c.nodes.len();
+        let allowed = spec.allowed();
+        let mut pg: DiGraph<(), ()> = DiGraph::with_capacity(n, c.to.len());
+        for _ in 0..n {
+            pg.add_node(());
+        }
+        for u in 0..n {
+            for i in c.start[u]..c.start[u + 1] {
+                if c.rel[i] & allowed != 0 {
+                    pg.add_edge(NodeIndex::new(u), NodeIndex::new(c.to[i] as usize), ());
+                }
             }
+        }
+        let mut part = vec![usize::MAX; n];
+        for (k, scc) in petgraph::algo::tarjan_scc(&pg).into_iter().enumerate() {
+            if scc.len() > 1 {
+                for x in scc {
+                    part[x.index()] = k;
+                }
+            }
+        }
+        let internal = |u: usize, i: usize| {
+            c.rel[i] & allowed != 0 && part[u] != usize::MAX && part[u] == part[c.to[i] as usize]
         };
+        let mut present: crate::model::FxHashMap<usize, u8> = Default::default();
+        for u in 0..n {
+            for i in c.start[u]..c.start[u + 1] {
+                if internal(u, i) {
+                    *present.entry(part[u]).or_insert(0) |= c.rel[i];
+                }
+            }
+        }
+        let ok = |u: usize| {
+            part[u] != usize::MAX
+                && present
+                    .get(&part[u])
+                    .is_some_and(|&p| p & needs_all == needs_all)
+        };
+        let mut f = Component {
+            nodes: c.nodes.clone(),
+            start: Vec::with_capacity(n + 1),
+            to: Vec::new(),
+            rel: Vec::new(),
+        };
+        for u in 0..n {
+            f.start.push(f.to.len());
+            if !ok(u) {
+                continue;
+            }
+            for i in c.start[u]..c.start[u + 1] {
+                if internal(u, i) {
+                    f.to.push(c.to[i]);
+                    f.rel.push(c.rel[i]);
+                }
+            }
+        }
+        f.start.push(f.to.len());
+        if f.to.is_empty() {
+            return Outcome::None;
+        }
+        // Start from the needed relation with the fewest edges.
+        let count = |bit: u8| f.rel.iter().filter(|&&r| r == bit).count();
+        let need = [WR, RW, PROCESS, REALTIME]
+            .into_iter()
+            .filter(|&b| needs_all & b != 0)
+            .min_by_key(|&b| count(b))
+            .unwrap_or(0);
         let mut best: Option<Vec<(u32, u32, Rel)>> = None;
-        for u in 0..self.c.nodes.len() as u32 {
-            let r = self.c.start[u as usize]..self.c.start[u as usize + 1];
-            if need != 0 && !self.c.rel[r].contains(&need) {
+        for u in 0..n as u32 {
+            let r = f.start[u as usize]..f.start[u as usize + 1];
+            if r.is_empty() || (need != 0 && !f.rel[r].contains(&need)) {
                 continue;
             }
             let bound = best.as_ref().map_or(usize::MAX, Vec::len);
             if bound <= 2 {
                 break;
             }
-            match self.from(spec, u, bound) {
+            match self.from(&f, spec, u, need, bound) {
                 Outcome::Found(p) => best = Some(p),
                 Outcome::None => {}
                 Outcome::OutOfBudget => return Outcome::OutOfBudget,

@@ -131,7 +131,7 @@ pub struct IsoOptions {
     /// The model the history should satisfy. Default: strict-serializable.
     pub consistency: Consistency,
     /// The data model; `None` detects it (list-append if any micro-op is an
-    /// append, else rw-register).
+    /// append or reads a list, else rw-register).
     pub txn_model: Option<TxnModel>,
     /// rw-register only: assume writes follow reads within a transaction,
     /// to infer more version orders (Elle's `:wfr-keys?`). Default off.

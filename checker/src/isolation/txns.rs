@@ -232,7 +232,7 @@ impl Txns {
     }
 
     /// Reads a history. `model` overrides detection (list-append if any
-    /// micro-op is an append, else rw-register).
+    /// micro-op is an append or reads a list, else rw-register).
     pub fn from_history(h: &History, model: Option<TxnModel>) -> Result<Txns, ParseError> {
         Builder::default().build(h, model)
     }
@@ -344,18 +344,22 @@ impl Builder {
             }
         }
 
-        // Model: list-append if any micro-op is an append.
+        // Model: list-append if any micro-op is an append or reads a list.
         let model = match model {
             Some(m) => m,
             None => {
-                let any_append = calls.iter().any(|c| {
-                    let v = &h.ops[c.invoke].value;
+                let listy = |v: &Value| {
                     v.as_array().is_some_and(|ms| {
                         ms.iter().any(|m| {
-                            m.as_array().and_then(|m| m.first()).and_then(Value::as_str)
-                                == Some("append")
+                            let m = m.as_array();
+                            m.and_then(|m| m.first()).and_then(Value::as_str) == Some("append")
+                                || m.and_then(|m| m.get(2)).is_some_and(Value::is_array)
                         })
                     })
+                };
+                let any_append = calls.iter().any(|c| {
+                    listy(&h.ops[c.invoke].value)
+                        || c.complete.is_some_and(|p| listy(&h.ops[p].value))
                 });
                 if any_append {
                     TxnModel::ListAppend
