@@ -496,10 +496,10 @@ impl<'a> Searcher<'a> {
             c.rel[i] & allowed != 0 && part[u] != usize::MAX && part[u] == part[c.to[i] as usize]
         };
         let mut present: crate::model::FxHashMap<usize, u8> = Default::default();
-        for u in 0..n {
+        for (u, &p) in part.iter().enumerate() {
             for i in c.start[u]..c.start[u + 1] {
                 if internal(u, i) {
-                    *present.entry(part[u]).or_insert(0) |= c.rel[i];
+                    *present.entry(p).or_insert(0) |= c.rel[i];
                 }
             }
         }
@@ -596,6 +596,15 @@ impl<'a> Searcher<'a> {
     }
 }
 
+/// The same cycle, starting from its earliest transaction (so that T1 is
+/// the first in the history).
+fn rotate(mut steps: Vec<(u32, u32, Rel)>) -> Vec<(u32, u32, Rel)> {
+    if let Some(i) = (0..steps.len()).min_by_key(|&i| steps[i].0) {
+        steps.rotate_left(i);
+    }
+    steps
+}
+
 /// Finds the cycles of every class in every strongly connected component.
 /// `budget`: search steps allowed per component.
 pub(crate) fn search(g: &Csr, budget: u64) -> Search {
@@ -668,12 +677,15 @@ pub(crate) fn search(g: &Csr, budget: u64) -> Search {
             match s.shortest(spec) {
                 Outcome::Found(steps) => {
                     found.push(name.clone());
-                    out.cycles.push(Cycle { name, steps });
+                    out.cycles.push(Cycle {
+                        name,
+                        steps: rotate(steps),
+                    });
                 }
                 Outcome::None => {}
                 Outcome::OutOfBudget => {
                     out.timeouts.push((comp.nodes.len(), name));
-                    let steps = s.any_cycle();
+                    let steps = rotate(s.any_cycle());
                     let name = classify(&steps);
                     if !found.contains(&name) {
                         out.cycles.push(Cycle { name, steps });
