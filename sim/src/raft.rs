@@ -254,9 +254,12 @@ impl Raft {
                     )
                     .await;
                     let Err(e) = r else { return };
-                    let io = e
-                        .chain()
-                        .any(|c| c.downcast_ref::<std::io::Error>().is_some());
+                    // An I/O error, not data the node cannot read (that
+                    // one stops it for good).
+                    let io = e.chain().any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|e| e.kind() != std::io::ErrorKind::InvalidData)
+                    });
                     if !io {
                         panic!("node {global} stopped: {e:#}");
                     }

@@ -108,11 +108,7 @@ impl Sim {
             net_faults: BTreeMap::new(),
             crash_seed: seed,
             client_hosts: Default::default(),
-            supervisor: Handle::current()
-                .create_node()
-                .name("supervisor")
-                .ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1)))
-                .build(),
+            supervisor: Handle::current().create_node().name("supervisor").build(),
         }
     }
 

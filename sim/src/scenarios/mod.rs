@@ -4,12 +4,13 @@
 
 pub mod checkout;
 pub mod kv;
+pub mod txn;
 
 use harness::scenario::Scenario;
 
 /// Every scenario, the default first: what the `sim` CLI offers.
 pub fn all() -> Vec<&'static dyn Scenario> {
-    vec![&kv::Kv, &checkout::Checkout]
+    vec![&kv::Kv, &checkout::Checkout, &txn::Txn]
 }
 
 /// The scenario called `name`.
