@@ -551,11 +551,15 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
             cases.add("lost-update", || Case {
                 txns: group.clone(),
                 text: format!(
-                    "{} transactions read the same state of {} ({} elements) and then each \
+                    "{} transactions read the same state of {} ({}) and then each \
                      appended to it, so one of them overwrote the other's update: {}",
                     group.len(),
                     t.keys.name(k),
-                    n,
+                    match n {
+                        0 => "empty".to_string(),
+                        1 => "1 element".to_string(),
+                        n => format!("{n} elements"),
+                    },
                     group
                         .iter()
                         .map(|&g| t.txn_text(g))

@@ -61,12 +61,11 @@ pub fn cycle_svg(a: &Anomaly) -> String {
         // direction so that two opposite edges do not overlap.
         let (sx, sy) = (x1 + ux * 22.0, y1 + uy * 22.0);
         let (ex, ey) = (x2 - ux * 22.0, y2 - uy * 22.0);
-        let bend = 0.18 * len;
+        let bend = if n == 2 { 0.35 } else { 0.18 } * len;
         let (mx, my) = ((sx + ex) / 2.0 + uy * bend, (sy + ey) / 2.0 - ux * bend);
-        let (lx, ly) = (
-            (sx + ex) / 2.0 + uy * bend * 0.6,
-            (sy + ey) / 2.0 - ux * bend * 0.6,
-        );
+        // The curve's midpoint is half the bend out; the label a bit beyond.
+        let out = bend * 0.5 + 14.0;
+        let (lx, ly) = ((sx + ex) / 2.0 + uy * out, (sy + ey) / 2.0 - ux * out);
         let col = color(st.rel);
         let label = match &st.key {
             Some(k) => format!("{} {}", st.rel.name(), k),

@@ -238,31 +238,49 @@ impl Txns {
     }
 }
 
-/// Interns keys and values by their JSON text.
+/// Interns keys and values: integers by value, strings (and other
+/// scalars) by text, without allocating for ones already seen.
 #[derive(Default)]
 struct Interner {
-    ids: FxHashMap<String, u32>,
+    ints: FxHashMap<i64, u32>,
+    texts: FxHashMap<String, u32>,
     names: Vec<String>,
 }
 
 impl Interner {
-    fn id(&mut self, text: String) -> u32 {
-        if let Some(&id) = self.ids.get(&text) {
-            return id;
-        }
+    fn new_id(&mut self, name: String) -> u32 {
         let id = self.names.len() as u32;
-        self.names.push(text.clone());
-        self.ids.insert(text, id);
+        self.names.push(name);
         id
     }
-}
 
-fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+    fn text(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.texts.get(text) {
+            return id;
+        }
+        let id = self.new_id(text.to_string());
+        self.texts.insert(text.to_string(), id);
+        id
+    }
+
+    /// The id of a scalar (string, number, boolean); None for others.
+    fn scalar(&mut self, v: &Value) -> Option<u32> {
+        match v {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => {
+                    if let Some(&id) = self.ints.get(&i) {
+                        return Some(id);
+                    }
+                    let id = self.new_id(i.to_string());
+                    self.ints.insert(i, id);
+                    Some(id)
+                }
+                None => Some(self.text(&n.to_string())),
+            },
+            Value::String(s) => Some(self.text(s)),
+            Value::Bool(b) => Some(self.text(if *b { "true" } else { "false" })),
+            _ => None,
+        }
     }
 }
 
@@ -390,7 +408,7 @@ impl Builder {
             let t = out.txns.len() as u32;
             let mop_start = out.mops.len() as u32;
             self.mops(&mut out, value, status == Status::Ok, line)?;
-            let process = self.processes.id(inv.process.to_string());
+            let process = self.processes.text(&inv.process.to_string());
             out.txns.push(Txn {
                 index: inv.index as u64,
                 process,
@@ -440,17 +458,17 @@ impl Builder {
                     ))
                 })?;
             let f = parts[0].as_str().unwrap_or("");
-            let key = scalar_text(&parts[1])
+            let key = self
+                .keys
+                .scalar(&parts[1])
                 .ok_or_else(|| err(format!("micro-op {m}: the key must be a string or number")))?;
-            let key = self.keys.id(key);
             let v = parts.get(2).unwrap_or(&Value::Null);
             let scalar = |s: &mut Self, v: &Value| -> Result<u32, ParseError> {
-                let t = scalar_text(v).ok_or_else(|| {
+                s.values.scalar(v).ok_or_else(|| {
                     err(format!(
                         "micro-op {m}: the value must be a string or number"
                     ))
-                })?;
-                Ok(s.values.id(t))
+                })
             };
             let mop = match (f, list) {
                 ("append", true) => Mop {
