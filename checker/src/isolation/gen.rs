@@ -357,6 +357,35 @@ pub fn plant(t: &mut Txns, kind: Plant, seed: u64) -> bool {
         .unwrap_or(0)
         + t.elems.iter().map(|&e| e + 1).max().unwrap_or(0)
         + 1;
+    // Per key: the longest known read (list-append), how many known reads
+    // have two elements or more, and the writes that are their writer's
+    // last to the key, by the writer's invocation (registers).
+    let mut longest: crate::model::FxHashMap<u32, usize> = Default::default();
+    let mut long_reads: crate::model::FxHashMap<u32, usize> = Default::default();
+    let mut last_writes: crate::model::FxHashMap<u32, Vec<(u64, u32)>> = Default::default();
+    let mut key_writes: crate::model::FxHashMap<u32, Vec<(u64, u32)>> = Default::default();
+    for (i, m) in t.mops.iter().enumerate() {
+        if m.read_known() {
+            let e = longest.entry(m.key).or_insert(i);
+            if m.b > t.mops[*e].b {
+                *e = i;
+            }
+            if m.b >= 2 {
+                *long_reads.entry(m.key).or_insert(0) += 1;
+            }
+        }
+        if m.is_write() {
+            let (o, last) = w[&wkey(m.key, m.a)];
+            let at = t.txns[o as usize].invoke_at;
+            key_writes.entry(m.key).or_default().push((at, m.a));
+            if last {
+                last_writes.entry(m.key).or_default().push((at, m.a));
+            }
+        }
+    }
+    for v in last_writes.values_mut().chain(key_writes.values_mut()) {
+        v.sort_unstable();
+    }
     match kind {
         Plant::StaleRead | Plant::FutureRead | Plant::Garbage | Plant::DuplicateElements => {
             // Per key: the order of writes as the longest read shows it
@@ -388,15 +417,12 @@ pub fn plant(t: &mut Txns, kind: Plant, seed: u64) -> bool {
                                 // nothing else was written before.
                                 vec![NONE]
                             };
-                            if !list
-                                && t.mops.iter().any(|y| {
-                                    y.is_write() && y.key == m.key && y.a != v && {
-                                        let (o, _) = w[&wkey(y.key, y.a)];
-                                        t.txns[o as usize].invoke_at < tx.invoke_at
-                                    }
-                                })
-                            {
-                                continue;
+                            if !list {
+                                let ws = key_writes.get(&m.key).map_or(&[][..], Vec::as_slice);
+                                let before = ws.partition_point(|&(at, _)| at < tx.invoke_at);
+                                if ws[..before].iter().any(|&(_, y)| y != v) {
+                                    continue;
+                                }
                             }
                             candidates.push((i, x, l));
                         }
@@ -407,12 +433,9 @@ pub fn plant(t: &mut Txns, kind: Plant, seed: u64) -> bool {
                         let next = if list {
                             let l = t.list(&m);
                             // The next element: from the longest read.
-                            let longest = t
-                                .mops
-                                .iter()
-                                .filter(|y| y.key == m.key && y.read_known())
-                                .max_by_key(|y| y.b)
-                                .map(|y| t.list(y).to_vec())
+                            let longest = longest
+                                .get(&m.key)
+                                .map(|&j| t.list(&t.mops[j]).to_vec())
                                 .unwrap_or_default();
                             if longest.len() > l.len() && longest[..l.len()] == *l {
                                 Some((longest[l.len()], longest[..=l.len()].to_vec()))
@@ -420,15 +443,9 @@ pub fn plant(t: &mut Txns, kind: Plant, seed: u64) -> bool {
                                 None
                             }
                         } else {
-                            t.mops
-                                .iter()
-                                .find(|y| {
-                                    y.is_write() && y.key == m.key && {
-                                        let (o, last) = w[&wkey(y.key, y.a)];
-                                        last && t.txns[o as usize].invoke_at > tx.complete_at
-                                    }
-                                })
-                                .map(|y| (y.a, vec![y.a]))
+                            let ws = last_writes.get(&m.key).map_or(&[][..], Vec::as_slice);
+                            let after = ws.partition_point(|&(at, _)| at <= tx.complete_at);
+                            ws.get(after).map(|&(_, y)| (y, vec![y]))
                         };
                         let Some((v, l)) = next else { continue };
                         let Some(&(wt, true)) = w.get(&wkey(m.key, v)) else {
@@ -464,12 +481,7 @@ pub fn plant(t: &mut Txns, kind: Plant, seed: u64) -> bool {
             }
             for (i, x) in lone_reads(t) {
                 let m = t.mops[i];
-                let others = t
-                    .mops
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, y)| *j != i && y.key == m.key && y.read_known() && y.b >= 2)
-                    .count();
+                let others = long_reads.get(&m.key).copied().unwrap_or(0) - (m.b >= 2) as usize;
                 if m.b >= 2 && others > 0 {
                     let mut l = t.list(&m).to_vec();
                     l.swap(0, 1);
