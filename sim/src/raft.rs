@@ -266,7 +266,7 @@ impl Raft {
                     // Fail-stop on an I/O error (after a failed fsync the
                     // page cache is in an unknown state); the supervisor
                     // starts the node again from its disk.
-                    hostio::coverage::hit("node: stopped on an I/O error, restarted");
+                    harness::hostio::coverage::hit("node: stopped on an I/O error, restarted");
                     rec.event(
                         &format!("n{global}"),
                         "stopped",
@@ -310,6 +310,13 @@ pub fn floors() -> Vec<Floor> {
             "client: a write of unknown outcome settled by its retry",
             0.5,
         ),
+        Floor::new(
+            "raft: a stale Append (duplicated or overtaken) on a longer log",
+            0.4,
+        )
+        .when(|s| has_kind(s, &["reorder"])),
+        Floor::new("node: stopped on an I/O error, restarted", 0.3)
+            .when(|s| has_kind(s, &["disk-error"])),
     ]
 }
 
