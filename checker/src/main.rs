@@ -413,6 +413,19 @@ fn cmd_isolation(
     }))
 }
 
+/// CPU time (user + system) of this process so far, in seconds (Linux
+/// `/proc/self/stat`, in clock ticks of 1/100 s): on a shared machine it
+/// shows the work done, whatever else runs.
+fn cpu_secs() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
 fn peak_rss_mib() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -463,9 +476,11 @@ fn cmd_bench_isolation(
     }
     let gen_time = g0.elapsed();
     let opts = IsoOptions::default();
+    let cpu0 = cpu_secs();
     let c0 = Instant::now();
     let r = isolation::check_txns(&t, &opts);
     let check_time = c0.elapsed();
+    let cpu = cpu_secs().zip(cpu0).map(|(b, a)| b - a);
     let secs = check_time.as_secs_f64();
     outln!(
         "{} {} txns ({} ok, {} info, {} fail), {} mops; generated in {:.2} s",
@@ -478,9 +493,16 @@ fn cmd_bench_isolation(
         gen_time.as_secs_f64()
     );
     outln!(
-        "check: {:.3} s wall, {:.0} txns/s, {} edges, {} cycle candidates, {} components",
+        "check: {:.3} s wall, {:.0} txns/s ({}), {} edges, {} cycle candidates, {} components",
         secs,
         r.stats.txns as f64 / secs.max(1e-9),
+        match cpu {
+            Some(c) => format!(
+                "{c:.2} s CPU, {:.0} txns per CPU second",
+                r.stats.txns as f64 / c.max(0.01)
+            ),
+            None => "CPU time unknown".into(),
+        },
         r.stats.edges,
         r.stats.cycle_candidates,
         r.stats.components

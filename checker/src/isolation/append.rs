@@ -301,6 +301,8 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
             );
         }
     }
+    let mut writer = vec![NONE; order.len()];
+    let mut flag_of = vec![0u8; order.len()];
     let mut unobserved: Vec<(u32, u32)> = Vec::new();
     for (ti, tx) in t.txns.iter().enumerate() {
         let ti = ti as u32;
@@ -339,26 +341,28 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
             }
             e.writer = ti;
             e.flags = flags;
-            if e.pos == NONE && possible(tx.status) {
-                unobserved.push((m.key, ti));
+            if e.pos == NONE {
+                if possible(tx.status) {
+                    unobserved.push((m.key, ti));
+                }
+            } else {
+                let gi = order_start[m.key as usize] as usize + e.pos as usize;
+                writer[gi] = ti;
+                flag_of[gi] = flags;
             }
         }
     }
-    let mut writer = vec![NONE; order.len()];
-    let mut flags = vec![0u8; order.len()];
+    let flags = flag_of;
     let mut first_failed = vec![NONE; nkeys];
     let mut first_garbage = vec![NONE; nkeys];
     for k in 0..nkeys {
         let r = order_start[k] as usize..order_start[k + 1] as usize;
         for i in r.clone() {
-            let e = elems[&ek(k as u32, order[i])];
-            writer[i] = e.writer;
-            flags[i] = e.flags;
             let p = (i - r.start) as u32;
-            if e.writer == NONE && first_garbage[k] == NONE {
+            if writer[i] == NONE && first_garbage[k] == NONE {
                 first_garbage[k] = p;
             }
-            if e.flags & F_FAILED != 0 && first_failed[k] == NONE {
+            if flags[i] & F_FAILED != 0 && first_failed[k] == NONE {
                 first_failed[k] = p;
             }
         }
