@@ -8,10 +8,13 @@
 //! drive madsim only with `--cfg madsim` (`cargo sim`, `cargo simtest`).
 
 pub mod checks;
+pub mod explain;
 pub mod pacing;
 
 #[cfg(madsim)]
 pub mod raft;
+#[cfg(madsim)]
+pub mod replicas;
 #[cfg(madsim)]
 pub mod scenarios;
 

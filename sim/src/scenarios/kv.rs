@@ -143,6 +143,14 @@ impl Scenario for Kv {
         f.push(Floor::new("kv: a clock jump or drift on the leader", 0.3).when(clocks));
         f
     }
+
+    /// The linearizability report, with the Raft and divergence sections
+    /// on top when those checks failed.
+    fn report(&self, r: &harness::runner::RunResult, title: &str) -> Option<String> {
+        let lin = r.lin.as_ref()?;
+        let page = checker::report::html(&r.history, lin, title);
+        Some(crate::explain::report_above(page, r))
+    }
 }
 
 /// Entries between snapshots, drawn per seed from its own stream
@@ -303,7 +311,7 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
             let bound = Duration::from_secs(5);
             (
                 live,
-                raft::compare_replicas("kv", &mut client, nodes, bound).await,
+                crate::replicas::compare_and_record("kv", &mut client, nodes, bound, &rec).await,
             )
         })
         .await

@@ -178,9 +178,12 @@ impl Scenario for Txn {
         f
     }
 
+    /// The isolation report, with the Raft and divergence sections on top
+    /// when those checks failed.
     fn report(&self, r: &RunResult, title: &str) -> Option<String> {
         let result = isolation::check(&r.history, &options()).ok()?;
-        Some(isolation::html(&r.history, &result, title))
+        let page = isolation::html(&r.history, &result, title);
+        Some(crate::explain::report_above(page, r))
     }
 }
 
@@ -323,7 +326,8 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
                 ));
             }
             let bound = Duration::from_secs(5);
-            let diverged = raft::compare_replicas("kv", &mut client, nodes, bound).await;
+            let diverged =
+                crate::replicas::compare_and_record("kv", &mut client, nodes, bound, &rec).await;
             (live, diverged)
         })
         .await
