@@ -50,7 +50,12 @@ pub(crate) struct AppendIndex {
     order: Vec<u32>,
     writer: Vec<u32>,
     flags: Vec<u8>,
-    elems: FxHashMap<u64, Elem>,
+    /// Positions of the elements of long orders (key, value) -> position;
+    /// short orders are scanned instead (faster, and no table to build).
+    long: FxHashMap<u64, u32>,
+    /// Appends that are in no order (no read shows them, or only reads that
+    /// disagree with the order): (key, value) -> writer, flags; sorted.
+    others: Vec<(u64, u32, u8)>,
     /// Appends of possible transactions that no read shows, by key.
     unobs_start: Vec<u32>,
     unobs: Vec<u32>,
@@ -64,7 +69,39 @@ fn possible(s: Status) -> bool {
     s != Status::Fail
 }
 
+/// Orders up to this long are scanned rather than hashed.
+const SCAN: usize = 48;
+
 impl AppendIndex {
+    /// Position of element `v` in key `k`'s order.
+    fn pos_of(&self, k: u32, v: u32) -> Option<u32> {
+        let r = self.order(k);
+        if r.len() <= SCAN {
+            self.order[r].iter().position(|&e| e == v).map(|p| p as u32)
+        } else {
+            self.long.get(&ek(k, v)).copied()
+        }
+    }
+
+    /// What is known of the element `(k, v)`.
+    fn elem(&self, k: u32, v: u32) -> Option<Elem> {
+        if let Some(p) = self.pos_of(k, v) {
+            let gi = self.order(k).start + p as usize;
+            return Some(Elem {
+                writer: self.writer[gi],
+                pos: p,
+                flags: self.flags[gi],
+            });
+        }
+        let key = ek(k, v);
+        let i = self.others.partition_point(|o| o.0 < key);
+        self.others.get(i).filter(|o| o.0 == key).map(|o| Elem {
+            writer: o.1,
+            pos: NONE,
+            flags: o.2,
+        })
+    }
+
     fn order(&self, k: u32) -> std::ops::Range<usize> {
         if (k as usize) + 1 >= self.order_start.len() {
             return 0..0;
@@ -84,7 +121,7 @@ impl AppendIndex {
         let l = t.list(m);
         match l.last() {
             None => 0,
-            Some(&e) => match self.elems.get(&ek(m.key, e)) {
+            Some(&e) => match self.elem(m.key, e) {
                 Some(x) if x.pos != NONE => x.pos + 1,
                 _ => NONE,
             },
@@ -125,7 +162,7 @@ impl AppendIndex {
         match rel {
             Rel::Ww => {
                 for m in t.mops_of(b).iter().filter(|m| m.kind == MopKind::Append) {
-                    let e = self.elems.get(&ek(m.key, m.a))?;
+                    let e = self.elem(m.key, m.a)?;
                     let r = self.order(m.key);
                     let prev = if e.pos != NONE && e.pos > 0 {
                         Some(r.start + e.pos as usize - 1)
@@ -159,7 +196,7 @@ impl AppendIndex {
                 for m in t.mops_of(b).iter().filter(|m| m.read_known()) {
                     let l = t.list(m);
                     let Some(&last) = l.last() else { continue };
-                    if self.elems.get(&ek(m.key, last)).map(|e| e.writer) == Some(a) {
+                    if self.elem(m.key, last).map(|e| e.writer) == Some(a) {
                         return Some((
                             key(m.key),
                             format!(
@@ -190,10 +227,7 @@ impl AppendIndex {
                             .find(|x| {
                                 x.kind == MopKind::Append
                                     && x.key == m.key
-                                    && self
-                                        .elems
-                                        .get(&ek(x.key, x.a))
-                                        .is_some_and(|e| e.pos == NONE)
+                                    && self.pos_of(x.key, x.a).is_none()
                             })
                             .map(|x| x.a)
                     } else {
@@ -235,7 +269,6 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
     // 1. The longest ok read of each key, and single appends.
     let mut best: Vec<(u32, u32)> = vec![(NONE, 0); nkeys];
     let mut appends: Vec<(u32, u32)> = vec![(0, 0); nkeys]; // (count, value)
-    let mut n_appends = 0usize;
     for tx in &t.txns {
         let ms = &t.mops[tx.mop_start as usize..(tx.mop_start + tx.mop_len) as usize];
         for m in ms {
@@ -246,13 +279,10 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
                         *b = (m.a, m.b);
                     }
                 }
-                MopKind::Append => {
-                    n_appends += 1;
-                    if possible(tx.status) {
-                        let a = &mut appends[m.key as usize];
-                        a.0 = (a.0 + 1).min(2);
-                        a.1 = m.a;
-                    }
+                MopKind::Append if possible(tx.status) => {
+                    let a = &mut appends[m.key as usize];
+                    a.0 = (a.0 + 1).min(2);
+                    a.1 = m.a;
                 }
                 _ => {}
             }
@@ -264,17 +294,30 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
     let mut order: Vec<u32> = Vec::new();
     let mut first_dup: Vec<u32> = vec![NONE; nkeys];
     let mut seen: crate::model::FxHashSet<u32> = Default::default();
+    let mut long: FxHashMap<u64, u32> = FxHashMap::default();
     for k in 0..nkeys {
-        order_start.push(order.len() as u32);
+        let start = order.len();
+        order_start.push(start as u32);
         let (s, n) = best[k];
         if s != NONE && n > 0 {
             let l = &t.elems[s as usize..(s + n) as usize];
+            let scan = l.len() <= SCAN;
             seen.clear();
             for (i, &e) in l.iter().enumerate() {
-                if seen.insert(e) {
+                let new = if scan {
+                    !order[start..].contains(&e)
+                } else {
+                    seen.insert(e)
+                };
+                if new {
                     order.push(e);
                 } else if first_dup[k] == NONE {
                     first_dup[k] = i as u32;
+                }
+            }
+            if order.len() - start > SCAN {
+                for (p, &e) in order[start..].iter().enumerate() {
+                    long.insert(ek(k as u32, e), p as u32);
                 }
             }
         } else if appends[k].0 == 1 {
@@ -283,27 +326,35 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
     }
     order_start.push(order.len() as u32);
 
-    // 3. Element index: positions, then writers.
-    let mut elems: FxHashMap<u64, Elem> = FxHashMap::default();
-    elems.reserve(order.len() + n_appends / 4);
-    for k in 0..nkeys {
-        for (i, &e) in order[order_start[k] as usize..order_start[k + 1] as usize]
-            .iter()
-            .enumerate()
-        {
-            elems.insert(
-                ek(k as u32, e),
-                Elem {
-                    writer: NONE,
-                    pos: i as u32,
-                    flags: 0,
-                },
-            );
-        }
-    }
-    let mut writer = vec![NONE; order.len()];
-    let mut flag_of = vec![0u8; order.len()];
-    let mut unobserved: Vec<(u32, u32)> = Vec::new();
+    // 3. Writers: straight into the order's arrays, or, for appends in no
+    // order, into a sorted list.
+    let mut idx = AppendIndex {
+        order_start,
+        order,
+        writer: Vec::new(),
+        flags: Vec::new(),
+        long,
+        others: Vec::new(),
+        unobs_start: Vec::new(),
+        unobs: Vec::new(),
+    };
+    let mut writer = vec![NONE; idx.order.len()];
+    let mut flag_of = vec![0u8; idx.order.len()];
+    let mut others: Vec<(u64, u32, u8)> = Vec::new();
+    let dup = |cases: &mut Cases, first: u32, ti: u32, m: &Mop| {
+        cases.add("duplicate-appends", || Case {
+            txns: vec![first, ti],
+            text: format!(
+                "{} was appended to {} more than once (by {} and {}); Elle needs every \
+                 appended value to be unique per key, so the order of appends cannot be \
+                 inferred",
+                t.values.name(m.a),
+                t.keys.name(m.key),
+                t.txn_text(first),
+                t.txn_text(ti)
+            ),
+        });
+    };
     for (ti, tx) in t.txns.iter().enumerate() {
         let ti = ti as u32;
         let ms = &t.mops[tx.mop_start as usize..(tx.mop_start + tx.mop_len) as usize];
@@ -318,45 +369,46 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
                 Status::Fail => F_FAILED,
                 _ => F_POSSIBLE,
             } | if later { F_INTERMEDIATE } else { 0 };
-            let e = elems.entry(ek(m.key, m.a)).or_insert(Elem {
-                writer: NONE,
-                pos: NONE,
-                flags: 0,
-            });
-            if e.writer != NONE {
-                let first = e.writer;
-                cases.add("duplicate-appends", || Case {
-                    txns: vec![first, ti],
-                    text: format!(
-                        "{} was appended to {} more than once (by {} and {}); Elle needs \
-                         every appended value to be unique per key, so the order of appends \
-                         cannot be inferred",
-                        t.values.name(m.a),
-                        t.keys.name(m.key),
-                        t.txn_text(first),
-                        t.txn_text(ti)
-                    ),
-                });
-                continue;
-            }
-            e.writer = ti;
-            e.flags = flags;
-            if e.pos == NONE {
-                if possible(tx.status) {
-                    unobserved.push((m.key, ti));
+            match idx.pos_of(m.key, m.a) {
+                Some(p) => {
+                    let gi = idx.order(m.key).start + p as usize;
+                    if writer[gi] != NONE {
+                        dup(cases, writer[gi], ti, m);
+                    } else {
+                        writer[gi] = ti;
+                        flag_of[gi] = flags;
+                    }
                 }
-            } else {
-                let gi = order_start[m.key as usize] as usize + e.pos as usize;
-                writer[gi] = ti;
-                flag_of[gi] = flags;
+                None => others.push((ek(m.key, m.a), ti, flags)),
             }
         }
     }
+    // Appends in no order: the first writer of each value counts.
+    others.sort_unstable();
+    let mut unobserved: Vec<(u32, u32)> = Vec::new();
+    let mut kept: Vec<(u64, u32, u8)> = Vec::with_capacity(others.len());
+    for o in others {
+        if let Some(prev) = kept.last().filter(|p| p.0 == o.0) {
+            let m = Mop {
+                kind: MopKind::Append,
+                key: (o.0 >> 32) as u32,
+                a: o.0 as u32,
+                b: 0,
+            };
+            dup(cases, prev.1, o.1, &m);
+            continue;
+        }
+        if o.2 & F_POSSIBLE != 0 {
+            unobserved.push(((o.0 >> 32) as u32, o.1));
+        }
+        kept.push(o);
+    }
+    idx.others = kept;
     let flags = flag_of;
     let mut first_failed = vec![NONE; nkeys];
     let mut first_garbage = vec![NONE; nkeys];
     for k in 0..nkeys {
-        let r = order_start[k] as usize..order_start[k + 1] as usize;
+        let r = idx.order(k as u32);
         for i in r.clone() {
             let p = (i - r.start) as u32;
             if writer[i] == NONE && first_garbage[k] == NONE {
@@ -379,15 +431,11 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
         }
     }
     unobs_start.push(unobs.len() as u32);
-    let idx = AppendIndex {
-        order_start,
-        order,
-        writer,
-        flags,
-        elems,
-        unobs_start,
-        unobs,
-    };
+    idx.writer = writer;
+    idx.flags = flags;
+    idx.unobs_start = unobs_start;
+    idx.unobs = unobs;
+    let idx = idx;
 
     // 4. ww edges along each order, and into unobserved appends.
     for k in 0..nkeys as u32 {
@@ -503,7 +551,7 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
                 let mut dup = false;
                 for &e in l {
                     dup |= !seen.insert(e);
-                    match idx.elems.get(&ek(m.key, e)) {
+                    match idx.elem(m.key, e) {
                         None => garbage(t, ti, m, e, cases),
                         Some(x) if x.writer == NONE => garbage(t, ti, m, e, cases),
                         Some(x) if x.flags & F_FAILED != 0 => g1a(t, ti, m, e, x.writer, cases),
@@ -515,7 +563,7 @@ pub(crate) fn analyze(t: &Txns, cases: &mut Cases, edges: &mut Edges) -> AppendI
                 }
                 end = idx.read_end(t, m);
                 if let Some(&last) = l.last() {
-                    if let Some(x) = idx.elems.get(&ek(m.key, last)) {
+                    if let Some(x) = idx.elem(m.key, last) {
                         wr_and_g1b(t, ti, m, last, x.writer, x.flags, edges, cases);
                     }
                 }
