@@ -46,7 +46,7 @@ fn through_text(t: &checker::isolation::Txns) -> History {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, max_global_rejects: 100_000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, max_global_rejects: 100_000, ..ProptestConfig::default() })]
 
     #[test]
     fn serializable_executions_are_valid(
