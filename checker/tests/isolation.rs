@@ -656,3 +656,45 @@ fn edn_histories() {
     let r = isolation::check(&h, &IsoOptions::default()).unwrap();
     assert_eq!(r.anomaly_types, ["G1c"], "{}", r.explain());
 }
+
+#[test]
+fn search_budget() {
+    // With no search budget, the component is reported as
+    // cycle-search-timeout, with one of its cycles, classified.
+    let mut h = H::append();
+    concurrent(&mut h, "rxay1", "ryax1");
+    let r = isolation::check(
+        &h.history(),
+        &IsoOptions {
+            consistency: Serializable,
+            max_search_steps: 0,
+            ..IsoOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.verdict, IsoVerdict::Invalid, "{}", r.explain());
+    assert_eq!(r.anomaly_types, ["G2-item", "cycle-search-timeout"]);
+    assert!(r.explain().contains("ran out of its budget"));
+    // Only a timeout, nothing forbidden: unknown.
+    let r = isolation::check(
+        &h.history(),
+        &IsoOptions {
+            consistency: ReadCommitted,
+            max_search_steps: 0,
+            ..IsoOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(r.verdict, IsoVerdict::Unknown, "{}", r.explain());
+    assert!(r.unknown_reason.unwrap().contains("cycle-search-timeout"));
+}
+
+#[test]
+fn an_ok_without_values_reads_nothing() {
+    // The completion carries no list of micro-ops: its reads are unknown,
+    // not empty.
+    let mut h = H::append();
+    h.ok(1, "ax1").inv(2, "rx").event(2, "ok", Value::Null);
+    let r = check(&h, StrictSerializable);
+    assert_ne!(r.verdict, IsoVerdict::Invalid, "{}", r.explain());
+}

@@ -307,6 +307,9 @@ fn rel_of_bit(bit: u8) -> Rel {
     Rel::ALL[bit.trailing_zeros() as usize]
 }
 
+/// Components larger than this are not searched class by class.
+const MAX_SEARCH_NODES: usize = 200_000;
+
 /// One strongly connected component, with local ids.
 struct Component {
     /// local -> global
@@ -560,40 +563,44 @@ impl<'a> Searcher<'a> {
         }
     }
 
-    /// Some cycle, without constraints: a breadth-first search back to
-    /// node 0, preferring data edges.
+    /// Some cycle of the component, without constraints.
     fn any_cycle(&self) -> Vec<(u32, u32, Rel)> {
-        let c = self.c;
-        let n = c.nodes.len();
-        let mut parent = vec![u32::MAX; n];
-        let mut via = vec![0u8; n];
-        let mut queue = std::collections::VecDeque::from([0u32]);
-        while let Some(u) = queue.pop_front() {
-            for i in c.start[u as usize]..c.start[u as usize + 1] {
-                let v = c.to[i];
-                if v == 0 {
-                    let mut path = vec![(u, 0, rel_of_bit(c.rel[i]))];
-                    let mut y = u;
-                    while y != 0 {
-                        let p = parent[y as usize];
-                        path.push((p, y, rel_of_bit(via[y as usize])));
-                        y = p;
-                    }
-                    path.reverse();
-                    return path
-                        .into_iter()
-                        .map(|(a, b, r)| (c.nodes[a as usize], c.nodes[b as usize], r))
-                        .collect();
+        any_cycle(self.c)
+    }
+}
+
+/// Some cycle of a component, without constraints: a breadth-first search
+/// back to its first transaction.
+fn any_cycle(c: &Component) -> Vec<(u32, u32, Rel)> {
+    let n = c.nodes.len();
+    let mut parent = vec![u32::MAX; n];
+    let mut via = vec![0u8; n];
+    let mut queue = std::collections::VecDeque::from([0u32]);
+    while let Some(u) = queue.pop_front() {
+        for i in c.start[u as usize]..c.start[u as usize + 1] {
+            let v = c.to[i];
+            if v == 0 {
+                let mut path = vec![(u, 0, rel_of_bit(c.rel[i]))];
+                let mut y = u;
+                while y != 0 {
+                    let p = parent[y as usize];
+                    path.push((p, y, rel_of_bit(via[y as usize])));
+                    y = p;
                 }
-                if parent[v as usize] == u32::MAX {
-                    parent[v as usize] = u;
-                    via[v as usize] = c.rel[i];
-                    queue.push_back(v);
-                }
+                path.reverse();
+                return path
+                    .into_iter()
+                    .map(|(a, b, r)| (c.nodes[a as usize], c.nodes[b as usize], r))
+                    .collect();
+            }
+            if parent[v as usize] == u32::MAX {
+                parent[v as usize] = u;
+                via[v as usize] = c.rel[i];
+                queue.push_back(v);
             }
         }
-        Vec::new()
     }
+    Vec::new()
 }
 
 /// The same cycle, starting from its earliest transaction (so that T1 is
@@ -665,6 +672,17 @@ pub(crate) fn search(g: &Csr, budget: u64) -> Search {
             }
         }
         comp.start.push(comp.to.len());
+        if comp.nodes.len() > MAX_SEARCH_NODES {
+            // Too big to search class by class (the search keeps 64
+            // states per transaction): say so, and show one cycle.
+            out.timeouts.push((comp.nodes.len(), "any".to_string()));
+            let steps = rotate(any_cycle(&comp));
+            out.cycles.push(Cycle {
+                name: classify(&steps),
+                steps,
+            });
+            continue;
+        }
         let mut s = Searcher::new(&comp, budget);
         let mut found: Vec<String> = Vec::new();
         for spec in &specs {

@@ -401,13 +401,15 @@ impl Builder {
             };
             // The ok completion carries the reads (Jepsen: its value
             // replaces the invocation's); otherwise the invocation's value.
-            let (value, line) = match (status, c.complete) {
-                (Status::Ok, Some(p)) if h.ops[p].value.is_array() => (&h.ops[p].value, p + 1),
-                _ => (&inv.value, c.invoke + 1),
+            let (value, line, known) = match (status, c.complete) {
+                (Status::Ok, Some(p)) if h.ops[p].value.is_array() => {
+                    (&h.ops[p].value, p + 1, true)
+                }
+                _ => (&inv.value, c.invoke + 1, false),
             };
             let t = out.txns.len() as u32;
             let mop_start = out.mops.len() as u32;
-            self.mops(&mut out, value, status == Status::Ok, line)?;
+            self.mops(&mut out, value, known, line)?;
             let process = self.processes.text(&inv.process.to_string());
             out.txns.push(Txn {
                 index: inv.index as u64,
