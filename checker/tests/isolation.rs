@@ -698,3 +698,43 @@ fn an_ok_without_values_reads_nothing() {
     let r = check(&h, StrictSerializable);
     assert_ne!(r.verdict, IsoVerdict::Invalid, "{}", r.explain());
 }
+
+#[test]
+fn internal_cases_as_elle() {
+    // Elle's list_append_test internal-cases-test: each line is one
+    // transaction; `true` if Elle reports it as internal.
+    let cases = [
+        (
+            "[[:r :y [5 6]] [:append :x 3] [:r :x [1 2 3]] [:append :x 4] [:r :x [1 2 3 4]]]",
+            false,
+        ),
+        ("[[:r :x nil] [:r :x [2]]]", true),
+        ("[[:r :x [1 2]] [:append :x 3] [:r :x [1 2]]]", true),
+        ("[[:r :x [1 2]] [:append :x 3] [:r :x [0 2 3]]]", true),
+        ("[[:r :x [1 2]] [:append :x 3] [:r :x [1 2 3 4]]]", true),
+        ("[[:r :x [1 2]] [:append :x 3] [:r :x [1]]]", true),
+        ("[[:append :x 3] [:r :x [1 2 3 4]]]", true),
+        ("[[:append :x 3] [:r :x []]]", true),
+        ("[[:append 0 6] [:r 0 nil]]", true),
+    ];
+    for (txn, internal) in cases {
+        let text = format!("{{:process 0, :type :ok, :f :txn, :value {txn}}}");
+        let (h, _) = checker::formats::parse_auto(&text).unwrap();
+        let r = isolation::check(&h, &IsoOptions::default()).unwrap();
+        assert_eq!(r.has("internal"), internal, "{txn}\n{}", r.explain());
+    }
+    // Future reads (Elle's "future read external" and "internal").
+    for txn in [
+        "[[:r :x [0 1 2]] [:append :x 1]]",
+        "[[:append :x 1] [:r :x [0 1]] [:append :x 0] [:append :x 3]]",
+    ] {
+        let text = format!("{{:process 0, :type :ok, :f :txn, :value {txn}}}");
+        let (h, _) = checker::formats::parse_auto(&text).unwrap();
+        let r = isolation::check(&h, &IsoOptions::default()).unwrap();
+        assert!(
+            r.has("future-read") && !r.has("internal"),
+            "{txn}\n{}",
+            r.explain()
+        );
+    }
+}
