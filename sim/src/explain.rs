@@ -196,9 +196,35 @@ impl Violation {
                 let first = find(0, &applied(other, other_term)).unwrap_or(0);
                 find(first, &applied(node, term)).or_else(|| find(0, &applied(node, term)))
             }
-            Violation::StaleRead { node, applied, .. } => find(0, &|e| {
-                e.node == node && e.f == "read-served" && u(e, "applied") == Some(applied)
-            }),
+            Violation::StaleRead {
+                node,
+                applied,
+                required,
+            } => {
+                // As the check does: the highest commit index when each
+                // read arrived (read ids start again at a restart).
+                let mut max_commit = 0;
+                let mut reads: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+                for (k, e) in evs.iter().enumerate() {
+                    match e.f {
+                        "commit" => max_commit = max_commit.max(u(e, "index").unwrap_or(0)),
+                        "read-arrived" => {
+                            reads.insert((e.node, u(e, "id").unwrap_or(0)), max_commit);
+                        }
+                        "recovered" => reads.retain(|(n, _), _| *n != e.node),
+                        "read-served" if e.node == node => {
+                            let arrived = reads.remove(&(node, u(e, "id").unwrap_or(0)));
+                            if u(e, "applied") == Some(applied) && arrived == Some(required) {
+                                return Some(k);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                find(0, &|e| {
+                    e.node == node && e.f == "read-served" && u(e, "applied") == Some(applied)
+                })
+            }
             Violation::TwoLeaders { term, second, .. } => find(0, &|e| {
                 e.node == second
                     && e.f == "role"
@@ -356,6 +382,10 @@ fn describe_fault(f: &Value) -> String {
 struct NodeState {
     /// index -> term of the entry last applied there.
     applied_terms: BTreeMap<u64, u64>,
+    /// index -> position in the history of that applied event.
+    applied_pos: BTreeMap<u64, usize>,
+    /// Position in the history of its latest election.
+    log_pos: usize,
     applied: u64,
     commit: u64,
     snapshot: u64,
@@ -502,11 +532,13 @@ pub fn log_diagram(h: &History, failures: &[(&str, &str)]) -> Option<LogDiagram>
                     })
                     .unwrap_or_default();
                 s.log = Some((u("snapshot_index"), u("last_index"), runs));
+                s.log_pos = e.pos;
                 leaders.insert(u("term"), e.node);
             }
             "commit" => s.commit = s.commit.max(u("index")),
             "applied" => {
                 s.applied_terms.insert(u("index"), u("term"));
+                s.applied_pos.insert(u("index"), e.pos);
                 s.applied = u("index");
             }
             "snapshot-installed" => {
@@ -533,8 +565,16 @@ pub fn log_diagram(h: &History, failures: &[(&str, &str)]) -> Option<LogDiagram>
     let mut cells = BTreeMap::new();
     for (&n, s) in &states {
         for i in lo..=hi {
+            // Whichever it learnt last: its log at its election, or the
+            // entry it applied (an uncommitted tail it was elected with
+            // may have been replaced since; an entry applied before a
+            // crash may be gone from the log it was elected with).
             let applied_term = s.applied_terms.get(&i).copied();
-            let term = s.log_term(i).or(applied_term);
+            let applied_later = s.applied_pos.get(&i).is_some_and(|&p| p > s.log_pos);
+            let term = match s.log_term(i) {
+                Some(t) if !applied_later => Some(t),
+                _ => applied_term,
+            };
             let compacted = term.is_none() && i <= s.snapshot;
             cells.insert(
                 (n, i),
@@ -830,7 +870,7 @@ impl LogDiagram {
         o += "<div class=\"rx-legend\">\
 <span><i class=\"rx-sw\" style=\"background:#fdb462\"></i>number = term of the entry; colour per term</span>\
 <span><i class=\"rx-sw\" style=\"background:#fdb462\"></i>solid: applied by that node</span>\
-<span><i class=\"rx-sw\" style=\"background:#fdb462;border:2px dashed #666\"></i>dashed: in its log when it was elected, not applied</span>\
+<span><i class=\"rx-sw\" style=\"background:#fdb462;border:2px dashed #666\"></i>dashed: in its log at its latest election, not applied</span>\
 <span><i class=\"rx-sw\" style=\"background:#f6f6f6;border:1px dotted #ccc\"></i>&middot; not known (followers report applied entries only)</span>\
 <span><i class=\"rx-sw\" style=\"box-shadow:inset -5px 0 0 #1565c0\"></i>commit index</span>\
 <span><i class=\"rx-sw\" style=\"border-bottom:3px solid #2e7d32\"></i>applied index</span>\
@@ -1341,6 +1381,50 @@ fn divergence_tables(h: &History, failures: &[(&str, &str)]) -> Vec<DivergenceTa
     by.into_values().collect()
 }
 
+/// When the replicas that differ from the majority are exactly those that
+/// took their state from a snapshot, say so: that is where to look.
+fn snapshot_hint(
+    t: &DivergenceTable,
+    how: &BTreeMap<u64, (u64, Vec<u64>, Vec<u64>)>,
+) -> Option<String> {
+    if !t.recorded || t.rows.is_empty() {
+        return None;
+    }
+    let mut odd = BTreeSet::new();
+    for (_, values) in &t.rows {
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for v in values.values() {
+            *count.entry(v.as_str()).or_default() += 1;
+        }
+        let top = count.values().copied().max()?;
+        if count.values().filter(|&&c| c == top).count() != 1 {
+            return None;
+        }
+        odd.extend(
+            values
+                .iter()
+                .filter(|(_, v)| count[v.as_str()] != top)
+                .map(|(r, _)| *r),
+        );
+    }
+    let snapshotted: BTreeSet<u64> = t
+        .replicas
+        .keys()
+        .copied()
+        .filter(|r| {
+            how.get(r)
+                .is_some_and(|h| !h.1.is_empty() || !h.2.is_empty())
+        })
+        .collect();
+    (!odd.is_empty() && odd == snapshotted).then(|| {
+        let ids: Vec<String> = odd.iter().map(|r| format!("replica {r}")).collect();
+        format!(
+            "{} alone took state from a snapshot (installed from the leader or restarted from it), and alone differs: what a snapshot carries is the suspect.",
+            ids.join(" and ")
+        )
+    })
+}
+
 /// The divergence section, or nothing when check `convergence` held.
 pub fn divergence_section(h: &History, failures: &[(&str, &str)]) -> String {
     if !failures.iter().any(|f| f.0 == "convergence") {
@@ -1445,6 +1529,9 @@ pub fn divergence_section(h: &History, failures: &[(&str, &str)]) -> String {
             o += "</tr>";
         }
         o += "</table>";
+        if let Some(hint) = snapshot_hint(t, &how) {
+            let _ = write!(o, "<div class=\"rx-msg\">{}</div>", esc(&hint));
+        }
         for n in &t.notes {
             let _ = write!(o, "<div class=\"rx-note\">{}</div>", esc(n));
         }
@@ -1556,6 +1643,11 @@ mod tests {
                 } => (
                     "applied",
                     serde_json::json!({"index": index, "term": term, "digest": format!("{digest:016x}")}),
+                ),
+                NodeEvent::ReadArrived { id } => ("read-arrived", serde_json::json!({"id": id})),
+                NodeEvent::ReadServed { id, applied } => (
+                    "read-served",
+                    serde_json::json!({"id": id, "applied": applied}),
                 ),
                 _ => unreachable!(),
             };
@@ -1776,6 +1868,56 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_read_is_placed_at_the_read_that_was_stale() {
+        let mut h = Hist::new();
+        h.leader(1, 1, 0, vec![]);
+        h.apply(1, 1, 1, 1);
+        h.apply(1, 2, 1, 1);
+        // A fresh read at applied index 2, then n2 commits 3 in term 2 and
+        // a read that arrives after that is answered at 2.
+        h.ev(1, NodeEvent::ReadArrived { id: 1 });
+        h.ev(1, NodeEvent::ReadServed { id: 1, applied: 2 });
+        h.leader(2, 2, 2, vec![(1, 1)]);
+        h.apply(2, 3, 2, 2);
+        h.ev(1, NodeEvent::ReadArrived { id: 2 });
+        h.ev(1, NodeEvent::ReadServed { id: 2, applied: 2 });
+        let (h, failures) = h.done();
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        let d = log_diagram(&h, &refs(&failures)).expect("a diagram");
+        assert_eq!(d.focus, 3);
+        assert_eq!(d.at_pos, h.ops.len() - 1, "the second read, not the first");
+        assert_eq!(d.cells[&(2, 3)].term, Some(2));
+        assert_eq!(d.cells[&(1, 3)].term, None);
+        assert_eq!(d.marks[&1].1, 2);
+    }
+
+    #[test]
+    fn an_uncommitted_tail_replaced_after_an_election_shows_what_was_applied() {
+        let mut h = Hist::new();
+        h.leader(1, 1, 1, vec![(1, 1)]);
+        h.apply(1, 1, 1, 1);
+        h.apply(3, 1, 1, 1);
+        // n3 is elected in term 3 with its own entry 2 (never committed),
+        // then follows n1 of term 4 and applies n1's entry 2.
+        h.leader(3, 3, 2, vec![(1, 1), (2, 3)]);
+        h.leader(1, 4, 2, vec![(1, 1), (2, 2)]);
+        h.apply(1, 2, 2, 4);
+        h.apply(3, 2, 2, 4);
+        h.leader(2, 4, 1, vec![(1, 1)]);
+        let (h, failures) = h.done();
+        assert!(
+            failures[0].1.contains("two leaders in term 4"),
+            "{failures:?}"
+        );
+        let d = log_diagram(&h, &refs(&failures)).expect("a diagram");
+        assert_eq!(d.focus, 2);
+        assert_eq!(d.cells[&(3, 2)].term, Some(2));
+        assert_eq!(d.cells[&(3, 2)].applied_term, Some(2));
+        assert_eq!(d.cells[&(2, 1)].term, Some(1));
+        assert_eq!(d.cells[&(2, 2)].term, None);
+    }
+
+    #[test]
     fn no_raft_events_or_odd_input_give_no_section() {
         let h = History::from_jsonl(
             "{\"process\":0,\"type\":\"invoke\",\"f\":\"get\",\"key\":\"k\",\"time\":1}\n\
@@ -1805,6 +1947,27 @@ mod tests {
         // A convergence failure always gets its section, even unparsed.
         let conv = vec![("convergence", "kv: something odd".to_string())];
         assert!(sections(&odd, &refs(&conv)).contains("id=\"divergence\""));
+    }
+
+    #[test]
+    fn a_recorded_divergence_sets_every_replica_side_by_side() {
+        let h = History::from_jsonl(concat!(
+            "{\"process\":\"n1\",\"type\":\"info\",\"f\":\"snapshot-installed\",\"value\":{\"index\":60,\"term\":1},\"time\":1}\n",
+            "{\"process\":\"n2\",\"type\":\"info\",\"f\":\"applied\",\"value\":{\"index\":60,\"term\":1,\"digest\":\"0\"},\"time\":2}\n",
+            "{\"process\":\"n3\",\"type\":\"info\",\"f\":\"applied\",\"value\":{\"index\":60,\"term\":1,\"digest\":\"0\"},\"time\":3}\n",
+            "{\"process\":\"checker\",\"type\":\"info\",\"f\":\"divergence\",\"value\":{\"group\":\"kv\",\"index\":60,",
+            "\"replicas\":[{\"id\":1,\"digest\":\"aa\"},{\"id\":2,\"digest\":\"bb\"},{\"id\":3,\"digest\":\"bb\"}],",
+            "\"rows\":[{\"name\":\"session of client 1\",\"values\":[\"no session\",\"last seq 58\",\"last seq 58\"]}]},\"time\":4}\n",
+        ))
+        .unwrap();
+        let f = vec![("convergence", "kv: replicas 1 and 2 differ at applied index 60: the session of client 1 has no session on replica 1 and last seq 58 on replica 2".to_string())];
+        let html = sections(&h, &refs(&f));
+        assert!(html.contains("data-applied-index=\"60\""));
+        assert!(html.contains("<th>replica 3</th>"));
+        assert!(html.contains("<td class=\"rx-odd\">no session</td><td class=\"rx-same\">last seq 58</td><td class=\"rx-same\">last seq 58</td>"));
+        assert!(html.contains("snapshot installed from the leader at 60"));
+        assert!(html.contains("replica 1 alone took state from a snapshot"));
+        assert!(!html.contains("id=\"raft-log\""));
     }
 
     #[test]
