@@ -195,7 +195,14 @@ fn main() -> ExitCode {
             max_search_steps,
             json,
         } => {
-            let _ = (model, initial, timeout, threads, max_cache);
+            let _ = (timeout, threads, max_cache);
+            if model.is_some() || initial.is_some() {
+                eprintln!(
+                    "error: --model and --initial are for linearizability; with --isolation \
+                     use --txn-model list-append|rw-register"
+                );
+                return ExitCode::from(3);
+            }
             cmd_isolation(
                 &file,
                 &format,
@@ -220,10 +227,15 @@ fn main() -> ExitCode {
             report,
             isolation: None,
             json,
+            txn_model,
+            wfr_keys,
             ..
         } => {
-            if json {
-                eprintln!("error: --json is only for --isolation checks");
+            if json || txn_model.is_some() || wfr_keys {
+                eprintln!(
+                    "error: --json, --txn-model and --wfr-keys are only for --isolation checks \
+                     (add --isolation MODEL, e.g. --isolation serializable)"
+                );
                 return ExitCode::from(3);
             }
             cmd_check(

@@ -132,7 +132,20 @@ fn bad_input_and_usage() {
     );
     let (code, _, err) = checker(&["check", "--json", bad.to_str().unwrap()]);
     assert_eq!(code, 3);
-    assert!(err.contains("--json is only for --isolation"), "{err}");
+    assert!(err.contains("are only for --isolation"), "{err}");
+    let (code, _, err) = checker(&[
+        "check",
+        "--isolation",
+        "serializable",
+        "--model",
+        "kv",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("--model and --initial are for linearizability"),
+        "{err}"
+    );
 }
 
 #[test]
