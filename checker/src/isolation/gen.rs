@@ -593,7 +593,7 @@ pub fn plant(t: &mut Txns, kind: Plant, seed: u64) -> bool {
     true
 }
 
-/// The transactions as a [`History`] of JSON events (native meaning), as
+/// The transactions as a [`History`](crate::history::History) of JSON events (native meaning), as
 /// a client would have recorded them: invocations with unknown reads,
 /// completions with what was read. Keys, values and processes keep their
 /// names (numbers, for generated histories).
