@@ -126,3 +126,79 @@ fn every_plant_applies_somewhere() {
         }
     }
 }
+
+/// Any JSON value, small.
+fn any_json() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::{json, Value};
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        (-3i64..5).prop_map(Value::from),
+        prop_oneof![Just("x"), Just("y"), Just("append"), Just("r"), Just("w")]
+            .prop_map(Value::from),
+        Just(json!(1.5)),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop::collection::vec(inner, 0..4).prop_map(Value::Array)
+    })
+}
+
+/// A txn's value: mostly micro-op shaped, with arbitrary parts.
+fn any_txn_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let mop = (
+        prop_oneof![Just("append"), Just("r"), Just("w")],
+        prop_oneof![
+            Just(Value::from("x")),
+            Just(Value::from("y")),
+            Just(Value::from(1))
+        ],
+        prop_oneof![
+            (0i64..4).prop_map(Value::from),
+            prop::collection::vec((0i64..4).prop_map(Value::from), 0..4).prop_map(Value::Array),
+            Just(Value::Null),
+            any_json(),
+        ],
+    )
+        .prop_map(|(f, k, v)| Value::Array(vec![Value::from(f), k, v]));
+    prop_oneof![
+        4 => prop::collection::vec(mop, 0..4).prop_map(Value::Array),
+        1 => any_json(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Whatever the events hold, reading and checking them returns a
+    /// result or an error: it never panics.
+    #[test]
+    fn arbitrary_values_never_panic(
+        events in prop::collection::vec(
+            (0u64..3, 0usize..4, any_txn_value(), any::<bool>()),
+            0..12,
+        ),
+    ) {
+        let kinds = ["invoke", "ok", "fail", "info"];
+        let text: Vec<String> = events
+            .iter()
+            .map(|(p, k, v, txn)| {
+                serde_json::json!({
+                    "process": p,
+                    "type": kinds[*k],
+                    "f": if *txn { "txn" } else { "read" },
+                    "value": v,
+                })
+                .to_string()
+            })
+            .collect();
+        let h = History::from_jsonl(&text.join("\n")).unwrap();
+        for model in [None, Some(TxnModel::ListAppend), Some(TxnModel::RwRegister)] {
+            let opts = IsoOptions { txn_model: model, wfr_keys: true, ..IsoOptions::default() };
+            if let Ok(r) = isolation::check(&h, &opts) {
+                let _ = r.explain();
+                let _ = isolation::html(&h, &r, "t");
+            }
+        }
+    }
+}
