@@ -74,6 +74,14 @@ enum Cmd {
         /// transaction (Elle's wfr-keys) to infer more version orders.
         #[arg(long)]
         wfr_keys: bool,
+        /// With --isolation, rw-register: assume each process sees each key's
+        /// versions in order (Elle's sequential-keys).
+        #[arg(long)]
+        sequential_keys: bool,
+        /// With --isolation, rw-register: assume each key is linearizable
+        /// (Elle's linearizable-keys).
+        #[arg(long)]
+        linearizable_keys: bool,
         /// With --isolation: search steps per strongly connected component
         /// before giving up on it (exit 2 unless an anomaly is found anyway).
         #[arg(long, default_value_t = 20_000_000)]
@@ -192,6 +200,8 @@ fn main() -> ExitCode {
             isolation: Some(model_name),
             txn_model,
             wfr_keys,
+            sequential_keys,
+            linearizable_keys,
             max_search_steps,
             json,
         } => {
@@ -209,7 +219,7 @@ fn main() -> ExitCode {
                 semantics,
                 &model_name,
                 txn_model,
-                wfr_keys,
+                [wfr_keys, sequential_keys, linearizable_keys],
                 max_search_steps,
                 json,
                 report,
@@ -229,12 +239,15 @@ fn main() -> ExitCode {
             json,
             txn_model,
             wfr_keys,
+            sequential_keys,
+            linearizable_keys,
             ..
         } => {
-            if json || txn_model.is_some() || wfr_keys {
+            if json || txn_model.is_some() || wfr_keys || sequential_keys || linearizable_keys {
                 eprintln!(
-                    "error: --json, --txn-model and --wfr-keys are only for --isolation checks \
-                     (add --isolation MODEL, e.g. --isolation serializable)"
+                    "error: --json, --txn-model and --wfr-keys/--sequential-keys/\
+                     --linearizable-keys are only for --isolation checks (add --isolation \
+                     MODEL, e.g. --isolation serializable)"
                 );
                 return ExitCode::from(3);
             }
@@ -354,7 +367,7 @@ fn cmd_isolation(
     semantics: Option<String>,
     model_name: &str,
     txn_model: Option<String>,
-    wfr_keys: bool,
+    [wfr_keys, sequential_keys, linearizable_keys]: [bool; 3],
     max_search_steps: u64,
     json: bool,
     report: Option<PathBuf>,
@@ -382,6 +395,8 @@ fn cmd_isolation(
         consistency,
         txn_model,
         wfr_keys,
+        sequential_keys,
+        linearizable_keys,
         max_search_steps,
     };
     let start = Instant::now();

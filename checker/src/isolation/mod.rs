@@ -136,6 +136,12 @@ pub struct IsoOptions {
     /// rw-register only: assume writes follow reads within a transaction,
     /// to infer more version orders (Elle's `:wfr-keys?`). Default off.
     pub wfr_keys: bool,
+    /// rw-register only: assume each process sees each key's versions in
+    /// order (Elle's `:sequential-keys?`). Default off.
+    pub sequential_keys: bool,
+    /// rw-register only: assume each key is linearizable, so its versions
+    /// follow real time (Elle's `:linearizable-keys?`). Default off.
+    pub linearizable_keys: bool,
     /// Search steps (edges followed) allowed per strongly connected
     /// component before its search gives up as `cycle-search-timeout`
     /// (verdict unknown unless an anomaly is found anyway). A step budget
@@ -149,6 +155,8 @@ impl Default for IsoOptions {
             consistency: Consistency::StrictSerializable,
             txn_model: None,
             wfr_keys: false,
+            sequential_keys: false,
+            linearizable_keys: false,
             max_search_steps: 20_000_000,
         }
     }
@@ -375,7 +383,12 @@ pub fn check_txns(t: &Txns, opts: &IsoOptions) -> IsoResult {
     let index = match t.model {
         TxnModel::ListAppend => Index::Append(append::analyze(t, &mut cases, &mut edges)),
         TxnModel::RwRegister => {
-            Index::Register(register::analyze(t, opts.wfr_keys, &mut cases, &mut edges))
+            let assume = register::Assume {
+                wfr: opts.wfr_keys,
+                sequential: opts.sequential_keys,
+                linearizable: opts.linearizable_keys,
+            };
+            Index::Register(register::analyze(t, assume, &mut cases, &mut edges))
         }
     };
     if need_realtime {

@@ -8,12 +8,18 @@
 //! - the initial state `nil` comes before every written value, so a
 //!   transaction that read `k = nil` precedes (`rw`) every transaction that
 //!   wrote `k`;
-//! - with [`super::IsoOptions::wfr_keys`] (Elle's `:wfr-keys?`, off by
-//!   default as in Elle): within a transaction writes follow reads, so a
-//!   transaction that read `v1` and then wrote `v2` orders `v1` before
-//!   `v2`, which gives `ww` edges from `v1`'s writer and `rw` edges from
-//!   `v1`'s readers to `v2`'s writer. If these orders form a cycle, they
-//!   are not used and the cycle is reported as `cyclic-versions`.
+//! - assumptions, each off by default as in Elle, that order versions:
+//!   [`super::IsoOptions::wfr_keys`] (Elle's `:wfr-keys?`: within a
+//!   transaction writes follow reads, so a transaction that read `v1` and
+//!   then wrote `v2` orders `v1` before `v2`),
+//!   [`super::IsoOptions::sequential_keys`] (`:sequential-keys?`: each
+//!   process sees each key's versions in order) and
+//!   [`super::IsoOptions::linearizable_keys`] (`:linearizable-keys?`: each
+//!   key's versions follow real time). An order `v1 < v2` gives `ww` edges
+//!   from `v1`'s writer and `rw` edges from `v1`'s readers to `v2`'s
+//!   writer. As in Elle, an assumption whose orders would form a cycle (with
+//!   the others, nil first) is not used, and the cycle is reported as
+//!   `cyclic-versions`.
 //!
 //! Unlike Elle at the vendored commit, `info` transactions' writes count as
 //! writes: a read may observe them (Elle indexes only `ok` writes, so such
@@ -24,7 +30,7 @@
 //! value nobody wrote), `lost-update`, `duplicate-writes` (the same value
 //! written twice to a key: nothing can be inferred, the verdict is unknown).
 
-use crate::model::{FxHashMap, FxHashSet};
+use crate::model::FxHashMap;
 
 use super::graph::{Edges, Rel};
 use super::txns::{MopKind, Status, Txns, NONE};
@@ -42,7 +48,8 @@ struct Write {
 /// What explanations need afterwards.
 pub(crate) struct RegisterIndex {
     /// Version orders inferred from writes-follow-reads: (key, v1, v2).
-    wfr: FxHashSet<(u32, u32, u32)>,
+    /// Version orders inferred from an assumption: (key, v1, v2) -> why.
+    versions: FxHashMap<(u32, u32, u32), &'static str>,
 }
 
 fn ek(k: u32, v: u32) -> u64 {
@@ -78,12 +85,108 @@ pub(crate) fn ext(t: &Txns, ti: u32) -> (KeyValues, KeyValues) {
     (reads, writes)
 }
 
+/// Which assumptions may add version orders (Elle's `:wfr-keys?`,
+/// `:sequential-keys?`, `:linearizable-keys?`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Assume {
+    pub wfr: bool,
+    pub sequential: bool,
+    pub linearizable: bool,
+}
+
+/// A key's first value in a transaction (its external read, else its
+/// external write) and its last (its external write, else its read).
+fn first_last(reads: &KeyValues, writes: &KeyValues, k: u32) -> (Option<u32>, Option<u32>) {
+    let r = reads.iter().find(|x| x.0 == k).map(|x| x.1);
+    let w = writes.iter().find(|x| x.0 == k).map(|x| x.1);
+    (r.or(w), w.or(r))
+}
+
+/// Sequential keys: each process observes each key's versions in order,
+/// so the last value of a key in one of its `ok` transactions precedes the
+/// first value of that key in its next one.
+fn sequential_versions(t: &Txns) -> Vec<(u32, u32, u32)> {
+    let mut last: FxHashMap<(u32, u32), u32> = FxHashMap::default();
+    let mut out = Vec::new();
+    for &e in &t.events {
+        let x = (e >> 1) as u32;
+        let tx = &t.txns[x as usize];
+        if e & 1 == 0 || tx.status != Status::Ok {
+            continue;
+        }
+        let (reads, writes) = ext(t, x);
+        let mut keys: Vec<u32> = reads.iter().chain(&writes).map(|x| x.0).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for k in keys {
+            let (first, final_) = first_last(&reads, &writes, k);
+            if let (Some(&v1), Some(v2)) = (last.get(&(tx.process, k)), first) {
+                out.push((k, v1, v2));
+            }
+            if let Some(v) = final_ {
+                last.insert((tx.process, k), v);
+            }
+        }
+    }
+    out
+}
+
+/// Linearizable keys: each key's versions follow real time, so the last
+/// value of a key in an `ok` transaction precedes the first value of that
+/// key in every transaction that began after it completed (transitively
+/// reduced per key, as the real-time edges are).
+fn linearizable_versions(t: &Txns) -> Vec<(u32, u32, u32)> {
+    // Per key: (sequence, last value) of completed transactions not yet
+    // followed by another on the key.
+    let mut frontier: FxHashMap<u32, Vec<(u32, u32)>> = FxHashMap::default();
+    let mut seq_at_invoke = vec![0u32; t.txns.len()];
+    let mut seq = 0u32;
+    let mut out = Vec::new();
+    for &e in &t.events {
+        let x = (e >> 1) as u32;
+        let tx = &t.txns[x as usize];
+        if tx.status == Status::Fail {
+            continue;
+        }
+        let (reads, writes) = ext(t, x);
+        let mut keys: Vec<u32> = reads.iter().chain(&writes).map(|x| x.0).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if e & 1 == 0 {
+            seq_at_invoke[x as usize] = seq;
+            for &k in &keys {
+                // Reads of transactions that did not complete ok are unknown.
+                let first = if tx.status == Status::Ok {
+                    first_last(&reads, &writes, k).0
+                } else {
+                    writes.iter().find(|w| w.0 == k).map(|w| w.1)
+                };
+                if let (Some(v2), Some(f)) = (first, frontier.get(&k)) {
+                    out.extend(f.iter().map(|&(_, v1)| (k, v1, v2)));
+                }
+            }
+        } else if tx.status == Status::Ok {
+            let s0 = seq_at_invoke[x as usize];
+            for &k in &keys {
+                if let Some(v) = first_last(&reads, &writes, k).1 {
+                    let f = frontier.entry(k).or_default();
+                    f.retain(|&(s, _)| s >= s0);
+                    f.push((seq, v));
+                }
+            }
+            seq += 1;
+        }
+    }
+    out
+}
+
 pub(crate) fn analyze(
     t: &Txns,
-    wfr_keys: bool,
+    assume: Assume,
     cases: &mut Cases,
     edges: &mut Edges,
 ) -> RegisterIndex {
+    let wfr_keys = assume.wfr;
     let val = |v: u32| {
         if v == NONE {
             "nil".to_string()
@@ -276,33 +379,68 @@ pub(crate) fn analyze(
         i = i2;
     }
 
-    // 4. Writes follow reads: version orders, if acyclic.
-    wfr.sort_unstable();
-    wfr.dedup();
-    let cyclic = cyclic_versions(&wfr);
+    // 4. Version orders from the assumptions asked for, each kept only if
+    // it does not contradict the others (with nil first) in a cycle.
+    let mut sources: Vec<(&'static str, Vec<(u32, u32, u32)>)> = Vec::new();
+    if assume.wfr {
+        sources.push(("writes follow reads within a transaction", wfr));
+    }
+    if assume.sequential {
+        sources.push((
+            "each process sees each key's versions in order",
+            sequential_versions(t),
+        ));
+    }
+    if assume.linearizable {
+        sources.push(("each key is linearizable", linearizable_versions(t)));
+    }
     let mut index = RegisterIndex {
-        wfr: FxHashSet::default(),
+        versions: FxHashMap::default(),
     };
-    if let Some((k, vs)) = cyclic {
-        cases.add("cyclic-versions", || Case {
-            txns: Vec::new(),
-            text: format!(
-                "assuming writes follow reads within a transaction, the versions of {} form a \
-                 cycle ({}), so no version order exists; these orders were not used",
-                t.keys.name(k),
-                vs.iter().map(|&v| val(v)).collect::<Vec<_>>().join(" < ")
-            ),
-        });
-    } else {
-        for &(k, v1, v2) in &wfr {
-            index.wfr.insert((k, v1, v2));
-            if let Some(w2) = writes.get(&ek(k, v2)).filter(|w| w.flags & F_FAILED == 0) {
-                if let Some(w1) = writes.get(&ek(k, v1)).filter(|w| w.flags == 0) {
-                    edges.push(Rel::Ww, w1.writer, w2.writer);
-                }
-                for &r in readers.get(&ek(k, v1)).map_or(&[][..], Vec::as_slice) {
-                    edges.push(Rel::Rw, r, w2.writer);
-                }
+    let mut used: Vec<(u32, u32, u32)> = Vec::new();
+    for (why, mut es) in sources {
+        es.retain(|e| e.1 != e.2);
+        let mut all: Vec<(u32, u32, u32)> = used.iter().chain(&es).copied().collect();
+        // nil comes first.
+        let nil: Vec<(u32, u32, u32)> = all
+            .iter()
+            .flat_map(|&(k, a, b)| [(k, NONE, a), (k, NONE, b)])
+            .filter(|e| e.2 != NONE)
+            .collect();
+        all.extend(nil);
+        all.sort_unstable();
+        all.dedup();
+        if let Some((k, vs)) = cyclic_versions(&all) {
+            cases.add("cyclic-versions", || Case {
+                txns: Vec::new(),
+                text: format!(
+                    "assuming {why}, the versions of {} form a cycle ({}), so no version \
+                     order exists; the orders this assumption gives were not used",
+                    t.keys.name(k),
+                    vs.iter().map(|&v| val(v)).collect::<Vec<_>>().join(", ")
+                ),
+            });
+            continue;
+        }
+        es.sort_unstable();
+        es.dedup();
+        for &e in &es {
+            index.versions.entry(e).or_insert(why);
+        }
+        used.extend(es);
+    }
+    used.sort_unstable();
+    used.dedup();
+    for &(k, v1, v2) in &used {
+        if v1 == NONE {
+            continue; // Already: every nil reader precedes every writer.
+        }
+        if let Some(w2) = writes.get(&ek(k, v2)).filter(|w| w.flags & F_FAILED == 0) {
+            if let Some(w1) = writes.get(&ek(k, v1)).filter(|w| w.flags == 0) {
+                edges.push(Rel::Ww, w1.writer, w2.writer);
+            }
+            for &r in readers.get(&ek(k, v1)).map_or(&[][..], Vec::as_slice) {
+                edges.push(Rel::Rw, r, w2.writer);
             }
         }
     }
@@ -434,16 +572,13 @@ impl RegisterIndex {
                                 ),
                             ));
                         }
-                        if self.wfr.contains(&(k, v, v2)) {
+                        if let Some(why) = self.versions.get(&(k, v, v2)) {
                             return Some((
                                 t.keys.name(k),
                                 format!(
                                     "{an} read {} = {}, and {bn} set it to {}, which came later \
-                                     in the version order (a transaction read {} and then \
-                                     wrote {})",
+                                     in the version order (assuming {why})",
                                     t.keys.name(k),
-                                    val(v),
-                                    val(v2),
                                     val(v),
                                     val(v2)
                                 ),
@@ -456,16 +591,13 @@ impl RegisterIndex {
             Rel::Ww => {
                 for &(k, v) in &wa {
                     for &(k2, v2) in &wb {
-                        if k == k2 && self.wfr.contains(&(k, v, v2)) {
+                        if let Some(why) = self.versions.get(&(k, v, v2)).filter(|_| k == k2) {
                             return Some((
                                 t.keys.name(k),
                                 format!(
                                     "{an} set {} to {}, and {bn} set it to {}, which came later \
-                                     in the version order (a transaction read {} and then \
-                                     wrote {})",
+                                     in the version order (assuming {why})",
                                     t.keys.name(k),
-                                    val(v),
-                                    val(v2),
                                     val(v),
                                     val(v2)
                                 ),
