@@ -59,6 +59,9 @@ fn ek(k: u32, v: u32) -> u64 {
 /// (key, value) pairs.
 pub(crate) type KeyValues = Vec<(u32, u32)>;
 
+/// Version orders of keys: (key, earlier value, later value).
+type VersionOrders = Vec<(u32, u32, u32)>;
+
 /// External reads (first read of a key, before any write of it) and
 /// external writes (last write of a key) of a transaction. Reads are
 /// `None` when unknown.
@@ -381,7 +384,7 @@ pub(crate) fn analyze(
 
     // 4. Version orders from the assumptions asked for, each kept only if
     // it does not contradict the others (with nil first) in a cycle.
-    let mut sources: Vec<(&'static str, Vec<(u32, u32, u32)>)> = Vec::new();
+    let mut sources: Vec<(&'static str, VersionOrders)> = Vec::new();
     if assume.wfr {
         sources.push(("writes follow reads within a transaction", wfr));
     }
