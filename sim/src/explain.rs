@@ -455,6 +455,10 @@ pub struct LogDiagram {
     pub since: u64,
     /// Faults active in that window, in words with their times.
     pub faults: Vec<String>,
+    /// Key moments before it, for the lanes: (node, time, what).
+    pub moments: Vec<(u64, u64, String)>,
+    /// Whether the violation is about one index (else no column is marked).
+    pub indexed: bool,
 }
 
 /// Builds the diagram for the first Raft violation the history can place.
@@ -645,7 +649,6 @@ pub fn log_diagram(h: &History, failures: &[(&str, &str)]) -> Option<LogDiagram>
         .collect();
 
     Some(LogDiagram {
-        violation,
         message: message.to_string(),
         focus,
         lo,
@@ -660,7 +663,105 @@ pub fn log_diagram(h: &History, failures: &[(&str, &str)]) -> Option<LogDiagram>
         at_pos: evs[at].pos,
         since,
         faults,
+        moments: moments(&violation, &evs, at),
+        indexed: violation.index().is_some(),
+        violation,
     })
+}
+
+/// The events that led to the violation, to mark on the lanes.
+fn moments(v: &Violation, evs: &[NodeEv], at: usize) -> Vec<(u64, u64, String)> {
+    let before = &evs[..at];
+    let u = |e: &NodeEv, k: &str| e.v[k].as_u64();
+    let mark = |e: &NodeEv, what: String| (e.node, e.time, what);
+    let mut out = Vec::new();
+    match *v {
+        Violation::LeaderLacks {
+            index, entry_term, ..
+        } => {
+            out.extend(
+                before
+                    .iter()
+                    .find(|e| e.f == "commit" && u(e, "index").is_some_and(|i| i >= index))
+                    .map(|e| mark(e, format!("commits {index}"))),
+            );
+            out.extend(
+                before
+                    .iter()
+                    .find(|e| {
+                        e.f == "applied"
+                            && u(e, "index") == Some(index)
+                            && u(e, "term") == Some(entry_term)
+                    })
+                    .map(|e| mark(e, format!("applies {index} (t{entry_term})"))),
+            );
+        }
+        Violation::Replaced {
+            index,
+            other,
+            other_term,
+            ..
+        } => out.extend(
+            before
+                .iter()
+                .find(|e| {
+                    e.node == other
+                        && e.f == "applied"
+                        && u(e, "index") == Some(index)
+                        && u(e, "term") == Some(other_term)
+                })
+                .map(|e| mark(e, format!("applies {index} (t{other_term})"))),
+        ),
+        Violation::StaleRead { node, .. } => {
+            let id = u(&evs[at], "id");
+            out.extend(
+                before
+                    .iter()
+                    .rev()
+                    .find(|e| e.node == node && e.f == "read-arrived" && u(e, "id") == id)
+                    .map(|e| mark(e, "read arrives".into())),
+            );
+        }
+        Violation::LostPromise {
+            node,
+            promised_term,
+            ..
+        } => out.extend(
+            before
+                .iter()
+                .rev()
+                .find(|e| {
+                    e.node == node && e.f == "promised" && u(e, "term") == Some(promised_term)
+                })
+                .map(|e| {
+                    let vote = u(e, "vote").map_or("no vote".into(), |n| format!("votes n{n}"));
+                    mark(e, format!("t{promised_term}, {vote}"))
+                }),
+        ),
+        Violation::TwoLeaders { term, first, .. } => out.extend(
+            before
+                .iter()
+                .find(|e| {
+                    e.node == first
+                        && e.f == "role"
+                        && u(e, "term") == Some(term)
+                        && e.v["role"] == "Leader"
+                })
+                .map(|e| mark(e, format!("leads t{term}"))),
+        ),
+    }
+    // One mark per node and instant.
+    let mut merged: Vec<(u64, u64, String)> = Vec::new();
+    for (n, t, what) in out {
+        match merged.iter_mut().find(|m| m.0 == n && m.1 == t) {
+            Some(m) => {
+                m.2 += ", ";
+                m.2 += &what;
+            }
+            None => merged.push((n, t, what)),
+        }
+    }
+    merged
 }
 
 /// Seconds, from history nanoseconds.
@@ -719,11 +820,12 @@ impl LogDiagram {
     pub fn html(&self) -> String {
         let mut o = String::new();
         let v = &self.violation;
-        let _ = write!(
-            o,
-            "<div id=\"raft-log\" data-violation-index=\"{}\">",
-            self.focus
-        );
+        let attr = if self.indexed {
+            "data-violation-index"
+        } else {
+            "data-focus-index"
+        };
+        let _ = write!(o, "<div id=\"raft-log\" {attr}=\"{}\">", self.focus);
         o += "<h3>Each node's log around the violation (Raft paper, figures 7 and 8)</h3>";
         let _ = write!(
             o,
@@ -763,7 +865,7 @@ impl LogDiagram {
         // The table.
         o += "<table class=\"rx-log\"><tr><th>index</th>";
         for i in self.lo..=self.hi {
-            if i == self.focus {
+            if i == self.focus && self.indexed {
                 let _ = write!(o, "<th class=\"rx-focus\">&#9660; {i}</th>");
             } else {
                 let _ = write!(o, "<th>{i}</th>");
@@ -811,7 +913,7 @@ impl LogDiagram {
                         text = "&middot;".into();
                     }
                 }
-                if i == self.focus {
+                if i == self.focus && self.indexed {
                     class.push("rx-at");
                 } else if self.also.contains(&i) {
                     class.push("rx-also");
@@ -937,7 +1039,7 @@ impl LogDiagram {
                 term,
                 promised_term,
             } => format!(
-                ". n{node} came back in term {term} after promising term {promised_term}."
+                ". n{node} came back in term {term} after a crash, but had sent messages in term {promised_term} (its lane below marks that promise): not about one log index, so no column is marked."
             ),
         }
     }
@@ -1018,6 +1120,7 @@ fn lanes_svg(
     b: u64,
     mark: Option<u64>,
     zoom: Option<(u64, u64)>,
+    moments: &[(u64, u64, String)],
     id: &str,
 ) -> String {
     let (lanes, _, _) = lanes(h);
@@ -1201,6 +1304,26 @@ fn lanes_svg(
         }
         y += row_h;
     }
+    let row_of: BTreeMap<u64, f64> = lanes
+        .keys()
+        .enumerate()
+        .map(|(k, n)| (*n, 20.0 + k as f64 * row_h))
+        .collect();
+    for (n, t, what) in moments {
+        let (Some(&ry), true) = (row_of.get(n), *t >= a && *t <= b) else {
+            continue;
+        };
+        let px = x(*t);
+        let _ = write!(
+            o,
+            "<path d=\"M{:.1} {:.1} l6 -9 h-12 z\" fill=\"#b00020\" stroke=\"#fff\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#b00020\" font-weight=\"700\" font-size=\"12\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
+            px,
+            ry + 10.0,
+            px + 7.0,
+            ry + 6.0,
+            esc(what)
+        );
+    }
     if let Some(m) = mark.filter(|m| *m >= a && *m <= b) {
         let px = x(m);
         let _ = write!(
@@ -1256,7 +1379,15 @@ pub fn raft_section(h: &History, failures: &[(&str, &str)]) -> String {
         secs(za),
         secs(zb)
     );
-    o += &lanes_svg(h, za, zb, Some(d.at_time), None, "raft-lanes-zoom");
+    o += &lanes_svg(
+        h,
+        za,
+        zb,
+        Some(d.at_time),
+        None,
+        &d.moments,
+        "raft-lanes-zoom",
+    );
     o += "<h3>The whole run</h3><div class=\"rx-note\">The dashed box is the zoom above.</div>";
     o += &lanes_svg(
         h,
@@ -1264,6 +1395,7 @@ pub fn raft_section(h: &History, failures: &[(&str, &str)]) -> String {
         t_end,
         Some(d.at_time),
         Some((za, zb)),
+        &[],
         "raft-lanes-all",
     );
     o += "</div>";
@@ -1856,6 +1988,8 @@ mod tests {
         );
         assert_eq!(d.faults.len(), 1, "{:?}", d.faults);
         assert!(d.faults[0].contains("partition {1,2} | {3}"));
+        let moments: Vec<(u64, &str)> = d.moments.iter().map(|m| (m.0, m.2.as_str())).collect();
+        assert_eq!(moments, vec![(1, "commits 2"), (1, "applies 2 (t2)")]);
 
         let html = sections(&h, &refs(&failures));
         assert!(html.contains("id=\"raft-log\" data-violation-index=\"2\""));
@@ -1889,6 +2023,8 @@ mod tests {
         assert_eq!(d.cells[&(2, 3)].term, Some(2));
         assert_eq!(d.cells[&(1, 3)].term, None);
         assert_eq!(d.marks[&1].1, 2);
+        let arrived: Vec<&str> = d.moments.iter().map(|m| m.2.as_str()).collect();
+        assert_eq!(arrived, vec!["read arrives"]);
     }
 
     #[test]
