@@ -504,9 +504,10 @@ pub fn log_diagram(h: &History, failures: &[(&str, &str)]) -> Option<LogDiagram>
             if t > e.time {
                 break;
             }
-            let s = states.entry(n).or_default();
-            s.down = true;
-            s.role = "down".into();
+            if let Some(s) = states.get_mut(&n) {
+                s.down = true;
+                s.role = "down".into();
+            }
             crashes.next();
         }
         let s = states.entry(e.node).or_default();
@@ -788,7 +789,7 @@ const STYLE: &str = r#"<style>
 .rx h3 { font-size: 14px; margin: 12px 0 4px; }
 .rx .rx-msg { background: #fff4f4; border: 1px solid #f0c0c0; padding: 6px 8px; margin: 6px 0; }
 .rx table.rx-log { border-collapse: separate; border-spacing: 3px; margin: 6px 0; }
-.rx table.rx-log th { font-weight: 600; font-size: 12px; color: #555; padding: 0 4px; }
+.rx table.rx-log th { font-weight: 600; font-size: 12px; color: #555; padding: 0 4px; white-space: nowrap; }
 .rx table.rx-log th.rx-focus { color: #b00020; }
 .rx table.rx-log td.rx-node { text-align: left; font-weight: 600; white-space: nowrap; padding-right: 8px; }
 .rx td.rx-cell { width: 40px; height: 34px; text-align: center; font-weight: 700; font-size: 14px; border: 1px solid #bbb; border-radius: 4px; position: relative; }
@@ -1092,7 +1093,10 @@ fn lanes(h: &History) -> (BTreeMap<u64, Vec<Span>>, u64, u64) {
         out.entry(e.node).or_default();
     }
     for (t, n, role, term) in changes {
-        let spans = out.entry(n).or_default();
+        // Crashes of hosts that are not nodes (or not of this group).
+        let Some(spans) = out.get_mut(&n) else {
+            continue;
+        };
         let term = term.unwrap_or_else(|| spans.last().map_or(0, |s| s.term));
         if let Some(last) = spans.last_mut() {
             if last.role == role && last.term == term {
@@ -1590,7 +1594,7 @@ pub fn divergence_section(h: &History, failures: &[(&str, &str)]) -> String {
             last_applied.insert(e.node, i);
         }
     }
-    let how_text = |n: u64| -> Option<String> {
+    let how_text = |n: u64, index: u64| -> Option<String> {
         let (applied, installs, restarts) = how.get(&n)?;
         let mut parts = Vec::new();
         if !installs.is_empty() {
@@ -1607,7 +1611,11 @@ pub fn divergence_section(h: &History, failures: &[(&str, &str)]) -> String {
                 l.join(", ")
             ));
         }
-        parts.push(format!("{applied} entries applied one by one"));
+        parts.push(if *applied <= index {
+            format!("{applied} entries applied one by one")
+        } else {
+            format!("{applied} entries applied one by one (some again after a restart)")
+        });
         Some(parts.join("; "))
     };
     for t in &tables {
@@ -1636,7 +1644,7 @@ pub fn divergence_section(h: &History, failures: &[(&str, &str)]) -> String {
         if t.recorded && t.replicas.keys().all(|r| how.contains_key(r)) {
             o += "<tr><td>how it got there (node events)</td>";
             for r in t.replicas.keys() {
-                let _ = write!(o, "<td>{}</td>", how_text(*r).unwrap_or_default());
+                let _ = write!(o, "<td>{}</td>", how_text(*r, t.index).unwrap_or_default());
             }
             o += "</tr>";
         }
@@ -1681,6 +1689,42 @@ pub fn divergence_section(h: &History, failures: &[(&str, &str)]) -> String {
     o
 }
 
+/// The history with the node events of `nodes` only (and everything else).
+fn only_nodes(h: &History, nodes: &[u64]) -> History {
+    History {
+        ops: h
+            .ops
+            .iter()
+            .filter(|o| node_of(&o.process).is_none_or(|n| nodes.contains(&n)))
+            .cloned()
+            .collect(),
+        semantics: h.semantics.clone(),
+    }
+}
+
+/// Both sections (empty when neither check failed), with their style.
+/// `groups`: the Raft groups' nodes when there are several (terms and
+/// indexes are per group); the diagram shows the group of the first
+/// violation it can read.
+pub fn sections_in(h: &History, failures: &[(&str, &str)], groups: &[&[u64]]) -> String {
+    let named = failures
+        .iter()
+        .filter(|f| f.0 == "raft")
+        .find_map(|f| parse_violation(f.1))
+        .map(|v| v.nodes()[0]);
+    let group = named.and_then(|n| groups.iter().find(|g| g.contains(&n)));
+    let raft = match group {
+        Some(g) => raft_section(&only_nodes(h, g), failures),
+        None => raft_section(h, failures),
+    };
+    let body = raft + &divergence_section(h, failures);
+    if body.is_empty() {
+        body
+    } else {
+        format!("{STYLE}{body}")
+    }
+}
+
 /// Both sections (empty when neither check failed), with their style.
 pub fn sections(h: &History, failures: &[(&str, &str)]) -> String {
     let body = raft_section(h, failures) + &divergence_section(h, failures);
@@ -1695,17 +1739,31 @@ pub fn sections(h: &History, failures: &[(&str, &str)]) -> String {
 /// top (see `Scenario::report`).
 #[cfg(madsim)]
 pub fn report_above(page: String, r: &harness::runner::RunResult) -> String {
+    report_above_groups(page, r, &[])
+}
+
+/// [`report_above`] for a run of several Raft groups (`groups`: each
+/// group's nodes, as the history names them).
+#[cfg(madsim)]
+pub fn report_above_groups(
+    page: String,
+    r: &harness::runner::RunResult,
+    groups: &[&[u64]],
+) -> String {
     let failures: Vec<(&str, &str)> = r
         .failures
         .iter()
         .map(|f| (f.check, f.message.as_str()))
         .collect();
-    above(page, &r.history, &failures)
+    insert_at_body(page, sections_in(&r.history, &failures, groups))
 }
 
 /// `page` with the sections inserted at the top of its body.
 pub fn above(page: String, h: &History, failures: &[(&str, &str)]) -> String {
-    let extra = sections(h, failures);
+    insert_at_body(page, sections(h, failures))
+}
+
+fn insert_at_body(page: String, extra: String) -> String {
     if extra.is_empty() {
         return page;
     }
@@ -2051,6 +2109,23 @@ mod tests {
         assert_eq!(d.cells[&(3, 2)].applied_term, Some(2));
         assert_eq!(d.cells[&(2, 1)].term, Some(1));
         assert_eq!(d.cells[&(2, 2)].term, None);
+    }
+
+    #[test]
+    fn with_several_groups_the_diagram_shows_the_violating_group_only() {
+        let (h, failures) = figure8();
+        // A second group's nodes 4-6, with their own terms and indexes.
+        let mut text = h.to_jsonl();
+        for n in 4..=6 {
+            text += &format!("{{\"process\":\"n{n}\",\"type\":\"info\",\"f\":\"applied\",\"value\":{{\"index\":2,\"term\":9,\"digest\":\"0\"}},\"time\":1}}\n");
+        }
+        let h = History::from_jsonl(&text).unwrap();
+        let html = sections_in(&h, &refs(&failures), &[&[1, 2, 3], &[4, 5, 6]]);
+        assert!(html.contains("<tr data-node=\"3\">"));
+        assert!(!html.contains("<tr data-node=\"4\">"));
+        assert!(!html.contains("node n5"));
+        let mixed = sections(&h, &refs(&failures));
+        assert!(mixed.contains("<tr data-node=\"4\">"));
     }
 
     #[test]

@@ -242,9 +242,14 @@ impl Scenario for Checkout {
         f
     }
 
+    /// The invariants report, with the Raft section of the failing store
+    /// group (hosts 1-3, 4-6, 7-9, see `run`) and the divergence section
+    /// on top when those checks failed.
     fn report(&self, r: &RunResult, title: &str) -> Option<String> {
         let inv = shopcheck::invariants::check_checkout(&r.history);
-        Some(shopcheck::invariants_html(&r.history, &inv, title))
+        let page = shopcheck::invariants_html(&r.history, &inv, title);
+        let groups: [&[u64]; 3] = [&[1, 2, 3], &[4, 5, 6], &[7, 8, 9]];
+        Some(crate::explain::report_above_groups(page, r, &groups))
     }
 }
 
