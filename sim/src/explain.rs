@@ -15,6 +15,10 @@
 //!
 //! The Raft check's messages (`checks.rs`) are parsed back with
 //! [`parse_violation`]; their wording is tested against this parser below.
+//! The divergence view reads the `divergence` events the kv and txn runs
+//! record when replicas differ (`replicas.rs`), else the check's messages.
+//! With several Raft groups (the checkout scenario's three stores) the
+//! diagram shows the violating group's nodes only ([`sections_in`]).
 //! Everything here is deterministic (ordered maps only) and pure: it builds
 //! and is tested in both builds.
 
@@ -1725,14 +1729,10 @@ pub fn sections_in(h: &History, failures: &[(&str, &str)], groups: &[&[u64]]) ->
     }
 }
 
-/// Both sections (empty when neither check failed), with their style.
+/// Both sections (empty when neither check failed), with their style, for
+/// a run of one Raft group.
 pub fn sections(h: &History, failures: &[(&str, &str)]) -> String {
-    let body = raft_section(h, failures) + &divergence_section(h, failures);
-    if body.is_empty() {
-        body
-    } else {
-        format!("{STYLE}{body}")
-    }
+    sections_in(h, failures, &[])
 }
 
 /// A scenario's report page with the sections for the run's failures on

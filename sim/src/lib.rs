@@ -1,10 +1,11 @@
 //! The bookstore under the deterministic simulation harness (`harness`):
 //! its scenarios (`kv`: one Raft KV group; `checkout`: the whole shop),
 //! the Raft invariant checks that follow the nodes' events, and the
-//! Raft-targeted fault kinds. The harness underneath knows nothing of Raft
-//! or of the shop; this crate is one of its users.
+//! Raft-targeted fault kinds, and the report sections that explain a Raft
+//! failure or a replica divergence (`explain`). The harness underneath
+//! knows nothing of Raft or of the shop; this crate is one of its users.
 //!
-//! The pure parts (checks, pacing) build in both modes; the parts that
+//! The pure parts (checks, pacing, explain) build in both modes; the parts that
 //! drive madsim only with `--cfg madsim` (`cargo sim`, `cargo simtest`).
 
 pub mod checks;
