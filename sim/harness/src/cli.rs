@@ -318,7 +318,7 @@ pub fn with_verdict(page: &str, r: &RunResult) -> String {
             })
             .collect();
         format!(
-            "<div id=\"sim-verdict\" style=\"background:#b00020;color:#fff;padding:10px 16px;font:15px sans-serif\"><div style=\"font-size:18px;font-weight:bold\">FAILED: {}</div><ul style=\"margin:6px 0 0 0;padding-left:20px\">{}</ul><div style=\"margin-top:6px;opacity:.85\">The page below is drawn by the {} check; the failing check is the first line above.</div></div>",
+            "<div id=\"sim-verdict\" style=\"background:#b00020;color:#fff;padding:10px 16px;font:15px sans-serif\"><div style=\"font-size:18px;font-weight:bold\">FAILED: {}</div><ul style=\"margin:6px 0 0 0;padding-left:20px\">{}</ul><div style=\"margin-top:6px;opacity:.85\">Below, the scenario's report: its sections on the failed checks, if it has any, then the page of the {} check.</div></div>",
             esc(r.failures[0].check),
             items.join(""),
             if r.lin.is_some() { "linearizability" } else { "scenario's" }
