@@ -12,7 +12,7 @@ use harness::nemesis::{Arm, FaultPlugin, OnFire, Started};
 use harness::recorder::Recorder;
 use harness::scenario::Floor;
 use harness::scenario::RunCtx;
-use harness::schedule::{Fault, FaultConfig, Schedule, Targets};
+use harness::schedule::{Fault, FaultConfig, FaultEvent, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -63,7 +63,14 @@ pub enum RaftFault {
     /// leader, then crash the first node that grants a vote in the election
     /// that follows, `delay_ms` after it granted it. Both restart when the
     /// fault ends.
-    CrashVoter { delay_ms: u64, torn_write: bool },
+    CrashVoter {
+        delay_ms: u64,
+        torn_write: bool,
+        /// Its torn writes reach the disk damaged (drawn from the seed's
+        /// corruption stream, see [`corrupt_crash_voters`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        corrupt: bool,
+    },
     /// Leader churn, for Figure 8's interleavings of terms: while the fault
     /// lasts, whoever leads is cut off from the other hosts, either at the
     /// instant it is elected (before its first messages leave: it keeps
@@ -94,6 +101,7 @@ pub fn draw_fault(
             RaftFault::CrashVoter {
                 delay_ms: rng.random_range(0..=10),
                 torn_write: rng.random_bool(0.5),
+                corrupt: false,
             },
             None,
         ),
@@ -281,6 +289,29 @@ impl Raft {
     }
 }
 
+/// Damaged torn writes for `crash-voter` faults too, as the harness draws
+/// them for `crash` (`FaultConfig::corrupt_rate`), from a stream of the seed
+/// of their own: every other draw of the seed stays as it was. Call after
+/// `Draw::faults`.
+pub fn corrupt_crash_voters(seed: u64, config: &FaultConfig, faults: &mut [FaultEvent]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00c0_4407_e570_u64);
+    for f in faults.iter_mut() {
+        if let Some(RaftFault::CrashVoter {
+            delay_ms,
+            torn_write: true,
+            ..
+        }) = f.fault.as_custom::<RaftFault>()
+        {
+            let corrupt = rng.random_bool(config.corrupt_rate);
+            f.fault = Fault::custom(&RaftFault::CrashVoter {
+                delay_ms,
+                torn_write: true,
+                corrupt,
+            });
+        }
+    }
+}
+
 /// Whether seed `s` draws faults of any of `kinds`.
 pub fn has_kind(s: &Schedule, kinds: &[&str]) -> bool {
     s.config.kinds.iter().any(|k| kinds.contains(&k.as_str()))
@@ -452,12 +483,13 @@ impl FaultPlugin for RaftFaults {
             RaftFault::CrashVoter {
                 delay_ms,
                 torn_write,
+                corrupt,
             } => Started {
                 // The leader now; the voter when it votes (see `part`).
                 apply: leader.map(|l| Fault::Crash {
                     node: l,
                     torn_write,
-                    corrupt: false,
+                    corrupt,
                 }),
                 arm: Some(Arm {
                     on: vec![VOTE_GRANTED],
@@ -494,10 +526,14 @@ impl FaultPlugin for RaftFaults {
 
     fn part(&self, fault: &Fault, node: u64, sim: &Sim) -> Option<Fault> {
         match fault.as_custom::<RaftFault>()? {
-            RaftFault::CrashVoter { torn_write, .. } => Some(Fault::Crash {
+            RaftFault::CrashVoter {
+                torn_write,
+                corrupt,
+                ..
+            } => Some(Fault::Crash {
                 node,
                 torn_write,
-                corrupt: false,
+                corrupt,
             }),
             RaftFault::LeaderChurn { .. } => Some(sim.isolation(node)),
             _ => None,
