@@ -232,7 +232,8 @@ fn pacing(s: &Schedule) -> Pacing {
     s.param("pacing").unwrap_or_default()
 }
 
-fn client_options() -> ClientOptions {
+/// The KV client's deadlines and backoff in the bookstore's KV scenarios.
+pub(crate) fn client_options() -> ClientOptions {
     ClientOptions {
         attempt_timeout: Duration::from_millis(300),
         // A write keeps retrying to learn its outcome, as a careful client
@@ -336,7 +337,7 @@ fn to_value(v: Option<String>) -> Value {
 }
 
 /// A failed write or cas: certainly not done, or unknown.
-fn failed(value: Value, e: &ClientError) -> Completion {
+pub(crate) fn failed(value: Value, e: &ClientError) -> Completion {
     if e.is_unknown() {
         Completion::unknown(value, e.to_string())
     } else {

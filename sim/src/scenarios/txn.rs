@@ -13,8 +13,9 @@
 //! Keys live in generations: every [`GENERATION_MS`] the clients move to
 //! fresh keys, so lists stay short and a read stays cheap to check.
 
+use super::kv::{client_options, failed};
 use crate::raft::{self, Raft, RaftFaults};
-use bookstore::client::{ClientError, ClientOptions, KvClient};
+use bookstore::client::{ClientOptions, KvClient};
 use bookstore::kv::cmd;
 use checker::history::History;
 use checker::isolation::{self, Consistency, IsoOptions, IsoVerdict};
@@ -246,16 +247,6 @@ impl Workload {
     }
 }
 
-fn client_options() -> ClientOptions {
-    ClientOptions {
-        attempt_timeout: Duration::from_millis(300),
-        total_timeout: Duration::from_secs(10),
-        read_timeout: Duration::from_millis(1500),
-        backoff_min: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(100),
-    }
-}
-
 async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     let rec = ctx.rec.clone();
     // Topology.
@@ -452,15 +443,6 @@ impl Txn1 {
             }
         })
         .await
-    }
-}
-
-/// A failed transaction that writes: certainly not done, or unknown.
-fn failed(value: Value, e: &ClientError) -> Completion {
-    if e.is_unknown() {
-        Completion::unknown(value, e.to_string())
-    } else {
-        Completion::fail(value, Some(e.to_string()))
     }
 }
 
