@@ -1702,7 +1702,7 @@ fn only_nodes(h: &History, nodes: &[u64]) -> History {
             .filter(|o| node_of(&o.process).is_none_or(|n| nodes.contains(&n)))
             .cloned()
             .collect(),
-        semantics: h.semantics.clone(),
+        semantics: h.semantics,
     }
 }
 
