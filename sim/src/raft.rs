@@ -12,7 +12,7 @@ use harness::nemesis::{Arm, FaultPlugin, OnFire, Started};
 use harness::recorder::Recorder;
 use harness::scenario::Floor;
 use harness::scenario::RunCtx;
-use harness::schedule::{Fault, FaultConfig, FaultEvent, Schedule, Targets};
+use harness::schedule::{Draw, Fault, FaultConfig, FaultEvent, FaultSelection, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -67,7 +67,7 @@ pub enum RaftFault {
         delay_ms: u64,
         torn_write: bool,
         /// Its torn writes reach the disk damaged (drawn from the seed's
-        /// corruption stream, see [`corrupt_crash_voters`]).
+        /// corruption stream, see [`draw_faults`]).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         corrupt: bool,
     },
@@ -289,11 +289,18 @@ impl Raft {
     }
 }
 
-/// Damaged torn writes for `crash-voter` faults too, as the harness draws
-/// them for `crash` (`FaultConfig::corrupt_rate`), from a stream of the seed
-/// of their own: every other draw of the seed stays as it was. Call after
-/// `Draw::faults`.
-pub fn corrupt_crash_voters(seed: u64, config: &FaultConfig, faults: &mut [FaultEvent]) {
+/// The fault schedule of a bookstore seed: [`Draw::faults`] over
+/// [`KINDS`], then damaged torn writes for `crash-voter` faults too, as the
+/// harness draws them for `crash` (`FaultConfig::corrupt_rate`), from a
+/// stream of the seed of their own, so every other draw stays as it was.
+pub fn draw_faults(
+    d: &mut Draw,
+    seed: u64,
+    selection: &FaultSelection,
+    targets: &Targets,
+    duration_ms: u64,
+) -> (FaultConfig, Vec<FaultEvent>) {
+    let (config, mut faults) = d.faults(&KINDS, selection, targets, duration_ms, &draw_fault);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00c0_4407_e570_u64);
     for f in faults.iter_mut() {
         if let Some(RaftFault::CrashVoter {
@@ -310,6 +317,7 @@ pub fn corrupt_crash_voters(seed: u64, config: &FaultConfig, faults: &mut [Fault
             });
         }
     }
+    (config, faults)
 }
 
 /// Whether seed `s` draws faults of any of `kinds`.

@@ -732,21 +732,16 @@ impl pb::kv_server::Kv for KvService {
         if self.split_multi_read && keys.len() > 1 {
             // Planted bug: one read index per key; another write can
             // commit between two of them.
-            let (mut all, mut applied) = (Vec::new(), 0);
+            let mut all = pb::ReadResponse::default();
             for key in keys {
-                let a = self
-                    .ask(|r| Input::Read(ReadKind::Keys(vec![key]), r))
-                    .await??;
-                let ReadAnswer::Values(v, at) = a else {
-                    unreachable!()
-                };
-                all.extend(v);
-                applied = at;
+                let one = values(
+                    self.ask(|r| Input::Read(ReadKind::Keys(vec![key]), r))
+                        .await??,
+                );
+                all.values.extend(one.values);
+                all.applied = one.applied;
             }
-            return Ok(Response::new(pb::ReadResponse {
-                values: all,
-                applied,
-            }));
+            return Ok(Response::new(all));
         }
         Ok(Response::new(values(
             self.ask(|r| Input::Read(ReadKind::Keys(keys), r)).await??,

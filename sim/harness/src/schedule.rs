@@ -496,7 +496,9 @@ fn draw_host_fault(
         }
         "disk-error" => Fault::DiskError {
             node: node(rng),
-            error: ["append", "sync", "write", "nospace"][rng.random_range(0..4)].to_string(),
+            error: hostio::IoFault::ALL[rng.random_range(0..hostio::IoFault::ALL.len())]
+                .name()
+                .to_string(),
         },
         "reorder" => {
             let round = |x: f64| (x * 100.0).round() / 100.0;

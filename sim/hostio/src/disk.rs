@@ -222,6 +222,14 @@ pub enum IoFault {
 }
 
 impl IoFault {
+    /// Every kind, as a fault schedule may name them.
+    pub const ALL: [IoFault; 4] = [
+        IoFault::FailNextAppend,
+        IoFault::FailNextSync,
+        IoFault::FailNextWrite,
+        IoFault::NoSpace,
+    ];
+
     /// Its name in a fault schedule.
     pub fn name(self) -> &'static str {
         match self {
@@ -233,14 +241,7 @@ impl IoFault {
     }
 
     pub fn by_name(s: &str) -> Option<IoFault> {
-        [
-            IoFault::FailNextAppend,
-            IoFault::FailNextSync,
-            IoFault::FailNextWrite,
-            IoFault::NoSpace,
-        ]
-        .into_iter()
-        .find(|f| f.name() == s)
+        IoFault::ALL.into_iter().find(|f| f.name() == s)
     }
 }
 

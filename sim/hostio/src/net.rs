@@ -129,11 +129,13 @@ mod tests {
         assert_eq!(Net::real().plan(), Plan::now());
         let n = Net::simulated(1);
         assert!((0..100).all(|_| n.plan() == Plan::now()));
-        Net::real().set(Mangling {
+        let real = Net::real();
+        real.set(Mangling {
             duplicate: 1.0,
             reorder: 1.0,
             max_delay_ms: 5,
         });
+        assert_eq!(real.plan(), Plan::now(), "a real host ignores the rates");
     }
 
     #[test]

@@ -123,14 +123,7 @@ impl Scenario for Checkout {
         let _ = d.rng.random_bool(0.7);
         let duration_ms = 20_000;
         let targets = Targets { hosts: HOSTS };
-        let (config, mut faults) = d.faults(
-            &raft::KINDS,
-            faults,
-            &targets,
-            duration_ms,
-            &raft::draw_fault,
-        );
-        raft::corrupt_crash_voters(seed, &config, &mut faults);
+        let (config, faults) = raft::draw_faults(&mut d, seed, faults, &targets, duration_ms);
         let _ = d.rng.random_range(3..=6u64);
         let mode = if d.rng.random_bool(0.5) {
             "saga"

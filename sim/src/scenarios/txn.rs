@@ -86,14 +86,7 @@ impl Scenario for Txn {
         let nodes = if d.rng.random_bool(0.7) { 3 } else { 5 };
         let duration_ms = 20_000;
         let targets = Targets { hosts: nodes };
-        let (config, mut faults) = d.faults(
-            &raft::KINDS,
-            faults,
-            &targets,
-            duration_ms,
-            &raft::draw_fault,
-        );
-        raft::corrupt_crash_voters(seed, &config, &mut faults);
+        let (config, faults) = raft::draw_faults(&mut d, seed, faults, &targets, duration_ms);
         let clients = d.rng.random_range(3..=6);
         let mut s = Schedule {
             scenario: "txn".into(),
