@@ -451,15 +451,10 @@ pub(crate) fn analyze(
     // 5. Lost updates: two transactions read the same value of a key and
     // both wrote it.
     lost.sort_unstable();
-    let mut i = 0;
-    while i < lost.len() {
-        let mut j = i + 1;
-        while j < lost.len() && lost[j].0 == lost[i].0 && lost[j].1 == lost[i].1 {
-            j += 1;
-        }
-        if j - i >= 2 {
-            let group: Vec<u32> = lost[i..j].iter().map(|x| x.2).collect();
-            let (k, v) = (lost[i].0, lost[i].1);
+    for same in lost.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        if same.len() >= 2 {
+            let group: Vec<u32> = same.iter().map(|x| x.2).collect();
+            let (k, v) = (same[0].0, same[0].1);
             cases.add("lost-update", || Case {
                 txns: group.clone(),
                 text: format!(
@@ -477,7 +472,6 @@ pub(crate) fn analyze(
                 ),
             });
         }
-        i = j;
     }
     index
 }
