@@ -51,6 +51,8 @@
 //! for other formats), [`model`] (sequential specifications), [`linear`]
 //! (the search), [`report`] (the HTML page), and [`isolation`] (Elle-style
 //! transactional isolation, its own pipeline from reading to report).
+//! [`vclock`] is separate again: it checks logs of vector-clock stamped
+//! events against a declared happens-before scheme.
 
 pub mod edn;
 pub mod formats;
@@ -59,6 +61,7 @@ pub mod isolation;
 pub mod linear;
 pub mod model;
 pub mod report;
+pub mod vclock;
 
 pub use formats::{parse_auto, Format, ParseError};
 pub use history::{History, Op, OpType, Process, Semantics};
