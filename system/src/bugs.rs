@@ -28,6 +28,12 @@
 //! | `no-compensation`        | a SAGA whose payment is refused keeps the reserved stock  |
 //! | `non-idempotent-payment` | a retried charge is applied again (the charge record is not checked) |
 //! | `unguarded-stock`        | a reservation reads the stock, then writes without a condition |
+//!
+//! The Tartu bookstore's (its vector-clock log, `checker vclock`):
+//!
+//! | name               | what it breaks                                              |
+//! |--------------------|-------------------------------------------------------------|
+//! | `vclock-no-merge`  | the fraud service ticks its own clock entry without merging the incoming clock: (d) and (e) no longer follow (b) and (c) |
 
 use std::fmt;
 
@@ -44,6 +50,7 @@ pub struct Bugs {
     pub non_idempotent_payment: bool,
     pub unguarded_stock: bool,
     pub split_multi_read: bool,
+    pub vclock_no_merge: bool,
 }
 
 pub const ALL: &[&str] = &[
@@ -69,6 +76,9 @@ pub const SHOP: &[&str] = &[
     "unguarded-stock",
 ];
 
+/// The Tartu bookstore's planted bugs.
+pub const TARTU: &[&str] = &["vclock-no-merge"];
+
 impl Bugs {
     /// Parses one bug name (see the table above).
     pub fn from_name(name: &str) -> Result<Bugs, String> {
@@ -88,12 +98,14 @@ impl Bugs {
             "non-idempotent-payment" => b.non_idempotent_payment = true,
             "unguarded-stock" => b.unguarded_stock = true,
             "split-multi-read" => b.split_multi_read = true,
+            "vclock-no-merge" => b.vclock_no_merge = true,
             other => {
                 return Err(format!(
-                    "unknown bug '{other}'; known bugs: {}, {}, {}",
+                    "unknown bug '{other}'; known bugs: {}, {}, {}, {}",
                     ALL.join(", "),
                     TXN.join(", "),
-                    SHOP.join(", ")
+                    SHOP.join(", "),
+                    TARTU.join(", ")
                 ))
             }
         }
@@ -111,6 +123,7 @@ impl fmt::Display for Bugs {
             .iter()
             .chain(TXN)
             .chain(SHOP)
+            .chain(TARTU)
             .copied()
             .filter(|n| {
                 Bugs::from_name(n)
@@ -142,5 +155,6 @@ impl Bugs {
             && (!o.non_idempotent_payment || self.non_idempotent_payment)
             && (!o.unguarded_stock || self.unguarded_stock)
             && (!o.split_multi_read || self.split_multi_read)
+            && (!o.vclock_no_merge || self.vclock_no_merge)
     }
 }

@@ -10,6 +10,8 @@
 //! - [`client`]: finds the leader, retries, reports unknown outcomes.
 //! - [`clock`]: every node's time, with offset and drift for the simulator.
 //! - [`shop`]: stock, payment and order services and the checkout coordinators.
+//! - [`tartu`]: the Tartu course's bookstore: REST checkout, three checks
+//!   ordered by vector clocks, the order queue, the web page.
 //! - [`bugs`]: planted bugs, off by default.
 //! - `gateway` (real mode only): the HTTP API of the shop, over gRPC.
 //!
@@ -27,6 +29,7 @@ pub mod kv;
 pub mod node;
 pub mod shop;
 pub mod store;
+pub mod tartu;
 
 pub mod pb {
     #![allow(clippy::all)]
@@ -40,3 +43,9 @@ pub mod shop_pb {
 }
 
 pub use raft::NodeId;
+
+/// The Tartu bookstore's services (`proto/tartu.proto`).
+pub mod tartu_pb {
+    #![allow(clippy::all)]
+    tonic::include_proto!("tartu");
+}

@@ -76,6 +76,28 @@ struct ShopPorts {
     base_port: u16,
 }
 
+/// The Tartu bookstore's ports.
+#[derive(clap::Args, Clone)]
+struct TartuPorts {
+    /// Stores and services on base+100*g+i (see `tartu::Topology::loopback`):
+    /// with 9000, books store 9101-9103, state store 9201-9203, books
+    /// service 9301-9302, verification 9401-, fraud 9501-, suggestions 9601-.
+    #[arg(long, default_value_t = 9000)]
+    base_port: u16,
+    /// The orchestrator's REST API.
+    #[arg(long, default_value_t = 8081)]
+    api_port: u16,
+    /// The web page.
+    #[arg(long, default_value_t = 8080)]
+    page_port: u16,
+}
+
+impl TartuPorts {
+    fn topology(&self) -> bookstore::tartu::Topology {
+        bookstore::tartu::Topology::loopback(self.base_port, 3, 2)
+    }
+}
+
 impl ShopPorts {
     fn topology(&self) -> Topology {
         Topology::loopback(self.base_port, SHOP_KV_NODES, SHOP_SERVICE_REPLICAS)
@@ -173,6 +195,56 @@ enum Cmd {
         base_port: u16,
         #[arg(long, default_value_t = 18000)]
         port: u16,
+    },
+    /// Start the whole Tartu bookstore on loopback, one process each: the
+    /// books database and the state group (3 replicas each), 2 replicas of
+    /// the books, verification, fraud and suggestions services, the
+    /// orchestrator (REST API) and the web page. Restarts any process that
+    /// dies; Ctrl-C stops everything.
+    Tartu {
+        #[command(flatten)]
+        ports: TartuPorts,
+        /// Stores keep their files in DATA_DIR/<group>-<id>; logs go to
+        /// DATA_DIR/logs, process ids to DATA_DIR/pids, the vector-clock
+        /// logs to DATA_DIR/vclock.
+        #[arg(long, default_value = "data-tartu")]
+        data_dir: PathBuf,
+        /// Turn on a planted bug in the services (see system/src/bugs.rs).
+        #[arg(long)]
+        bug: Option<String>,
+    },
+    /// One process of the Tartu bookstore (`bookstore tartu` starts them
+    /// all): a store replica (books-kv, state-kv), a service replica (books,
+    /// verification, fraud, suggestions), the orchestrator or the page.
+    TartuProc {
+        /// books-kv, state-kv, books, verification, fraud, suggestions,
+        /// orchestrator or page.
+        what: String,
+        /// Replica (store node id or service replica), from 1.
+        #[arg(long, default_value_t = 1)]
+        replica: u64,
+        #[command(flatten)]
+        ports: TartuPorts,
+        #[arg(long, default_value = "data-tartu")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        bug: Option<String>,
+    },
+    /// Measure checkouts through `POST /checkout`: starts a fresh Tartu
+    /// bookstore (or uses the one at --url), runs concurrent clients, prints
+    /// checkouts/s and latency.
+    TartuBench {
+        /// Concurrent HTTP clients.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Checkouts in all.
+        #[arg(long, default_value_t = 3000)]
+        checkouts: usize,
+        /// A running orchestrator (e.g. http://127.0.0.1:8081).
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        ports: TartuPorts,
     },
     /// Key-value commands against a running cluster.
     Kv {
@@ -393,6 +465,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             real::shop_bench(clients, orders, mode, url, ShopPorts { base_port }, port).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Tartu {
+            ports,
+            data_dir,
+            bug,
+        } => {
+            real::tartu(ports, data_dir, bug).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TartuProc {
+            what,
+            replica,
+            ports,
+            data_dir,
+            bug,
+        } => {
+            tartu_proc(&what, replica, ports, data_dir, bug).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::TartuBench {
+            clients,
+            checkouts,
+            url,
+            ports,
+        } => {
+            real::tartu_bench(clients, checkouts, url, ports).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Kv { cluster, op } => {
             let opts = ClientOptions {
                 total_timeout: Duration::from_secs(5),
@@ -468,6 +567,99 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::SUCCESS),
     }
+}
+
+/// Runs one process of the Tartu bookstore.
+async fn tartu_proc(
+    what: &str,
+    replica: u64,
+    ports: TartuPorts,
+    data_dir: PathBuf,
+    bug: Option<String>,
+) -> anyhow::Result<()> {
+    use bookstore::tartu::{self, Kind};
+    let t = ports.topology();
+    let bugs = match &bug {
+        Some(b) => bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?,
+        None => Default::default(),
+    };
+    let nth = |addrs: &Vec<String>, what: &str| -> anyhow::Result<std::net::SocketAddr> {
+        let Some(a) = (replica as usize).checked_sub(1).and_then(|i| addrs.get(i)) else {
+            bail!(
+                "--replica {replica} is not a replica of {what} (replicas are 1..={})",
+                addrs.len()
+            );
+        };
+        Ok(a.parse()?)
+    };
+    match what {
+        "books-kv" | "state-kv" => {
+            let peers = if what == "books-kv" {
+                t.books_kv.clone()
+            } else {
+                t.state_kv.clone()
+            };
+            if !peers.contains_key(&replica) {
+                bail!(
+                    "--replica {replica} is not a node of {what} (ids are 1..={})",
+                    peers.len()
+                );
+            }
+            let dir = data_dir.join(format!("{}-{replica}", what.trim_end_matches("-kv")));
+            println!(
+                "{what} node {replica} listening on {}, data in {}",
+                peers[&replica],
+                dir.display()
+            );
+            start_node(replica, peers, dir).await?.await??;
+        }
+        "books" => {
+            let addr = nth(&t.books, what)?;
+            let clock = Clock::new();
+            let db = tartu::books::BooksDb::new(bookstore::shop::Store::with_clock(
+                t.books_kv.clone(),
+                ClientOptions::default(),
+                clock.clone(),
+            ));
+            println!("books service replica {replica} listening on {addr}");
+            tartu::checks::serve_books(db, addr, terminated(), clock).await?;
+        }
+        "orchestrator" => {
+            real::tartu_orchestrator(t, ports.api_port, &data_dir).await?;
+        }
+        "page" => {
+            real::tartu_page(ports.page_port, ports.api_port).await?;
+        }
+        other => {
+            let Some(kind) = Kind::by_name(other) else {
+                bail!("unknown Tartu process '{other}': expected books-kv, state-kv, books, verification, fraud, suggestions, orchestrator or page");
+            };
+            let addr = nth(t.service(kind), other)?;
+            let clock = Clock::new();
+            let log = real::tartu_log(&data_dir, &format!("{other}-{replica}"))?;
+            let cfg = tartu::checks::CheckConfig {
+                kind,
+                books: tartu::books::BooksDb::new(bookstore::shop::Store::with_clock(
+                    t.books_kv.clone(),
+                    ClientOptions::default(),
+                    clock.clone(),
+                )),
+                state: bookstore::shop::Store::with_clock(
+                    t.state_kv.clone(),
+                    ClientOptions::default(),
+                    clock.clone(),
+                ),
+                wall: real::wall(clock),
+                log,
+                bugs,
+                budget: Duration::from_secs(2),
+                suggestions: 3,
+            };
+            println!("{other} service replica {replica} listening on {addr} (bugs {bugs})");
+            tartu::checks::serve(cfg, addr, terminated()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Starts a fresh 3-node cluster (data in a temporary directory) and
@@ -571,6 +763,33 @@ mod real {
     ) -> anyhow::Result<()> {
         bail!("the shop benchmark runs in the real build only")
     }
+    pub async fn tartu(_: TartuPorts, _: PathBuf, _: Option<String>) -> anyhow::Result<()> {
+        bail!("the Tartu bookstore runs in the real build only")
+    }
+    pub async fn tartu_bench(
+        _: usize,
+        _: usize,
+        _: Option<String>,
+        _: TartuPorts,
+    ) -> anyhow::Result<()> {
+        bail!("the Tartu benchmark runs in the real build only")
+    }
+    pub async fn tartu_orchestrator(
+        _: bookstore::tartu::Topology,
+        _: u16,
+        _: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        bail!("the orchestrator runs in the real build only")
+    }
+    pub async fn tartu_page(_: u16, _: u16) -> anyhow::Result<()> {
+        bail!("the page runs in the real build only")
+    }
+    pub fn tartu_log(_: &std::path::Path, name: &str) -> anyhow::Result<bookstore::tartu::VcLog> {
+        Ok(bookstore::tartu::VcLog::discard(name))
+    }
+    pub fn wall(clock: Clock) -> bookstore::tartu::WallClock {
+        bookstore::tartu::WallClock { clock, epoch_ms: 0 }
+    }
 }
 
 /// Real mode: the gateway, the supervisor of the shop's processes, the
@@ -622,6 +841,9 @@ mod real {
         exe: PathBuf,
         data_dir: PathBuf,
         procs: Vec<Proc>,
+        /// Stop order: processes whose name contains the first, then the
+        /// second... (front ends before services before stores).
+        tiers: &'static [&'static str],
     }
 
     impl Supervisor {
@@ -711,11 +933,11 @@ mod real {
         /// SIGTERM to the gateway, then the services, then the stores;
         /// SIGKILL for any that has not exited within a few seconds.
         async fn stop(&mut self) {
-            for tier in ["gateway", "svc", "kv"] {
+            for tier in self.tiers {
                 let mut waiting: Vec<&mut Proc> = self
                     .procs
                     .iter_mut()
-                    .filter(|p| p.name.contains(tier) && p.child.is_some())
+                    .filter(|p| p.name.contains(*tier) && p.child.is_some())
                     .collect();
                 for p in &mut waiting {
                     send_signal(p.child.as_ref().expect("running"), libc::SIGTERM);
@@ -833,6 +1055,314 @@ mod real {
         out
     }
 
+    /// The vector-clock log of one process incarnation:
+    /// DATA_DIR/vclock/<name>-<pid>.jsonl.
+    pub fn tartu_log(
+        data_dir: &std::path::Path,
+        name: &str,
+    ) -> anyhow::Result<bookstore::tartu::VcLog> {
+        let source = format!("{name}-{}", std::process::id());
+        let path = data_dir.join("vclock").join(format!("{source}.jsonl"));
+        bookstore::tartu::VcLog::file(source, &path)
+            .with_context(|| format!("cannot open {}", path.display()))
+    }
+
+    pub fn wall(clock: Clock) -> bookstore::tartu::WallClock {
+        bookstore::tartu::WallClock::system(clock)
+    }
+
+    pub async fn tartu_orchestrator(
+        t: bookstore::tartu::Topology,
+        port: u16,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<()> {
+        use bookstore::tartu::orchestrator::{serve, OrchestratorConfig};
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = tartu_log(data_dir, "orchestrator")?;
+        let cfg = OrchestratorConfig::new(t, wall(Clock::new()), log);
+        println!("orchestrator listening on http://{addr}");
+        serve(cfg, addr, terminated())
+            .await
+            .with_context(|| format!("orchestrator on {addr}"))
+    }
+
+    pub async fn tartu_page(port: u16, api_port: u16) -> anyhow::Result<()> {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let api = format!("http://127.0.0.1:{api_port}");
+        println!("page on http://{addr} (API {api})");
+        bookstore::tartu::page::serve(api, addr, terminated())
+            .await
+            .with_context(|| format!("page on {addr}"))
+    }
+
+    fn new_proc(name: String, args: Vec<String>, addr: String) -> Proc {
+        Proc {
+            name,
+            args,
+            addr,
+            child: None,
+            started: Instant::now(),
+            quick_deaths: 0,
+            restart_at: None,
+            restarts: 0,
+        }
+    }
+
+    /// The command lines of every process of the Tartu bookstore.
+    fn tartu_procs(
+        ports: &TartuPorts,
+        data_dir: &std::path::Path,
+        bug: &Option<String>,
+    ) -> Vec<Proc> {
+        let t = ports.topology();
+        let common = |what: &str, r: u64| {
+            let mut a: Vec<String> = [
+                "tartu-proc",
+                what,
+                "--replica",
+                &r.to_string(),
+                "--base-port",
+                &ports.base_port.to_string(),
+                "--api-port",
+                &ports.api_port.to_string(),
+                "--page-port",
+                &ports.page_port.to_string(),
+                "--data-dir",
+                &data_dir.display().to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if let Some(b) = bug {
+                a.extend(["--bug".to_string(), b.clone()]);
+            }
+            a
+        };
+        let mut out = Vec::new();
+        for (what, nodes) in [("books-kv", &t.books_kv), ("state-kv", &t.state_kv)] {
+            for (id, addr) in nodes {
+                out.push(new_proc(
+                    format!("{what}-{id}"),
+                    common(what, *id),
+                    addr.clone(),
+                ));
+            }
+        }
+        for (what, addrs) in [
+            ("books", &t.books),
+            ("verification", &t.verification),
+            ("fraud", &t.fraud),
+            ("suggestions", &t.suggestions),
+        ] {
+            for (i, addr) in addrs.iter().enumerate() {
+                let r = i as u64 + 1;
+                out.push(new_proc(
+                    format!("{what}-svc-{r}"),
+                    common(what, r),
+                    addr.clone(),
+                ));
+            }
+        }
+        out.push(new_proc(
+            "orchestrator".into(),
+            common("orchestrator", 1),
+            format!("http://127.0.0.1:{}", ports.api_port),
+        ));
+        out.push(new_proc(
+            "page".into(),
+            common("page", 1),
+            format!("http://127.0.0.1:{}", ports.page_port),
+        ));
+        out
+    }
+
+    /// Waits until the orchestrator lists the seeded catalogue.
+    pub async fn tartu_ready(
+        http: &bookstore::tartu::orchestrator::client::Http,
+        limit: Duration,
+    ) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + limit;
+        let want = tartu_core::catalogue::seed().len();
+        loop {
+            if let Ok(r) = http.get("/books").await {
+                let n = r.body["books"].as_array().map_or(0, |b| b.len());
+                if r.status == 200 && n >= want {
+                    return Ok(n);
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("the Tartu bookstore did not become ready within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn tartu(
+        ports: TartuPorts,
+        data_dir: PathBuf,
+        bug: Option<String>,
+    ) -> anyhow::Result<()> {
+        if let Some(b) = &bug {
+            bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?;
+        }
+        for sub in ["logs", "pids", "vclock"] {
+            let d = data_dir.join(sub);
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let data_dir = data_dir.canonicalize()?;
+        let mut sup = Supervisor {
+            exe: std::env::current_exe()?,
+            data_dir: data_dir.clone(),
+            procs: tartu_procs(&ports, &data_dir, &bug),
+            tiers: &["page", "orchestrator", "svc", "kv"],
+        };
+        let stop = terminated();
+        tokio::pin!(stop);
+        for i in 0..sup.procs.len() {
+            sup.spawn(i)?;
+        }
+        println!(
+            "Tartu bookstore running (bugs {}), data in {}:",
+            bug.as_deref().unwrap_or("none"),
+            data_dir.display()
+        );
+        for p in &sup.procs {
+            println!(
+                "  {:<18} pid {:<8} {}",
+                p.name,
+                p.child.as_ref().map_or(0, |c| c.id()),
+                p.addr
+            );
+        }
+        println!(
+            "logs in {0}/logs, process ids in {0}/pids, vector-clock logs in {0}/vclock \
+             (check them with: checker vclock --scheme system/src/tartu/scheme.json {0}/vclock/*.jsonl); \
+             any one process may be killed (it is restarted); Ctrl-C stops everything",
+            data_dir.display()
+        );
+        let _ = std::io::stdout().flush();
+        let http = bookstore::tartu::orchestrator::client::Http::new(&format!(
+            "http://127.0.0.1:{}",
+            ports.api_port
+        ));
+        let ready = tartu_ready(&http, Duration::from_secs(120));
+        tokio::pin!(ready);
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                r = &mut ready, if !announced => {
+                    announced = true;
+                    match r {
+                        Ok(n) => println!(
+                            "Tartu bookstore ready: page http://127.0.0.1:{}/ , API http://127.0.0.1:{} ({n} books)",
+                            ports.page_port, ports.api_port
+                        ),
+                        Err(e) => println!("warning: {e:#}"),
+                    }
+                    let _ = std::io::stdout().flush();
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => sup.check()?,
+            }
+        }
+        println!("stopping the Tartu bookstore");
+        sup.stop().await;
+        println!("stopped");
+        Ok(())
+    }
+
+    pub async fn tartu_bench(
+        clients: usize,
+        checkouts: usize,
+        url: Option<String>,
+        ports: TartuPorts,
+    ) -> anyhow::Result<()> {
+        use bookstore::tartu::orchestrator::client::{card_number, Http};
+        let (_store, url) = match url {
+            Some(u) => (None, u),
+            None => {
+                let data = std::env::temp_dir().join(format!("tartu-bench-{}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&data);
+                let child = Command::new(std::env::current_exe()?)
+                    .args(["tartu", "--base-port", &ports.base_port.to_string()])
+                    .args(["--api-port", &ports.api_port.to_string()])
+                    .args(["--page-port", &ports.page_port.to_string(), "--data-dir"])
+                    .arg(&data)
+                    .stdout(Stdio::null())
+                    .spawn()?;
+                (
+                    Some(ShopProcess { child, data }),
+                    format!("http://127.0.0.1:{}", ports.api_port),
+                )
+            }
+        };
+        let http = Http::new(&url);
+        let n = tartu_ready(&http, Duration::from_secs(120)).await?;
+        println!("{url}: {n} books; {checkouts} checkouts of the course's demo order (distinct cards), {clients} clients");
+        let body: serde_json::Value = serde_json::from_str(tartu_core::request::demo_body())?;
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (http, next, body) = (http.clone(), next.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let (mut approved, mut rejected, mut errors) = (0usize, 0usize, 0usize);
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= checkouts {
+                        break;
+                    }
+                    let mut b = body.clone();
+                    b["creditCard"]["number"] = card_number("4", i as u64 + 1).into();
+                    let bytes = serde_json::to_vec(&b).expect("json");
+                    let key = format!("bench-{}-{i}", std::process::id());
+                    let t0 = Instant::now();
+                    match http.checkout(&bytes, Some(&key)).await {
+                        Ok(r) if r.status == 200 && r.body["status"] == "Order Approved" => {
+                            approved += 1
+                        }
+                        Ok(r) if r.status == 200 => rejected += 1,
+                        _ => errors += 1,
+                    }
+                    lat.push(t0.elapsed());
+                }
+                (lat, approved, rejected, errors)
+            }));
+        }
+        let mut lat = Vec::new();
+        let (mut approved, mut rejected, mut errors) = (0, 0, 0);
+        for t in tasks {
+            let (l, a, r, e) = t.await?;
+            lat.extend(l);
+            approved += a;
+            rejected += r;
+            errors += e;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        lat.sort();
+        let pct = |p: f64| {
+            lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0
+        };
+        println!(
+            "{} checkouts in {secs:.1} s: {:.0} checkouts/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+             approved {approved}, rejected {rejected}, errors {errors}",
+            lat.len(),
+            lat.len() as f64 / secs,
+            pct(0.50),
+            pct(0.99),
+            pct(1.0)
+        );
+        if approved != checkouts {
+            bail!(
+                "{} of {checkouts} checkouts were not approved",
+                checkouts - approved
+            );
+        }
+        Ok(())
+    }
+
     /// Waits until the gateway answers a read from every service (200 or 404).
     pub async fn wait_ready(http: &HttpClient, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
@@ -877,6 +1407,7 @@ mod real {
             exe: std::env::current_exe()?,
             data_dir: data_dir.clone(),
             procs: shop_procs(mode, &data_dir, port, &ports, &bug),
+            tiers: &["gateway", "svc", "kv"],
         };
         let stop = terminated();
         tokio::pin!(stop);

@@ -1,0 +1,250 @@
+//! The order queue: approved orders, durable in the state group (a Raft KV
+//! group), taken by the executors (part 2) with a lease.
+//!
+//! Order: by priority first — `Next-Day` (0) before `Express` (1) before
+//! `Standard` (2), from the checkout's shipping method — then first in,
+//! first out within a priority (a sequence number drawn from one counter).
+//!
+//! Keys:
+//! - `queue/seq`: the last sequence number given;
+//! - `queue/item/<priority>/<seq, 20 digits>`: a queued order (JSON
+//!   [`QueuedOrder`]); the keys sort in dequeue order;
+//! - `queue/order/<order id>`: the order's item key, kept after the item is
+//!   acknowledged (`done`), so enqueueing an order twice adds it once;
+//! - `queue/lease/<item key>`: who holds the item and until when (JSON
+//!   [`Lease`]), with a fencing token that grows with every lease given;
+//! - `queue/token`: the last fencing token given;
+//! - `order/<order id>`: the order's status for `GET /orders/<id>`.
+//!
+//! Enqueue is one transaction guarded by compares on the sequence counter
+//! and on the order's absence; a dequeue takes the first item with no lease
+//! or an expired one by a compare on the lease it saw; an acknowledgement
+//! deletes the item only if the caller's lease is still the item's. A
+//! dequeued order whose lease expires unacknowledged is given out again.
+//! Lease times are the dequeuer's wall clock (part 2 adds fencing by the
+//! token for dequeuers whose clock is wrong).
+
+use crate::client::{ClientError, KvClient};
+use crate::kv::cmd;
+use serde::{Deserialize, Serialize};
+use tartu_core::Shipping;
+
+/// A queued order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedOrder {
+    pub order_id: String,
+    pub shipping: Shipping,
+    /// The checkout, as parsed (JSON).
+    pub order: serde_json::Value,
+    pub amount_cents: i64,
+    pub enqueued_ms: u64,
+}
+
+/// Who holds a dequeued item, until when, with which fencing token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until_ms: u64,
+    pub token: u64,
+}
+
+/// An item given to a dequeuer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leased {
+    pub key: String,
+    pub order: QueuedOrder,
+    pub lease: Lease,
+}
+
+/// An order's status, as `GET /orders/<id>` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderStatus {
+    pub order_id: String,
+    /// queued, executing, executed, failed
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub shipping_method: String,
+    pub priority: u8,
+    pub amount_cents: i64,
+}
+
+pub fn status_key(order_id: &str) -> String {
+    format!("order/{order_id}")
+}
+
+pub fn item_key(shipping: Shipping, seq: u64) -> String {
+    format!("queue/item/{}/{seq:020}", shipping.priority())
+}
+
+fn order_key(order_id: &str) -> String {
+    format!("queue/order/{order_id}")
+}
+
+fn lease_key(item: &str) -> String {
+    format!("queue/lease/{item}")
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Failed(format!("the queue's {what} is not valid: {e}"))
+}
+
+/// Enqueues an order (once: a second call for the same order id returns
+/// the first one's key and `false`). Sets the order's status to `queued`.
+pub async fn enqueue(kv: &mut KvClient, q: &QueuedOrder) -> Result<(String, bool), ClientError> {
+    let okey = order_key(&q.order_id);
+    loop {
+        let got = kv.read(&["queue/seq", &okey]).await?;
+        if let Some(key) = &got[1] {
+            return Ok((key.clone(), false));
+        }
+        let seq: u64 = match &got[0] {
+            Some(s) => s.parse().map_err(|e| corrupt("sequence counter", e))?,
+            None => 0,
+        } + 1;
+        let key = item_key(q.shipping, seq);
+        let status = OrderStatus {
+            order_id: q.order_id.clone(),
+            status: "queued".into(),
+            reason: None,
+            shipping_method: q.shipping.name().into(),
+            priority: q.shipping.priority(),
+            amount_cents: q.amount_cents,
+        };
+        let r = kv
+            .txn(
+                vec![
+                    cmd::compare("queue/seq", got[0].as_deref()),
+                    cmd::compare(&okey, None),
+                ],
+                vec![
+                    cmd::op_put("queue/seq", &seq.to_string()),
+                    cmd::op_put(&key, &serde_json::to_string(q).expect("serialises")),
+                    cmd::op_put(&okey, &key),
+                    cmd::op_put(
+                        &status_key(&q.order_id),
+                        &serde_json::to_string(&status).expect("serialises"),
+                    ),
+                ],
+                vec![],
+            )
+            .await?;
+        if r.succeeded {
+            return Ok((key, true));
+        }
+    }
+}
+
+/// Every queued item (acknowledged ones are gone), in dequeue order.
+pub async fn list(kv: &mut KvClient) -> Result<Vec<(String, QueuedOrder)>, ClientError> {
+    kv.scan("queue/item/")
+        .await?
+        .into_iter()
+        .map(|(k, v)| Ok((k, serde_json::from_str(&v).map_err(|e| corrupt("item", e))?)))
+        .collect()
+}
+
+/// Takes the first item with no lease or an expired one (by `now_ms`),
+/// leasing it to `owner` until `now_ms + lease_ms`. None if every item is
+/// leased (or the queue is empty).
+pub async fn dequeue(
+    kv: &mut KvClient,
+    owner: &str,
+    now_ms: u64,
+    lease_ms: u64,
+) -> Result<Option<Leased>, ClientError> {
+    loop {
+        let items = list(kv).await?;
+        let leases: std::collections::BTreeMap<String, String> =
+            kv.scan("queue/lease/").await?.into_iter().collect();
+        let token = kv.get("queue/token").await?;
+        let mut candidate = None;
+        for (key, order) in items {
+            let lk = lease_key(&key);
+            let held = match leases.get(&lk) {
+                None => None,
+                Some(v) => Some(serde_json::from_str::<Lease>(v).map_err(|e| corrupt("lease", e))?),
+            };
+            if held.as_ref().is_none_or(|l| l.until_ms <= now_ms) {
+                candidate = Some((key, order, leases.get(&lk).cloned()));
+                break;
+            }
+        }
+        let Some((key, order, old)) = candidate else {
+            return Ok(None);
+        };
+        let next: u64 = match &token {
+            Some(t) => t.parse().map_err(|e| corrupt("token", e))?,
+            None => 0,
+        } + 1;
+        let lease = Lease {
+            owner: owner.to_string(),
+            until_ms: now_ms + lease_ms,
+            token: next,
+        };
+        let lk = lease_key(&key);
+        let r = kv
+            .txn(
+                vec![
+                    cmd::compare(&lk, old.as_deref()),
+                    cmd::compare("queue/token", token.as_deref()),
+                    // Still queued (not acknowledged meanwhile).
+                    cmd::compare(
+                        &key,
+                        Some(&serde_json::to_string(&order).expect("serialises")),
+                    ),
+                ],
+                vec![
+                    cmd::op_put(&lk, &serde_json::to_string(&lease).expect("serialises")),
+                    cmd::op_put("queue/token", &next.to_string()),
+                ],
+                vec![],
+            )
+            .await?;
+        if r.succeeded {
+            return Ok(Some(Leased { key, order, lease }));
+        }
+    }
+}
+
+/// Removes a leased item for good, if `lease` is still its lease (false if
+/// the lease expired and someone else took the item, or it is gone).
+/// `status` becomes the order's status.
+pub async fn ack(
+    kv: &mut KvClient,
+    leased: &Leased,
+    status: &OrderStatus,
+) -> Result<bool, ClientError> {
+    let lk = lease_key(&leased.key);
+    let r = kv
+        .txn(
+            vec![cmd::compare(
+                &lk,
+                Some(&serde_json::to_string(&leased.lease).expect("serialises")),
+            )],
+            vec![
+                cmd::op_delete(&leased.key),
+                cmd::op_delete(&lk),
+                cmd::op_put(&order_key(&leased.order.order_id), "done"),
+                cmd::op_put(
+                    &status_key(&leased.order.order_id),
+                    &serde_json::to_string(status).expect("serialises"),
+                ),
+            ],
+            vec![],
+        )
+        .await?;
+    Ok(r.succeeded)
+}
+
+/// An order's status (None: no such order was queued).
+pub async fn status(kv: &mut KvClient, order_id: &str) -> Result<Option<OrderStatus>, ClientError> {
+    match kv.get(&status_key(order_id)).await? {
+        None => Ok(None),
+        Some(v) => Ok(Some(
+            serde_json::from_str(&v).map_err(|e| corrupt("order status", e))?,
+        )),
+    }
+}
