@@ -396,6 +396,108 @@ fn the_course_contract_over_http_with_its_vector_clock_log_and_queue() {
         let r = http.get("/orders/o-unknown").await.unwrap();
         assert_eq!(r.status, 404);
 
+        // The books database through its service: set, find, update,
+        // stock, delete; a title belongs to one book.
+        {
+            use bookstore::tartu_pb::{
+                books_client::BooksClient, Book, BookId, Empty, StockChange, Title,
+            };
+            let mut books = BooksClient::connect(format!("http://{}", t.topology.books[1]))
+                .await
+                .unwrap();
+            let n = books.list(Empty {}).await.unwrap().into_inner().books.len();
+            let mut b = Book {
+                id: "b900".into(),
+                title: "The Mythical Man-Month".into(),
+                author: "Frederick P. Brooks Jr.".into(),
+                price_cents: 3100,
+                stock: 4,
+                category: "Computer Science".into(),
+                tags: vec![],
+            };
+            assert_eq!(books.set(b.clone()).await.unwrap().into_inner().id, "b900");
+            let found = books
+                .find_by_title(Title {
+                    title: "  the mythical   MAN-MONTH ".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(found.author, "Frederick P. Brooks Jr.");
+            b.title = "The Mythical Man-Month (Anniversary Edition)".into();
+            books.update(b.clone()).await.unwrap();
+            assert_eq!(
+                books
+                    .find_by_title(Title {
+                        title: "The Mythical Man-Month".into()
+                    })
+                    .await
+                    .unwrap_err()
+                    .code(),
+                tonic::Code::NotFound,
+                "the old title is free again"
+            );
+            assert_eq!(
+                books
+                    .add_stock(StockChange {
+                        id: "b900".into(),
+                        delta: -4
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .stock,
+                0
+            );
+            assert_eq!(
+                books
+                    .add_stock(StockChange {
+                        id: "b900".into(),
+                        delta: -1
+                    })
+                    .await
+                    .unwrap_err()
+                    .code(),
+                tonic::Code::FailedPrecondition
+            );
+            let mut clash = b.clone();
+            clash.id = "b901".into();
+            assert_eq!(
+                books.set(clash).await.unwrap_err().code(),
+                tonic::Code::FailedPrecondition,
+                "one book per title"
+            );
+            let mut nobody = b.clone();
+            nobody.id = "b999".into();
+            assert_eq!(
+                books.update(nobody).await.unwrap_err().code(),
+                tonic::Code::NotFound
+            );
+            // Out of stock now: an order for it is rejected by check (a).
+            let mut o = order(16);
+            o["items"] =
+                json!([{"name": "The Mythical Man-Month (Anniversary Edition)", "quantity": 1}]);
+            assert_rejected(&post(http, &o, None).await, "OUT_OF_STOCK");
+            books.delete(BookId { id: "b900".into() }).await.unwrap();
+            assert_eq!(
+                books
+                    .get(BookId { id: "b900".into() })
+                    .await
+                    .unwrap_err()
+                    .code(),
+                tonic::Code::NotFound
+            );
+            assert_eq!(
+                books.list(Empty {}).await.unwrap().into_inner().books.len(),
+                n
+            );
+            // Seeding again changes nothing.
+            assert_eq!(
+                books.seed(Empty {}).await.unwrap().into_inner().books.len(),
+                n
+            );
+        }
+
         // The same idempotency key: the same order, queued once.
         let r1 = post(http, &order(15), Some("client-key-1")).await;
         let r2 = post(http, &order(15), Some("client-key-1")).await;

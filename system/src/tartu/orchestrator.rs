@@ -74,12 +74,42 @@ impl OrchestratorConfig {
     }
 }
 
+type EnqueueRequest = (
+    QueuedOrder,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
 #[derive(Clone)]
 pub struct Orchestrator {
     cfg: Arc<OrchestratorConfig>,
     books: BooksDb,
     state: Store,
     chans: Arc<Mutex<std::collections::BTreeMap<String, Channel>>>,
+    /// The queue writer: approved orders, batched into one transaction.
+    enqueuer: tokio::sync::mpsc::UnboundedSender<EnqueueRequest>,
+}
+
+/// Writes the approved orders into the queue, those that arrive while a
+/// batch is being written going into the next one (one store round per
+/// batch; one writer, so batches never race for the sequence counter).
+async fn enqueuer(state: Store, mut rx: tokio::sync::mpsc::UnboundedReceiver<EnqueueRequest>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(x) => batch.push(x),
+                Err(_) => break,
+            }
+        }
+        let orders: Vec<QueuedOrder> = batch.iter().map(|(q, _)| q.clone()).collect();
+        let r = queue::enqueue_batch(&mut state.client(), &orders)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        for (_, tx) in batch {
+            let _ = tx.send(r.clone());
+        }
+    }
 }
 
 /// The answer to a checkout.
@@ -134,15 +164,19 @@ impl Orchestrator {
     pub fn new(cfg: OrchestratorConfig) -> Orchestrator {
         let t = &cfg.topology;
         let clock = cfg.wall.clock.clone();
+        let state = Store::with_clock(t.state_kv.clone(), cfg.kv_options.clone(), clock.clone());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(enqueuer(state.clone(), rx));
         Orchestrator {
             books: BooksDb::new(Store::with_clock(
                 t.books_kv.clone(),
                 cfg.kv_options.clone(),
-                clock.clone(),
+                clock,
             )),
-            state: Store::with_clock(t.state_kv.clone(), cfg.kv_options.clone(), clock),
+            state,
             cfg: Arc::new(cfg),
             chans: Default::default(),
+            enqueuer: tx,
         }
     }
 
@@ -476,17 +510,20 @@ impl Orchestrator {
             amount_cents,
             enqueued_ms: self.cfg.wall.now_ms(),
         };
-        let mut kv = self.state.client();
         // Idempotent by order id: retry while the outcome is unknown.
         let mut last = String::new();
         for attempt in 0..3 {
-            match queue::enqueue(&mut kv, &q).await {
-                Ok(_) => return Ok(()),
-                Err(e) => {
-                    last = e.to_string();
-                    crate::shop::rpc::backoff(&self.cfg.wall.clock, attempt).await;
-                }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if self.enqueuer.send((q.clone(), tx)).is_err() {
+                last = "the queue writer stopped".into();
+                break;
             }
+            match rx.await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = "the queue writer stopped".into(),
+            }
+            crate::shop::rpc::backoff(&self.cfg.wall.clock, attempt).await;
         }
         Err(Outcome::Unavailable {
             message: format!(

@@ -17,7 +17,8 @@
 //! - `order/<order id>`: the order's status for `GET /orders/<id>`.
 //!
 //! Enqueue is one transaction guarded by compares on the sequence counter
-//! and on the order's absence; a dequeue takes the first item with no lease
+//! and on the orders' absence (the orchestrator batches the orders
+//! approved meanwhile into one); a dequeue takes the first item with no lease
 //! or an expired one by a compare on the lease it saw; an acknowledgement
 //! deletes the item only if the caller's lease is still the item's. A
 //! dequeued order whose lease expires unacknowledged is given out again.
@@ -94,45 +95,69 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> ClientError {
 /// Enqueues an order (once: a second call for the same order id returns
 /// the first one's key and `false`). Sets the order's status to `queued`.
 pub async fn enqueue(kv: &mut KvClient, q: &QueuedOrder) -> Result<(String, bool), ClientError> {
-    let okey = order_key(&q.order_id);
+    Ok(enqueue_batch(kv, std::slice::from_ref(q)).await?.remove(0))
+}
+
+/// Enqueues several orders in one transaction, in the given order (each
+/// once: an order already queued keeps its first key, with `false`). One
+/// writer batching its orders pays one round of the store per batch, not
+/// one per order, and never races itself for the sequence counter.
+pub async fn enqueue_batch(
+    kv: &mut KvClient,
+    batch: &[QueuedOrder],
+) -> Result<Vec<(String, bool)>, ClientError> {
     loop {
-        let got = kv.read(&["queue/seq", &okey]).await?;
-        if let Some(key) = &got[1] {
-            return Ok((key.clone(), false));
-        }
-        let seq: u64 = match &got[0] {
+        let okeys: Vec<String> = batch.iter().map(|q| order_key(&q.order_id)).collect();
+        let mut keys: Vec<&str> = vec!["queue/seq"];
+        keys.extend(okeys.iter().map(String::as_str));
+        let got = kv.read(&keys).await?;
+        let mut seq: u64 = match &got[0] {
             Some(s) => s.parse().map_err(|e| corrupt("sequence counter", e))?,
             None => 0,
-        } + 1;
-        let key = item_key(q.shipping, seq);
-        let status = OrderStatus {
-            order_id: q.order_id.clone(),
-            status: "queued".into(),
-            reason: None,
-            shipping_method: q.shipping.name().into(),
-            priority: q.shipping.priority(),
-            amount_cents: q.amount_cents,
         };
-        let r = kv
-            .txn(
-                vec![
-                    cmd::compare("queue/seq", got[0].as_deref()),
-                    cmd::compare(&okey, None),
-                ],
-                vec![
-                    cmd::op_put("queue/seq", &seq.to_string()),
-                    cmd::op_put(&key, &serde_json::to_string(q).expect("serialises")),
-                    cmd::op_put(&okey, &key),
-                    cmd::op_put(
-                        &status_key(&q.order_id),
-                        &serde_json::to_string(&status).expect("serialises"),
-                    ),
-                ],
-                vec![],
-            )
-            .await?;
-        if r.succeeded {
-            return Ok((key, true));
+        let mut out = Vec::new();
+        let mut compares = vec![cmd::compare("queue/seq", got[0].as_deref())];
+        let mut ops = Vec::new();
+        let mut fresh = std::collections::BTreeMap::new();
+        for (q, (okey, old)) in batch.iter().zip(okeys.iter().zip(&got[1..])) {
+            if let Some(key) = old {
+                out.push((key.clone(), false));
+                continue;
+            }
+            // The same order twice in one batch: queued once.
+            if let Some(key) = fresh.get(okey) {
+                out.push((String::clone(key), false));
+                continue;
+            }
+            seq += 1;
+            let key = item_key(q.shipping, seq);
+            let status = OrderStatus {
+                order_id: q.order_id.clone(),
+                status: "queued".into(),
+                reason: None,
+                shipping_method: q.shipping.name().into(),
+                priority: q.shipping.priority(),
+                amount_cents: q.amount_cents,
+            };
+            compares.push(cmd::compare(okey, None));
+            ops.push(cmd::op_put(
+                &key,
+                &serde_json::to_string(q).expect("serialises"),
+            ));
+            ops.push(cmd::op_put(okey, &key));
+            ops.push(cmd::op_put(
+                &status_key(&q.order_id),
+                &serde_json::to_string(&status).expect("serialises"),
+            ));
+            fresh.insert(okey.clone(), key.clone());
+            out.push((key, true));
+        }
+        if ops.is_empty() {
+            return Ok(out);
+        }
+        ops.push(cmd::op_put("queue/seq", &seq.to_string()));
+        if kv.txn(compares, ops, vec![]).await?.succeeded {
+            return Ok(out);
         }
     }
 }
@@ -156,23 +181,25 @@ pub async fn dequeue(
     lease_ms: u64,
 ) -> Result<Option<Leased>, ClientError> {
     loop {
-        let items = list(kv).await?;
+        let items = kv.scan("queue/item/").await?;
         let leases: std::collections::BTreeMap<String, String> =
             kv.scan("queue/lease/").await?.into_iter().collect();
         let token = kv.get("queue/token").await?;
         let mut candidate = None;
-        for (key, order) in items {
+        for (key, raw) in items {
             let lk = lease_key(&key);
             let held = match leases.get(&lk) {
                 None => None,
                 Some(v) => Some(serde_json::from_str::<Lease>(v).map_err(|e| corrupt("lease", e))?),
             };
             if held.as_ref().is_none_or(|l| l.until_ms <= now_ms) {
-                candidate = Some((key, order, leases.get(&lk).cloned()));
+                let order: QueuedOrder =
+                    serde_json::from_str(&raw).map_err(|e| corrupt("item", e))?;
+                candidate = Some((key, order, raw, leases.get(&lk).cloned()));
                 break;
             }
         }
-        let Some((key, order, old)) = candidate else {
+        let Some((key, order, raw, old)) = candidate else {
             return Ok(None);
         };
         let next: u64 = match &token {
@@ -191,10 +218,7 @@ pub async fn dequeue(
                     cmd::compare(&lk, old.as_deref()),
                     cmd::compare("queue/token", token.as_deref()),
                     // Still queued (not acknowledged meanwhile).
-                    cmd::compare(
-                        &key,
-                        Some(&serde_json::to_string(&order).expect("serialises")),
-                    ),
+                    cmd::compare(&key, Some(&raw)),
                 ],
                 vec![
                     cmd::op_put(&lk, &serde_json::to_string(&lease).expect("serialises")),

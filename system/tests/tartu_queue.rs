@@ -1,0 +1,164 @@
+//! The Tartu bookstore's order queue on a real 3-node Raft KV group (in
+//! `bookstore node` processes, files with fsync): priority order (Next-Day, Express,
+//! Standard), FIFO within a priority, enqueue at most once per order,
+//! dequeue with a lease that comes back when it expires, fencing tokens
+//! that grow, acknowledgement only by the current lease holder.
+#![cfg(not(madsim))]
+
+use bookstore::client::{ClientOptions, KvClient};
+use bookstore::tartu::queue::{self, OrderStatus, QueuedOrder};
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use tartu_core::Shipping;
+
+fn order(id: &str, shipping: Shipping) -> QueuedOrder {
+    QueuedOrder {
+        order_id: id.to_string(),
+        shipping,
+        order: serde_json::json!({ "id": id }),
+        amount_cents: 4000,
+        enqueued_ms: 0,
+    }
+}
+
+fn done(id: &str) -> OrderStatus {
+    OrderStatus {
+        order_id: id.to_string(),
+        status: "executed".into(),
+        reason: None,
+        shipping_method: "Standard".into(),
+        priority: 2,
+        amount_cents: 4000,
+    }
+}
+
+#[tokio::test]
+async fn priority_fifo_once_and_leases_that_expire() {
+    // Three `bookstore node` processes (files with fsync), killed at the end.
+    let base = 3_100 + (std::process::id() % 200) as u16 * 3;
+    let peers: BTreeMap<u64, String> = (1..=3)
+        .map(|i| (i, format!("127.0.0.1:{}", base + i as u16 - 1)))
+        .collect();
+    let data = std::env::temp_dir().join(format!("tartu-queue-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut nodes: Vec<Child> = (1..=3)
+        .map(|id: u64| {
+            Command::new(env!("CARGO_BIN_EXE_bookstore"))
+                .args([
+                    "node",
+                    "--id",
+                    &id.to_string(),
+                    "--base-port",
+                    &base.to_string(),
+                    "--data-dir",
+                ])
+                .arg(&data)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("spawn bookstore node")
+        })
+        .collect();
+    let mut kv = KvClient::new(peers, 42, ClientOptions::default());
+
+    // Mixed priorities; one order enqueued twice; a batch.
+    for (id, s) in [
+        ("s1", Shipping::Standard),
+        ("e1", Shipping::Express),
+        ("n1", Shipping::NextDay),
+        ("s2", Shipping::Standard),
+    ] {
+        let (_, fresh) = queue::enqueue(&mut kv, &order(id, s)).await.unwrap();
+        assert!(fresh, "{id}");
+    }
+    let (_, fresh) = queue::enqueue(&mut kv, &order("s1", Shipping::Standard))
+        .await
+        .unwrap();
+    assert!(!fresh, "an order is queued once");
+    let r = queue::enqueue_batch(
+        &mut kv,
+        &[
+            order("e2", Shipping::Express),
+            order("s1", Shipping::Standard),
+            order("e2", Shipping::Express),
+            order("s3", Shipping::Standard),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.iter().map(|(_, f)| *f).collect::<Vec<_>>(),
+        [true, false, false, true]
+    );
+    let ids: Vec<String> = queue::list(&mut kv)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, q)| q.order_id)
+        .collect();
+    assert_eq!(
+        ids,
+        ["n1", "e1", "e2", "s1", "s2", "s3"],
+        "priority, then first in first out"
+    );
+    assert_eq!(
+        queue::status(&mut kv, "e2").await.unwrap().unwrap().status,
+        "queued"
+    );
+
+    // Leases: x takes n1 until 1500; y, at 1100, gets the next one.
+    let x = queue::dequeue(&mut kv, "x", 1_000, 500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(x.order.order_id, "n1");
+    let y = queue::dequeue(&mut kv, "y", 1_100, 500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(y.order.order_id, "e1");
+    assert!(y.lease.token > x.lease.token, "fencing tokens grow");
+    // x's lease expires unacknowledged: z gets n1 again, with a newer token.
+    let z = queue::dequeue(&mut kv, "z", 1_600, 500)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(z.order.order_id, "n1");
+    assert!(z.lease.token > y.lease.token);
+    // x's acknowledgement comes too late; z's counts.
+    assert!(!queue::ack(&mut kv, &x, &done("n1")).await.unwrap());
+    assert!(queue::ack(&mut kv, &z, &done("n1")).await.unwrap());
+    assert!(queue::ack(&mut kv, &y, &done("e1")).await.unwrap());
+    let ids: Vec<String> = queue::list(&mut kv)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, q)| q.order_id)
+        .collect();
+    assert_eq!(ids, ["e2", "s1", "s2", "s3"]);
+    assert_eq!(
+        queue::status(&mut kv, "n1").await.unwrap().unwrap().status,
+        "executed"
+    );
+    // An executed order is not queued again.
+    let (_, fresh) = queue::enqueue(&mut kv, &order("n1", Shipping::NextDay))
+        .await
+        .unwrap();
+    assert!(!fresh);
+    // Everything leased: nothing to take until a lease expires.
+    for _ in 0..4 {
+        assert!(queue::dequeue(&mut kv, "w", 2_000, 10_000)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    assert!(queue::dequeue(&mut kv, "v", 2_001, 10_000)
+        .await
+        .unwrap()
+        .is_none());
+
+    for n in &mut nodes {
+        let _ = n.kill();
+        let _ = n.wait();
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
