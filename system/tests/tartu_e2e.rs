@@ -9,8 +9,8 @@
 //!    kind of bad input answered 4xx with the error body; the vector-clock
 //!    log checked by the checker; every approved order in the queue once.
 //! 2. The same checkouts while a verification, a fraud and a suggestions
-//!    replica, a books-store replica and the orchestrator are killed
-//!    (SIGKILL) one after another: clients retry with their idempotency
+//!    replica, a books-store replica, the orchestrator and the leader of the
+//!    queue's store group are killed (SIGKILL) one after another: clients retry with their idempotency
 //!    key, and every approved order is in the queue exactly once.
 //!
 //! The tests run one at a time (each starts 16 processes).
@@ -110,6 +110,22 @@ impl Tartu {
                 return t.elapsed();
             }
         }
+    }
+
+    /// The current leader of the state group (the queue's).
+    async fn state_leader(&self) -> u64 {
+        let mut c = KvClient::new(self.topology.state_kv.clone(), 78, ClientOptions::default());
+        for _ in 0..100 {
+            for &id in self.topology.state_kv.keys() {
+                if let Ok(s) = c.status(id).await {
+                    if s.role == "Leader" {
+                        return id;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the state group has no leader");
     }
 
     /// Every queued order's id, with how many times it is queued.
@@ -586,6 +602,14 @@ fn every_approved_order_is_queued_once_while_single_processes_are_killed() {
                 log.push(format!("{name} back in {} ms", back.as_millis()));
                 tokio::time::sleep(Duration::from_millis(700)).await;
             }
+            // The leader of the queue's group.
+            let leader = t.state_leader().await;
+            let name = format!("state-kv-{leader}");
+            let back = t
+                .kill_and_await_restart(&name, &top.state_kv[&leader])
+                .await;
+            log.push(format!("{name} (leader) back in {} ms", back.as_millis()));
+            tokio::time::sleep(Duration::from_millis(700)).await;
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             log
         };

@@ -17,8 +17,9 @@
 //!   command.
 //! - [`queue`]: the order queue, durable in the state group: FIFO within a
 //!   priority, priority from the shipping method, dequeue with a lease.
-//! - [`orchestrator`] (real mode only): `POST /checkout` and the rest of the
-//!   REST API; drives the checks in the course's scheme ([`SCHEME`]).
+//! - [`orchestrator`]: drives the checks in the course's scheme
+//!   ([`SCHEME`]) and queues approved orders; in real mode also serves
+//!   `POST /checkout` and the rest of the REST API.
 //! - [`page`] (real mode only): the web page on its own port.
 //!
 //! The pure logic (request parsing, the checks' rules, vector clocks, the
@@ -26,7 +27,6 @@
 
 pub mod books;
 pub mod checks;
-#[cfg(not(madsim))]
 pub mod orchestrator;
 #[cfg(not(madsim))]
 pub mod page;

@@ -34,17 +34,10 @@ use super::queue::{self, QueuedOrder};
 use super::{from_pb, process, to_pb, Kind, Topology, VcLog, WallClock};
 use crate::shop::Store;
 use crate::tartu_pb as pb;
-use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tartu_core::{ApiError, Book, Checkout, Reject, VClock};
+use tartu_core::{Book, Checkout, Reject, VClock};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
@@ -574,198 +567,214 @@ impl Orchestrator {
     }
 }
 
-// ---------------------------------------------------------------- HTTP
+/// The REST API (real mode: axum runs on the real tokio).
+#[cfg(not(madsim))]
+mod http {
+    use super::*;
+    use axum::body::Body;
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, Method, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
+    use serde_json::{json, Value};
+    use tartu_core::ApiError;
 
-/// An error answer: `{"error": {"code", "message"}}` plus any extra fields.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({ "error": { "code": code, "message": message.into() } })),
-    )
-        .into_response()
-}
+    /// An error answer: `{"error": {"code", "message"}}` plus any extra fields.
+    fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message.into() } })),
+        )
+            .into_response()
+    }
 
-fn api_error(e: &ApiError) -> Response {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, Json(e.body())).into_response()
-}
+    fn api_error(e: &ApiError) -> Response {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (status, Json(e.body())).into_response()
+    }
 
-fn book_json(b: &Book) -> Value {
-    json!({ "bookId": b.id, "title": b.title, "author": b.author })
-}
+    fn book_json(b: &Book) -> Value {
+        json!({ "bookId": b.id, "title": b.title, "author": b.author })
+    }
 
-/// The order id: from the client's `Idempotency-Key` (the same key, the
-/// same order), or fresh.
-fn order_id(headers: &HeaderMap) -> Result<String, Response> {
-    match headers.get("idempotency-key") {
-        None => Ok(format!("o-{}", crate::shop::random_id())),
-        Some(v) => {
-            let k = v.to_str().unwrap_or("");
-            if k.is_empty() || k.len() > 200 {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    "INVALID_HEADER",
-                    "Idempotency-Key must be 1-200 visible ASCII characters",
-                ));
+    /// The order id: from the client's `Idempotency-Key` (the same key, the
+    /// same order), or fresh.
+    fn order_id(headers: &HeaderMap) -> Result<String, Response> {
+        match headers.get("idempotency-key") {
+            None => Ok(format!("o-{}", crate::shop::random_id())),
+            Some(v) => {
+                let k = v.to_str().unwrap_or("");
+                if k.is_empty() || k.len() > 200 {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "INVALID_HEADER",
+                        "Idempotency-Key must be 1-200 visible ASCII characters",
+                    ));
+                }
+                Ok(format!("o-{:016x}", fnv(k)))
             }
-            Ok(format!("o-{:016x}", fnv(k)))
         }
     }
-}
 
-async fn checkout(State(o): State<Orchestrator>, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match axum::body::to_bytes(body, tartu_core::request::MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "BODY_TOO_LARGE",
-                format!(
-                    "the body is larger than {} bytes (or was cut off)",
-                    tartu_core::request::MAX_BODY
-                ),
-            )
-        }
-    };
-    let order = match tartu_core::request::parse_checkout(&bytes) {
-        Ok(o) => o,
-        Err(e) => return api_error(&e),
-    };
-    let id = match order_id(&headers) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match o.checkout(&id, &order).await {
-        Outcome::Approved(books) => Json(json!({
-            "orderId": id,
-            "status": "Order Approved",
-            "suggestedBooks": books.iter().map(book_json).collect::<Vec<_>>(),
-        }))
-        .into_response(),
-        Outcome::Rejected(r) => {
-            let body = json!({
+    async fn checkout(State(o): State<Orchestrator>, headers: HeaderMap, body: Body) -> Response {
+        let bytes = match axum::body::to_bytes(body, tartu_core::request::MAX_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "BODY_TOO_LARGE",
+                    format!(
+                        "the body is larger than {} bytes (or was cut off)",
+                        tartu_core::request::MAX_BODY
+                    ),
+                )
+            }
+        };
+        let order = match tartu_core::request::parse_checkout(&bytes) {
+            Ok(o) => o,
+            Err(e) => return api_error(&e),
+        };
+        let id = match order_id(&headers) {
+            Ok(id) => id,
+            Err(r) => return r,
+        };
+        match o.checkout(&id, &order).await {
+            Outcome::Approved(books) => Json(json!({
                 "orderId": id,
-                "status": "Order Rejected",
-                "reason": r.reason,
-                "code": r.code,
-                "event": r.event,
-                "suggestedBooks": [],
-            });
-            if r.code == "UNKNOWN_BOOK" {
-                let mut body = body;
-                body["error"] = json!({ "code": r.code, "message": r.reason });
-                (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
-            } else {
-                Json(body).into_response()
+                "status": "Order Approved",
+                "suggestedBooks": books.iter().map(book_json).collect::<Vec<_>>(),
+            }))
+            .into_response(),
+            Outcome::Rejected(r) => {
+                let body = json!({
+                    "orderId": id,
+                    "status": "Order Rejected",
+                    "reason": r.reason,
+                    "code": r.code,
+                    "event": r.event,
+                    "suggestedBooks": [],
+                });
+                if r.code == "UNKNOWN_BOOK" {
+                    let mut body = body;
+                    body["error"] = json!({ "code": r.code, "message": r.reason });
+                    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+                } else {
+                    Json(body).into_response()
+                }
+            }
+            Outcome::Unavailable { message, unknown } => {
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    if unknown {
+                        "OUTCOME_UNKNOWN"
+                    } else {
+                        "UNAVAILABLE"
+                    },
+                    format!("{message} (order {id}); please try again"),
+                );
+                r.headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                r
             }
         }
-        Outcome::Unavailable { message, unknown } => {
-            let mut r = error(
+    }
+
+    async fn books(State(o): State<Orchestrator>) -> Response {
+        match o.books.list().await {
+            Ok(books) => Json(json!({
+                "books": books.iter().map(|b| json!({
+                    "bookId": b.id, "title": b.title, "author": b.author,
+                    "priceCents": b.price_cents, "stock": b.stock, "category": b.category,
+                })).collect::<Vec<_>>()
+            }))
+            .into_response(),
+            Err(e) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                if unknown {
-                    "OUTCOME_UNKNOWN"
-                } else {
-                    "UNAVAILABLE"
-                },
-                format!("{message} (order {id}); please try again"),
-            );
-            r.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            r
+                "UNAVAILABLE",
+                format!("books database: {e}; please try again"),
+            ),
         }
     }
-}
 
-async fn books(State(o): State<Orchestrator>) -> Response {
-    match o.books.list().await {
-        Ok(books) => Json(json!({
-            "books": books.iter().map(|b| json!({
-                "bookId": b.id, "title": b.title, "author": b.author,
-                "priceCents": b.price_cents, "stock": b.stock, "category": b.category,
-            })).collect::<Vec<_>>()
-        }))
-        .into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            format!("books database: {e}; please try again"),
-        ),
+    async fn order_status(State(o): State<Orchestrator>, Path(id): Path<String>) -> Response {
+        let mut kv = o.state.client();
+        match queue::status(&mut kv, &id).await {
+            Ok(Some(s)) => Json(s).into_response(),
+            Ok(None) => error(
+                StatusCode::NOT_FOUND,
+                "UNKNOWN_ORDER",
+                format!("no queued order with id '{id}'"),
+            ),
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                format!("order store: {e}; please try again"),
+            ),
+        }
     }
-}
 
-async fn order_status(State(o): State<Orchestrator>, Path(id): Path<String>) -> Response {
-    let mut kv = o.state.client();
-    match queue::status(&mut kv, &id).await {
-        Ok(Some(s)) => Json(s).into_response(),
-        Ok(None) => error(
+    async fn health() -> Json<Value> {
+        Json(json!({ "ok": true }))
+    }
+
+    async fn no_route() -> Response {
+        error(
             StatusCode::NOT_FOUND,
-            "UNKNOWN_ORDER",
-            format!("no queued order with id '{id}'"),
-        ),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
-            format!("order store: {e}; please try again"),
-        ),
+            "NOT_FOUND",
+            "no such endpoint: try POST /checkout, GET /books, GET /orders/<id>",
+        )
+    }
+
+    async fn wrong_method(method: Method) -> Response {
+        error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            format!("{method} is not allowed here"),
+        )
+    }
+
+    pub fn router(o: Orchestrator) -> Router {
+        use tower_http::cors::{AllowOrigin, CorsLayer};
+        let cors = CorsLayer::new()
+            .allow_origin(AllowOrigin::mirror_request())
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderName::from_static("idempotency-key"),
+            ])
+            .max_age(Duration::from_secs(600));
+        Router::new()
+            .route("/checkout", post(checkout))
+            .route("/books", get(books))
+            .route("/orders/{id}", get(order_status))
+            .route("/health", get(health))
+            .fallback(no_route)
+            .method_not_allowed_fallback(wrong_method)
+            .layer(axum::extract::DefaultBodyLimit::disable())
+            .layer(cors)
+            .with_state(o)
+    }
+
+    /// Serves the orchestrator on `addr` until `shutdown` completes.
+    pub async fn serve(
+        cfg: OrchestratorConfig,
+        addr: std::net::SocketAddr,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        axum::serve(listener, router(Orchestrator::new(cfg)))
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
     }
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({ "ok": true }))
-}
-
-async fn no_route() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        "no such endpoint: try POST /checkout, GET /books, GET /orders/<id>",
-    )
-}
-
-async fn wrong_method(method: Method) -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
-        format!("{method} is not allowed here"),
-    )
-}
-
-pub fn router(o: Orchestrator) -> Router {
-    use tower_http::cors::{AllowOrigin, CorsLayer};
-    let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderName::from_static("idempotency-key"),
-        ])
-        .max_age(Duration::from_secs(600));
-    Router::new()
-        .route("/checkout", post(checkout))
-        .route("/books", get(books))
-        .route("/orders/{id}", get(order_status))
-        .route("/health", get(health))
-        .fallback(no_route)
-        .method_not_allowed_fallback(wrong_method)
-        .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(cors)
-        .with_state(o)
-}
-
-/// Serves the orchestrator on `addr` until `shutdown` completes.
-pub async fn serve(
-    cfg: OrchestratorConfig,
-    addr: std::net::SocketAddr,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(Orchestrator::new(cfg)))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
-}
+#[cfg(not(madsim))]
+pub use http::{router, serve};
 
 /// A small HTTP/1.1 client for the REST API (benchmark, tests).
+#[cfg(not(madsim))]
 pub mod client {
     use axum::body::Bytes;
     use http_body_util::{BodyExt, Full};
