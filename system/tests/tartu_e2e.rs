@@ -105,7 +105,7 @@ impl Tartu {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
             if self.pid(name).is_some_and(|p| p != pid)
-                && tokio::net::TcpStream::connect(addr).await.is_ok()
+                && (addr.is_empty() || tokio::net::TcpStream::connect(addr).await.is_ok())
             {
                 return t.elapsed();
             }
@@ -136,6 +136,122 @@ impl Tartu {
             *out.entry(q.order_id).or_default() += 1;
         }
         out
+    }
+
+    /// The current executor leader's id (from its lease).
+    async fn executor_leader(&self) -> u64 {
+        let mut kv = KvClient::new(self.topology.state_kv.clone(), 79, ClientOptions::default());
+        for _ in 0..100 {
+            if let Ok(Some(v)) = kv.get("exec/leader").await {
+                let l: bookstore::tartu::executor::LeaderLease = serde_json::from_str(&v).unwrap();
+                return l.owner;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no executor leads");
+    }
+
+    /// Waits until every approved order is executed or failed and the
+    /// queue is empty, then checks: each executed order committed at both
+    /// participants and each failed one at neither (two-phase commit is
+    /// atomic), no order that was not approved touched them, nothing is
+    /// left held, and stock and money are conserved (initial - executed =
+    /// final). Returns (executed, failed).
+    async fn executed_once(&self, approved: &[String]) -> (usize, usize) {
+        use bookstore::shop::Store;
+        use bookstore::tartu::participants::{Participant, Resource, DEFAULT_CREDIT_CENTS};
+        let t0 = Instant::now();
+        let mut statuses = BTreeMap::new();
+        loop {
+            let mut pending = 0;
+            for id in approved {
+                let r = self.http.get(&format!("/orders/{id}")).await.unwrap();
+                let st = r.body["status"].as_str().unwrap_or("").to_string();
+                if st != "executed" && st != "failed" {
+                    pending += 1;
+                }
+                statuses.insert(id.clone(), st);
+            }
+            if pending == 0 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(90),
+                "{pending} orders not executed: {statuses:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert!(self.queued().await.is_empty(), "the queue is drained");
+        let opts = ClientOptions::default();
+        let books = Participant {
+            resource: Resource::Stock,
+            store: Store::new(self.topology.books_kv.clone(), opts.clone()),
+        };
+        let money = Participant {
+            resource: Resource::Money,
+            store: Store::new(self.topology.payment_kv.clone(), opts.clone()),
+        };
+        let bh: BTreeMap<String, _> = books.holds().await.unwrap().into_iter().collect();
+        let mh: BTreeMap<String, _> = money.holds().await.unwrap().into_iter().collect();
+        for (id, st) in &statuses {
+            let (b, m) = (
+                bh.get(id).map(|h| h.state.as_str()),
+                mh.get(id).map(|h| h.state.as_str()),
+            );
+            if st == "executed" {
+                assert_eq!(
+                    (b, m),
+                    (Some("committed"), Some("committed")),
+                    "order {id} executed"
+                );
+            } else {
+                assert!(
+                    b != Some("committed") && m != Some("committed"),
+                    "order {id} failed: {b:?} {m:?}"
+                );
+            }
+        }
+        for (id, h) in bh.iter().chain(mh.iter()) {
+            assert!(
+                statuses.contains_key(id),
+                "order {id} was never approved but reached a participant"
+            );
+            assert!(h.state != "prepared", "order {id} left held: {h:?}");
+        }
+        // Conservation.
+        let mut taken: BTreeMap<String, i64> = BTreeMap::new();
+        for h in bh
+            .values()
+            .chain(mh.values())
+            .filter(|h| h.state == "committed")
+        {
+            for (k, a) in &h.debits {
+                *taken.entry(k.clone()).or_default() += a;
+            }
+        }
+        let mut kv = KvClient::new(self.topology.books_kv.clone(), 80, opts.clone());
+        for b in tartu_core::catalogue::seed() {
+            let k = format!("book/{}", b.id);
+            let now: tartu_core::Book =
+                serde_json::from_str(&kv.get(&k).await.unwrap().unwrap()).unwrap();
+            assert_eq!(
+                now.stock,
+                b.stock - taken.get(&k).copied().unwrap_or(0),
+                "stock of {} conserved",
+                b.title
+            );
+        }
+        let mut kv = KvClient::new(self.topology.payment_kv.clone(), 81, opts);
+        for (k, v) in kv.scan("account/").await.unwrap() {
+            let bal: i64 = v.parse().unwrap();
+            assert_eq!(
+                bal,
+                DEFAULT_CREDIT_CENTS - taken.get(&k).copied().unwrap_or(0),
+                "money of {k} conserved"
+            );
+        }
+        let executed = statuses.values().filter(|s| *s == "executed").count();
+        (executed, statuses.len() - executed)
     }
 
     /// The vector-clock logs of every process, checked against the scheme.
@@ -521,19 +637,20 @@ fn the_course_contract_over_http_with_its_vector_clock_log_and_queue() {
         assert_eq!(r1.body["status"], "Order Approved", "{:?}", r1.body);
         approved.push(r1.body["orderId"].as_str().unwrap().to_string());
 
-        // Every approved order is in the queue once, with status queued;
-        // nothing else is.
-        let queued = t.queued().await;
+        // Every approved order was queued and is executed once by the
+        // executors (two-phase commit over stock and payment); nothing else
+        // is; stock and money are conserved.
         for id in &approved {
-            assert_eq!(queued.get(id), Some(&1), "order {id} queued once");
             let r = http.get(&format!("/orders/{id}")).await.unwrap();
-            assert_eq!(r.body["status"], "queued", "{:?}", r.body);
+            let st = r.body["status"].as_str().unwrap_or("");
+            assert!(
+                ["queued", "executing", "executed"].contains(&st),
+                "{:?}",
+                r.body
+            );
         }
-        assert_eq!(
-            queued.len(),
-            approved.len(),
-            "only approved orders are queued: {queued:?}"
-        );
+        let (executed, failed) = t.executed_once(&approved).await;
+        assert_eq!((executed, failed), (approved.len(), 0));
 
         // Give the final clears a moment, then check the vector-clock log.
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -579,7 +696,7 @@ async fn definite(http: &Http, body: &Value, key: &str, retries: &Mutex<Vec<Stri
 }
 
 #[test]
-fn every_approved_order_is_queued_once_while_single_processes_are_killed() {
+fn every_approved_order_is_executed_once_while_single_processes_are_killed() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut t = Tartu::start(1);
     runtime().block_on(async {
@@ -610,6 +727,17 @@ fn every_approved_order_is_queued_once_while_single_processes_are_killed() {
                 .await;
             log.push(format!("{name} (leader) back in {} ms", back.as_millis()));
             tokio::time::sleep(Duration::from_millis(700)).await;
+            // The executor leader, a payment replica, a payment store replica.
+            let leader = t.executor_leader().await;
+            let name = format!("executor-{leader}");
+            let back = t.kill_and_await_restart(&name, "").await;
+            log.push(format!("{name} (leader) back in {} ms", back.as_millis()));
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            for (name, addr) in [("payment-svc-1", top.payment[0].clone()), ("payment-kv-2", top.payment_kv[&2].clone())] {
+                let back = t.kill_and_await_restart(name, &addr).await;
+                log.push(format!("{name} back in {} ms", back.as_millis()));
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             log
         };
@@ -644,28 +772,14 @@ fn every_approved_order_is_queued_once_while_single_processes_are_killed() {
             "enough checkouts ran: {}",
             approved.len()
         );
-        let queued = t.queued().await;
-        for id in &approved {
-            assert_eq!(
-                queued.get(*id),
-                Some(&1),
-                "approved order {id} queued exactly once"
-            );
-        }
-        // Nothing but approved orders (a retried checkout that was queued
-        // before its answer was lost is approved on the retry, same id).
-        for id in queued.keys() {
-            assert!(
-                approved.contains(&id),
-                "queued order {id} was never approved"
-            );
-        }
+        let approved: Vec<String> = approved.into_iter().cloned().collect();
+        let (executed, failed) = t.executed_once(&approved).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let v = t.check_vclock_log();
         assert!(v.violations.is_empty(), "{}", v.explain());
         let retries = retries.lock().unwrap();
         eprintln!(
-            "under kills: {}; {} checkouts, {} approved and queued once; {} retries ({:?}...)",
+            "under kills: {}; {} checkouts, {} approved: {executed} executed once, {failed} failed at both participants; {} retries ({:?}...)",
             log.join(", "),
             answers.len(),
             approved.len(),

@@ -1,8 +1,8 @@
 //! The Tartu bookstore's order queue on a real 3-node Raft KV group (in
 //! `bookstore node` processes, files with fsync): priority order (Next-Day, Express,
 //! Standard), FIFO within a priority, enqueue at most once per order,
-//! dequeue with a lease that comes back when it expires, fencing tokens
-//! that grow, acknowledgement only by the current lease holder.
+//! dequeue with a lease that comes back when it expires, acknowledgement
+//! only by the current lease holder, fencing tokens (a lower one refused).
 #![cfg(not(madsim))]
 
 use bookstore::client::{ClientOptions, KvClient};
@@ -105,29 +105,38 @@ async fn priority_fifo_once_and_leases_that_expire() {
         "queued"
     );
 
-    // Leases: x takes n1 until 1500; y, at 1100, gets the next one.
-    let x = queue::dequeue(&mut kv, "x", 1_000, 500)
+    // Leases: x takes n1 until 1500; y, at 1100, gets the next one (both
+    // under fencing token 1).
+    let x = queue::dequeue(&mut kv, "x", 1, 1_000, 500)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(x.order.order_id, "n1");
-    let y = queue::dequeue(&mut kv, "y", 1_100, 500)
+    let y = queue::dequeue(&mut kv, "y", 1, 1_100, 500)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(y.order.order_id, "e1");
-    assert!(y.lease.token > x.lease.token, "fencing tokens grow");
-    // x's lease expires unacknowledged: z gets n1 again, with a newer token.
-    let z = queue::dequeue(&mut kv, "z", 1_600, 500)
+    assert!(queue::ack(&mut kv, &y, &done("e1")).await.unwrap());
+    // x's lease expires unacknowledged: z (token 2) gets n1 again.
+    let z = queue::dequeue(&mut kv, "z", 2, 1_600, 500)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(z.order.order_id, "n1");
-    assert!(z.lease.token > y.lease.token);
-    // x's acknowledgement comes too late; z's counts.
-    assert!(!queue::ack(&mut kv, &x, &done("n1")).await.unwrap());
+    // x's acknowledgement is fenced off (token 1 < 2); z's counts.
+    let late = queue::ack(&mut kv, &x, &done("n1")).await;
+    assert!(
+        format!("{late:?}").contains("stale fencing token"),
+        "{late:?}"
+    );
     assert!(queue::ack(&mut kv, &z, &done("n1")).await.unwrap());
-    assert!(queue::ack(&mut kv, &y, &done("e1")).await.unwrap());
+    // A dequeue under an old token is refused too.
+    let old = queue::dequeue(&mut kv, "x", 1, 1_700, 500).await;
+    assert!(
+        format!("{old:?}").contains("stale fencing token"),
+        "{old:?}"
+    );
     let ids: Vec<String> = queue::list(&mut kv)
         .await
         .unwrap()
@@ -146,12 +155,12 @@ async fn priority_fifo_once_and_leases_that_expire() {
     assert!(!fresh);
     // Everything leased: nothing to take until a lease expires.
     for _ in 0..4 {
-        assert!(queue::dequeue(&mut kv, "w", 2_000, 10_000)
+        assert!(queue::dequeue(&mut kv, "w", 2, 2_000, 10_000)
             .await
             .unwrap()
             .is_some());
     }
-    assert!(queue::dequeue(&mut kv, "v", 2_001, 10_000)
+    assert!(queue::dequeue(&mut kv, "v", 2, 2_001, 10_000)
         .await
         .unwrap()
         .is_none());

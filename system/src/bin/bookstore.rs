@@ -80,8 +80,9 @@ struct ShopPorts {
 #[derive(clap::Args, Clone)]
 struct TartuPorts {
     /// Stores and services on base+100*g+i (see `tartu::Topology::loopback`):
-    /// with 9000, books store 9101-9103, state store 9201-9203, books
-    /// service 9301-9302, verification 9401-, fraud 9501-, suggestions 9601-.
+    /// with 9000, books store 9101-9103, state store 9201-9203, payment
+    /// store 9701-9703, books service 9301-9302, verification 9401-, fraud
+    /// 9501-, suggestions 9601-, payment service 9801-.
     #[arg(long, default_value_t = 9000)]
     base_port: u16,
     /// The orchestrator's REST API.
@@ -197,9 +198,10 @@ enum Cmd {
         port: u16,
     },
     /// Start the whole Tartu bookstore on loopback, one process each: the
-    /// books database and the state group (3 replicas each), 2 replicas of
-    /// the books, verification, fraud and suggestions services, the
-    /// orchestrator (REST API) and the web page. Restarts any process that
+    /// books database, the state group and the payment group (3 replicas
+    /// each), 2 replicas of the books, payment, verification, fraud and
+    /// suggestions services, 3 order executors, the orchestrator (REST API)
+    /// and the web page. Restarts any process that
     /// dies; Ctrl-C stops everything.
     Tartu {
         #[command(flatten)]
@@ -217,8 +219,8 @@ enum Cmd {
     /// all): a store replica (books-kv, state-kv), a service replica (books,
     /// verification, fraud, suggestions), the orchestrator or the page.
     TartuProc {
-        /// books-kv, state-kv, books, verification, fraud, suggestions,
-        /// orchestrator or page.
+        /// books-kv, state-kv, payment-kv, books, payment, verification,
+        /// fraud, suggestions, executor, orchestrator or page.
         what: String,
         /// Replica (store node id or service replica), from 1.
         #[arg(long, default_value_t = 1)]
@@ -593,11 +595,11 @@ async fn tartu_proc(
         Ok(a.parse()?)
     };
     match what {
-        "books-kv" | "state-kv" => {
-            let peers = if what == "books-kv" {
-                t.books_kv.clone()
-            } else {
-                t.state_kv.clone()
+        "books-kv" | "state-kv" | "payment-kv" => {
+            let peers = match what {
+                "books-kv" => t.books_kv.clone(),
+                "state-kv" => t.state_kv.clone(),
+                _ => t.payment_kv.clone(),
             };
             if !peers.contains_key(&replica) {
                 bail!(
@@ -624,6 +626,32 @@ async fn tartu_proc(
             println!("books service replica {replica} listening on {addr}");
             tartu::checks::serve_books(db, addr, terminated(), clock).await?;
         }
+        "payment" => {
+            let addr = nth(&t.payment, what)?;
+            let clock = Clock::new();
+            let store = |nodes: &BTreeMap<NodeId, String>| {
+                bookstore::shop::Store::with_clock(
+                    nodes.clone(),
+                    ClientOptions::default(),
+                    clock.clone(),
+                )
+            };
+            println!("payment service replica {replica} listening on {addr}");
+            tartu::checks::serve_payment(
+                store(&t.payment_kv),
+                tartu::books::BooksDb::new(store(&t.books_kv)),
+                addr,
+                terminated(),
+            )
+            .await?;
+        }
+        "executor" => {
+            let mut cfg =
+                tartu::executor::ExecutorConfig::new(replica, t, real::wall(Clock::new()));
+            cfg.bugs = bugs;
+            println!("executor {replica} running (bugs {bugs})");
+            tartu::executor::Executor::new(cfg).run(terminated()).await;
+        }
         "orchestrator" => {
             real::tartu_orchestrator(t, ports.api_port, &data_dir).await?;
         }
@@ -632,7 +660,7 @@ async fn tartu_proc(
         }
         other => {
             let Some(kind) = Kind::by_name(other) else {
-                bail!("unknown Tartu process '{other}': expected books-kv, state-kv, books, verification, fraud, suggestions, orchestrator or page");
+                bail!("unknown Tartu process '{other}': expected books-kv, state-kv, payment-kv, books, payment, verification, fraud, suggestions, executor, orchestrator or page");
             };
             let addr = nth(t.service(kind), other)?;
             let clock = Clock::new();
@@ -1139,7 +1167,11 @@ mod real {
             a
         };
         let mut out = Vec::new();
-        for (what, nodes) in [("books-kv", &t.books_kv), ("state-kv", &t.state_kv)] {
+        for (what, nodes) in [
+            ("books-kv", &t.books_kv),
+            ("state-kv", &t.state_kv),
+            ("payment-kv", &t.payment_kv),
+        ] {
             for (id, addr) in nodes {
                 out.push(new_proc(
                     format!("{what}-{id}"),
@@ -1150,6 +1182,7 @@ mod real {
         }
         for (what, addrs) in [
             ("books", &t.books),
+            ("payment", &t.payment),
             ("verification", &t.verification),
             ("fraud", &t.fraud),
             ("suggestions", &t.suggestions),
@@ -1162,6 +1195,13 @@ mod real {
                     addr.clone(),
                 ));
             }
+        }
+        for r in 1..=3u64 {
+            out.push(new_proc(
+                format!("executor-{r}"),
+                common("executor", r),
+                "-".into(),
+            ));
         }
         out.push(new_proc(
             "orchestrator".into(),
@@ -1215,7 +1255,7 @@ mod real {
             exe: std::env::current_exe()?,
             data_dir: data_dir.clone(),
             procs: tartu_procs(&ports, &data_dir, &bug),
-            tiers: &["page", "orchestrator", "svc", "kv"],
+            tiers: &["page", "orchestrator", "executor", "svc", "kv"],
         };
         let stop = terminated();
         tokio::pin!(stop);

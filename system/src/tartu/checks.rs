@@ -342,8 +342,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves one `Books` replica until `shutdown`; seeds the catalogue first
-/// (retrying until the store answers), so a fresh bookstore has its books.
+/// Serves one `Books` replica (and the stock participant of order
+/// execution) until `shutdown`; seeds the catalogue first (retrying until
+/// the store answers), so a fresh bookstore has its books.
 pub async fn serve_books(
     db: BooksDb,
     addr: std::net::SocketAddr,
@@ -372,14 +373,48 @@ pub async fn serve_books(
             }
         })
     };
+    let participant = super::participants::ParticipantService {
+        participant: super::participants::Participant {
+            resource: super::participants::Resource::Stock,
+            store: db.store.clone(),
+        },
+        books: db.clone(),
+    };
     let r = tonic::transport::Server::builder()
         .add_service(pb::books_server::BooksServer::new(
             super::books::BooksService { db },
         ))
+        .add_service(pb::participant_server::ParticipantServer::new(participant))
         .serve_with_shutdown(addr, shutdown)
         .await;
     seeder.abort();
     r?;
+    Ok(())
+}
+
+/// Serves one payment service replica (accounts, and the payment
+/// participant of order execution) until `shutdown`.
+pub async fn serve_payment(
+    payment: Store,
+    books: BooksDb,
+    addr: std::net::SocketAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let participant = super::participants::Participant {
+        resource: super::participants::Resource::Money,
+        store: payment,
+    };
+    tonic::transport::Server::builder()
+        .add_service(pb::payment_server::PaymentServer::new(
+            super::participants::PaymentService {
+                participant: participant.clone(),
+            },
+        ))
+        .add_service(pb::participant_server::ParticipantServer::new(
+            super::participants::ParticipantService { participant, books },
+        ))
+        .serve_with_shutdown(addr, shutdown)
+        .await?;
     Ok(())
 }
 

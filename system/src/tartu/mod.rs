@@ -16,7 +16,12 @@
 //!   is logged (one JSON line per event) for the checker's `vclock`
 //!   command.
 //! - [`queue`]: the order queue, durable in the state group: FIFO within a
-//!   priority, priority from the shipping method, dequeue with a lease.
+//!   priority, priority from the shipping method, dequeue with a lease,
+//!   fencing tokens.
+//! - [`executor`]: replicated executors; the leader (a lease with a
+//!   fencing token) takes orders from the queue and executes each as a
+//!   two-phase commit over [`participants`]: the books database's stock and
+//!   the payment service's accounts.
 //! - [`orchestrator`]: drives the checks in the course's scheme
 //!   ([`SCHEME`]) and queues approved orders; in real mode also serves
 //!   `POST /checkout` and the rest of the REST API.
@@ -27,9 +32,11 @@
 
 pub mod books;
 pub mod checks;
+pub mod executor;
 pub mod orchestrator;
 #[cfg(not(madsim))]
 pub mod page;
+pub mod participants;
 pub mod queue;
 
 use crate::clock::Clock;
@@ -104,9 +111,13 @@ impl Kind {
 pub struct Topology {
     /// The books database.
     pub books_kv: BTreeMap<NodeId, String>,
-    /// The queue, order status and the fraud service's card history.
+    /// The queue, order status, the fraud service's card history, the
+    /// executors' lease and decision log.
     pub state_kv: BTreeMap<NodeId, String>,
+    /// The payment service's accounts.
+    pub payment_kv: BTreeMap<NodeId, String>,
     pub books: Vec<String>,
+    pub payment: Vec<String>,
     pub verification: Vec<String>,
     pub fraud: Vec<String>,
     pub suggestions: Vec<String>,
@@ -115,7 +126,8 @@ pub struct Topology {
 impl Topology {
     /// Everything on 127.0.0.1: books store node i on base+100+i, state
     /// store base+200+i, books service replica r base+300+r, verification
-    /// base+400+r, fraud base+500+r, suggestions base+600+r.
+    /// base+400+r, fraud base+500+r, suggestions base+600+r, payment store
+    /// base+700+i, payment service base+800+r.
     pub fn loopback(base: u16, store_nodes: u64, replicas: u64) -> Topology {
         let port = |g: u64, i: u64| format!("127.0.0.1:{}", base as u64 + 100 * g + i);
         let group = |g: u64| (1..=store_nodes).map(|i| (i, port(g, i))).collect();
@@ -123,7 +135,9 @@ impl Topology {
         Topology {
             books_kv: group(1),
             state_kv: group(2),
+            payment_kv: group(7),
             books: svc(3),
+            payment: svc(8),
             verification: svc(4),
             fraud: svc(5),
             suggestions: svc(6),

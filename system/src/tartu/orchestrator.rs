@@ -526,6 +526,19 @@ impl Orchestrator {
         })
     }
 
+    /// The catalogue.
+    pub async fn books(&self) -> Result<Vec<Book>, super::books::BooksError> {
+        self.books.list().await
+    }
+
+    /// An order's status (None: no such order was queued).
+    pub async fn status(
+        &self,
+        id: &str,
+    ) -> Result<Option<queue::OrderStatus>, crate::client::ClientError> {
+        queue::status(&mut self.state.client(), id).await
+    }
+
     /// Runs a checkout to its answer.
     pub async fn checkout(&self, id: &str, order: &Checkout) -> Outcome {
         let order_json = serde_json::to_string(order).expect("serialises");
@@ -681,7 +694,7 @@ mod http {
     }
 
     async fn books(State(o): State<Orchestrator>) -> Response {
-        match o.books.list().await {
+        match o.books().await {
             Ok(books) => Json(json!({
                 "books": books.iter().map(|b| json!({
                     "bookId": b.id, "title": b.title, "author": b.author,
@@ -698,8 +711,7 @@ mod http {
     }
 
     async fn order_status(State(o): State<Orchestrator>, Path(id): Path<String>) -> Response {
-        let mut kv = o.state.client();
-        match queue::status(&mut kv, &id).await {
+        match o.status(&id).await {
             Ok(Some(s)) => Json(s).into_response(),
             Ok(None) => error(
                 StatusCode::NOT_FOUND,

@@ -12,8 +12,11 @@
 //! - `queue/order/<order id>`: the order's item key, kept after the item is
 //!   acknowledged (`done`), so enqueueing an order twice adds it once;
 //! - `queue/lease/<item key>`: who holds the item and until when (JSON
-//!   [`Lease`]), with a fencing token that grows with every lease given;
-//! - `queue/token`: the last fencing token given;
+//!   [`Lease`]), with the holder's fencing token;
+//! - `queue/fence`: the highest fencing token a dequeue or an
+//!   acknowledgement carried: a lower one is refused (an executor that
+//!   lost its leadership, paused or with a slow clock, can no longer take
+//!   or remove items once a newer leader has);
 //! - `order/<order id>`: the order's status for `GET /orders/<id>`.
 //!
 //! Enqueue is one transaction guarded by compares on the sequence counter
@@ -22,8 +25,8 @@
 //! or an expired one by a compare on the lease it saw; an acknowledgement
 //! deletes the item only if the caller's lease is still the item's. A
 //! dequeued order whose lease expires unacknowledged is given out again.
-//! Lease times are the dequeuer's wall clock (part 2 adds fencing by the
-//! token for dequeuers whose clock is wrong).
+//! Lease times are the dequeuer's wall clock; fencing tokens guard against
+//! dequeuers whose clock is wrong.
 
 use crate::client::{ClientError, KvClient};
 use crate::kv::cmd;
@@ -172,11 +175,14 @@ pub async fn list(kv: &mut KvClient) -> Result<Vec<(String, QueuedOrder)>, Clien
 }
 
 /// Takes the first item with no lease or an expired one (by `now_ms`),
-/// leasing it to `owner` until `now_ms + lease_ms`. None if every item is
-/// leased (or the queue is empty).
+/// leasing it to `owner` until `now_ms + lease_ms` under the caller's
+/// fencing `token`. None if every item is leased (or the queue is empty).
+/// A token lower than one the queue has seen (`queue/fence`) is refused:
+/// [`ClientError::Failed`] starting with "stale fencing token".
 pub async fn dequeue(
     kv: &mut KvClient,
     owner: &str,
+    token: u64,
     now_ms: u64,
     lease_ms: u64,
 ) -> Result<Option<Leased>, ClientError> {
@@ -184,7 +190,8 @@ pub async fn dequeue(
         let items = kv.scan("queue/item/").await?;
         let leases: std::collections::BTreeMap<String, String> =
             kv.scan("queue/lease/").await?.into_iter().collect();
-        let token = kv.get("queue/token").await?;
+        let fence = kv.get("queue/fence").await?;
+        check_fence(fence.as_deref(), token)?;
         let mut candidate = None;
         for (key, raw) in items {
             let lk = lease_key(&key);
@@ -202,27 +209,23 @@ pub async fn dequeue(
         let Some((key, order, raw, old)) = candidate else {
             return Ok(None);
         };
-        let next: u64 = match &token {
-            Some(t) => t.parse().map_err(|e| corrupt("token", e))?,
-            None => 0,
-        } + 1;
         let lease = Lease {
             owner: owner.to_string(),
             until_ms: now_ms + lease_ms,
-            token: next,
+            token,
         };
         let lk = lease_key(&key);
         let r = kv
             .txn(
                 vec![
                     cmd::compare(&lk, old.as_deref()),
-                    cmd::compare("queue/token", token.as_deref()),
+                    cmd::compare("queue/fence", fence.as_deref()),
                     // Still queued (not acknowledged meanwhile).
                     cmd::compare(&key, Some(&raw)),
                 ],
                 vec![
                     cmd::op_put(&lk, &serde_json::to_string(&lease).expect("serialises")),
-                    cmd::op_put("queue/token", &next.to_string()),
+                    cmd::op_put("queue/fence", &token.to_string()),
                 ],
                 vec![],
             )
@@ -242,12 +245,17 @@ pub async fn ack(
     status: &OrderStatus,
 ) -> Result<bool, ClientError> {
     let lk = lease_key(&leased.key);
+    let fence = kv.get("queue/fence").await?;
+    check_fence(fence.as_deref(), leased.lease.token)?;
     let r = kv
         .txn(
-            vec![cmd::compare(
-                &lk,
-                Some(&serde_json::to_string(&leased.lease).expect("serialises")),
-            )],
+            vec![
+                cmd::compare(
+                    &lk,
+                    Some(&serde_json::to_string(&leased.lease).expect("serialises")),
+                ),
+                cmd::compare("queue/fence", fence.as_deref()),
+            ],
             vec![
                 cmd::op_delete(&leased.key),
                 cmd::op_delete(&lk),
@@ -261,6 +269,20 @@ pub async fn ack(
         )
         .await?;
     Ok(r.succeeded)
+}
+
+/// Refuses a token lower than the queue's fence.
+fn check_fence(fence: Option<&str>, token: u64) -> Result<(), ClientError> {
+    let f: u64 = match fence {
+        Some(f) => f.parse().map_err(|e| corrupt("fence", e))?,
+        None => 0,
+    };
+    if token < f {
+        return Err(ClientError::Failed(format!(
+            "stale fencing token {token}: the queue has seen {f}"
+        )));
+    }
+    Ok(())
 }
 
 /// An order's status (None: no such order was queued).

@@ -1,0 +1,422 @@
+//! The two participants of an order's execution (two-phase commit): the
+//! books database's stock and the payment service's accounts, each in its
+//! own Raft KV group, as one generic participant over the store.
+//!
+//! A participant keeps, per order, a record `hold/<order id>` (JSON
+//! [`Hold`]): `prepared` (the debits are taken and held), `refused` (it
+//! voted no), `committed`, or `aborted` (the debits given back; also written
+//! when an abort arrives before its prepare, so the late prepare is
+//! refused). Every change is one transaction of the store guarded by
+//! compares on what was read, so the participant's state survives crashes
+//! of its service replicas (stateless) and of a minority of its store.
+//!
+//! Fencing: the key `fence` holds the highest token seen. Every call
+//! carries the coordinator's token; a call with a lower one is refused
+//! ([`ParticipantError::Stale`]) and changes nothing, and every accepted
+//! call raises `fence` in the same transaction as its effect. So once a new
+//! executor leader has acted, an old one (paused, partitioned, its clock
+//! slow) can no longer take or give back anything.
+
+use crate::client::{ClientError, KvClient};
+use crate::kv::cmd;
+use crate::shop::rpc::kv_error;
+use crate::shop::Store;
+use crate::tartu_pb as pb;
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+
+/// What a participant holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// `book/<id>`: the book's JSON, whose `stock` is debited.
+    Stock,
+    /// `account/<card digest>`: the balance in cents (absent = the
+    /// default credit).
+    Money,
+}
+
+/// A new account's balance: 10,000.00.
+pub const DEFAULT_CREDIT_CENTS: i64 = 1_000_000;
+
+pub fn account_key(account: &str) -> String {
+    format!("account/{account}")
+}
+
+fn hold_key(order: &str) -> String {
+    format!("hold/{order}")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// prepared, refused, committed, aborted
+    pub state: String,
+    pub token: u64,
+    /// The debits taken (key, amount).
+    #[serde(default)]
+    pub debits: Vec<(String, i64)>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParticipantError {
+    #[error("stale fencing token {token}: this participant has seen {fence}")]
+    Stale { token: u64, fence: u64 },
+    #[error("{0}")]
+    Store(#[from] ClientError),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl From<ParticipantError> for Status {
+    fn from(e: ParticipantError) -> Status {
+        match e {
+            ParticipantError::Stale { .. } => Status::failed_precondition(e.to_string()),
+            ParticipantError::Store(e) => kv_error(e),
+            ParticipantError::Protocol(m) => Status::internal(m),
+        }
+    }
+}
+
+fn bad(what: &str, e: impl std::fmt::Display) -> ParticipantError {
+    ParticipantError::Protocol(format!("stored {what} is not valid: {e}"))
+}
+
+/// One participant: a resource in one store group.
+#[derive(Clone)]
+pub struct Participant {
+    pub resource: Resource,
+    pub store: Store,
+}
+
+impl Participant {
+    /// The amount a stored value holds (None: absent).
+    fn amount(&self, v: Option<&str>) -> Result<Option<i64>, ParticipantError> {
+        match (self.resource, v) {
+            (Resource::Money, None) => Ok(Some(DEFAULT_CREDIT_CENTS)),
+            (_, None) => Ok(None),
+            (Resource::Stock, Some(v)) => {
+                let b: tartu_core::Book = serde_json::from_str(v).map_err(|e| bad("book", e))?;
+                Ok(Some(b.stock))
+            }
+            (Resource::Money, Some(v)) => v.parse().map(Some).map_err(|e| bad("balance", e)),
+        }
+    }
+
+    /// The stored value with `amount` instead.
+    fn with_amount(&self, v: Option<&str>, amount: i64) -> Result<String, ParticipantError> {
+        match (self.resource, v) {
+            (Resource::Stock, Some(v)) => {
+                let mut b: tartu_core::Book =
+                    serde_json::from_str(v).map_err(|e| bad("book", e))?;
+                b.stock = amount;
+                Ok(serde_json::to_string(&b).expect("serialises"))
+            }
+            (Resource::Stock, None) => Err(ParticipantError::Protocol("no such book".into())),
+            (Resource::Money, _) => Ok(amount.to_string()),
+        }
+    }
+
+    async fn fence_and_hold(
+        &self,
+        kv: &mut KvClient,
+        order: &str,
+        token: u64,
+        more: &[String],
+    ) -> Result<(Option<String>, Option<String>, Vec<Option<String>>), ParticipantError> {
+        let hk = hold_key(order);
+        let mut keys: Vec<&str> = vec!["fence", &hk];
+        keys.extend(more.iter().map(String::as_str));
+        let mut got = kv.read(&keys).await?.into_iter();
+        let fence = got.next().flatten();
+        let hold = got.next().flatten();
+        let f: u64 = match &fence {
+            Some(f) => f.parse().map_err(|e| bad("fence", e))?,
+            None => 0,
+        };
+        if token < f {
+            return Err(ParticipantError::Stale { token, fence: f });
+        }
+        Ok((fence, hold, got.collect()))
+    }
+
+    /// Phase one: takes every debit and holds it (yes), or takes nothing
+    /// (no, with the reason). Idempotent: a retry gets the first vote.
+    pub async fn prepare(
+        &self,
+        order: &str,
+        token: u64,
+        debits: &[(String, i64)],
+    ) -> Result<Result<(), String>, ParticipantError> {
+        let mut kv = self.store.client();
+        let keys: Vec<String> = debits.iter().map(|(k, _)| k.clone()).collect();
+        loop {
+            let (fence, hold, values) = self.fence_and_hold(&mut kv, order, token, &keys).await?;
+            if let Some(h) = hold {
+                let h: Hold = serde_json::from_str(&h).map_err(|e| bad("hold", e))?;
+                return Ok(match h.state.as_str() {
+                    "prepared" | "committed" => Ok(()),
+                    "refused" => Err(h.reason),
+                    _ => Err("aborted before it was prepared".into()),
+                });
+            }
+            // The debits summed per key (the same book on two lines).
+            let mut per_key: std::collections::BTreeMap<&str, (i64, Option<&str>)> =
+                Default::default();
+            for ((k, a), v) in debits.iter().zip(&values) {
+                per_key.entry(k).or_insert((0, v.as_deref())).0 += a;
+            }
+            let mut reason = None;
+            let mut compares = vec![
+                cmd::compare("fence", fence.as_deref()),
+                cmd::compare(&hold_key(order), None),
+            ];
+            let mut ops = Vec::new();
+            for (k, (a, v)) in &per_key {
+                match self.amount(*v)? {
+                    None => reason = Some(format!("{k} does not exist")),
+                    Some(have) if have < *a => {
+                        reason = Some(format!("{k}: {have} left, {a} needed"))
+                    }
+                    Some(have) => {
+                        compares.push(cmd::compare(k, *v));
+                        ops.push(cmd::op_put(k, &self.with_amount(*v, have - a)?));
+                    }
+                }
+            }
+            let hold = Hold {
+                state: if reason.is_some() {
+                    "refused"
+                } else {
+                    "prepared"
+                }
+                .into(),
+                token,
+                debits: if reason.is_some() {
+                    vec![]
+                } else {
+                    debits.to_vec()
+                },
+                reason: reason.clone().unwrap_or_default(),
+            };
+            if reason.is_some() {
+                ops.clear();
+                compares.truncate(2);
+            }
+            ops.push(cmd::op_put(
+                &hold_key(order),
+                &serde_json::to_string(&hold).expect("serialises"),
+            ));
+            ops.push(cmd::op_put("fence", &token.to_string()));
+            if kv.txn(compares, ops, vec![]).await?.succeeded {
+                return Ok(match reason {
+                    None => Ok(()),
+                    Some(r) => Err(r),
+                });
+            }
+        }
+    }
+
+    /// Phase two, commit: the held debits become final.
+    pub async fn commit(&self, order: &str, token: u64) -> Result<(), ParticipantError> {
+        let mut kv = self.store.client();
+        loop {
+            let (fence, hold, _) = self.fence_and_hold(&mut kv, order, token, &[]).await?;
+            let Some(raw) = hold else {
+                return Err(ParticipantError::Protocol(format!(
+                    "commit of order {order}, which was never prepared here"
+                )));
+            };
+            let mut h: Hold = serde_json::from_str(&raw).map_err(|e| bad("hold", e))?;
+            match h.state.as_str() {
+                "committed" => return Ok(()),
+                "prepared" => {}
+                other => {
+                    return Err(ParticipantError::Protocol(format!(
+                        "commit of order {order}, which is {other} here"
+                    )))
+                }
+            }
+            h.state = "committed".into();
+            h.token = token;
+            let r = kv
+                .txn(
+                    vec![
+                        cmd::compare("fence", fence.as_deref()),
+                        cmd::compare(&hold_key(order), Some(&raw)),
+                    ],
+                    vec![
+                        cmd::op_put(
+                            &hold_key(order),
+                            &serde_json::to_string(&h).expect("serialises"),
+                        ),
+                        cmd::op_put("fence", &token.to_string()),
+                    ],
+                    vec![],
+                )
+                .await?;
+            if r.succeeded {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Phase two, abort: the held debits are given back (or, before any
+    /// prepare, a record that refuses it).
+    pub async fn abort(&self, order: &str, token: u64) -> Result<(), ParticipantError> {
+        let mut kv = self.store.client();
+        loop {
+            let (fence, hold, _) = self.fence_and_hold(&mut kv, order, token, &[]).await?;
+            let mut h = match &hold {
+                None => Hold {
+                    state: "aborted".into(),
+                    token,
+                    debits: vec![],
+                    reason: "aborted before prepare".into(),
+                },
+                Some(raw) => serde_json::from_str(raw).map_err(|e| bad("hold", e))?,
+            };
+            let mut compares = vec![
+                cmd::compare("fence", fence.as_deref()),
+                cmd::compare(&hold_key(order), hold.as_deref()),
+            ];
+            let mut ops = Vec::new();
+            match h.state.as_str() {
+                "aborted" if hold.is_some() => return Ok(()),
+                "committed" => {
+                    return Err(ParticipantError::Protocol(format!(
+                        "abort of order {order}, which is committed here"
+                    )))
+                }
+                "prepared" => {
+                    let keys: Vec<&str> = h.debits.iter().map(|(k, _)| k.as_str()).collect();
+                    let values = kv.read(&keys).await?;
+                    let mut per_key: std::collections::BTreeMap<&str, (i64, Option<&str>)> =
+                        Default::default();
+                    for ((k, a), v) in h.debits.iter().zip(&values) {
+                        per_key.entry(k).or_insert((0, v.as_deref())).0 += a;
+                    }
+                    for (k, (a, v)) in &per_key {
+                        let have = self.amount(*v)?.unwrap_or(0);
+                        compares.push(cmd::compare(k, *v));
+                        ops.push(cmd::op_put(k, &self.with_amount(*v, have + a)?));
+                    }
+                }
+                _ => {}
+            }
+            h.state = "aborted".into();
+            h.token = token;
+            ops.push(cmd::op_put(
+                &hold_key(order),
+                &serde_json::to_string(&h).expect("serialises"),
+            ));
+            ops.push(cmd::op_put("fence", &token.to_string()));
+            if kv.txn(compares, ops, vec![]).await?.succeeded {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Every order's record here (tests, the simulator's final state).
+    pub async fn holds(&self) -> Result<Vec<(String, Hold)>, ParticipantError> {
+        let mut kv = self.store.client();
+        kv.scan("hold/")
+            .await?
+            .into_iter()
+            .map(|(k, v)| {
+                let h = serde_json::from_str(&v).map_err(|e| bad("hold", e))?;
+                Ok((k.trim_start_matches("hold/").to_string(), h))
+            })
+            .collect()
+    }
+}
+
+/// The debits of an order at a participant.
+pub async fn debits(
+    resource: Resource,
+    books: &super::books::BooksDb,
+    r: &pb::PrepareRequest,
+) -> Result<Vec<(String, i64)>, Status> {
+    match resource {
+        Resource::Money => Ok(vec![(account_key(&r.account), r.amount_cents)]),
+        Resource::Stock => {
+            let titles: Vec<String> = r.lines.iter().map(|l| l.title.clone()).collect();
+            let found = books.by_titles(&titles).await?;
+            let mut out = Vec::new();
+            for (l, b) in r.lines.iter().zip(found) {
+                match b {
+                    Some(b) => out.push((super::books::book_key(&b.id), l.quantity as i64)),
+                    None => out.push((format!("book/unknown:{}", l.title), l.quantity as i64)),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The `Participant` gRPC service (served by the books and payment
+/// services' replicas).
+#[derive(Clone)]
+pub struct ParticipantService {
+    pub participant: Participant,
+    pub books: super::books::BooksDb,
+}
+
+#[tonic::async_trait]
+impl pb::participant_server::Participant for ParticipantService {
+    async fn prepare(
+        &self,
+        r: Request<pb::PrepareRequest>,
+    ) -> Result<Response<pb::VoteReply>, Status> {
+        let r = r.into_inner();
+        let debits = debits(self.participant.resource, &self.books, &r).await?;
+        let vote = self
+            .participant
+            .prepare(&r.order_id, r.token, &debits)
+            .await?;
+        Ok(Response::new(match vote {
+            Ok(()) => pb::VoteReply {
+                yes: true,
+                reason: String::new(),
+            },
+            Err(reason) => pb::VoteReply { yes: false, reason },
+        }))
+    }
+
+    async fn commit(&self, r: Request<pb::DecisionRequest>) -> Result<Response<pb::Empty>, Status> {
+        let r = r.into_inner();
+        self.participant.commit(&r.order_id, r.token).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn abort(&self, r: Request<pb::DecisionRequest>) -> Result<Response<pb::Empty>, Status> {
+        let r = r.into_inner();
+        self.participant.abort(&r.order_id, r.token).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+}
+
+/// The `Payment` gRPC service's account lookups.
+#[derive(Clone)]
+pub struct PaymentService {
+    pub participant: Participant,
+}
+
+#[tonic::async_trait]
+impl pb::payment_server::Payment for PaymentService {
+    async fn get(&self, r: Request<pb::AccountId>) -> Result<Response<pb::Account>, Status> {
+        let account = r.into_inner().account;
+        let v = self
+            .participant
+            .store
+            .client()
+            .get(&account_key(&account))
+            .await
+            .map_err(kv_error)?;
+        let balance_cents = self.participant.amount(v.as_deref())?.unwrap_or(0);
+        Ok(Response::new(pb::Account {
+            account,
+            balance_cents,
+        }))
+    }
+}
