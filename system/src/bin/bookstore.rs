@@ -13,6 +13,11 @@
 //!   bookstore service orders --replica 2      # one service replica
 //!   bookstore gateway --port 8000             # the HTTP gateway
 //!   bookstore shop-bench              # checkouts/s and latency through the gateway
+//!
+//!   bookstore tartu                   # the Tartu course's bookstore: 24 processes, page on
+//!                                     # :8080, REST API on :8081; restarts what dies
+//!   bookstore tartu-proc fraud --replica 2    # one of its processes
+//!   bookstore tartu-bench             # checkouts and orders executed end to end
 
 use anyhow::{bail, Context};
 use bookstore::client::{ClientError, ClientOptions, KvClient};
@@ -232,9 +237,10 @@ enum Cmd {
         #[arg(long)]
         bug: Option<String>,
     },
-    /// Measure checkouts through `POST /checkout`: starts a fresh Tartu
-    /// bookstore (or uses the one at --url), runs concurrent clients, prints
-    /// checkouts/s and latency.
+    /// Measure orders end to end: each client posts a checkout, then polls
+    /// the order's status until the executors have executed it. Starts a
+    /// fresh Tartu bookstore (or uses the one at --url); prints orders
+    /// executed/s, checkout latency and checkout-to-executed latency.
     TartuBench {
         /// Concurrent HTTP clients.
         #[arg(long, default_value_t = 64)]
@@ -1340,6 +1346,15 @@ mod real {
         let http = Http::new(&url);
         let n = tartu_ready(&http, Duration::from_secs(120)).await?;
         println!("{url}: {n} books; {checkouts} checkouts of the course's demo order (distinct cards), {clients} clients");
+        // Stock for every order (each takes 1 "Book A" and 2 "Book B").
+        {
+            use bookstore::tartu_pb::{books_client::BooksClient, StockChange};
+            let addr = ports.topology().books[0].clone();
+            let mut books = BooksClient::connect(format!("http://{addr}")).await?;
+            for (id, n) in [("b001", checkouts), ("b002", 2 * checkouts)] {
+                books.add_stock(StockChange { id: id.into(), delta: n as i64 }).await?;
+            }
+        }
         let body: serde_json::Value = serde_json::from_str(tartu_core::request::demo_body())?;
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
@@ -1347,8 +1362,9 @@ mod real {
         for _ in 0..clients {
             let (http, next, body) = (http.clone(), next.clone(), body.clone());
             tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let (mut approved, mut rejected, mut errors) = (0usize, 0usize, 0usize);
+                let (mut lat, mut executed) = (Vec::new(), Vec::new());
+                let (mut approved, mut rejected, mut errors, mut failed) =
+                    (0usize, 0usize, 0usize, 0usize);
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if i >= checkouts {
@@ -1359,40 +1375,72 @@ mod real {
                     let bytes = serde_json::to_vec(&b).expect("json");
                     let key = format!("bench-{}-{i}", std::process::id());
                     let t0 = Instant::now();
-                    match http.checkout(&bytes, Some(&key)).await {
+                    let id = match http.checkout(&bytes, Some(&key)).await {
                         Ok(r) if r.status == 200 && r.body["status"] == "Order Approved" => {
-                            approved += 1
+                            approved += 1;
+                            r.body["orderId"].as_str().map(String::from)
                         }
-                        Ok(r) if r.status == 200 => rejected += 1,
-                        _ => errors += 1,
-                    }
+                        Ok(r) if r.status == 200 => {
+                            rejected += 1;
+                            None
+                        }
+                        _ => {
+                            errors += 1;
+                            None
+                        }
+                    };
                     lat.push(t0.elapsed());
+                    // Then wait for the executors: checkout to executed.
+                    if let Some(id) = id {
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            match http.get(&format!("/orders/{id}")).await {
+                                Ok(r) if r.body["status"] == "executed" => {
+                                    executed.push(t0.elapsed());
+                                    break;
+                                }
+                                Ok(r) if r.body["status"] == "failed" => {
+                                    failed += 1;
+                                    break;
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
                 }
-                (lat, approved, rejected, errors)
+                (lat, executed, approved, rejected, errors, failed)
             }));
         }
-        let mut lat = Vec::new();
-        let (mut approved, mut rejected, mut errors) = (0, 0, 0);
+        let (mut lat, mut exec) = (Vec::new(), Vec::new());
+        let (mut approved, mut rejected, mut errors, mut failed) = (0, 0, 0, 0);
         for t in tasks {
-            let (l, a, r, e) = t.await?;
+            let (l, x, a, r, e, f) = t.await?;
             lat.extend(l);
+            exec.extend(x);
             approved += a;
             rejected += r;
             errors += e;
+            failed += f;
         }
         let secs = started.elapsed().as_secs_f64();
         lat.sort();
-        let pct = |p: f64| {
-            lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0
+        exec.sort();
+        let pct = |v: &[Duration], p: f64| {
+            v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
         };
         println!(
-            "{} checkouts in {secs:.1} s: {:.0} checkouts/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
-             approved {approved}, rejected {rejected}, errors {errors}",
+            "{} checkouts, {} executed in {secs:.1} s: {:.0} orders executed/s end to end; \
+             checkout latency p50 {:.1} ms, p99 {:.1} ms; checkout to executed p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+             approved {approved}, rejected {rejected}, errors {errors}, failed in execution {failed}",
             lat.len(),
-            lat.len() as f64 / secs,
-            pct(0.50),
-            pct(0.99),
-            pct(1.0)
+            exec.len(),
+            exec.len() as f64 / secs,
+            pct(&lat, 0.50),
+            pct(&lat, 0.99),
+            pct(&exec, 0.50),
+            pct(&exec, 0.99),
+            pct(&exec, 1.0)
         );
         if approved != checkouts {
             bail!(

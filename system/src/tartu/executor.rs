@@ -14,7 +14,9 @@
 //! prepare, commit and abort (`fence` in their groups), and the
 //! coordinator's decision log (compared with `exec/token`).
 //!
-//! **Polling** (only the leader): after an empty poll the pause grows by
+//! **Polling** (only the leader) takes up to
+//! [`ExecutorConfig::concurrency`] orders at once (one transaction leases
+//! them all) and executes them concurrently; after an empty poll the pause grows by
 //! [`ExecutorConfig::poll_step`] (additive increase) up to
 //! [`ExecutorConfig::poll_max`]; after an order it halves (multiplicative
 //! decrease) down to [`ExecutorConfig::poll_min`].
@@ -38,7 +40,7 @@
 
 use super::queue::{self, Leased, OrderStatus};
 use super::{Topology, WallClock};
-use crate::client::{ClientError, ClientOptions, KvClient};
+use crate::client::{ClientError, ClientOptions};
 use crate::kv::cmd;
 use crate::shop::rpc::Replicas;
 use crate::tartu_pb as pb;
@@ -66,14 +68,16 @@ pub struct ExecutorConfig {
     /// gives it out again.
     pub queue_lease: Duration,
     pub rpc_timeout: Duration,
+    /// How many dequeued orders the leader executes at once.
+    pub concurrency: usize,
     pub kv_options: ClientOptions,
     pub bugs: crate::bugs::Bugs,
 }
 
 impl ExecutorConfig {
     /// The documented defaults: lease 3 s renewed every 500 ms, stop 500 ms
-    /// before it ends; polls 20 ms to 1 s in steps of 100 ms; queue lease
-    /// 10 s.
+    /// before it ends; polls 20 ms to 1 s in steps of 100 ms; up to 32
+    /// orders dequeued and executed at once; queue lease 10 s.
     pub fn new(id: u64, topology: Topology, wall: WallClock) -> ExecutorConfig {
         ExecutorConfig {
             id,
@@ -87,6 +91,7 @@ impl ExecutorConfig {
             poll_step: Duration::from_millis(100),
             queue_lease: Duration::from_secs(10),
             rpc_timeout: Duration::from_secs(2),
+            concurrency: 32,
             kv_options: ClientOptions::default(),
             bugs: Default::default(),
         }
@@ -148,7 +153,8 @@ fn tx_key(order: &str) -> String {
 
 pub struct Executor {
     cfg: ExecutorConfig,
-    kv: KvClient,
+    /// Clients of the state group (one per concurrent call).
+    store: crate::shop::Store,
     books: Replicas,
     payment: Replicas,
     /// My lease while I lead.
@@ -159,17 +165,16 @@ pub struct Executor {
 impl Executor {
     pub fn new(cfg: ExecutorConfig) -> Executor {
         let clock = cfg.wall.clock.clone();
-        let kv = KvClient::new(
+        let store = crate::shop::Store::with_clock(
             cfg.topology.state_kv.clone(),
-            crate::shop::random_u64() >> 1,
             cfg.kv_options.clone(),
-        )
-        .with_clock(clock.clone());
+            clock.clone(),
+        );
         Executor {
             books: Replicas::with_clock(cfg.topology.books.clone(), cfg.rpc_timeout, clock.clone()),
             payment: Replicas::with_clock(cfg.topology.payment.clone(), cfg.rpc_timeout, clock),
             poll: cfg.poll_min,
-            kv,
+            store,
             lease: None,
             cfg,
         }
@@ -188,7 +193,11 @@ impl Executor {
     /// Takes or renews the lease. Returns true when this replica has just
     /// become leader (it must then finish its predecessors' transactions).
     async fn campaign(&mut self) -> Result<bool, ClientError> {
-        let got = self.kv.read(&["exec/leader", "exec/token"]).await?;
+        let got = self
+            .store
+            .client()
+            .read(&["exec/leader", "exec/token"])
+            .await?;
         let now = self.now();
         let current: Option<LeaderLease> =
             got[0].as_deref().and_then(|v| serde_json::from_str(v).ok());
@@ -221,7 +230,8 @@ impl Executor {
             ),
         };
         let r = self
-            .kv
+            .store
+            .client()
             .txn(
                 vec![
                     cmd::compare("exec/leader", got[0].as_deref()),
@@ -300,19 +310,32 @@ impl Executor {
 
     /// One poll: takes an order from the queue and executes it. Ok(false)
     /// if the queue had nothing to give.
-    async fn step(&mut self, token: u64) -> Result<bool, ExecError> {
+    async fn step(&self, token: u64) -> Result<bool, ExecError> {
         let owner = format!("executor-{}", self.cfg.id);
         let (now, lease) = (self.now(), self.cfg.queue_lease.as_millis() as u64);
-        let Some(item) = queue::dequeue(&mut self.kv, &owner, token, now, lease).await? else {
+        let items = queue::dequeue_many(
+            &mut self.store.client(),
+            &owner,
+            token,
+            now,
+            lease,
+            self.cfg.concurrency,
+        )
+        .await?;
+        if items.is_empty() {
             return Ok(false);
-        };
-        self.execute(token, &item).await?;
+        }
+        let results =
+            futures_util::future::join_all(items.iter().map(|i| self.execute(token, i))).await;
+        for r in results {
+            r?;
+        }
         Ok(true)
     }
 
     /// Finishes every transaction of the decision log that is not done.
-    async fn recover(&mut self) -> Result<(), ExecError> {
-        let open = self.kv.scan("exec/tx/").await?;
+    async fn recover(&self) -> Result<(), ExecError> {
+        let open = self.store.client().scan("exec/tx/").await?;
         for (k, v) in open {
             let order = k.trim_start_matches("exec/tx/").to_string();
             let rec: TxRecord =
@@ -328,7 +351,7 @@ impl Executor {
                 self.cfg.id,
                 rec.state
             );
-            let status_json = self.kv.get(&queue::status_key(&order)).await?;
+            let status_json = self.store.client().get(&queue::status_key(&order)).await?;
             let status: Option<OrderStatus> = status_json
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok());
@@ -349,7 +372,7 @@ impl Executor {
 
     /// Writes the decision to the log (fenced: only the current leader).
     async fn decide(
-        &mut self,
+        &self,
         token: u64,
         order: &str,
         raw: &str,
@@ -363,7 +386,8 @@ impl Executor {
             token,
         };
         let r = self
-            .kv
+            .store
+            .client()
             .txn(
                 vec![
                     cmd::compare(&tx_key(order), Some(raw)),
@@ -384,7 +408,7 @@ impl Executor {
         Ok(rec)
     }
 
-    async fn deliver(&mut self, token: u64, order: &str, rec: &TxRecord) -> Result<(), ExecError> {
+    async fn deliver(&self, token: u64, order: &str, rec: &TxRecord) -> Result<(), ExecError> {
         let req = pb::DecisionRequest {
             order_id: order.to_string(),
             token,
@@ -417,7 +441,7 @@ impl Executor {
 
     /// Marks the log entry done and sets the order's final status.
     async fn finish(
-        &mut self,
+        &self,
         token: u64,
         order: &str,
         rec: &TxRecord,
@@ -443,7 +467,8 @@ impl Executor {
             st.reason = Some(rec.reason.clone());
         }
         let r = self
-            .kv
+            .store
+            .client()
             .txn(
                 vec![
                     cmd::compare(
@@ -475,10 +500,10 @@ impl Executor {
 
     /// Executes one dequeued order (or only acknowledges it, if a previous
     /// leader did).
-    async fn execute(&mut self, token: u64, item: &Leased) -> Result<(), ExecError> {
+    async fn execute(&self, token: u64, item: &Leased) -> Result<(), ExecError> {
         let order = item.order.order_id.clone();
         let key = tx_key(&order);
-        let mut raw = self.kv.get(&key).await?;
+        let mut raw = self.store.client().get(&key).await?;
         if raw.is_none() {
             // Start: the log entry and the status, fenced.
             let rec = TxRecord {
@@ -488,19 +513,20 @@ impl Executor {
                 token,
             };
             let json = serde_json::to_string(&rec).expect("serialises");
-            let mut st: OrderStatus = match self.kv.get(&queue::status_key(&order)).await? {
-                Some(s) => {
-                    serde_json::from_str(&s).map_err(|e| ExecError::Unavailable(e.to_string()))?
-                }
-                None => {
-                    return Err(ExecError::Unavailable(format!(
-                        "order {order} has no status"
-                    )))
-                }
-            };
+            let mut st: OrderStatus =
+                match self.store.client().get(&queue::status_key(&order)).await? {
+                    Some(s) => serde_json::from_str(&s)
+                        .map_err(|e| ExecError::Unavailable(e.to_string()))?,
+                    None => {
+                        return Err(ExecError::Unavailable(format!(
+                            "order {order} has no status"
+                        )))
+                    }
+                };
             st.status = "executing".into();
             let r = self
-                .kv
+                .store
+                .client()
                 .txn(
                     vec![
                         cmd::compare(&key, None),
@@ -530,7 +556,7 @@ impl Executor {
             let (decision, reason) = self.prepare(token, item).await?;
             rec = self.decide(token, &order, &raw, decision, &reason).await?;
         }
-        let status = self.kv.get(&queue::status_key(&order)).await?;
+        let status = self.store.client().get(&queue::status_key(&order)).await?;
         let status: Option<OrderStatus> =
             status.as_deref().and_then(|s| serde_json::from_str(s).ok());
         if rec.state != "done" {
@@ -552,13 +578,13 @@ impl Executor {
             st.status = "failed".into();
             st.reason = Some(rec.reason.clone());
         }
-        queue::ack(&mut self.kv, item, &st).await?;
+        queue::ack(&mut self.store.client(), item, &st).await?;
         Ok(())
     }
 
     /// Phase one at both participants: the decision and its reason.
     async fn prepare(
-        &mut self,
+        &self,
         token: u64,
         item: &Leased,
     ) -> Result<(&'static str, String), ExecError> {

@@ -186,52 +186,65 @@ pub async fn dequeue(
     now_ms: u64,
     lease_ms: u64,
 ) -> Result<Option<Leased>, ClientError> {
+    Ok(dequeue_many(kv, owner, token, now_ms, lease_ms, 1)
+        .await?
+        .pop())
+}
+
+/// [`dequeue`] of up to `max` items at once (the first free ones, in
+/// queue order), leased in one transaction.
+pub async fn dequeue_many(
+    kv: &mut KvClient,
+    owner: &str,
+    token: u64,
+    now_ms: u64,
+    lease_ms: u64,
+    max: usize,
+) -> Result<Vec<Leased>, ClientError> {
     loop {
         let items = kv.scan("queue/item/").await?;
         let leases: std::collections::BTreeMap<String, String> =
             kv.scan("queue/lease/").await?.into_iter().collect();
         let fence = kv.get("queue/fence").await?;
         check_fence(fence.as_deref(), token)?;
-        let mut candidate = None;
-        for (key, raw) in items {
-            let lk = lease_key(&key);
-            let held = match leases.get(&lk) {
-                None => None,
-                Some(v) => Some(serde_json::from_str::<Lease>(v).map_err(|e| corrupt("lease", e))?),
-            };
-            if held.as_ref().is_none_or(|l| l.until_ms <= now_ms) {
-                let order: QueuedOrder =
-                    serde_json::from_str(&raw).map_err(|e| corrupt("item", e))?;
-                candidate = Some((key, order, raw, leases.get(&lk).cloned()));
-                break;
-            }
-        }
-        let Some((key, order, raw, old)) = candidate else {
-            return Ok(None);
-        };
         let lease = Lease {
             owner: owner.to_string(),
             until_ms: now_ms + lease_ms,
             token,
         };
-        let lk = lease_key(&key);
-        let r = kv
-            .txn(
-                vec![
-                    cmd::compare(&lk, old.as_deref()),
-                    cmd::compare("queue/fence", fence.as_deref()),
-                    // Still queued (not acknowledged meanwhile).
-                    cmd::compare(&key, Some(&raw)),
-                ],
-                vec![
-                    cmd::op_put(&lk, &serde_json::to_string(&lease).expect("serialises")),
-                    cmd::op_put("queue/fence", &token.to_string()),
-                ],
-                vec![],
-            )
-            .await?;
-        if r.succeeded {
-            return Ok(Some(Leased { key, order, lease }));
+        let lease_json = serde_json::to_string(&lease).expect("serialises");
+        let mut taken = Vec::new();
+        let mut compares = vec![cmd::compare("queue/fence", fence.as_deref())];
+        let mut ops = vec![cmd::op_put("queue/fence", &token.to_string())];
+        for (key, raw) in items {
+            if taken.len() >= max {
+                break;
+            }
+            let lk = lease_key(&key);
+            let old = leases.get(&lk);
+            let held = match old {
+                None => None,
+                Some(v) => Some(serde_json::from_str::<Lease>(v).map_err(|e| corrupt("lease", e))?),
+            };
+            if held.as_ref().is_some_and(|l| l.until_ms > now_ms) {
+                continue;
+            }
+            let order: QueuedOrder = serde_json::from_str(&raw).map_err(|e| corrupt("item", e))?;
+            compares.push(cmd::compare(&lk, old.map(String::as_str)));
+            // Still queued (not acknowledged meanwhile).
+            compares.push(cmd::compare(&key, Some(&raw)));
+            ops.push(cmd::op_put(&lk, &lease_json));
+            taken.push(Leased {
+                key,
+                order,
+                lease: lease.clone(),
+            });
+        }
+        if taken.is_empty() {
+            return Ok(taken);
+        }
+        if kv.txn(compares, ops, vec![]).await?.succeeded {
+            return Ok(taken);
         }
     }
 }
