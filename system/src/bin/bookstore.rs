@@ -1352,7 +1352,12 @@ mod real {
             let addr = ports.topology().books[0].clone();
             let mut books = BooksClient::connect(format!("http://{addr}")).await?;
             for (id, n) in [("b001", checkouts), ("b002", 2 * checkouts)] {
-                books.add_stock(StockChange { id: id.into(), delta: n as i64 }).await?;
+                books
+                    .add_stock(StockChange {
+                        id: id.into(),
+                        delta: n as i64,
+                    })
+                    .await?;
             }
         }
         let body: serde_json::Value = serde_json::from_str(tartu_core::request::demo_body())?;
