@@ -4,13 +4,14 @@
 
 pub mod checkout;
 pub mod kv;
+pub mod tartu;
 pub mod txn;
 
 use harness::scenario::Scenario;
 
 /// Every scenario, the default first: what the `sim` CLI offers.
 pub fn all() -> Vec<&'static dyn Scenario> {
-    vec![&kv::Kv, &checkout::Checkout, &txn::Txn]
+    vec![&kv::Kv, &checkout::Checkout, &txn::Txn, &tartu::Tartu]
 }
 
 /// The scenario called `name`.
