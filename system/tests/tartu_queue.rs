@@ -32,6 +32,18 @@ fn done(id: &str) -> OrderStatus {
     }
 }
 
+/// The node processes, killed when the test ends (also on a panic).
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for n in &mut self.0 {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+    }
+}
+
 #[tokio::test]
 async fn priority_fifo_once_and_leases_that_expire() {
     // Three `bookstore node` processes (files with fsync), killed at the end.
@@ -41,24 +53,26 @@ async fn priority_fifo_once_and_leases_that_expire() {
         .collect();
     let data = std::env::temp_dir().join(format!("tartu-queue-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let mut nodes: Vec<Child> = (1..=3)
-        .map(|id: u64| {
-            Command::new(env!("CARGO_BIN_EXE_bookstore"))
-                .args([
-                    "node",
-                    "--id",
-                    &id.to_string(),
-                    "--base-port",
-                    &base.to_string(),
-                    "--data-dir",
-                ])
-                .arg(&data)
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("spawn bookstore node")
-        })
-        .collect();
-    let mut kv = KvClient::new(peers, 42, ClientOptions::default());
+    let mut nodes = Nodes(
+        (1..=3)
+            .map(|id: u64| {
+                Command::new(env!("CARGO_BIN_EXE_bookstore"))
+                    .args([
+                        "node",
+                        "--id",
+                        &id.to_string(),
+                        "--base-port",
+                        &base.to_string(),
+                        "--data-dir",
+                    ])
+                    .arg(&data)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("spawn bookstore node")
+            })
+            .collect(),
+    );
+    let mut kv = KvClient::new(peers.clone(), 42, ClientOptions::default());
 
     // Mixed priorities; one order enqueued twice; a batch.
     for (id, s) in [
@@ -165,9 +179,63 @@ async fn priority_fifo_once_and_leases_that_expire() {
         .unwrap()
         .is_none());
 
-    for n in &mut nodes {
-        let _ = n.kill();
-        let _ = n.wait();
+    // A participant: fenced prepares, and an order in doubt resolved from
+    // the decision log (the same group plays both here).
+    {
+        use bookstore::shop::Store;
+        use bookstore::tartu::participants::{
+            account_key, Participant, ParticipantError, Resource, DEFAULT_CREDIT_CENTS,
+        };
+        let store = Store::new(peers.clone(), ClientOptions::default());
+        let p = Participant {
+            resource: Resource::Money,
+            store: store.clone(),
+        };
+        let debit = [(account_key("acct"), 700)];
+        assert_eq!(p.prepare("o9", 5, &debit).await.unwrap(), Ok(()));
+        assert_eq!(
+            p.prepare("o9", 5, &debit).await.unwrap(),
+            Ok(()),
+            "a retry gets the first vote"
+        );
+        let stale = p.prepare("o10", 4, &debit).await;
+        assert!(
+            matches!(stale, Err(ParticipantError::Stale { token: 4, fence: 5 })),
+            "{stale:?}"
+        );
+        let big = [(account_key("acct"), DEFAULT_CREDIT_CENTS)];
+        assert!(
+            p.prepare("o11", 5, &big).await.unwrap().is_err(),
+            "not enough money: no"
+        );
+        let mut seen = Default::default();
+        assert_eq!(
+            p.resolve_in_doubt(&store, &mut seen).await.unwrap(),
+            0,
+            "first sight"
+        );
+        assert_eq!(
+            p.resolve_in_doubt(&store, &mut seen).await.unwrap(),
+            0,
+            "nothing logged yet"
+        );
+        kv.put(
+            "exec/tx/o9",
+            r#"{"state":"committed","decision":"committed","reason":"","token":5}"#,
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.resolve_in_doubt(&store, &mut seen).await.unwrap(), 1);
+        let holds: BTreeMap<String, _> = p.holds().await.unwrap().into_iter().collect();
+        assert_eq!(holds["o9"].state, "committed");
+        assert_eq!(holds["o11"].state, "refused");
+        let bal = kv.get(&account_key("acct")).await.unwrap().unwrap();
+        assert_eq!(bal.parse::<i64>().unwrap(), DEFAULT_CREDIT_CENTS - 700);
+        // Abort before prepare leaves a record that refuses the prepare.
+        p.abort("o12", 6).await.unwrap();
+        assert!(p.prepare("o12", 6, &debit).await.unwrap().is_err());
     }
+
+    drop(nodes);
     let _ = std::fs::remove_dir_all(&data);
 }

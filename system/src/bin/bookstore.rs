@@ -630,7 +630,12 @@ async fn tartu_proc(
                 clock.clone(),
             ));
             println!("books service replica {replica} listening on {addr}");
-            tartu::checks::serve_books(db, addr, terminated(), clock).await?;
+            let state = bookstore::shop::Store::with_clock(
+                t.state_kv.clone(),
+                ClientOptions::default(),
+                clock.clone(),
+            );
+            tartu::checks::serve_books(db, state, addr, terminated(), clock).await?;
         }
         "payment" => {
             let addr = nth(&t.payment, what)?;
@@ -646,8 +651,10 @@ async fn tartu_proc(
             tartu::checks::serve_payment(
                 store(&t.payment_kv),
                 tartu::books::BooksDb::new(store(&t.books_kv)),
+                store(&t.state_kv),
                 addr,
                 terminated(),
+                clock.clone(),
             )
             .await?;
         }

@@ -347,12 +347,13 @@ pub async fn serve(
 /// the store answers), so a fresh bookstore has its books.
 pub async fn serve_books(
     db: BooksDb,
+    state: Store,
     addr: std::net::SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     clock: crate::clock::Clock,
 ) -> anyhow::Result<()> {
     let seeder = {
-        let db = db.clone();
+        let (db, clock) = (db.clone(), clock.clone());
         tokio::spawn(async move {
             let books = tartu_core::catalogue::seed();
             let mut attempt = 0;
@@ -380,6 +381,11 @@ pub async fn serve_books(
         },
         books: db.clone(),
     };
+    let resolver = tokio::spawn(resolve_loop(
+        participant.participant.clone(),
+        state,
+        clock.clone(),
+    ));
     let r = tonic::transport::Server::builder()
         .add_service(pb::books_server::BooksServer::new(
             super::books::BooksService { db },
@@ -388,8 +394,24 @@ pub async fn serve_books(
         .serve_with_shutdown(addr, shutdown)
         .await;
     seeder.abort();
+    resolver.abort();
     r?;
     Ok(())
+}
+
+/// Every 2 s of `clock`: resolves the participant's orders in doubt.
+async fn resolve_loop(
+    p: super::participants::Participant,
+    state: Store,
+    clock: crate::clock::Clock,
+) {
+    let mut seen = Default::default();
+    loop {
+        clock.sleep(Duration::from_secs(2)).await;
+        if let Err(e) = p.resolve_in_doubt(&state, &mut seen).await {
+            tracing::debug!("resolving orders in doubt: {e}");
+        }
+    }
 }
 
 /// Serves one payment service replica (accounts, and the payment
@@ -397,14 +419,17 @@ pub async fn serve_books(
 pub async fn serve_payment(
     payment: Store,
     books: BooksDb,
+    state: Store,
     addr: std::net::SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    clock: crate::clock::Clock,
 ) -> anyhow::Result<()> {
     let participant = super::participants::Participant {
         resource: super::participants::Resource::Money,
         store: payment,
     };
-    tonic::transport::Server::builder()
+    let resolver = tokio::spawn(resolve_loop(participant.clone(), state, clock));
+    let r = tonic::transport::Server::builder()
         .add_service(pb::payment_server::PaymentServer::new(
             super::participants::PaymentService {
                 participant: participant.clone(),
@@ -414,7 +439,9 @@ pub async fn serve_payment(
             super::participants::ParticipantService { participant, books },
         ))
         .serve_with_shutdown(addr, shutdown)
-        .await?;
+        .await;
+    resolver.abort();
+    r?;
     Ok(())
 }
 

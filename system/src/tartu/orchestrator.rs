@@ -613,17 +613,17 @@ mod http {
 
     /// The order id: from the client's `Idempotency-Key` (the same key, the
     /// same order), or fresh.
-    fn order_id(headers: &HeaderMap) -> Result<String, Response> {
+    fn order_id(headers: &HeaderMap) -> Result<String, Box<Response>> {
         match headers.get("idempotency-key") {
             None => Ok(format!("o-{}", crate::shop::random_id())),
             Some(v) => {
                 let k = v.to_str().unwrap_or("");
                 if k.is_empty() || k.len() > 200 {
-                    return Err(error(
+                    return Err(Box::new(error(
                         StatusCode::BAD_REQUEST,
                         "INVALID_HEADER",
                         "Idempotency-Key must be 1-200 visible ASCII characters",
-                    ));
+                    )));
                 }
                 Ok(format!("o-{:016x}", fnv(k)))
             }
@@ -650,7 +650,7 @@ mod http {
         };
         let id = match order_id(&headers) {
             Ok(id) => id,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         match o.checkout(&id, &order).await {
             Outcome::Approved(books) => Json(json!({

@@ -10,6 +10,11 @@
 //! compares on what was read, so the participant's state survives crashes
 //! of its service replicas (stateless) and of a minority of its store.
 //!
+//! In doubt (a hold still `prepared` a few seconds later), a participant
+//! reads the executors' decision log and applies a logged decision itself
+//! ([`Participant::resolve_in_doubt`]): a logged decision is final, so this
+//! needs no fencing token.
+//!
 //! Fencing: the key `fence` holds the highest token seen. Every call
 //! carries the coordinator's token; a call with a lower one is refused
 //! ([`ParticipantError::Stale`]) and changes nothing, and every accepted
@@ -121,7 +126,7 @@ impl Participant {
         &self,
         kv: &mut KvClient,
         order: &str,
-        token: u64,
+        token: Option<u64>,
         more: &[String],
     ) -> Result<(Option<String>, Option<String>, Vec<Option<String>>), ParticipantError> {
         let hk = hold_key(order);
@@ -134,8 +139,10 @@ impl Participant {
             Some(f) => f.parse().map_err(|e| bad("fence", e))?,
             None => 0,
         };
-        if token < f {
-            return Err(ParticipantError::Stale { token, fence: f });
+        if let Some(token) = token {
+            if token < f {
+                return Err(ParticipantError::Stale { token, fence: f });
+            }
         }
         Ok((fence, hold, got.collect()))
     }
@@ -151,7 +158,9 @@ impl Participant {
         let mut kv = self.store.client();
         let keys: Vec<String> = debits.iter().map(|(k, _)| k.clone()).collect();
         loop {
-            let (fence, hold, values) = self.fence_and_hold(&mut kv, order, token, &keys).await?;
+            let (fence, hold, values) = self
+                .fence_and_hold(&mut kv, order, Some(token), &keys)
+                .await?;
             if let Some(h) = hold {
                 let h: Hold = serde_json::from_str(&h).map_err(|e| bad("hold", e))?;
                 return Ok(match h.state.as_str() {
@@ -219,6 +228,13 @@ impl Participant {
 
     /// Phase two, commit: the held debits become final.
     pub async fn commit(&self, order: &str, token: u64) -> Result<(), ParticipantError> {
+        self.commit_as(order, Some(token)).await
+    }
+
+    /// Commit as the decision log says (`token` None: the participant's own
+    /// resolution of an order in doubt, neither checked against nor raising
+    /// the fence: a logged decision is final).
+    async fn commit_as(&self, order: &str, token: Option<u64>) -> Result<(), ParticipantError> {
         let mut kv = self.store.client();
         loop {
             let (fence, hold, _) = self.fence_and_hold(&mut kv, order, token, &[]).await?;
@@ -238,20 +254,25 @@ impl Participant {
                 }
             }
             h.state = "committed".into();
-            h.token = token;
+            let mut ops = vec![cmd::op_put(
+                &hold_key(order),
+                &serde_json::to_string(&h).expect("serialises"),
+            )];
+            if let Some(token) = token {
+                h.token = token;
+                ops[0] = cmd::op_put(
+                    &hold_key(order),
+                    &serde_json::to_string(&h).expect("serialises"),
+                );
+                ops.push(cmd::op_put("fence", &token.to_string()));
+            }
             let r = kv
                 .txn(
                     vec![
                         cmd::compare("fence", fence.as_deref()),
                         cmd::compare(&hold_key(order), Some(&raw)),
                     ],
-                    vec![
-                        cmd::op_put(
-                            &hold_key(order),
-                            &serde_json::to_string(&h).expect("serialises"),
-                        ),
-                        cmd::op_put("fence", &token.to_string()),
-                    ],
+                    ops,
                     vec![],
                 )
                 .await?;
@@ -264,13 +285,17 @@ impl Participant {
     /// Phase two, abort: the held debits are given back (or, before any
     /// prepare, a record that refuses it).
     pub async fn abort(&self, order: &str, token: u64) -> Result<(), ParticipantError> {
+        self.abort_as(order, Some(token)).await
+    }
+
+    async fn abort_as(&self, order: &str, token: Option<u64>) -> Result<(), ParticipantError> {
         let mut kv = self.store.client();
         loop {
             let (fence, hold, _) = self.fence_and_hold(&mut kv, order, token, &[]).await?;
             let mut h = match &hold {
                 None => Hold {
                     state: "aborted".into(),
-                    token,
+                    token: token.unwrap_or(0),
                     debits: vec![],
                     reason: "aborted before prepare".into(),
                 },
@@ -305,16 +330,58 @@ impl Participant {
                 _ => {}
             }
             h.state = "aborted".into();
-            h.token = token;
+            if let Some(token) = token {
+                h.token = token;
+                ops.push(cmd::op_put("fence", &token.to_string()));
+            }
             ops.push(cmd::op_put(
                 &hold_key(order),
                 &serde_json::to_string(&h).expect("serialises"),
             ));
-            ops.push(cmd::op_put("fence", &token.to_string()));
             if kv.txn(compares, ops, vec![]).await?.succeeded {
                 return Ok(());
             }
         }
+    }
+
+    /// Resolves the orders in doubt: every hold that was `prepared` at the
+    /// previous call (`seen`) and still is now is looked up in the
+    /// executors' decision log (`exec/tx/<order>` in the state group), and
+    /// a logged decision is applied here. Returns how many were resolved.
+    /// The services call this every few seconds, so a prepared hold does
+    /// not wait for a coordinator that is slow to come back.
+    pub async fn resolve_in_doubt(
+        &self,
+        state: &Store,
+        seen: &mut std::collections::BTreeSet<String>,
+    ) -> Result<usize, ParticipantError> {
+        let prepared: std::collections::BTreeSet<String> = self
+            .holds()
+            .await?
+            .into_iter()
+            .filter(|(_, h)| h.state == "prepared")
+            .map(|(o, _)| o)
+            .collect();
+        let mut resolved = 0;
+        for order in prepared.intersection(seen) {
+            let Some(raw) = state.client().get(&format!("exec/tx/{order}")).await? else {
+                continue;
+            };
+            let rec: super::executor::TxRecord =
+                serde_json::from_str(&raw).map_err(|e| bad("decision", e))?;
+            match rec.decision.as_str() {
+                "committed" => self.commit_as(order, None).await?,
+                "aborted" => self.abort_as(order, None).await?,
+                _ => continue,
+            }
+            tracing::info!(
+                "order {order} was in doubt here: {} as the decision log says",
+                rec.decision
+            );
+            resolved += 1;
+        }
+        *seen = prepared;
+        Ok(resolved)
     }
 
     /// Every order's record here (tests, the simulator's final state).
