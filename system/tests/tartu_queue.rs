@@ -53,7 +53,7 @@ async fn priority_fifo_once_and_leases_that_expire() {
         .collect();
     let data = std::env::temp_dir().join(format!("tartu-queue-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let mut nodes = Nodes(
+    let nodes = Nodes(
         (1..=3)
             .map(|id: u64| {
                 Command::new(env!("CARGO_BIN_EXE_bookstore"))
