@@ -29,7 +29,7 @@
 //! | `non-idempotent-payment` | a retried charge is applied again (the charge record is not checked) |
 //! | `unguarded-stock`        | a reservation reads the stock, then writes without a condition |
 //!
-//! The Tartu bookstore's (its vector-clock log, `checker vclock`):
+//! The Tartu bookstore's (scenario `tartu`; its vector-clock log, `checker vclock`):
 //!
 //! | name               | what it breaks                                              |
 //! |--------------------|-------------------------------------------------------------|

@@ -45,6 +45,7 @@ use checker::history::{History, OpType, Process};
 use harness::hostio::coverage::hit;
 use harness::nemesis::Nemesis;
 use harness::recorder::{Completion, Recorder};
+use harness::runner::RunResult;
 use harness::scenario::{Failure, Floor, RunCtx, RunFuture, Scenario, Verdicts};
 use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
 use harness::sim::{addr, Sim};
@@ -176,6 +177,43 @@ impl Scenario for Tartu {
             Floor::new(LEADER_CHANGED, 0.45),
         ]);
         f
+    }
+
+    /// The failing checks' messages (the vector-clock violations name the
+    /// events, their processes and clocks), with the Raft log diagram and
+    /// the divergence table of the failing store group on top when those
+    /// checks failed.
+    fn report(&self, r: &RunResult, title: &str) -> Option<String> {
+        let esc = |t: &str| {
+            t.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let mut body = String::new();
+        for f in &r.failures {
+            body += &format!(
+                "<div class=\"failure\"><h3>[{}]</h3><pre>{}</pre></div>\n",
+                esc(f.check),
+                esc(&f.message)
+            );
+        }
+        if r.failures.is_empty() {
+            body += "<p>Every check passed.</p>";
+        }
+        let page = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+             <style>body{{font-family:sans-serif;margin:1.5em}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:.6em}}\
+             .failure h3{{color:#b00020;margin-bottom:.2em}}</style></head>\
+             <body data-rendered=\"ok\"><h1>{t}</h1>\
+             <p>The Tartu bookstore under the nemesis: {} operations in the history. \
+             Checks: the vector-clock log against the declared scheme (system/src/tartu/scheme.json), \
+             two-phase commit atomicity and liveness of approved orders, conservation of stock and money, \
+             Raft and replica convergence per store group.</p>{body}</body></html>",
+            r.history.ops.len(),
+            t = esc(title)
+        );
+        let groups: [&[u64]; 3] = [&[1, 2, 3], &[4, 5, 6], &[7, 8, 9]];
+        Some(crate::explain::report_above_groups(page, r, &groups))
     }
 }
 
