@@ -157,7 +157,7 @@ impl Tartu {
     /// atomic), no order that was not approved touched them, nothing is
     /// left held, and stock and money are conserved (initial - executed =
     /// final). Returns (executed, failed).
-    async fn executed_once(&self, approved: &[String]) -> (usize, usize) {
+    async fn executed_once(&self, approved: &[String], added: &[(&str, i64)]) -> (usize, usize) {
         use bookstore::shop::Store;
         use bookstore::tartu::participants::{Participant, Resource, DEFAULT_CREDIT_CENTS};
         let t0 = Instant::now();
@@ -234,9 +234,14 @@ impl Tartu {
             let k = format!("book/{}", b.id);
             let now: tartu_core::Book =
                 serde_json::from_str(&kv.get(&k).await.unwrap().unwrap()).unwrap();
+            let added: i64 = added
+                .iter()
+                .filter(|(id, _)| *id == b.id)
+                .map(|(_, n)| n)
+                .sum();
             assert_eq!(
                 now.stock,
-                b.stock - taken.get(&k).copied().unwrap_or(0),
+                b.stock + added - taken.get(&k).copied().unwrap_or(0),
                 "stock of {} conserved",
                 b.title
             );
@@ -649,7 +654,7 @@ fn the_course_contract_over_http_with_its_vector_clock_log_and_queue() {
                 r.body
             );
         }
-        let (executed, failed) = t.executed_once(&approved).await;
+        let (executed, failed) = t.executed_once(&approved, &[]).await;
         assert_eq!((executed, failed), (approved.len(), 0));
 
         // Give the final clears a moment, then check the vector-clock log.
@@ -705,6 +710,15 @@ fn every_approved_order_is_executed_once_while_single_processes_are_killed() {
         let top = &t.topology;
         let retries = Mutex::new(Vec::new());
         let stop = std::sync::atomic::AtomicBool::new(false);
+        let burst_go = tokio::sync::Notify::new();
+        // Stock for every order (each takes 1 "Book A" and 2 "Book B").
+        {
+            use bookstore::tartu_pb::{books_client::BooksClient, StockChange};
+            let mut books = BooksClient::connect(format!("http://{}", top.books[0])).await.unwrap();
+            for id in ["b001", "b002"] {
+                books.add_stock(StockChange { id: id.into(), delta: 10_000 }).await.unwrap();
+            }
+        }
         let kills = async {
             let mut log = Vec::new();
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -712,7 +726,6 @@ fn every_approved_order_is_executed_once_while_single_processes_are_killed() {
                 ("verification-svc-1", top.verification[0].clone()),
                 ("fraud-svc-2", top.fraud[1].clone()),
                 ("suggestions-svc-1", top.suggestions[0].clone()),
-                ("books-kv-1", top.books_kv[&1].clone()),
                 ("orchestrator", format!("127.0.0.1:{}", t.api)),
             ] {
                 let back = t.kill_and_await_restart(name, &addr).await;
@@ -727,19 +740,43 @@ fn every_approved_order_is_executed_once_while_single_processes_are_killed() {
                 .await;
             log.push(format!("{name} (leader) back in {} ms", back.as_millis()));
             tokio::time::sleep(Duration::from_millis(700)).await;
-            // The executor leader, a payment replica, a payment store replica.
+            // The executor leader, a payment replica, a payment store
+            // replica and a books store replica, while 200 more checkouts
+            // arrive at once.
+            burst_go.notify_one();
             let leader = t.executor_leader().await;
             let name = format!("executor-{leader}");
             let back = t.kill_and_await_restart(&name, "").await;
             log.push(format!("{name} (leader) back in {} ms", back.as_millis()));
             tokio::time::sleep(Duration::from_millis(700)).await;
-            for (name, addr) in [("payment-svc-1", top.payment[0].clone()), ("payment-kv-2", top.payment_kv[&2].clone())] {
+            for (name, addr) in [
+                ("payment-svc-1", top.payment[0].clone()),
+                ("payment-kv-2", top.payment_kv[&2].clone()),
+                ("books-kv-1", top.books_kv[&1].clone()),
+            ] {
                 let back = t.kill_and_await_restart(name, &addr).await;
                 log.push(format!("{name} back in {} ms", back.as_millis()));
                 tokio::time::sleep(Duration::from_millis(700)).await;
             }
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
             log
+        };
+        // 200 checkouts at once when the executor leader is about to die.
+        let burst = async {
+            burst_go.notified().await;
+            let all = (0..200u64).map(|i| {
+                let retries = &retries;
+                async move {
+                    let key = format!("burst-{i}");
+                    let r = definite(&t.http, &order(900_000 + i), &key, retries).await;
+                    assert_eq!(r.status, 200, "{:?}", r.body);
+                    (
+                        r.body["orderId"].as_str().unwrap().to_string(),
+                        r.body["status"] == "Order Approved",
+                    )
+                }
+            });
+            futures_util::future::join_all(all).await
         };
         // 16 clients, each checking out until the kills are over.
         let clients = (0..16u64).map(|c| {
@@ -760,8 +797,10 @@ fn every_approved_order_is_executed_once_while_single_processes_are_killed() {
                 mine
             }
         });
-        let (answers, log) = tokio::join!(futures_util::future::join_all(clients), kills);
-        let answers: Vec<(String, bool)> = answers.into_iter().flatten().collect();
+        let (answers, log, burst) =
+            tokio::join!(futures_util::future::join_all(clients), kills, burst);
+        let burst_approved = burst.iter().filter(|(_, a)| *a).count();
+        let answers: Vec<(String, bool)> = answers.into_iter().flatten().chain(burst).collect();
         let approved: Vec<&String> = answers
             .iter()
             .filter(|(_, a)| *a)
@@ -773,13 +812,13 @@ fn every_approved_order_is_executed_once_while_single_processes_are_killed() {
             approved.len()
         );
         let approved: Vec<String> = approved.into_iter().cloned().collect();
-        let (executed, failed) = t.executed_once(&approved).await;
+        let (executed, failed) = t.executed_once(&approved, &[("b001", 10_000), ("b002", 10_000)]).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let v = t.check_vclock_log();
         assert!(v.violations.is_empty(), "{}", v.explain());
         let retries = retries.lock().unwrap();
         eprintln!(
-            "under kills: {}; {} checkouts, {} approved: {executed} executed once, {failed} failed at both participants; {} retries ({:?}...)",
+            "under kills: {}; {} checkouts ({burst_approved} of a burst of 200 at once approved), {} approved: {executed} executed once, {failed} failed at both participants; {} retries ({:?}...)",
             log.join(", "),
             answers.len(),
             approved.len(),
