@@ -34,6 +34,7 @@
 //! | name               | what it breaks                                              |
 //! |--------------------|-------------------------------------------------------------|
 //! | `vclock-no-merge`  | the fraud service ticks its own clock entry without merging the incoming clock: (d) and (e) no longer follow (b) and (c) |
+//! | `ack-before-decide` | the executor removes an order from the queue as soon as it takes it, before its transaction is decided: if it dies then, nobody finishes the order |
 
 use std::fmt;
 
@@ -51,6 +52,7 @@ pub struct Bugs {
     pub unguarded_stock: bool,
     pub split_multi_read: bool,
     pub vclock_no_merge: bool,
+    pub ack_before_decide: bool,
 }
 
 pub const ALL: &[&str] = &[
@@ -77,7 +79,7 @@ pub const SHOP: &[&str] = &[
 ];
 
 /// The Tartu bookstore's planted bugs.
-pub const TARTU: &[&str] = &["vclock-no-merge"];
+pub const TARTU: &[&str] = &["vclock-no-merge", "ack-before-decide"];
 
 impl Bugs {
     /// Parses one bug name (see the table above).
@@ -99,6 +101,7 @@ impl Bugs {
             "unguarded-stock" => b.unguarded_stock = true,
             "split-multi-read" => b.split_multi_read = true,
             "vclock-no-merge" => b.vclock_no_merge = true,
+            "ack-before-decide" => b.ack_before_decide = true,
             other => {
                 return Err(format!(
                     "unknown bug '{other}'; known bugs: {}, {}, {}, {}",
@@ -156,5 +159,6 @@ impl Bugs {
             && (!o.unguarded_stock || self.unguarded_stock)
             && (!o.split_multi_read || self.split_multi_read)
             && (!o.vclock_no_merge || self.vclock_no_merge)
+            && (!o.ack_before_decide || self.ack_before_decide)
     }
 }

@@ -503,6 +503,19 @@ impl Executor {
     async fn execute(&self, token: u64, item: &Leased) -> Result<(), ExecError> {
         let order = item.order.order_id.clone();
         let key = tx_key(&order);
+        if self.cfg.bugs.ack_before_decide {
+            // Planted bug: the order leaves the queue before its
+            // transaction is decided.
+            let st = OrderStatus {
+                order_id: order.clone(),
+                status: "executing".into(),
+                reason: None,
+                shipping_method: item.order.shipping.name().into(),
+                priority: item.order.shipping.priority(),
+                amount_cents: item.order.amount_cents,
+            };
+            queue::ack(&mut self.store.client(), item, &st).await?;
+        }
         let mut raw = self.store.client().get(&key).await?;
         if raw.is_none() {
             // Start: the log entry and the status, fenced.
