@@ -1013,6 +1013,55 @@ mod real {
         }
     }
 
+    impl Supervisor {
+        /// Starts every process, prints `title` and a table of what runs
+        /// where (then `footer`), restarts whatever dies, prints the answer
+        /// of `ready` once it completes (`Ok` line or a warning), and on
+        /// Ctrl-C or SIGTERM stops everything in tier order.
+        async fn run<T>(
+            &mut self,
+            title: String,
+            footer: String,
+            ready: impl std::future::Future<Output = anyhow::Result<T>>,
+            ready_line: impl FnOnce(T) -> String,
+        ) -> anyhow::Result<()> {
+            let stop = terminated();
+            tokio::pin!(stop);
+            for i in 0..self.procs.len() {
+                self.spawn(i)?;
+            }
+            println!("{title}");
+            let width = self.procs.iter().map(|p| p.name.len()).max().unwrap_or(0);
+            for p in &self.procs {
+                println!(
+                    "  {:<width$} pid {:<8} {}",
+                    p.name,
+                    p.child.as_ref().map_or(0, |c| c.id()),
+                    p.addr
+                );
+            }
+            println!("{footer}");
+            let _ = std::io::stdout().flush();
+            tokio::pin!(ready);
+            let mut ready_line = Some(ready_line);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    r = &mut ready, if ready_line.is_some() => {
+                        let line = ready_line.take().expect("once");
+                        match r {
+                            Ok(v) => println!("{}", line(v)),
+                            Err(e) => println!("warning: {e:#}"),
+                        }
+                        let _ = std::io::stdout().flush();
+                    }
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => self.check()?,
+                }
+            }
+            Ok(())
+        }
+    }
+
     impl Drop for Supervisor {
         fn drop(&mut self) {
             for p in &mut self.procs {
@@ -1270,55 +1319,31 @@ mod real {
             procs: tartu_procs(&ports, &data_dir, &bug),
             tiers: &["page", "orchestrator", "executor", "svc", "kv"],
         };
-        let stop = terminated();
-        tokio::pin!(stop);
-        for i in 0..sup.procs.len() {
-            sup.spawn(i)?;
-        }
-        println!(
-            "Tartu bookstore running (bugs {}), data in {}:",
-            bug.as_deref().unwrap_or("none"),
-            data_dir.display()
-        );
-        for p in &sup.procs {
-            println!(
-                "  {:<18} pid {:<8} {}",
-                p.name,
-                p.child.as_ref().map_or(0, |c| c.id()),
-                p.addr
-            );
-        }
-        println!(
-            "logs in {0}/logs, process ids in {0}/pids, vector-clock logs in {0}/vclock \
-             (check them with: checker vclock --scheme system/src/tartu/scheme.json {0}/vclock/*.jsonl); \
-             any one process may be killed (it is restarted); Ctrl-C stops everything",
-            data_dir.display()
-        );
-        let _ = std::io::stdout().flush();
         let http = bookstore::tartu::orchestrator::client::Http::new(&format!(
             "http://127.0.0.1:{}",
             ports.api_port
         ));
-        let ready = tartu_ready(&http, Duration::from_secs(120));
-        tokio::pin!(ready);
-        let mut announced = false;
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                r = &mut ready, if !announced => {
-                    announced = true;
-                    match r {
-                        Ok(n) => println!(
-                            "Tartu bookstore ready: page http://127.0.0.1:{}/ , API http://127.0.0.1:{} ({n} books)",
-                            ports.page_port, ports.api_port
-                        ),
-                        Err(e) => println!("warning: {e:#}"),
-                    }
-                    let _ = std::io::stdout().flush();
-                }
-                _ = tokio::time::sleep(Duration::from_millis(50)) => sup.check()?,
-            }
-        }
+        sup.run(
+            format!(
+                "Tartu bookstore running (bugs {}), data in {}:",
+                bug.as_deref().unwrap_or("none"),
+                data_dir.display()
+            ),
+            format!(
+                "logs in {0}/logs, process ids in {0}/pids, vector-clock logs in {0}/vclock \
+                 (check them with: checker vclock --scheme system/src/tartu/scheme.json {0}/vclock/*.jsonl); \
+                 any one process may be killed (it is restarted); Ctrl-C stops everything",
+                data_dir.display()
+            ),
+            tartu_ready(&http, Duration::from_secs(120)),
+            |n| {
+                format!(
+                    "Tartu bookstore ready: page http://127.0.0.1:{}/ , API http://127.0.0.1:{} ({n} books)",
+                    ports.page_port, ports.api_port
+                )
+            },
+        )
+        .await?;
         println!("stopping the Tartu bookstore");
         sup.stop().await;
         println!("stopped");
@@ -1509,49 +1534,23 @@ mod real {
             procs: shop_procs(mode, &data_dir, port, &ports, &bug),
             tiers: &["gateway", "svc", "kv"],
         };
-        let stop = terminated();
-        tokio::pin!(stop);
-        for i in 0..sup.procs.len() {
-            sup.spawn(i)?;
-        }
-        println!(
-            "shop running (checkout mode {}, bugs {}), data in {}:",
-            mode.name(),
-            bug.as_deref().unwrap_or("none"),
-            data_dir.display()
-        );
-        for p in &sup.procs {
-            println!(
-                "  {:<14} pid {:<8} {}",
-                p.name,
-                p.child.as_ref().map_or(0, |c| c.id()),
-                p.addr
-            );
-        }
-        println!(
-            "logs in {0}/logs, process ids in {0}/pids; any one process may be killed \
-             (it is restarted); Ctrl-C stops everything",
-            data_dir.display()
-        );
-        let _ = std::io::stdout().flush();
         let http = HttpClient::new(&format!("http://127.0.0.1:{port}"));
-        let ready = wait_ready(&http, Duration::from_secs(120));
-        tokio::pin!(ready);
-        let mut announced = false;
-        loop {
-            tokio::select! {
-                _ = &mut stop => break,
-                r = &mut ready, if !announced => {
-                    announced = true;
-                    match r {
-                        Ok(()) => println!("shop ready: http://127.0.0.1:{port}"),
-                        Err(e) => println!("warning: {e:#}"),
-                    }
-                    let _ = std::io::stdout().flush();
-                }
-                _ = tokio::time::sleep(Duration::from_millis(50)) => sup.check()?,
-            }
-        }
+        sup.run(
+            format!(
+                "shop running (checkout mode {}, bugs {}), data in {}:",
+                mode.name(),
+                bug.as_deref().unwrap_or("none"),
+                data_dir.display()
+            ),
+            format!(
+                "logs in {0}/logs, process ids in {0}/pids; any one process may be killed \
+                 (it is restarted); Ctrl-C stops everything",
+                data_dir.display()
+            ),
+            wait_ready(&http, Duration::from_secs(120)),
+            |()| format!("shop ready: http://127.0.0.1:{port}"),
+        )
+        .await?;
         println!("stopping the shop");
         sup.stop().await;
         println!("stopped");

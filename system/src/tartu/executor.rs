@@ -147,6 +147,31 @@ fn status_error(s: Status) -> ExecError {
     }
 }
 
+/// An order's status as its queue item describes it (when the stored one
+/// cannot be read).
+fn queued_status(item: &Leased) -> OrderStatus {
+    OrderStatus {
+        order_id: item.order.order_id.clone(),
+        status: "queued".into(),
+        reason: None,
+        shipping_method: item.order.shipping.name().into(),
+        priority: item.order.shipping.priority(),
+        amount_cents: item.order.amount_cents,
+    }
+}
+
+/// The order's final status after the decision `rec`.
+fn decided(mut st: OrderStatus, rec: &TxRecord) -> OrderStatus {
+    if rec.decision == "committed" {
+        st.status = "executed".into();
+        st.reason = None;
+    } else {
+        st.status = "failed".into();
+        st.reason = Some(rec.reason.clone());
+    }
+    st
+}
+
 fn tx_key(order: &str) -> String {
     format!("exec/tx/{order}")
 }
@@ -351,12 +376,6 @@ impl Executor {
                 self.cfg.id,
                 rec.state
             );
-            let status_json = self.store.client().get(&queue::status_key(&order)).await?;
-            let status: Option<OrderStatus> = status_json
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok());
-            // The order itself is in its queue item; the participants need
-            // only the order id for commit and abort.
             if rec.state == "preparing" {
                 // Undecided: its queue item comes back when the old
                 // leader's queue lease expires, and is then prepared again
@@ -364,8 +383,17 @@ impl Executor {
                 // first vote) and decided.
                 continue;
             }
+            // The participants need only the order id for commit and abort.
+            let st = self.status(&order).await?.unwrap_or_else(|| OrderStatus {
+                order_id: order.clone(),
+                status: String::new(),
+                reason: None,
+                shipping_method: String::new(),
+                priority: 0,
+                amount_cents: 0,
+            });
             self.deliver(token, &order, &rec).await?;
-            self.finish(token, &order, &rec, status).await?;
+            self.finish(token, &order, &rec, &decided(st, &rec)).await?;
         }
         Ok(())
     }
@@ -445,27 +473,12 @@ impl Executor {
         token: u64,
         order: &str,
         rec: &TxRecord,
-        status: Option<OrderStatus>,
+        st: &OrderStatus,
     ) -> Result<(), ExecError> {
         let done = TxRecord {
             state: "done".into(),
             ..rec.clone()
         };
-        let mut st = status.unwrap_or(OrderStatus {
-            order_id: order.to_string(),
-            status: String::new(),
-            reason: None,
-            shipping_method: String::new(),
-            priority: 0,
-            amount_cents: 0,
-        });
-        if rec.decision == "committed" {
-            st.status = "executed".into();
-            st.reason = None;
-        } else {
-            st.status = "failed".into();
-            st.reason = Some(rec.reason.clone());
-        }
         let r = self
             .store
             .client()
@@ -507,12 +520,8 @@ impl Executor {
             // Planted bug: the order leaves the queue before its
             // transaction is decided.
             let st = OrderStatus {
-                order_id: order.clone(),
                 status: "executing".into(),
-                reason: None,
-                shipping_method: item.order.shipping.name().into(),
-                priority: item.order.shipping.priority(),
-                amount_cents: item.order.amount_cents,
+                ..queued_status(item)
             };
             queue::ack(&mut self.store.client(), item, &st).await?;
         }
@@ -569,30 +578,23 @@ impl Executor {
             let (decision, reason) = self.prepare(token, item).await?;
             rec = self.decide(token, &order, &raw, decision, &reason).await?;
         }
-        let status = self.store.client().get(&queue::status_key(&order)).await?;
-        let status: Option<OrderStatus> =
-            status.as_deref().and_then(|s| serde_json::from_str(s).ok());
+        let st = self
+            .status(&order)
+            .await?
+            .unwrap_or_else(|| queued_status(item));
+        let st = decided(st, &rec);
         if rec.state != "done" {
             self.deliver(token, &order, &rec).await?;
-            self.finish(token, &order, &rec, status.clone()).await?;
-        }
-        let mut st = status.unwrap_or_else(|| OrderStatus {
-            order_id: order.clone(),
-            status: String::new(),
-            reason: None,
-            shipping_method: item.order.shipping.name().into(),
-            priority: item.order.shipping.priority(),
-            amount_cents: item.order.amount_cents,
-        });
-        if rec.decision == "committed" {
-            st.status = "executed".into();
-            st.reason = None;
-        } else {
-            st.status = "failed".into();
-            st.reason = Some(rec.reason.clone());
+            self.finish(token, &order, &rec, &st).await?;
         }
         queue::ack(&mut self.store.client(), item, &st).await?;
         Ok(())
+    }
+
+    /// The order's stored status (None if absent or unreadable).
+    async fn status(&self, order: &str) -> Result<Option<OrderStatus>, ExecError> {
+        let raw = self.store.client().get(&queue::status_key(order)).await?;
+        Ok(raw.as_deref().and_then(|s| serde_json::from_str(s).ok()))
     }
 
     /// Phase one at both participants: the decision and its reason.

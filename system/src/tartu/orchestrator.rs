@@ -144,6 +144,30 @@ impl Run {
     }
 }
 
+/// Calls `$method` of the check service `$kind` (three gRPC services of
+/// one shape) over the channel `$ch`.
+macro_rules! check_call {
+    ($kind:expr, $ch:expr, $method:ident, $req:expr) => {
+        match $kind {
+            Kind::Verification => {
+                pb::transaction_verification_client::TransactionVerificationClient::new($ch)
+                    .$method($req)
+                    .await
+            }
+            Kind::Fraud => {
+                pb::fraud_detection_client::FraudDetectionClient::new($ch)
+                    .$method($req)
+                    .await
+            }
+            Kind::Suggestions => {
+                pb::suggestions_client::SuggestionsClient::new($ch)
+                    .$method($req)
+                    .await
+            }
+        }
+    };
+}
+
 fn fnv(s: &str) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in s.bytes() {
@@ -204,26 +228,8 @@ impl Orchestrator {
         r: pb::InitRequest,
     ) -> Result<pb::EventReply, Status> {
         let ch = self.channel(addr)?;
-        let f = async move {
-            match kind {
-                Kind::Verification => {
-                    pb::transaction_verification_client::TransactionVerificationClient::new(ch)
-                        .init(r)
-                        .await
-                }
-                Kind::Fraud => {
-                    pb::fraud_detection_client::FraudDetectionClient::new(ch)
-                        .init(r)
-                        .await
-                }
-                Kind::Suggestions => {
-                    pb::suggestions_client::SuggestionsClient::new(ch)
-                        .init(r)
-                        .await
-                }
-            }
-        };
-        self.timed(addr, f).await
+        self.timed(addr, async move { check_call!(kind, ch, init, r) })
+            .await
     }
 
     async fn call_event(
@@ -233,26 +239,8 @@ impl Orchestrator {
         r: pb::EventRequest,
     ) -> Result<pb::EventReply, Status> {
         let ch = self.channel(addr)?;
-        let f = async move {
-            match kind {
-                Kind::Verification => {
-                    pb::transaction_verification_client::TransactionVerificationClient::new(ch)
-                        .event(r)
-                        .await
-                }
-                Kind::Fraud => {
-                    pb::fraud_detection_client::FraudDetectionClient::new(ch)
-                        .event(r)
-                        .await
-                }
-                Kind::Suggestions => {
-                    pb::suggestions_client::SuggestionsClient::new(ch)
-                        .event(r)
-                        .await
-                }
-            }
-        };
-        self.timed(addr, f).await
+        self.timed(addr, async move { check_call!(kind, ch, event, r) })
+            .await
     }
 
     async fn call_clear(
@@ -262,26 +250,8 @@ impl Orchestrator {
         r: pb::ClearRequest,
     ) -> Result<pb::ClearReply, Status> {
         let ch = self.channel(addr)?;
-        let f = async move {
-            match kind {
-                Kind::Verification => {
-                    pb::transaction_verification_client::TransactionVerificationClient::new(ch)
-                        .clear(r)
-                        .await
-                }
-                Kind::Fraud => {
-                    pb::fraud_detection_client::FraudDetectionClient::new(ch)
-                        .clear(r)
-                        .await
-                }
-                Kind::Suggestions => {
-                    pb::suggestions_client::SuggestionsClient::new(ch)
-                        .clear(r)
-                        .await
-                }
-            }
-        };
-        self.timed(addr, f).await
+        self.timed(addr, async move { check_call!(kind, ch, clear, r) })
+            .await
     }
 
     async fn timed<T>(
