@@ -16,5 +16,14 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[cfg(madsim)]
 fn main() -> std::process::ExitCode {
+    // `RUST_LOG=bookstore::tartu=info cargo sim run ...`: the services'
+    // logs on stderr (they do not change what a run does).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
     harness::cli::main(sim::app())
 }

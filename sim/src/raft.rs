@@ -300,7 +300,30 @@ pub fn draw_faults(
     targets: &Targets,
     duration_ms: u64,
 ) -> (FaultConfig, Vec<FaultEvent>) {
-    let (config, mut faults) = d.faults(&KINDS, selection, targets, duration_ms, &draw_fault);
+    draw_faults_with(
+        d,
+        seed,
+        selection,
+        targets,
+        duration_ms,
+        &KINDS,
+        &draw_fault,
+    )
+}
+
+/// [`draw_faults`] for a scenario with kinds of its own beyond [`KINDS`]:
+/// `kinds` lists them all, `custom` draws the scenario's (and passes the
+/// Raft ones to [`draw_fault`]).
+pub fn draw_faults_with(
+    d: &mut Draw,
+    seed: u64,
+    selection: &FaultSelection,
+    targets: &Targets,
+    duration_ms: u64,
+    kinds: &[&str],
+    custom: harness::schedule::DrawCustom<'_>,
+) -> (FaultConfig, Vec<FaultEvent>) {
+    let (config, mut faults) = d.faults(kinds, selection, targets, duration_ms, custom);
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00c0_4407_e570_u64);
     for f in faults.iter_mut() {
         if let Some(RaftFault::CrashVoter {

@@ -35,6 +35,8 @@
 //! |--------------------|-------------------------------------------------------------|
 //! | `vclock-no-merge`  | the fraud service ticks its own clock entry without merging the incoming clock: (d) and (e) no longer follow (b) and (c) |
 //! | `ack-before-decide` | the executor removes an order from the queue as soon as it takes it, before its transaction is decided: if it dies then, nobody finishes the order |
+//! | `lease-only`       | the participants and the decision log ignore the executors' fencing tokens: mutual exclusion rests on the leader's lease alone, so a paused or slow-clocked old leader still prepares, commits and aborts |
+//! | `deliver-before-log` | the coordinator tells the participants its decision before writing it to the decision log: if it dies in between, its successor presumes abort for a transaction a participant has committed |
 
 use std::fmt;
 
@@ -53,6 +55,8 @@ pub struct Bugs {
     pub split_multi_read: bool,
     pub vclock_no_merge: bool,
     pub ack_before_decide: bool,
+    pub lease_only: bool,
+    pub deliver_before_log: bool,
 }
 
 pub const ALL: &[&str] = &[
@@ -79,7 +83,12 @@ pub const SHOP: &[&str] = &[
 ];
 
 /// The Tartu bookstore's planted bugs.
-pub const TARTU: &[&str] = &["vclock-no-merge", "ack-before-decide"];
+pub const TARTU: &[&str] = &[
+    "vclock-no-merge",
+    "ack-before-decide",
+    "lease-only",
+    "deliver-before-log",
+];
 
 impl Bugs {
     /// Parses one bug name (see the table above).
@@ -102,6 +111,8 @@ impl Bugs {
             "split-multi-read" => b.split_multi_read = true,
             "vclock-no-merge" => b.vclock_no_merge = true,
             "ack-before-decide" => b.ack_before_decide = true,
+            "lease-only" => b.lease_only = true,
+            "deliver-before-log" => b.deliver_before_log = true,
             other => {
                 return Err(format!(
                     "unknown bug '{other}'; known bugs: {}, {}, {}, {}",
@@ -160,5 +171,7 @@ impl Bugs {
             && (!o.split_multi_read || self.split_multi_read)
             && (!o.vclock_no_merge || self.vclock_no_merge)
             && (!o.ack_before_decide || self.ack_before_decide)
+            && (!o.lease_only || self.lease_only)
+            && (!o.deliver_before_log || self.deliver_before_log)
     }
 }

@@ -20,7 +20,7 @@ use bookstore::client::{ClientOptions, KvClient};
 use bookstore::tartu::orchestrator::client::{card_number, Http, Reply};
 use bookstore::tartu::{queue, Topology};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -183,40 +183,46 @@ impl Tartu {
         }
         assert!(self.queued().await.is_empty(), "the queue is drained");
         let opts = ClientOptions::default();
-        let books = Participant {
-            resource: Resource::Stock,
-            store: Store::new(self.topology.books_kv.clone(), opts.clone()),
-        };
-        let money = Participant {
-            resource: Resource::Money,
-            store: Store::new(self.topology.payment_kv.clone(), opts.clone()),
-        };
+        let books = Participant::new(
+            Resource::Stock,
+            Store::new(self.topology.books_kv.clone(), opts.clone()),
+        );
+        let money = Participant::new(
+            Resource::Money,
+            Store::new(self.topology.payment_kv.clone(), opts.clone()),
+        );
         let bh: BTreeMap<String, _> = books.holds().await.unwrap().into_iter().collect();
         let mh: BTreeMap<String, _> = money.holds().await.unwrap().into_iter().collect();
-        for (id, st) in &statuses {
+        // Per transaction (an order's attempt): both participants
+        // committed or neither; per order: one committed attempt if it
+        // was executed, none if it failed.
+        use bookstore::tartu::participants::split_tx;
+        let txs: BTreeSet<&String> = bh.keys().chain(mh.keys()).collect();
+        let mut committed: BTreeMap<&str, usize> = BTreeMap::new();
+        for tx in txs {
             let (b, m) = (
-                bh.get(id).map(|h| h.state.as_str()),
-                mh.get(id).map(|h| h.state.as_str()),
+                bh.get(tx).map(|h| h.state.as_str()),
+                mh.get(tx).map(|h| h.state.as_str()),
             );
-            if st == "executed" {
-                assert_eq!(
-                    (b, m),
-                    (Some("committed"), Some("committed")),
-                    "order {id} executed"
-                );
-            } else {
-                assert!(
-                    b != Some("committed") && m != Some("committed"),
-                    "order {id} failed: {b:?} {m:?}"
-                );
+            let (order, _) = split_tx(tx);
+            assert!(
+                statuses.contains_key(order),
+                "order {order} was never approved but reached a participant ({tx})"
+            );
+            assert!(
+                b != Some("prepared") && m != Some("prepared"),
+                "transaction {tx} left held: {b:?} {m:?}"
+            );
+            match (b == Some("committed"), m == Some("committed")) {
+                (true, true) => *committed.entry(order).or_default() += 1,
+                (false, false) => {}
+                _ => panic!("transaction {tx} is not atomic: stock {b:?}, payment {m:?}"),
             }
         }
-        for (id, h) in bh.iter().chain(mh.iter()) {
-            assert!(
-                statuses.contains_key(id),
-                "order {id} was never approved but reached a participant"
-            );
-            assert!(h.state != "prepared", "order {id} left held: {h:?}");
+        for (id, st) in &statuses {
+            let n = committed.get(id.as_str()).copied().unwrap_or(0);
+            let want = usize::from(st == "executed");
+            assert_eq!(n, want, "order {id} is {st}: {n} committed transactions");
         }
         // Conservation.
         let mut taken: BTreeMap<String, i64> = BTreeMap::new();

@@ -187,10 +187,7 @@ async fn priority_fifo_once_and_leases_that_expire() {
             account_key, Participant, ParticipantError, Resource, DEFAULT_CREDIT_CENTS,
         };
         let store = Store::new(peers.clone(), ClientOptions::default());
-        let p = Participant {
-            resource: Resource::Money,
-            store: store.clone(),
-        };
+        let p = Participant::new(Resource::Money, store.clone());
         let debit = [(account_key("acct"), 700)];
         assert_eq!(p.prepare("o9", 5, &debit).await.unwrap(), Ok(()));
         assert_eq!(
@@ -234,6 +231,26 @@ async fn priority_fifo_once_and_leases_that_expire() {
         // Abort before prepare leaves a record that refuses the prepare.
         p.abort("o12", 6).await.unwrap();
         assert!(p.prepare("o12", 6, &debit).await.unwrap().is_err());
+        // An attempt the log has gone past (its coordinator was replaced
+        // before it decided) is aborted by the resolver.
+        assert_eq!(p.prepare("o13#1", 6, &debit).await.unwrap(), Ok(()));
+        kv.put(
+            "exec/tx/o13",
+            r#"{"state":"preparing","reason":"","token":7,"attempt":2}"#,
+        )
+        .await
+        .unwrap();
+        let mut seen = Default::default();
+        assert_eq!(p.resolve_in_doubt(&store, &mut seen).await.unwrap(), 0);
+        assert_eq!(p.resolve_in_doubt(&store, &mut seen).await.unwrap(), 1);
+        let holds: BTreeMap<String, _> = p.holds().await.unwrap().into_iter().collect();
+        assert_eq!(holds["o13#1"].state, "aborted");
+        let bal = kv.get(&account_key("acct")).await.unwrap().unwrap();
+        assert_eq!(
+            bal.parse::<i64>().unwrap(),
+            DEFAULT_CREDIT_CENTS - 700,
+            "the aborted attempt's debit is given back"
+        );
     }
 
     drop(nodes);

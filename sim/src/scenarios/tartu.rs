@@ -22,10 +22,16 @@
 //! three groups is the `final` event. Checks:
 //! - `vclock`: the vector-clock log of every check service and orchestrator
 //!   against the declared scheme ([`bookstore::tartu::SCHEME`]);
-//! - `2pc`: every approved order executed or failed, an executed one
-//!   `committed` at both participants, a failed one at neither, no order
-//!   at a participant that was not approved (unless an answer was unknown),
-//!   no order meant to be rejected approved;
+//! - `2pc`: every transaction (an order's attempt) committed at both
+//!   participants or at neither; every approved order executed or failed,
+//!   an executed one with exactly one committed transaction, a failed one
+//!   with none; no order at a participant that was not approved (unless
+//!   an answer was unknown); no order meant to be rejected approved;
+//! - `mutual-exclusion`: every side effect a participant accepted from an
+//!   executor (prepare, commit, abort) carries a fencing token no lower
+//!   than that of any side effect it had accepted before the call began:
+//!   an old leader (paused, partitioned, its clock slow) acts no more once
+//!   a newer one has;
 //! - `conservation`: per book, initial stock − committed stock debits =
 //!   final stock ≥ 0; per account, the default credit − committed money
 //!   debits = final balance; no hold left `prepared`;
@@ -36,9 +42,11 @@ use bookstore::client::{ClientOptions, KvClient};
 use bookstore::shop::Store;
 use bookstore::tartu::books::BooksDb;
 use bookstore::tartu::checks::{self, CheckConfig};
-use bookstore::tartu::executor::{Executor, ExecutorConfig, LeaderLease};
+use bookstore::tartu::executor::{Executor, ExecutorConfig, LeaderLease, TxRecord};
 use bookstore::tartu::orchestrator::{Orchestrator, OrchestratorConfig, Outcome};
-use bookstore::tartu::participants::{Hold, DEFAULT_CREDIT_CENTS};
+use bookstore::tartu::participants::{
+    split_tx, Effect, EffectSink, Hold, ParticipantOpts, Resource, DEFAULT_CREDIT_CENTS,
+};
 use bookstore::tartu::queue::OrderStatus;
 use bookstore::tartu::{Kind, Topology, VcEvent, VcLog, WallClock};
 use checker::history::{History, OpType, Process};
@@ -51,6 +59,7 @@ use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -81,6 +90,9 @@ const TRIES: u32 = 4;
 /// Counters of what a seed reached.
 const OUT_OF_STOCK: &str = "tartu: an order failed in execution (out of stock)";
 const LEADER_CHANGED: &str = "tartu: an executor leader changed";
+const REFUSED: &str = "tartu: a participant refused an old executor leader's fencing token";
+const RETRIED: &str =
+    "tartu: an attempt presumed aborted (its coordinator was replaced), the order tried again";
 
 fn kv_options() -> ClientOptions {
     ClientOptions {
@@ -104,7 +116,9 @@ impl Scenario for Tartu {
     }
 
     fn fault_kinds(&self) -> Vec<&'static str> {
-        raft::KINDS.to_vec()
+        let mut k = raft::KINDS.to_vec();
+        k.extend(EXECUTOR_KINDS);
+        k
     }
 
     fn bugs(&self) -> Vec<&'static str> {
@@ -117,7 +131,16 @@ impl Scenario for Tartu {
         let mut d = Draw::new(seed);
         let duration_ms = 20_000;
         let targets = Targets { hosts: HOSTS };
-        let (config, faults) = raft::draw_faults(&mut d, seed, faults, &targets, duration_ms);
+        let kinds = self.fault_kinds();
+        let (config, faults) = raft::draw_faults_with(
+            &mut d,
+            seed,
+            faults,
+            &targets,
+            duration_ms,
+            &kinds,
+            &draw_fault,
+        );
         let clients = d.rng.random_range(4..=16);
         let ops_per_client = d.rng.random_range(5..=20);
         let max_batch: usize = [1, 2, 4, 64][d.rng.random_range(0..4)];
@@ -207,13 +230,109 @@ impl Scenario for Tartu {
              <body data-rendered=\"ok\"><h1>{t}</h1>\
              <p>The Tartu bookstore under the nemesis: {} operations in the history. \
              Checks: the vector-clock log against the declared scheme (system/src/tartu/scheme.json), \
-             two-phase commit atomicity and liveness of approved orders, conservation of stock and money, \
+             two-phase commit atomicity and liveness of approved orders, mutual exclusion of the executors (fencing tokens the participants accepted), conservation of stock and money, \
              Raft and replica convergence per store group.</p>{body}</body></html>",
             r.history.ops.len(),
             t = esc(title)
         );
         let groups: [&[u64]; 3] = [&[1, 2, 3], &[4, 5, 6], &[7, 8, 9]];
         Some(crate::explain::report_above_groups(page, r, &groups))
+    }
+}
+
+/// The scenario's own fault kinds, aimed at the order executors.
+const EXECUTOR_KINDS: [&str; 2] = ["pause-executor", "executor-clock"];
+
+/// A fault of the executors (the leader is the one that took the lease
+/// last).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum TartuFault {
+    /// Pause the executor leader, mostly for longer than its lease: it
+    /// resumes in the middle of its work, believing it still leads.
+    PauseExecutor,
+    /// Move an executor's clock: the leader's back (it believes its lease
+    /// lasts longer than the others do) or a follower's forward (it sees
+    /// the lease expire early), by 1-5 s.
+    ExecutorClock { leader: bool, offset_ms: i64 },
+}
+
+fn draw_fault(
+    kind: &str,
+    t: &Targets,
+    c: &harness::schedule::FaultConfig,
+    rng: &mut ChaCha8Rng,
+) -> (harness::schedule::Fault, Option<u64>) {
+    use harness::schedule::Fault;
+    match kind {
+        "pause-executor" => (
+            Fault::custom(&TartuFault::PauseExecutor),
+            Some(rng.random_range(1_000..=6_000)),
+        ),
+        "executor-clock" => {
+            let leader = rng.random_bool(0.5);
+            let ms = rng.random_range(1_000..=5_000);
+            let f = TartuFault::ExecutorClock {
+                leader,
+                offset_ms: if leader { -ms } else { ms },
+            };
+            (Fault::custom(&f), None)
+        }
+        other => raft::draw_fault(other, t, c, rng),
+    }
+}
+
+/// The Raft faults, and the executors' own.
+struct TartuFaults {
+    raft: RaftFaults,
+    executor_leader: Arc<AtomicU64>,
+}
+
+impl harness::nemesis::FaultPlugin for TartuFaults {
+    fn start(
+        &self,
+        fid: usize,
+        fault: &harness::schedule::Fault,
+        sim: &Sim,
+    ) -> harness::nemesis::Started {
+        use harness::schedule::Fault;
+        let Some(f) = fault.as_custom::<TartuFault>() else {
+            return self.raft.start(fid, fault, sim);
+        };
+        let leader = match self.executor_leader.load(Ordering::SeqCst) {
+            0 => 20,
+            h => h,
+        };
+        harness::nemesis::Started {
+            apply: Some(match f {
+                TartuFault::PauseExecutor => Fault::Pause { node: leader },
+                TartuFault::ExecutorClock {
+                    leader: true,
+                    offset_ms,
+                } => Fault::ClockJump {
+                    node: leader,
+                    offset_ms,
+                },
+                TartuFault::ExecutorClock { offset_ms, .. } => Fault::ClockJump {
+                    node: 20 + (leader - 20 + 1) % 3,
+                    offset_ms,
+                },
+            }),
+            arm: None,
+        }
+    }
+
+    fn part(
+        &self,
+        fault: &harness::schedule::Fault,
+        node: u64,
+        sim: &Sim,
+    ) -> Option<harness::schedule::Fault> {
+        self.raft.part(fault, node, sim)
+    }
+
+    fn refire(&self, fault: &harness::schedule::Fault, node: u64) -> Option<&'static str> {
+        self.raft.refire(fault, node)
     }
 }
 
@@ -284,14 +403,39 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
             .add("vclock", move || vclock_violations(&events.lock().unwrap()));
     }
 
+    // Every side effect the participants accepted, with when it was
+    // applied.
+    let t0 = Instant::now();
+    let effects: Arc<Mutex<Vec<(Effect, Instant)>>> = Arc::default();
+    let effect_sink: EffectSink = {
+        let effects = effects.clone();
+        Arc::new(move |e: &Effect| {
+            if e.refused {
+                hit(REFUSED);
+            } else {
+                effects.lock().unwrap().push((e.clone(), Instant::now()))
+            }
+        })
+    };
+    {
+        let effects = effects.clone();
+        ctx.checks.add("mutual-exclusion", move || {
+            fencing_violations(&effects.lock().unwrap(), t0)
+        });
+    }
+
     // The services, each on its own host; a restarted host logs under a
     // new source name (the checker's own-clock check is per source).
     for (first, name) in SERVICES {
         for id in [first, first + 1] {
             let (t, sink) = (topology.clone(), sink.clone());
+            let popts = ParticipantOpts {
+                effects: Some(effect_sink.clone()),
+                ..ParticipantOpts::with_bugs(bugs)
+            };
             let incarnation = Arc::new(AtomicU64::new(0));
             sim.host(id, format!("{name}-{id}"), move |env| {
-                let (t, sink) = (t.clone(), sink.clone());
+                let (t, sink, popts) = (t.clone(), sink.clone(), popts.clone());
                 let n = incarnation.fetch_add(1, Ordering::SeqCst);
                 async move {
                     let a = std::net::SocketAddr::new(env.ip, PORT);
@@ -303,12 +447,14 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
                     let r = match name {
                         "books" => {
                             let state = store(&t.state_kv);
-                            checks::serve_books(books, state, a, pending, env.clock.clone()).await
+                            let clock = env.clock.clone();
+                            checks::serve_books(books, state, a, pending, clock, popts).await
                         }
                         "payment" => {
                             let (payment, state) = (store(&t.payment_kv), store(&t.state_kv));
                             let clock = env.clock.clone();
-                            checks::serve_payment(payment, books, state, a, pending, clock).await
+                            checks::serve_payment(payment, books, state, a, pending, clock, popts)
+                                .await
                         }
                         _ => {
                             let kind = Kind::by_name(name).expect("a check service");
@@ -332,11 +478,17 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
             });
         }
     }
+    // The host of the executor that became leader last (for the executor
+    // faults).
+    let executor_leader = Arc::new(AtomicU64::new(0));
     for (i, id) in [20u64, 21, 22].into_iter().enumerate() {
         let t = topology.clone();
+        let leader = executor_leader.clone();
         sim.host(id, format!("executor-{id}"), move |env| {
             let mut cfg = ExecutorConfig::new(i as u64 + 1, t.clone(), wall(&env.clock));
             cfg.bugs = bugs;
+            let leader = leader.clone();
+            cfg.on_lead = Some(Arc::new(move |_| leader.store(id, Ordering::SeqCst)));
             async move { Executor::new(cfg).run(std::future::pending()).await }
         });
     }
@@ -397,7 +549,10 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
             }
         }));
     }
-    let plugin = RaftFaults(raft.clone());
+    let plugin = TartuFaults {
+        raft: RaftFaults(raft.clone()),
+        executor_leader: executor_leader.clone(),
+    };
     let mut nemesis = Nemesis {
         sim: &mut sim,
         rec: &rec,
@@ -475,6 +630,13 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
             }
             if v["exec"]["token"].as_u64().unwrap_or(0) >= 2 {
                 hit(LEADER_CHANGED);
+            }
+            let holds = v["stock_holds"]
+                .as_object()
+                .into_iter()
+                .flat_map(|m| m.keys());
+            if holds.into_iter().any(|tx| split_tx(tx).1 > 1) {
+                hit(RETRIED);
             }
             rec.named("final", "final", v);
         }
@@ -711,6 +873,14 @@ async fn read_state(t: &Topology, id: u64) -> Result<Value, String> {
         .iter()
         .filter(|(k, v)| k.starts_with("exec/tx/") && !v.contains("\"done\""))
         .count();
+    let mut decisions = Map::new();
+    for (k, v) in exec.iter().filter(|(k, _)| k.starts_with("exec/tx/")) {
+        let r: TxRecord = serde_json::from_str(v).map_err(|e| format!("{k}: {e}"))?;
+        decisions.insert(
+            k.trim_start_matches("exec/tx/").to_string(),
+            json!({"attempt": r.attempt, "state": r.state, "decision": r.decision}),
+        );
+    }
     Ok(json!({
         "books": books,
         "accounts": accounts,
@@ -719,6 +889,7 @@ async fn read_state(t: &Topology, id: u64) -> Result<Value, String> {
         "status": status,
         "queued": queued,
         "exec": {"token": token, "leader": leader.map(|l| l.owner), "undone": undone},
+        "decisions": decisions,
     }))
 }
 
@@ -842,38 +1013,75 @@ fn check_history(h: &History) -> Vec<Failure> {
             ));
         }
     }
-    let orders: BTreeSet<&String> = status
+    // Per transaction: atomic. Per order: one committed transaction if
+    // executed, none if failed.
+    let committed = |x: &Option<String>| x.as_deref() == Some("committed");
+    let mut commits: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let txs: BTreeSet<&String> = stock.keys().chain(money.keys()).collect();
+    let decisions = obj(&fin["decisions"]);
+    for tx in &txs {
+        let (s, m) = (state_of(&stock, tx), state_of(&money, tx));
+        // A participant commits only what the decision log committed.
+        let (order, attempt) = split_tx(tx);
+        let logged = decisions.get(order);
+        let log_commits = logged.is_some_and(|d| {
+            d["attempt"].as_u64() == Some(attempt as u64) && d["decision"] == "committed"
+        });
+        if (committed(&s) || committed(&m)) && !log_commits {
+            f2(format!(
+                "transaction {tx} committed (stock {}, payment {}) but the decision log does not commit it: {}",
+                s.as_deref().unwrap_or("absent"),
+                m.as_deref().unwrap_or("absent"),
+                match logged {
+                    Some(d) => format!(
+                        "it holds attempt {} {}{}",
+                        d["attempt"],
+                        d["state"].as_str().unwrap_or(""),
+                        match d["decision"].as_str() {
+                            Some(x) if !x.is_empty() => format!(" ({x})"),
+                            _ => String::new(),
+                        }
+                    ),
+                    None => "no entry".into(),
+                }
+            ));
+        }
+        match (committed(&s), committed(&m)) {
+            (true, true) => commits.entry(split_tx(tx).0).or_default().push(tx),
+            (false, false) => {}
+            _ => f2(format!(
+                "transaction {tx} is not atomic: stock {}, payment {}",
+                s.as_deref().unwrap_or("absent"),
+                m.as_deref().unwrap_or("absent")
+            )),
+        }
+    }
+    let orders: BTreeSet<&str> = status
         .keys()
-        .chain(stock.keys())
-        .chain(money.keys())
+        .map(String::as_str)
+        .chain(txs.iter().map(|tx| split_tx(tx).0))
         .collect();
     for id in orders {
         let st = status
             .get(id)
             .and_then(|s| s["status"].as_str())
             .unwrap_or("absent");
-        let (s, m) = (state_of(&stock, id), state_of(&money, id));
-        let committed = |x: &Option<String>| x.as_deref() == Some("committed");
+        let c = commits.get(id).cloned().unwrap_or_default();
         match st {
-            "executed" if !(committed(&s) && committed(&m)) => f2(format!(
-                "order {id} executed but stock {} and payment {}",
-                s.as_deref().unwrap_or("absent"),
-                m.as_deref().unwrap_or("absent")
+            "executed" if c.len() != 1 => f2(format!(
+                "order {id} executed but {} of its transactions committed at both participants {c:?}",
+                c.len()
             )),
-            "failed" if committed(&s) || committed(&m) => f2(format!(
-                "order {id} failed but stock {} and payment {}",
-                s.as_deref().unwrap_or("absent"),
-                m.as_deref().unwrap_or("absent")
+            "failed" if !c.is_empty() => f2(format!(
+                "order {id} failed but its transactions {c:?} committed"
             )),
             _ => {}
         }
-        let e = heard.get(id.as_str());
+        let e = heard.get(id);
         let allowed = e.is_some_and(|e| e.approved || e.unknown);
         if !allowed {
             f2(format!(
-                "order {id} reached the queue or a participant (status {st}, stock {}, payment {}) though its checkout was {}",
-                s.as_deref().unwrap_or("absent"),
-                m.as_deref().unwrap_or("absent"),
+                "order {id} reached the queue or a participant (status {st}, committed {c:?}) though its checkout was {}",
                 match e {
                     None => "never made",
                     Some(e) if e.rejected => "rejected",
@@ -888,7 +1096,7 @@ fn check_history(h: &History) -> Vec<Failure> {
     for holds in [&stock, &money] {
         for (id, hold) in holds {
             match hold["state"].as_str().unwrap_or("") {
-                "prepared" => fc(format!("order {id}: a hold left prepared: {hold}")),
+                "prepared" => fc(format!("transaction {id}: a hold left prepared: {hold}")),
                 "committed" => {
                     for d in hold["debits"].as_array().unwrap_or(&Vec::new()) {
                         let (k, a) = (d[0].as_str().unwrap_or(""), d[1].as_i64().unwrap_or(0));
@@ -939,4 +1147,50 @@ fn check_history(h: &History) -> Vec<Failure> {
     }
     failures.truncate(20);
     failures
+}
+
+/// Mutual exclusion of the executors, as the participants saw it: a side
+/// effect accepted with a token lower than that of one accepted (applied)
+/// before it began.
+fn fencing_violations(effects: &[(Effect, Instant)], t0: Instant) -> Vec<String> {
+    let at = |t: Instant| format!("{:.3} s", t.duration_since(t0).as_secs_f64());
+    let mut out = Vec::new();
+    for resource in [Resource::Stock, Resource::Money] {
+        let mut ended: Vec<&(Effect, Instant)> = effects
+            .iter()
+            .filter(|(e, _)| e.resource == resource)
+            .collect();
+        ended.sort_by_key(|(_, end)| *end);
+        let mut by_start = ended.clone();
+        by_start.sort_by_key(|(e, _)| e.started);
+        let (mut i, mut highest): (usize, Option<&(Effect, Instant)>) = (0, None);
+        for b in by_start {
+            while i < ended.len() && ended[i].1 < b.0.started {
+                if highest.is_none_or(|h| ended[i].0.token > h.0.token) {
+                    highest = Some(ended[i]);
+                }
+                i += 1;
+            }
+            if let Some(a) = highest.filter(|a| a.0.token > b.0.token) {
+                out.push(format!(
+                    "{resource:?}: {} of {} with token {}, begun at {} and applied at {}, after {} of {} with token {} was applied at {}: an executor acted after a newer leader had",
+                    b.0.op,
+                    b.0.tx,
+                    b.0.token,
+                    at(b.0.started),
+                    at(b.1),
+                    a.0.op,
+                    a.0.tx,
+                    a.0.token,
+                    at(a.1)
+                ));
+            }
+        }
+    }
+    let n = out.len();
+    out.truncate(5);
+    if n > 5 {
+        out.push(format!("... {n} violations in all"));
+    }
+    out
 }

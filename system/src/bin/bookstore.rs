@@ -635,7 +635,8 @@ async fn tartu_proc(
                 ClientOptions::default(),
                 clock.clone(),
             );
-            tartu::checks::serve_books(db, state, addr, terminated(), clock).await?;
+            let opts = tartu::participants::ParticipantOpts::with_bugs(bugs);
+            tartu::checks::serve_books(db, state, addr, terminated(), clock, opts).await?;
         }
         "payment" => {
             let addr = nth(&t.payment, what)?;
@@ -655,6 +656,7 @@ async fn tartu_proc(
                 addr,
                 terminated(),
                 clock.clone(),
+                tartu::participants::ParticipantOpts::with_bugs(bugs),
             )
             .await?;
         }

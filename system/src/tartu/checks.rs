@@ -351,6 +351,7 @@ pub async fn serve_books(
     addr: std::net::SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     clock: crate::clock::Clock,
+    opts: super::participants::ParticipantOpts,
 ) -> anyhow::Result<()> {
     let seeder = {
         let (db, clock) = (db.clone(), clock.clone());
@@ -375,10 +376,11 @@ pub async fn serve_books(
         })
     };
     let participant = super::participants::ParticipantService {
-        participant: super::participants::Participant {
-            resource: super::participants::Resource::Stock,
-            store: db.store.clone(),
-        },
+        participant: super::participants::Participant::new(
+            super::participants::Resource::Stock,
+            db.store.clone(),
+        )
+        .with_opts(opts),
         books: db.clone(),
     };
     let resolver = tokio::spawn(resolve_loop(
@@ -423,11 +425,11 @@ pub async fn serve_payment(
     addr: std::net::SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     clock: crate::clock::Clock,
+    opts: super::participants::ParticipantOpts,
 ) -> anyhow::Result<()> {
-    let participant = super::participants::Participant {
-        resource: super::participants::Resource::Money,
-        store: payment,
-    };
+    let participant =
+        super::participants::Participant::new(super::participants::Resource::Money, payment)
+            .with_opts(opts);
     let resolver = tokio::spawn(resolve_loop(participant.clone(), state, clock));
     let r = tonic::transport::Server::builder()
         .add_service(pb::payment_server::PaymentServer::new(

@@ -21,22 +21,33 @@
 //! [`ExecutorConfig::poll_max`]; after an order it halves (multiplicative
 //! decrease) down to [`ExecutorConfig::poll_min`].
 //!
-//! **Two-phase commit** (the leader coordinates): the decision log
-//! `exec/tx/<order>` is created `preparing` (status `executing`); both
+//! **Two-phase commit** (the leader coordinates), presumed abort: an
+//! order's transaction is an *attempt* `<order>#<n>` at the participants,
+//! and the decision log `exec/tx/<order>` holds the current attempt. It
+//! is created `preparing` (attempt 1, status `executing`); both
 //! participants prepare (take and hold the stock, charge the card's
 //! account); the decision, `committed` if both voted yes, else `aborted`,
 //! is written to the log before either participant hears it; then both
 //! commit or both abort; then the log says `done` and the queue item is
 //! acknowledged with the order's final status (`executed`, or `failed` with
-//! the reason). A new leader first delivers every decision it finds in the
-//! log that is not done; an undecided transaction is finished when its
-//! queue item comes back (the old leader's queue lease expired): prepared
-//! again under the new token (the participants repeat their first vote),
-//! then decided. An old leader's late decision is refused by the fence on
-//! the log. Every step is idempotent by order id, so an order is
-//! executed at most once whatever is retried or redone, and a dequeued
-//! order whose executor dies is executed by the next leader (its queue
-//! lease expires and the item is given out again).
+//! the reason).
+//!
+//! **A new leader** first finishes its predecessors' work: it delivers
+//! every logged decision that is not done, and presumes abort for every
+//! attempt left `preparing` (since a decision is logged before anyone
+//! hears it, no participant can have committed an undecided attempt): the
+//! attempt is logged `aborted` (with `retry`), both participants abort it,
+//! and the log moves to attempt n+1, which is prepared when the order's
+//! queue item comes back (the old leader's queue lease expires). So an
+//! order is executed at most once (only the log's current attempt can be
+//! decided, and only once: every write to the log compares what was read),
+//! and a dequeued order whose executor dies is executed by the next
+//! leader. Every write to the log is also fenced by `exec/token`, and the
+//! participants refuse a token below the highest they have seen, so an
+//! old leader's late calls change nothing.
+//!
+//! The lease is renewed by its own loop while orders are executed, so a
+//! long recovery or a slow batch does not cost the leadership.
 
 use super::queue::{self, Leased, OrderStatus};
 use super::{Topology, WallClock};
@@ -72,6 +83,9 @@ pub struct ExecutorConfig {
     pub concurrency: usize,
     pub kv_options: ClientOptions,
     pub bugs: crate::bugs::Bugs,
+    /// Called with the token when this replica becomes leader (the
+    /// simulator aims its executor faults with it).
+    pub on_lead: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
 }
 
 impl ExecutorConfig {
@@ -94,6 +108,7 @@ impl ExecutorConfig {
             concurrency: 32,
             kv_options: ClientOptions::default(),
             bugs: Default::default(),
+            on_lead: None,
         }
     }
 }
@@ -106,7 +121,8 @@ pub struct LeaderLease {
     pub token: u64,
 }
 
-/// One order's entry in the decision log `exec/tx/<order>`.
+/// One order's entry in the decision log `exec/tx/<order>`: its current
+/// attempt's transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxRecord {
     /// preparing, committed, aborted, done
@@ -116,7 +132,32 @@ pub struct TxRecord {
     pub decision: String,
     #[serde(default)]
     pub reason: String,
+    /// The token of the leader that wrote this record.
     pub token: u64,
+    /// The attempt (transaction `<order>#<attempt>` at the participants).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// An abort of the attempt only (its coordinator was replaced before
+    /// it decided): the order goes on with the next attempt.
+    #[serde(default)]
+    pub retry: bool,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl TxRecord {
+    fn preparing(attempt: u32, token: u64) -> TxRecord {
+        TxRecord {
+            state: "preparing".into(),
+            decision: String::new(),
+            reason: String::new(),
+            token,
+            attempt,
+            retry: false,
+        }
+    }
 }
 
 /// Why an executor stopped acting.
@@ -182,9 +223,10 @@ pub struct Executor {
     store: crate::shop::Store,
     books: Replicas,
     payment: Replicas,
-    /// My lease while I lead.
-    lease: Option<LeaderLease>,
-    poll: Duration,
+    /// My lease while I lead (renewed while orders are executed).
+    lease: std::sync::Mutex<Option<LeaderLease>>,
+    /// The token of a leadership whose recovery is still to be done.
+    recovery: std::sync::Mutex<Option<u64>>,
 }
 
 impl Executor {
@@ -198,9 +240,9 @@ impl Executor {
         Executor {
             books: Replicas::with_clock(cfg.topology.books.clone(), cfg.rpc_timeout, clock.clone()),
             payment: Replicas::with_clock(cfg.topology.payment.clone(), cfg.rpc_timeout, clock),
-            poll: cfg.poll_min,
             store,
-            lease: None,
+            lease: Default::default(),
+            recovery: Default::default(),
             cfg,
         }
     }
@@ -211,13 +253,14 @@ impl Executor {
 
     /// Do I still lead, by my clock (with the margin)?
     fn leading(&self) -> Option<u64> {
-        let l = self.lease.as_ref()?;
+        let l = self.lease.lock().unwrap().clone()?;
         (self.now() + self.cfg.margin.as_millis() as u64 <= l.until_ms).then_some(l.token)
     }
 
     /// Takes or renews the lease. Returns true when this replica has just
     /// become leader (it must then finish its predecessors' transactions).
-    async fn campaign(&mut self) -> Result<bool, ClientError> {
+    async fn campaign(&self) -> Result<bool, ClientError> {
+        let mine = self.lease.lock().unwrap().as_ref().map(|m| m.token);
         let got = self
             .store
             .client()
@@ -229,20 +272,15 @@ impl Executor {
         let token: u64 = got[1].as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
         let until = now + self.cfg.lease.as_millis() as u64;
         let (new, fresh) = match &current {
-            Some(l)
-                if l.owner == self.cfg.id
-                    && Some(l.token) == self.lease.as_ref().map(|m| m.token) =>
-            {
-                (
-                    LeaderLease {
-                        until_ms: until,
-                        ..l.clone()
-                    },
-                    false,
-                )
-            }
+            Some(l) if l.owner == self.cfg.id && Some(l.token) == mine => (
+                LeaderLease {
+                    until_ms: until,
+                    ..l.clone()
+                },
+                false,
+            ),
             Some(l) if l.until_ms > now => {
-                self.lease = None;
+                self.depose();
                 return Ok(false);
             }
             _ => (
@@ -275,61 +313,83 @@ impl Executor {
         if r.succeeded {
             if fresh {
                 tracing::info!("executor {} leads with token {}", self.cfg.id, new.token);
+                if let Some(f) = &self.cfg.on_lead {
+                    f(new.token);
+                }
             }
-            self.lease = Some(new);
+            *self.lease.lock().unwrap() = Some(new);
             Ok(fresh)
         } else {
-            self.lease = None;
+            self.depose();
             Ok(false)
         }
     }
 
-    /// Runs until `shutdown`.
-    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+    fn depose(&self) {
+        *self.lease.lock().unwrap() = None;
+    }
+
+    /// Runs until `shutdown`: one loop takes and renews the lease, the
+    /// other (while this replica leads) first finishes its predecessors'
+    /// transactions, then polls the queue and executes orders.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let clock = self.cfg.wall.clock.clone();
-        let mut next_campaign = clock.now();
-        loop {
-            if clock.now() >= next_campaign || self.leading().is_none() {
-                next_campaign = clock.now() + self.cfg.renew_every;
+        let campaigns = async {
+            loop {
                 match self.campaign().await {
-                    Ok(true) => {
-                        if let Err(e) = self.recover().await {
-                            tracing::warn!("executor {}: recovery: {e}", self.cfg.id);
-                            if matches!(e, ExecError::Deposed(_)) {
-                                self.lease = None;
-                            }
-                        }
-                    }
+                    Ok(true) => *self.recovery.lock().unwrap() = self.leading(),
                     Ok(false) => {}
                     Err(e) => tracing::debug!("executor {}: campaign: {e}", self.cfg.id),
                 }
+                clock.sleep(self.cfg.renew_every).await;
             }
-            let pause = match self.leading() {
-                None => self.cfg.renew_every,
-                Some(token) => match self.step(token).await {
-                    Ok(true) => {
-                        self.poll = (self.poll / 2).max(self.cfg.poll_min);
-                        Duration::ZERO
-                    }
-                    Ok(false) => {
-                        self.poll = (self.poll + self.cfg.poll_step).min(self.cfg.poll_max);
-                        self.poll
-                    }
-                    Err(e) => {
-                        tracing::warn!("executor {}: {e}", self.cfg.id);
-                        if matches!(e, ExecError::Deposed(_)) {
-                            self.lease = None;
+        };
+        let work = async {
+            let mut poll = self.cfg.poll_min;
+            loop {
+                let pause = match self.leading() {
+                    None => self.cfg.renew_every / 5,
+                    Some(token) => {
+                        let recover = *self.recovery.lock().unwrap() == Some(token);
+                        let r = if recover {
+                            self.recover().await.map(|()| {
+                                *self.recovery.lock().unwrap() = None;
+                                true
+                            })
+                        } else {
+                            self.step(token).await
+                        };
+                        match r {
+                            Ok(true) => {
+                                poll = (poll / 2).max(self.cfg.poll_min);
+                                Duration::ZERO
+                            }
+                            Ok(false) => {
+                                poll = (poll + self.cfg.poll_step).min(self.cfg.poll_max);
+                                poll
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    "executor {}{}: {e}",
+                                    self.cfg.id,
+                                    if recover { ": recovery" } else { "" }
+                                );
+                                if matches!(e, ExecError::Deposed(_)) {
+                                    self.depose();
+                                }
+                                self.cfg.renew_every
+                            }
                         }
-                        self.cfg.renew_every
                     }
-                },
-            };
-            let pause = pause.min(next_campaign.saturating_sub(clock.now()));
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = clock.sleep(pause) => {}
+                };
+                clock.sleep(pause).await;
             }
+        };
+        tokio::select! {
+            _ = &mut shutdown => {}
+            _ = campaigns => {}
+            _ = work => {}
         }
     }
 
@@ -358,87 +418,204 @@ impl Executor {
         Ok(true)
     }
 
-    /// Finishes every transaction of the decision log that is not done.
+    /// Finishes every transaction of the decision log that is not done:
+    /// delivers the logged decisions, and presumes abort for the attempts
+    /// a previous leader left undecided (the order is tried again when its
+    /// queue item comes back).
     async fn recover(&self) -> Result<(), ExecError> {
-        let open = self.store.client().scan("exec/tx/").await?;
-        for (k, v) in open {
+        let mut open = Vec::new();
+        for (k, v) in self.store.client().scan("exec/tx/").await? {
             let order = k.trim_start_matches("exec/tx/").to_string();
             let rec: TxRecord =
                 serde_json::from_str(&v).map_err(|e| ExecError::Unavailable(e.to_string()))?;
-            if rec.state == "done" {
-                continue;
+            if rec.state != "done" {
+                open.push((order, v, rec));
             }
+        }
+        for chunk in open.chunks(self.cfg.concurrency.max(1)) {
             let Some(token) = self.leading() else {
                 return Err(ExecError::Deposed("lease ended during recovery".into()));
             };
-            tracing::info!(
-                "executor {} finishes order {order} ({})",
-                self.cfg.id,
-                rec.state
-            );
-            if rec.state == "preparing" {
-                // Undecided: its queue item comes back when the old
-                // leader's queue lease expires, and is then prepared again
-                // under this token (the participants answer with their
-                // first vote) and decided.
-                continue;
-            }
-            // The participants need only the order id for commit and abort.
-            let st = self.status(&order).await?.unwrap_or_else(|| OrderStatus {
-                order_id: order.clone(),
-                status: String::new(),
-                reason: None,
-                shipping_method: String::new(),
-                priority: 0,
-                amount_cents: 0,
+            let runs = chunk.iter().map(|(order, v, rec)| {
+                tracing::info!(
+                    "executor {} finishes order {order} (attempt {}, {})",
+                    self.cfg.id,
+                    rec.attempt,
+                    rec.state
+                );
+                self.drive(token, order, None, Some((v.clone(), rec.clone())))
             });
-            self.deliver(token, &order, &rec).await?;
-            self.finish(token, &order, &rec, &decided(st, &rec)).await?;
+            // An order that cannot be finished now is left to its queue
+            // item (it comes back to the leader); losing the leadership
+            // ends the recovery.
+            for (r, (order, _, _)) in futures_util::future::join_all(runs)
+                .await
+                .into_iter()
+                .zip(chunk)
+            {
+                match r {
+                    Err(e @ ExecError::Deposed(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!("executor {}: recovery of order {order}: {e}", self.cfg.id)
+                    }
+                    Ok(_) => {}
+                }
+            }
         }
         Ok(())
     }
 
-    /// Writes the decision to the log (fenced: only the current leader).
-    async fn decide(
+    /// A compare that fences a write to the state group: `exec/token` is
+    /// still `token` (none with the planted bug `lease-only`).
+    fn fence(&self, token: u64) -> Vec<crate::pb::Compare> {
+        if self.cfg.bugs.lease_only {
+            vec![]
+        } else {
+            vec![cmd::compare("exec/token", Some(&token.to_string()))]
+        }
+    }
+
+    /// Replaces the order's log entry `raw` by `rec` (and sets `status`),
+    /// fenced; returns the new entry's text.
+    async fn log(
         &self,
         token: u64,
         order: &str,
-        raw: &str,
-        decision: &str,
-        reason: &str,
-    ) -> Result<TxRecord, ExecError> {
-        let rec = TxRecord {
-            state: decision.into(),
-            decision: decision.into(),
-            reason: reason.into(),
-            token,
-        };
-        let r = self
-            .store
-            .client()
-            .txn(
-                vec![
-                    cmd::compare(&tx_key(order), Some(raw)),
-                    cmd::compare("exec/token", Some(&token.to_string())),
-                ],
-                vec![cmd::op_put(
-                    &tx_key(order),
-                    &serde_json::to_string(&rec).expect("serialises"),
-                )],
-                vec![],
-            )
-            .await?;
+        raw: Option<&str>,
+        rec: &TxRecord,
+        status: Option<&OrderStatus>,
+    ) -> Result<String, ExecError> {
+        let json = serde_json::to_string(rec).expect("serialises");
+        let mut compares = vec![cmd::compare(&tx_key(order), raw)];
+        compares.extend(self.fence(token));
+        let mut ops = vec![cmd::op_put(&tx_key(order), &json)];
+        if let Some(st) = status {
+            ops.push(cmd::op_put(
+                &queue::status_key(order),
+                &serde_json::to_string(st).expect("serialises"),
+            ));
+        }
+        let r = self.store.client().txn(compares, ops, vec![]).await?;
         if !r.succeeded {
             return Err(ExecError::Deposed(format!(
-                "order {order}: the decision log moved on"
+                "order {order}: the decision log moved on (or another leader took over)"
             )));
         }
-        Ok(rec)
+        Ok(json)
     }
 
-    async fn deliver(&self, token: u64, order: &str, rec: &TxRecord) -> Result<(), ExecError> {
+    /// Drives an order's transaction from its logged state `at` (read if
+    /// None) until it is done, and returns the done record. Without the
+    /// queue item (recovery) it stops where an attempt must be prepared
+    /// (None).
+    async fn drive(
+        &self,
+        token: u64,
+        order: &str,
+        item: Option<&Leased>,
+        at: Option<(String, TxRecord)>,
+    ) -> Result<Option<TxRecord>, ExecError> {
+        let mut at = match at {
+            Some(a) => Some(a),
+            None => match self.store.client().get(&tx_key(order)).await? {
+                Some(raw) => {
+                    let rec = serde_json::from_str(&raw)
+                        .map_err(|e| ExecError::Unavailable(e.to_string()))?;
+                    Some((raw, rec))
+                }
+                None => None,
+            },
+        };
+        loop {
+            let (raw, rec) = match at.take() {
+                None => {
+                    // Start: attempt 1, and the status `executing`.
+                    if item.is_none() {
+                        return Ok(None);
+                    }
+                    let rec = TxRecord::preparing(1, token);
+                    let mut st = self.status(order).await?.ok_or_else(|| {
+                        ExecError::Unavailable(format!("order {order} has no status"))
+                    })?;
+                    st.status = "executing".into();
+                    let raw = self.log(token, order, None, &rec, Some(&st)).await?;
+                    at = Some((raw, rec));
+                    continue;
+                }
+                Some(a) => a,
+            };
+            let tx = super::participants::tx_id(order, rec.attempt);
+            match rec.state.as_str() {
+                "done" => return Ok(Some(rec)),
+                "preparing" if rec.token != token => {
+                    // A previous leader's attempt, undecided: presumed
+                    // abort (no participant can have heard a commit, since
+                    // a decision is logged before it is told), and the
+                    // order goes on with a new attempt.
+                    let next = TxRecord {
+                        state: "aborted".into(),
+                        decision: "aborted".into(),
+                        reason: format!("its coordinator (token {}) was replaced", rec.token),
+                        retry: true,
+                        token,
+                        ..rec
+                    };
+                    let raw = self.log(token, order, Some(&raw), &next, None).await?;
+                    at = Some((raw, next));
+                }
+                "preparing" => {
+                    let Some(item) = item else { return Ok(None) };
+                    let (decision, reason) = self.prepare(token, &tx, item).await?;
+                    let next = TxRecord {
+                        state: decision.into(),
+                        decision: decision.into(),
+                        reason,
+                        ..rec
+                    };
+                    if self.cfg.bugs.deliver_before_log {
+                        // Planted bug: the participants hear the decision
+                        // before it is logged.
+                        self.deliver(token, &tx, &next).await?;
+                    }
+                    let raw = self.log(token, order, Some(&raw), &next, None).await?;
+                    at = Some((raw, next));
+                }
+                _ => {
+                    // Decided: tell both participants, then either go on
+                    // with the next attempt or finish.
+                    self.deliver(token, &tx, &rec).await?;
+                    let (next, status) = if rec.retry {
+                        (TxRecord::preparing(rec.attempt + 1, token), None)
+                    } else {
+                        let st = match self.status(order).await? {
+                            Some(st) => st,
+                            None => item.map(queued_status).unwrap_or_else(|| OrderStatus {
+                                order_id: order.to_string(),
+                                status: String::new(),
+                                reason: None,
+                                shipping_method: String::new(),
+                                priority: 0,
+                                amount_cents: 0,
+                            }),
+                        };
+                        let done = TxRecord {
+                            state: "done".into(),
+                            ..rec.clone()
+                        };
+                        (done, Some(decided(st, &rec)))
+                    };
+                    let raw = self
+                        .log(token, order, Some(&raw), &next, status.as_ref())
+                        .await?;
+                    at = Some((raw, next));
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, token: u64, tx: &str, rec: &TxRecord) -> Result<(), ExecError> {
         let req = pb::DecisionRequest {
-            order_id: order.to_string(),
+            order_id: tx.to_string(),
             token,
         };
         let total = self.cfg.rpc_timeout * 3;
@@ -467,55 +644,10 @@ impl Executor {
         Ok(())
     }
 
-    /// Marks the log entry done and sets the order's final status.
-    async fn finish(
-        &self,
-        token: u64,
-        order: &str,
-        rec: &TxRecord,
-        st: &OrderStatus,
-    ) -> Result<(), ExecError> {
-        let done = TxRecord {
-            state: "done".into(),
-            ..rec.clone()
-        };
-        let r = self
-            .store
-            .client()
-            .txn(
-                vec![
-                    cmd::compare(
-                        &tx_key(order),
-                        Some(&serde_json::to_string(rec).expect("serialises")),
-                    ),
-                    cmd::compare("exec/token", Some(&token.to_string())),
-                ],
-                vec![
-                    cmd::op_put(
-                        &tx_key(order),
-                        &serde_json::to_string(&done).expect("serialises"),
-                    ),
-                    cmd::op_put(
-                        &queue::status_key(order),
-                        &serde_json::to_string(&st).expect("serialises"),
-                    ),
-                ],
-                vec![],
-            )
-            .await?;
-        if !r.succeeded {
-            return Err(ExecError::Deposed(format!(
-                "order {order}: the decision log moved on"
-            )));
-        }
-        Ok(())
-    }
-
     /// Executes one dequeued order (or only acknowledges it, if a previous
-    /// leader did).
+    /// leader finished it).
     async fn execute(&self, token: u64, item: &Leased) -> Result<(), ExecError> {
         let order = item.order.order_id.clone();
-        let key = tx_key(&order);
         if self.cfg.bugs.ack_before_decide {
             // Planted bug: the order leaves the queue before its
             // transaction is decided.
@@ -525,69 +657,15 @@ impl Executor {
             };
             queue::ack(&mut self.store.client(), item, &st).await?;
         }
-        let mut raw = self.store.client().get(&key).await?;
-        if raw.is_none() {
-            // Start: the log entry and the status, fenced.
-            let rec = TxRecord {
-                state: "preparing".into(),
-                decision: String::new(),
-                reason: String::new(),
-                token,
-            };
-            let json = serde_json::to_string(&rec).expect("serialises");
-            let mut st: OrderStatus =
-                match self.store.client().get(&queue::status_key(&order)).await? {
-                    Some(s) => serde_json::from_str(&s)
-                        .map_err(|e| ExecError::Unavailable(e.to_string()))?,
-                    None => {
-                        return Err(ExecError::Unavailable(format!(
-                            "order {order} has no status"
-                        )))
-                    }
-                };
-            st.status = "executing".into();
-            let r = self
-                .store
-                .client()
-                .txn(
-                    vec![
-                        cmd::compare(&key, None),
-                        cmd::compare("exec/token", Some(&token.to_string())),
-                    ],
-                    vec![
-                        cmd::op_put(&key, &json),
-                        cmd::op_put(
-                            &queue::status_key(&order),
-                            &serde_json::to_string(&st).expect("serialises"),
-                        ),
-                    ],
-                    vec![],
-                )
-                .await?;
-            if !r.succeeded {
-                return Err(ExecError::Deposed(format!(
-                    "order {order}: cannot start it"
-                )));
-            }
-            raw = Some(json);
-        }
-        let raw = raw.expect("set");
-        let mut rec: TxRecord =
-            serde_json::from_str(&raw).map_err(|e| ExecError::Unavailable(e.to_string()))?;
-        if rec.state == "preparing" {
-            let (decision, reason) = self.prepare(token, item).await?;
-            rec = self.decide(token, &order, &raw, decision, &reason).await?;
-        }
+        let rec = self
+            .drive(token, &order, Some(item), None)
+            .await?
+            .expect("with its queue item, a transaction is driven to done");
         let st = self
             .status(&order)
             .await?
             .unwrap_or_else(|| queued_status(item));
-        let st = decided(st, &rec);
-        if rec.state != "done" {
-            self.deliver(token, &order, &rec).await?;
-            self.finish(token, &order, &rec, &st).await?;
-        }
-        queue::ack(&mut self.store.client(), item, &st).await?;
+        queue::ack(&mut self.store.client(), item, &decided(st, &rec)).await?;
         Ok(())
     }
 
@@ -601,12 +679,13 @@ impl Executor {
     async fn prepare(
         &self,
         token: u64,
+        tx: &str,
         item: &Leased,
     ) -> Result<(&'static str, String), ExecError> {
         let checkout: tartu_core::Checkout = serde_json::from_value(item.order.order.clone())
             .map_err(|e| ExecError::Unavailable(format!("queued order is not a checkout: {e}")))?;
         let req = pb::PrepareRequest {
-            order_id: item.order.order_id.clone(),
+            order_id: tx.to_string(),
             token,
             lines: checkout
                 .items

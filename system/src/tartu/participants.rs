@@ -15,12 +15,20 @@
 //! ([`Participant::resolve_in_doubt`]): a logged decision is final, so this
 //! needs no fencing token.
 //!
+//! Transactions: an order may take several attempts (an attempt whose
+//! coordinator was replaced before it decided is aborted, and the order
+//! tried again), each its own transaction `<order>#<attempt>`
+//! ([`tx_id`]); the records here are per transaction.
+//!
 //! Fencing: the key `fence` holds the highest token seen. Every call
 //! carries the coordinator's token; a call with a lower one is refused
 //! ([`ParticipantError::Stale`]) and changes nothing, and every accepted
 //! call raises `fence` in the same transaction as its effect. So once a new
 //! executor leader has acted, an old one (paused, partitioned, its clock
-//! slow) can no longer take or give back anything.
+//! slow) can no longer take or give back anything. Every accepted call is
+//! reported to the participant's [`EffectSink`], if it has one: the
+//! simulator checks from them that the tokens a participant accepts only
+//! grow (mutual exclusion of the executors).
 
 use crate::client::{ClientError, KvClient};
 use crate::kv::cmd;
@@ -49,6 +57,66 @@ pub fn account_key(account: &str) -> String {
 
 fn hold_key(order: &str) -> String {
     format!("hold/{order}")
+}
+
+/// The transaction of an order's `attempt` (1, 2, ...).
+pub fn tx_id(order: &str, attempt: u32) -> String {
+    format!("{order}#{attempt}")
+}
+
+/// A transaction's order and attempt (an id without `#`: attempt 1).
+pub fn split_tx(tx: &str) -> (&str, u32) {
+    match tx.rsplit_once('#') {
+        Some((order, n)) => match n.parse() {
+            Ok(n) => (order, n),
+            Err(_) => (tx, 1),
+        },
+        None => (tx, 1),
+    }
+}
+
+/// A coordinator's call at a participant: `op` (prepare, commit, abort)
+/// of transaction `tx` with fencing `token`, which began at `started` (the
+/// runtime's time) and has just been applied — or, if `refused`, refused
+/// for its stale token.
+#[derive(Clone, Debug)]
+pub struct Effect {
+    pub resource: Resource,
+    pub tx: String,
+    pub op: &'static str,
+    pub token: u64,
+    pub started: tokio::time::Instant,
+    pub refused: bool,
+}
+
+/// Where a participant reports its accepted side effects.
+pub type EffectSink = std::sync::Arc<dyn Fn(&Effect) + Send + Sync>;
+
+/// How a participant is set up beyond its resource and store.
+#[derive(Clone)]
+pub struct ParticipantOpts {
+    /// Refuse calls whose token is below the highest seen (off only with
+    /// the planted bug `lease-only`).
+    pub fenced: bool,
+    pub effects: Option<EffectSink>,
+}
+
+impl Default for ParticipantOpts {
+    fn default() -> Self {
+        ParticipantOpts {
+            fenced: true,
+            effects: None,
+        }
+    }
+}
+
+impl ParticipantOpts {
+    pub fn with_bugs(bugs: crate::bugs::Bugs) -> ParticipantOpts {
+        ParticipantOpts {
+            fenced: !bugs.lease_only,
+            effects: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,9 +160,59 @@ fn bad(what: &str, e: impl std::fmt::Display) -> ParticipantError {
 pub struct Participant {
     pub resource: Resource,
     pub store: Store,
+    pub opts: ParticipantOpts,
 }
 
 impl Participant {
+    pub fn new(resource: Resource, store: Store) -> Participant {
+        Participant {
+            resource,
+            store,
+            opts: Default::default(),
+        }
+    }
+
+    pub fn with_opts(mut self, opts: ParticipantOpts) -> Participant {
+        self.opts = opts;
+        self
+    }
+
+    /// Reports an accepted call to the sink.
+    fn effect(
+        &self,
+        tx: &str,
+        op: &'static str,
+        token: Option<u64>,
+        started: tokio::time::Instant,
+    ) {
+        self.report(tx, op, token, started, false)
+    }
+
+    fn report(
+        &self,
+        tx: &str,
+        op: &'static str,
+        token: Option<u64>,
+        started: tokio::time::Instant,
+        refused: bool,
+    ) {
+        if let (Some(sink), Some(token)) = (&self.opts.effects, token) {
+            sink(&Effect {
+                resource: self.resource,
+                tx: tx.to_string(),
+                op,
+                token,
+                started,
+                refused,
+            });
+        }
+    }
+
+    /// The fence after accepting `token` (the highest seen).
+    fn raised(fence: Option<&str>, token: u64) -> String {
+        let f: u64 = fence.and_then(|f| f.parse().ok()).unwrap_or(0);
+        f.max(token).to_string()
+    }
     /// The amount a stored value holds (None: absent).
     fn amount(&self, v: Option<&str>) -> Result<Option<i64>, ParticipantError> {
         match (self.resource, v) {
@@ -128,6 +246,7 @@ impl Participant {
         order: &str,
         token: Option<u64>,
         more: &[String],
+        (op, started): (&'static str, tokio::time::Instant),
     ) -> Result<(Option<String>, Option<String>, Vec<Option<String>>), ParticipantError> {
         let hk = hold_key(order);
         let mut keys: Vec<&str> = vec!["fence", &hk];
@@ -140,7 +259,8 @@ impl Participant {
             None => 0,
         };
         if let Some(token) = token {
-            if token < f {
+            if token < f && self.opts.fenced {
+                self.report(order, op, Some(token), started, true);
                 return Err(ParticipantError::Stale { token, fence: f });
             }
         }
@@ -155,11 +275,12 @@ impl Participant {
         token: u64,
         debits: &[(String, i64)],
     ) -> Result<Result<(), String>, ParticipantError> {
+        let started = tokio::time::Instant::now();
         let mut kv = self.store.client();
         let keys: Vec<String> = debits.iter().map(|(k, _)| k.clone()).collect();
         loop {
             let (fence, hold, values) = self
-                .fence_and_hold(&mut kv, order, Some(token), &keys)
+                .fence_and_hold(&mut kv, order, Some(token), &keys, ("prepare", started))
                 .await?;
             if let Some(h) = hold {
                 let h: Hold = serde_json::from_str(&h).map_err(|e| bad("hold", e))?;
@@ -216,8 +337,9 @@ impl Participant {
                 &hold_key(order),
                 &serde_json::to_string(&hold).expect("serialises"),
             ));
-            ops.push(cmd::op_put("fence", &token.to_string()));
+            ops.push(cmd::op_put("fence", &Self::raised(fence.as_deref(), token)));
             if kv.txn(compares, ops, vec![]).await?.succeeded {
+                self.effect(order, "prepare", Some(token), started);
                 return Ok(match reason {
                     None => Ok(()),
                     Some(r) => Err(r),
@@ -235,9 +357,12 @@ impl Participant {
     /// resolution of an order in doubt, neither checked against nor raising
     /// the fence: a logged decision is final).
     async fn commit_as(&self, order: &str, token: Option<u64>) -> Result<(), ParticipantError> {
+        let started = tokio::time::Instant::now();
         let mut kv = self.store.client();
         loop {
-            let (fence, hold, _) = self.fence_and_hold(&mut kv, order, token, &[]).await?;
+            let (fence, hold, _) = self
+                .fence_and_hold(&mut kv, order, token, &[], ("commit", started))
+                .await?;
             let Some(raw) = hold else {
                 return Err(ParticipantError::Protocol(format!(
                     "commit of order {order}, which was never prepared here"
@@ -264,7 +389,7 @@ impl Participant {
                     &hold_key(order),
                     &serde_json::to_string(&h).expect("serialises"),
                 );
-                ops.push(cmd::op_put("fence", &token.to_string()));
+                ops.push(cmd::op_put("fence", &Self::raised(fence.as_deref(), token)));
             }
             let r = kv
                 .txn(
@@ -277,6 +402,7 @@ impl Participant {
                 )
                 .await?;
             if r.succeeded {
+                self.effect(order, "commit", token, started);
                 return Ok(());
             }
         }
@@ -289,9 +415,12 @@ impl Participant {
     }
 
     async fn abort_as(&self, order: &str, token: Option<u64>) -> Result<(), ParticipantError> {
+        let started = tokio::time::Instant::now();
         let mut kv = self.store.client();
         loop {
-            let (fence, hold, _) = self.fence_and_hold(&mut kv, order, token, &[]).await?;
+            let (fence, hold, _) = self
+                .fence_and_hold(&mut kv, order, token, &[], ("abort", started))
+                .await?;
             let mut h = match &hold {
                 None => Hold {
                     state: "aborted".into(),
@@ -332,22 +461,25 @@ impl Participant {
             h.state = "aborted".into();
             if let Some(token) = token {
                 h.token = token;
-                ops.push(cmd::op_put("fence", &token.to_string()));
+                ops.push(cmd::op_put("fence", &Self::raised(fence.as_deref(), token)));
             }
             ops.push(cmd::op_put(
                 &hold_key(order),
                 &serde_json::to_string(&h).expect("serialises"),
             ));
             if kv.txn(compares, ops, vec![]).await?.succeeded {
+                self.effect(order, "abort", token, started);
                 return Ok(());
             }
         }
     }
 
-    /// Resolves the orders in doubt: every hold that was `prepared` at the
-    /// previous call (`seen`) and still is now is looked up in the
+    /// Resolves the transactions in doubt: every hold that was `prepared`
+    /// at the previous call (`seen`) and still is now is looked up in the
     /// executors' decision log (`exec/tx/<order>` in the state group), and
-    /// a logged decision is applied here. Returns how many were resolved.
+    /// a logged decision is applied here: the attempt's own, or abort if
+    /// the log has gone on to a later attempt (only an aborted attempt is
+    /// followed by another). Returns how many were resolved.
     /// The services call this every few seconds, so a prepared hold does
     /// not wait for a coordinator that is slow to come back.
     pub async fn resolve_in_doubt(
@@ -363,20 +495,25 @@ impl Participant {
             .map(|(o, _)| o)
             .collect();
         let mut resolved = 0;
-        for order in prepared.intersection(seen) {
+        for tx in prepared.intersection(seen) {
+            let (order, attempt) = split_tx(tx);
             let Some(raw) = state.client().get(&format!("exec/tx/{order}")).await? else {
                 continue;
             };
             let rec: super::executor::TxRecord =
                 serde_json::from_str(&raw).map_err(|e| bad("decision", e))?;
-            match rec.decision.as_str() {
-                "committed" => self.commit_as(order, None).await?,
-                "aborted" => self.abort_as(order, None).await?,
+            let decision = match rec.decision.as_str() {
+                _ if rec.attempt > attempt => "aborted",
+                _ if rec.attempt < attempt => continue,
+                d => d,
+            };
+            match decision {
+                "committed" => self.commit_as(tx, None).await?,
+                "aborted" => self.abort_as(tx, None).await?,
                 _ => continue,
             }
             tracing::info!(
-                "order {order} was in doubt here: {} as the decision log says",
-                rec.decision
+                "transaction {tx} was in doubt here: {decision} as the decision log says"
             );
             resolved += 1;
         }
@@ -384,7 +521,8 @@ impl Participant {
         Ok(resolved)
     }
 
-    /// Every order's record here (tests, the simulator's final state).
+    /// Every transaction's record here (tests, the simulator's final
+    /// state).
     pub async fn holds(&self) -> Result<Vec<(String, Hold)>, ParticipantError> {
         let mut kv = self.store.client();
         kv.scan("hold/")
