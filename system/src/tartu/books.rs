@@ -158,13 +158,7 @@ impl BooksDb {
 
     /// Adds `delta` to a book's stock; never below zero.
     pub async fn add_stock(&self, id: &str, delta: i64) -> Result<Book, BooksError> {
-        let mut c = self.store.client();
-        let key = book_key(id);
-        loop {
-            let Some(old) = c.get(&key).await? else {
-                return Err(BooksError::NotFound(id.to_string()));
-            };
-            let mut b = parse(&old)?;
+        self.update_with(id, |b| {
             let stock = b.stock.checked_add(delta).unwrap_or(-1);
             if stock < 0 {
                 return Err(BooksError::Conflict(format!(
@@ -173,6 +167,35 @@ impl BooksDb {
                 )));
             }
             b.stock = stock;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes a book by `f` (read, changed, written back if nobody wrote
+    /// it meanwhile, else again): unlike [`BooksDb::set`], a change of the
+    /// price or the tags never overwrites a concurrent change of the stock.
+    /// The title (indexed) cannot change here.
+    pub async fn update_with(
+        &self,
+        id: &str,
+        mut f: impl FnMut(&mut Book) -> Result<(), BooksError>,
+    ) -> Result<Book, BooksError> {
+        let mut c = self.store.client();
+        let key = book_key(id);
+        loop {
+            let Some(old) = c.get(&key).await? else {
+                return Err(BooksError::NotFound(id.to_string()));
+            };
+            let mut b = parse(&old)?;
+            let title = b.title.clone();
+            f(&mut b)?;
+            if b.title != title || b.id != id {
+                return Err(BooksError::Invalid(
+                    "update_with cannot change a book's id or title".into(),
+                ));
+            }
+            validate(&b)?;
             if c.cas(&key, Some(&old), Some(&json(&b))).await?.succeeded {
                 return Ok(b);
             }
