@@ -842,9 +842,18 @@ async fn books_change(db: &BooksDb, rec: &Recorder, p: u64, id: &str, rng: &mut 
     use bookstore::tartu::books::BooksError;
     let roll = rng.random_range(0..10);
     let (f, v) = match roll {
-        0..=6 => ("restock", json!({"book": id, "delta": rng.random_range(1..=5)})),
-        7 => ("restock", json!({"book": id, "delta": -rng.random_range(1..=2)})),
-        _ => ("reprice", json!({"book": id, "price_cents": rng.random_range(500..=5_000)})),
+        0..=6 => (
+            "restock",
+            json!({"book": id, "delta": rng.random_range(1..=5)}),
+        ),
+        7 => (
+            "restock",
+            json!({"book": id, "delta": -rng.random_range(1..=2)}),
+        ),
+        _ => (
+            "reprice",
+            json!({"book": id, "price_cents": rng.random_range(500..=5_000)}),
+        ),
     };
     rec.op(p, f, None, v.clone(), async {
         let r = if f == "restock" {
@@ -1346,7 +1355,11 @@ mod tests {
             let f = check_history(&restocks(bad));
             assert_eq!(f.len(), 1, "{bad} copies: {f:?}");
             assert_eq!(f[0].check, "conservation");
-            assert!(f[0].message.contains("of unknown outcome [3]"), "{}", f[0].message);
+            assert!(
+                f[0].message.contains("of unknown outcome [3]"),
+                "{}",
+                f[0].message
+            );
         }
     }
 }
