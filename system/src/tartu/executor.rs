@@ -387,6 +387,7 @@ impl Executor {
             }
         };
         tokio::select! {
+            biased; // no random branch order: the same seed, the same run
             _ = &mut shutdown => {}
             _ = campaigns => {}
             _ = work => {}
