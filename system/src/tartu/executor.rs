@@ -32,7 +32,8 @@
 //! acknowledged with the order's final status (`executed`, or `failed` with
 //! the reason).
 //!
-//! **A new leader** first finishes its predecessors' work: it delivers
+//! **A new leader** first tries to finish its predecessors' work (what it
+//! cannot finish then is finished when the order's queue item comes back): it delivers
 //! every logged decision that is not done, and presumes abort for every
 //! attempt left `preparing` (since a decision is logged before anyone
 //! hears it, no participant can have committed an undecided attempt): the
@@ -70,7 +71,9 @@ pub struct ExecutorConfig {
     /// How often the leader renews its lease (and others look for an
     /// expired one).
     pub renew_every: Duration,
-    /// A leader stops acting this long before its lease ends.
+    /// A leader starts no new poll (or recovery step) this long before
+    /// its lease ends; calls already under way go on, and the fencing
+    /// tokens make them harmless once another leader has acted.
     pub margin: Duration,
     pub poll_min: Duration,
     pub poll_max: Duration,
@@ -132,9 +135,12 @@ pub struct TxRecord {
     pub decision: String,
     #[serde(default)]
     pub reason: String,
-    /// The token of the leader that wrote this record.
+    /// The token of the leader that started this attempt (kept when it
+    /// is decided and done; a new leader presumes abort for a `preparing`
+    /// attempt with a lower token).
     pub token: u64,
-    /// The attempt (transaction `<order>#<attempt>` at the participants).
+    /// The attempt (transaction `<order>#<attempt>` at the participants;
+    /// the bare order id for attempt 0, written before attempts existed).
     #[serde(default = "first_attempt")]
     pub attempt: u32,
     /// An abort of the attempt only (its coordinator was replaced before
@@ -143,8 +149,10 @@ pub struct TxRecord {
     pub retry: bool,
 }
 
+/// A record written before attempts existed is attempt 0, whose
+/// transaction at the participants is the bare order id.
 fn first_attempt() -> u32 {
-    1
+    0
 }
 
 impl TxRecord {
@@ -257,9 +265,10 @@ impl Executor {
         (self.now() + self.cfg.margin.as_millis() as u64 <= l.until_ms).then_some(l.token)
     }
 
-    /// Takes or renews the lease. Returns true when this replica has just
-    /// become leader (it must then finish its predecessors' transactions).
-    async fn campaign(&self) -> Result<bool, ClientError> {
+    /// Takes or renews the lease. Returns the new token when this replica
+    /// has just become leader (it must then finish its predecessors'
+    /// transactions).
+    async fn campaign(&self) -> Result<Option<u64>, ClientError> {
         let mine = self.lease.lock().unwrap().as_ref().map(|m| m.token);
         let got = self
             .store
@@ -280,8 +289,8 @@ impl Executor {
                 false,
             ),
             Some(l) if l.until_ms > now => {
-                self.depose();
-                return Ok(false);
+                self.depose(None);
+                return Ok(None);
             }
             _ => (
                 LeaderLease {
@@ -317,29 +326,36 @@ impl Executor {
                     f(new.token);
                 }
             }
+            let token = new.token;
             *self.lease.lock().unwrap() = Some(new);
-            Ok(fresh)
+            Ok(fresh.then_some(token))
         } else {
-            self.depose();
-            Ok(false)
+            self.depose(None);
+            Ok(None)
         }
     }
 
-    fn depose(&self) {
-        *self.lease.lock().unwrap() = None;
+    /// Forgets the lease (`token`: only if it is still that one, so that
+    /// a late error of an old leadership does not end a newer one).
+    fn depose(&self, token: Option<u64>) {
+        let mut l = self.lease.lock().unwrap();
+        if token.is_none() || l.as_ref().map(|l| l.token) == token {
+            *l = None;
+        }
     }
 
     /// Runs until `shutdown`: one loop takes and renews the lease, the
-    /// other (while this replica leads) first finishes its predecessors'
-    /// transactions, then polls the queue and executes orders.
+    /// other (while this replica leads) first tries to finish its
+    /// predecessors' transactions (what it cannot finish now, the queue
+    /// brings back), then polls the queue and executes orders.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let clock = self.cfg.wall.clock.clone();
         let campaigns = async {
             loop {
                 match self.campaign().await {
-                    Ok(true) => *self.recovery.lock().unwrap() = self.leading(),
-                    Ok(false) => {}
+                    Ok(Some(token)) => *self.recovery.lock().unwrap() = Some(token),
+                    Ok(None) => {}
                     Err(e) => tracing::debug!("executor {}: campaign: {e}", self.cfg.id),
                 }
                 clock.sleep(self.cfg.renew_every).await;
@@ -353,10 +369,16 @@ impl Executor {
                     Some(token) => {
                         let recover = *self.recovery.lock().unwrap() == Some(token);
                         let r = if recover {
-                            self.recover().await.map(|()| {
-                                *self.recovery.lock().unwrap() = None;
-                                true
-                            })
+                            let r = self.recover(token).await;
+                            if !matches!(r, Err(ExecError::Deposed(_))) {
+                                // Done, or not possible now: every order it
+                                // could not finish comes back from the queue.
+                                let mut pending = self.recovery.lock().unwrap();
+                                if *pending == Some(token) {
+                                    *pending = None;
+                                }
+                            }
+                            r.map(|()| true)
                         } else {
                             self.step(token).await
                         };
@@ -376,7 +398,7 @@ impl Executor {
                                     if recover { ": recovery" } else { "" }
                                 );
                                 if matches!(e, ExecError::Deposed(_)) {
-                                    self.depose();
+                                    self.depose(Some(token));
                                 }
                                 self.cfg.renew_every
                             }
@@ -423,20 +445,23 @@ impl Executor {
     /// delivers the logged decisions, and presumes abort for the attempts
     /// a previous leader left undecided (the order is tried again when its
     /// queue item comes back).
-    async fn recover(&self) -> Result<(), ExecError> {
+    async fn recover(&self, token: u64) -> Result<(), ExecError> {
         let mut open = Vec::new();
         for (k, v) in self.store.client().scan("exec/tx/").await? {
             let order = k.trim_start_matches("exec/tx/").to_string();
-            let rec: TxRecord =
-                serde_json::from_str(&v).map_err(|e| ExecError::Unavailable(e.to_string()))?;
-            if rec.state != "done" {
-                open.push((order, v, rec));
+            match serde_json::from_str::<TxRecord>(&v) {
+                Ok(rec) if rec.state != "done" => open.push((order, v, rec)),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    "executor {}: order {order}: decision log entry is not valid: {e}",
+                    self.cfg.id
+                ),
             }
         }
         for chunk in open.chunks(self.cfg.concurrency.max(1)) {
-            let Some(token) = self.leading() else {
+            if self.leading() != Some(token) {
                 return Err(ExecError::Deposed("lease ended during recovery".into()));
-            };
+            }
             let runs = chunk.iter().map(|(order, v, rec)| {
                 tracing::info!(
                     "executor {} finishes order {order} (attempt {}, {})",
@@ -548,7 +573,13 @@ impl Executor {
             let tx = super::participants::tx_id(order, rec.attempt);
             match rec.state.as_str() {
                 "done" => return Ok(Some(rec)),
-                "preparing" if rec.token != token => {
+                "preparing" if rec.token > token => {
+                    return Err(ExecError::Deposed(format!(
+                        "order {order}: attempt {} belongs to a newer leader (token {})",
+                        rec.attempt, rec.token
+                    )));
+                }
+                "preparing" if rec.token < token => {
                     // A previous leader's attempt, undecided: presumed
                     // abort (no participant can have heard a commit, since
                     // a decision is logged before it is told), and the

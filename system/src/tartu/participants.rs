@@ -2,8 +2,8 @@
 //! books database's stock and the payment service's accounts, each in its
 //! own Raft KV group, as one generic participant over the store.
 //!
-//! A participant keeps, per order, a record `hold/<order id>` (JSON
-//! [`Hold`]): `prepared` (the debits are taken and held), `refused` (it
+//! A participant keeps, per transaction (an order's attempt, see below),
+//! a record `hold/<order id>#<attempt>` (JSON [`Hold`]): `prepared` (the debits are taken and held), `refused` (it
 //! voted no), `committed`, or `aborted` (the debits given back; also written
 //! when an abort arrives before its prepare, so the late prepare is
 //! refused). Every change is one transaction of the store guarded by
@@ -59,19 +59,24 @@ fn hold_key(order: &str) -> String {
     format!("hold/{order}")
 }
 
-/// The transaction of an order's `attempt` (1, 2, ...).
+/// The transaction of an order's `attempt` (1, 2, ...; 0, the bare order
+/// id, for records written before attempts existed).
 pub fn tx_id(order: &str, attempt: u32) -> String {
-    format!("{order}#{attempt}")
+    if attempt == 0 {
+        order.to_string()
+    } else {
+        format!("{order}#{attempt}")
+    }
 }
 
-/// A transaction's order and attempt (an id without `#`: attempt 1).
+/// A transaction's order and attempt (an id without `#`: attempt 0).
 pub fn split_tx(tx: &str) -> (&str, u32) {
     match tx.rsplit_once('#') {
         Some((order, n)) => match n.parse() {
             Ok(n) => (order, n),
-            Err(_) => (tx, 1),
+            Err(_) => (tx, 0),
         },
-        None => (tx, 1),
+        None => (tx, 0),
     }
 }
 
@@ -89,7 +94,8 @@ pub struct Effect {
     pub refused: bool,
 }
 
-/// Where a participant reports its accepted side effects.
+/// Where a participant reports the coordinators' calls it accepted (and
+/// those it refused for a stale token).
 pub type EffectSink = std::sync::Arc<dyn Fn(&Effect) + Send + Sync>;
 
 /// How a participant is set up beyond its resource and store.
@@ -507,10 +513,15 @@ impl Participant {
                 _ if rec.attempt < attempt => continue,
                 d => d,
             };
-            match decision {
-                "committed" => self.commit_as(tx, None).await?,
-                "aborted" => self.abort_as(tx, None).await?,
+            let r = match decision {
+                "committed" => self.commit_as(tx, None).await,
+                "aborted" => self.abort_as(tx, None).await,
                 _ => continue,
+            };
+            if let Err(e) = r {
+                // The others are still resolved.
+                tracing::warn!("transaction {tx} in doubt: {decision} failed: {e}");
+                continue;
             }
             tracing::info!(
                 "transaction {tx} was in doubt here: {decision} as the decision log says"
