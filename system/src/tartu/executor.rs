@@ -225,6 +225,10 @@ fn tx_key(order: &str) -> String {
     format!("exec/tx/{order}")
 }
 
+fn open_key(order: &str) -> String {
+    format!("exec/open/{order}")
+}
+
 pub struct Executor {
     cfg: ExecutorConfig,
     /// Clients of the state group (one per concurrent call).
@@ -446,16 +450,29 @@ impl Executor {
     /// a previous leader left undecided (the order is tried again when its
     /// queue item comes back).
     async fn recover(&self, token: u64) -> Result<(), ExecError> {
+        let orders: Vec<String> = self
+            .store
+            .client()
+            .scan("exec/open/")
+            .await?
+            .into_iter()
+            .map(|(k, _)| k.trim_start_matches("exec/open/").to_string())
+            .collect();
         let mut open = Vec::new();
-        for (k, v) in self.store.client().scan("exec/tx/").await? {
-            let order = k.trim_start_matches("exec/tx/").to_string();
-            match serde_json::from_str::<TxRecord>(&v) {
-                Ok(rec) if rec.state != "done" => open.push((order, v, rec)),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(
-                    "executor {}: order {order}: decision log entry is not valid: {e}",
-                    self.cfg.id
-                ),
+        for chunk in orders.chunks(64) {
+            let keys: Vec<String> = chunk.iter().map(|o| tx_key(o)).collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let values = self.store.client().read(&keys).await?;
+            for (order, v) in chunk.iter().zip(values) {
+                let Some(v) = v else { continue };
+                match serde_json::from_str::<TxRecord>(&v) {
+                    Ok(rec) if rec.state != "done" => open.push((order.clone(), v, rec)),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        "executor {}: order {order}: decision log entry is not valid: {e}",
+                        self.cfg.id
+                    ),
+                }
             }
         }
         for chunk in open.chunks(self.cfg.concurrency.max(1)) {
@@ -515,6 +532,14 @@ impl Executor {
         let mut compares = vec![cmd::compare(&tx_key(order), raw)];
         compares.extend(self.fence(token));
         let mut ops = vec![cmd::op_put(&tx_key(order), &json)];
+        // `exec/open/` lists the transactions not done: recovery scans it,
+        // not every order ever executed.
+        if raw.is_none() {
+            ops.push(cmd::op_put(&open_key(order), "1"));
+        }
+        if rec.state == "done" {
+            ops.push(cmd::op_delete(&open_key(order)));
+        }
         if let Some(st) = status {
             ops.push(cmd::op_put(
                 &queue::status_key(order),

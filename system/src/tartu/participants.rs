@@ -59,6 +59,12 @@ fn hold_key(order: &str) -> String {
     format!("hold/{order}")
 }
 
+/// Present while a transaction's hold is `prepared`: the in-doubt resolver
+/// scans these, not every hold ever written.
+fn prepared_key(tx: &str) -> String {
+    format!("prepared/{tx}")
+}
+
 /// The transaction of an order's `attempt` (1, 2, ...; 0, the bare order
 /// id, for records written before attempts existed).
 pub fn tx_id(order: &str, attempt: u32) -> String {
@@ -343,6 +349,9 @@ impl Participant {
                 &hold_key(order),
                 &serde_json::to_string(&hold).expect("serialises"),
             ));
+            if reason.is_none() {
+                ops.push(cmd::op_put(&prepared_key(order), "1"));
+            }
             ops.push(cmd::op_put("fence", &Self::raised(fence.as_deref(), token)));
             if kv.txn(compares, ops, vec![]).await?.succeeded {
                 self.effect(order, "prepare", Some(token), started);
@@ -397,6 +406,7 @@ impl Participant {
                 );
                 ops.push(cmd::op_put("fence", &Self::raised(fence.as_deref(), token)));
             }
+            ops.push(cmd::op_delete(&prepared_key(order)));
             let r = kv
                 .txn(
                     vec![
@@ -473,6 +483,7 @@ impl Participant {
                 &hold_key(order),
                 &serde_json::to_string(&h).expect("serialises"),
             ));
+            ops.push(cmd::op_delete(&prepared_key(order)));
             if kv.txn(compares, ops, vec![]).await?.succeeded {
                 self.effect(order, "abort", token, started);
                 return Ok(());
@@ -481,7 +492,9 @@ impl Participant {
     }
 
     /// Resolves the transactions in doubt: every hold that was `prepared`
-    /// at the previous call (`seen`) and still is now is looked up in the
+    /// at the previous call (`seen`) and still is now (the `prepared/`
+    /// index, kept in the same transactions as the holds, so a pass costs
+    /// what is in doubt, not every order ever held) is looked up in the
     /// executors' decision log (`exec/tx/<order>` in the state group), and
     /// a logged decision is applied here: the attempt's own, or abort if
     /// the log has gone on to a later attempt (only an aborted attempt is
@@ -494,11 +507,12 @@ impl Participant {
         seen: &mut std::collections::BTreeSet<String>,
     ) -> Result<usize, ParticipantError> {
         let prepared: std::collections::BTreeSet<String> = self
-            .holds()
+            .store
+            .client()
+            .scan("prepared/")
             .await?
             .into_iter()
-            .filter(|(_, h)| h.state == "prepared")
-            .map(|(o, _)| o)
+            .map(|(k, _)| k.trim_start_matches("prepared/").to_string())
             .collect();
         let mut resolved = 0;
         for tx in prepared.intersection(seen) {
