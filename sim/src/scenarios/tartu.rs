@@ -690,26 +690,7 @@ const VALID: &str = "valid";
 /// A Luhn-valid 16-digit card number (US-issued, as the billing address):
 /// "4111", 11 digits of `n`, the check digit.
 pub fn card_number(n: u64) -> String {
-    let body = format!("4111{:011}", n % 100_000_000_000);
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .enumerate()
-        .map(|(i, c)| {
-            let d = c.to_digit(10).expect("digits");
-            if i % 2 == 0 {
-                let d2 = d * 2;
-                if d2 > 9 {
-                    d2 - 9
-                } else {
-                    d2
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    format!("{body}{}", (10 - sum % 10) % 10)
+    tartu_core::verify::with_luhn_digit(&format!("4111{:011}", n % 100_000_000_000))
 }
 
 /// The demo order with 1-3 lines of real books (often the ones with the

@@ -873,28 +873,10 @@ pub mod client {
                     | 1;
             }
         }
-        // The check digit makes the Luhn sum of all 16 a multiple of 10.
-        let sum: u32 = digits
-            .iter()
-            .rev()
-            .enumerate()
-            .map(|(i, &d)| {
-                if i % 2 == 0 {
-                    let d2 = d * 2;
-                    if d2 > 9 {
-                        d2 - 9
-                    } else {
-                        d2
-                    }
-                } else {
-                    d
-                }
-            })
-            .sum();
-        digits.push((10 - sum % 10) % 10);
-        digits
+        let body: String = digits
             .iter()
             .map(|d| char::from_digit(*d, 10).expect("digit"))
-            .collect()
+            .collect();
+        tartu_core::verify::with_luhn_digit(&body)
     }
 }

@@ -394,16 +394,14 @@ impl Participant {
                 }
             }
             h.state = "committed".into();
+            if let Some(token) = token {
+                h.token = token;
+            }
             let mut ops = vec![cmd::op_put(
                 &hold_key(order),
                 &serde_json::to_string(&h).expect("serialises"),
             )];
             if let Some(token) = token {
-                h.token = token;
-                ops[0] = cmd::op_put(
-                    &hold_key(order),
-                    &serde_json::to_string(&h).expect("serialises"),
-                );
                 ops.push(cmd::op_put("fence", &Self::raised(fence.as_deref(), token)));
             }
             ops.push(cmd::op_delete(&prepared_key(order)));

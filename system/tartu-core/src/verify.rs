@@ -202,6 +202,15 @@ pub fn luhn(digits: &str) -> bool {
     !digits.is_empty() && sum.is_multiple_of(10)
 }
 
+/// `body` (ASCII digits) with the Luhn check digit appended: a valid card
+/// number for tests and workloads.
+pub fn with_luhn_digit(body: &str) -> String {
+    (0..10)
+        .map(|d| format!("{body}{d}"))
+        .find(|n| luhn(n))
+        .expect("a body of ASCII digits: one of ten check digits completes it")
+}
+
 fn all_digits(s: &str, lens: std::ops::RangeInclusive<usize>) -> bool {
     lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -479,6 +488,8 @@ mod tests {
         assert!(!luhn("79927398710"));
         assert!(!luhn(""));
         assert!(!luhn("12a4"));
+        assert_eq!(with_luhn_digit("7992739871"), "79927398713");
+        assert_eq!(with_luhn_digit("411111111111111"), "4111111111111111");
     }
 
     #[test]
