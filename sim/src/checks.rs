@@ -237,6 +237,8 @@ mod tests {
             last_index: 0,
             snapshot_index: 0,
             cut_bytes: 0,
+            floor: None,
+            damaged: false,
         }
     }
 

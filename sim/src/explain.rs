@@ -1915,6 +1915,8 @@ mod tests {
                     last_index: 0,
                     snapshot_index: 0,
                     cut_bytes: 0,
+                    floor: None,
+                    damaged: false,
                 },
             );
         }
@@ -1992,6 +1994,8 @@ mod tests {
                 last_index: 0,
                 snapshot_index: 0,
                 cut_bytes: 0,
+                floor: None,
+                damaged: false,
             },
         );
         let v: Vec<Option<Violation>> = c.violations.iter().map(|m| parse_violation(m)).collect();

@@ -356,6 +356,11 @@ fn corrupts(s: &Schedule) -> bool {
     crashes(s) && s.config.corrupt_rate > 0.0
 }
 
+/// Seeds whose crashes may damage synced data (only `crash` faults do).
+fn damages(s: &Schedule) -> bool {
+    has_kind(s, &["crash"]) && s.config.damage_rate > 0.0
+}
+
 /// Coverage floors of the Raft and KV paths, shared by the bookstore's
 /// scenarios: each is about half the share measured on a sweep of every
 /// fault kind, and applies only to seeds whose faults can reach it.
@@ -366,6 +371,11 @@ pub fn floors() -> Vec<Floor> {
         Floor::new("raft: a node restarted from its snapshot", 0.2).when(crashes),
         Floor::new("raft: a torn WAL tail cut on recovery", 0.1).when(crashes),
         Floor::new("storage: a corrupt WAL record cut on recovery", 0.05).when(corrupts),
+        Floor::new(
+            "raft: a node lost acknowledged entries to damage (votes with a floor)",
+            0.15,
+        )
+        .when(damages),
         Floor::new("raft: a new leader with entries not yet committed", 0.5),
         Floor::new("kv: a retried write answered from the session table", 0.35),
         Floor::new(
@@ -391,6 +401,8 @@ fn count(checker: &RaftChecker, ev: &NodeEvent) {
         NodeEvent::Recovered {
             snapshot_index,
             cut_bytes,
+            damaged,
+            floor,
             ..
         } => {
             sometimes(
@@ -398,6 +410,11 @@ fn count(checker: &RaftChecker, ev: &NodeEvent) {
                 "raft: a node restarted from its snapshot",
             );
             sometimes(*cut_bytes > 0, "raft: a torn WAL tail cut on recovery");
+            sometimes(*damaged, "raft: a node recovered from damaged synced records");
+            sometimes(
+                floor.is_some(),
+                "raft: a node lost acknowledged entries to damage (votes with a floor)",
+            );
         }
         NodeEvent::Elected { last_index, .. } => {
             sometimes(
@@ -418,9 +435,11 @@ fn event_json(ev: &NodeEvent) -> (&'static str, serde_json::Value) {
             last_index,
             snapshot_index,
             cut_bytes,
+            damaged,
+            floor,
         } => (
             "recovered",
-            json!({"term": term, "vote": vote, "last_index": last_index, "snapshot_index": snapshot_index, "cut_bytes": cut_bytes}),
+            json!({"term": term, "vote": vote, "last_index": last_index, "snapshot_index": snapshot_index, "cut_bytes": cut_bytes, "damaged": damaged, "floor": floor}),
         ),
         NodeEvent::Role { term, role, leader } => (
             "role",
@@ -521,6 +540,7 @@ impl FaultPlugin for RaftFaults {
                     node: l,
                     torn_write,
                     corrupt,
+                    damage: None,
                 }),
                 arm: Some(Arm {
                     on: vec![VOTE_GRANTED],
@@ -565,6 +585,7 @@ impl FaultPlugin for RaftFaults {
                 node,
                 torn_write,
                 corrupt,
+                damage: None,
             }),
             RaftFault::LeaderChurn { .. } => Some(sim.isolation(node)),
             _ => None,

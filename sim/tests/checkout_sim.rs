@@ -30,6 +30,7 @@ fn consistency(seed: u64, mode: &str) -> Schedule {
                 node: 1,
                 torn_write: true,
                 corrupt: false,
+                damage: None,
             },
         ),
         // An order service replica crashes mid-checkouts.
@@ -40,6 +41,7 @@ fn consistency(seed: u64, mode: &str) -> Schedule {
                 node: 14,
                 torn_write: false,
                 corrupt: false,
+                damage: None,
             },
         ),
         // The payment group is split (one replica cut off).
@@ -61,6 +63,7 @@ fn consistency(seed: u64, mode: &str) -> Schedule {
                 node: 11,
                 torn_write: false,
                 corrupt: false,
+                damage: None,
             },
         ),
         // An order store replica crashes.
@@ -71,6 +74,7 @@ fn consistency(seed: u64, mode: &str) -> Schedule {
                 node: 8,
                 torn_write: true,
                 corrupt: false,
+                damage: None,
             },
         ),
         at(9_000, 3_000, Fault::Loss { rate: 0.05 }),

@@ -35,6 +35,7 @@ fn crash_partition_loss(seed: u64) -> Schedule {
                 node: 1,
                 torn_write: true,
                 corrupt: false,
+                damage: None,
             },
         },
         FaultEvent {

@@ -14,6 +14,9 @@
 //! | `ignore-sync-error` | a failed fsync of the log ignored: the entries are acknowledged though the disk dropped them (found with fault `disk-error`) |
 //! | `wal-no-checksum` | WAL records taken on recovery without checking their checksums: a corrupt torn write is read back as entries |
 //! | `snapshot-without-sessions` | snapshots leave out the client session table: a replica restored from one differs from its peers |
+//! | `no-log-floor`    | a node whose disk lost synced entries (damage) votes and campaigns with the shorter log it kept: an entry it acknowledged no longer counts in elections (found only with damaged synced writes, any kind) |
+//! | `zeros-end-log`   | a zero-filled WAL frame is taken as the clean end of the log: a lost write silently cuts every later record, votes included (found only with `lost-write` or `misdirected-write` damage, whose range reads as zeros) |
+//! | `wal-no-order-check` | WAL records taken in file order without checking that entries follow the log: a misdirected write leaves a hole (found only with `misdirected-write` damage) |
 //!
 //! The transactional scenario's (`txn`):
 //!
@@ -57,6 +60,8 @@ pub struct Bugs {
     pub ack_before_decide: bool,
     pub lease_only: bool,
     pub deliver_before_log: bool,
+    pub zeros_end_log: bool,
+    pub wal_no_order_check: bool,
 }
 
 pub const ALL: &[&str] = &[
@@ -70,6 +75,9 @@ pub const ALL: &[&str] = &[
     "snapshot-without-sessions",
     "wal-no-checksum",
     "ignore-sync-error",
+    "no-log-floor",
+    "zeros-end-log",
+    "wal-no-order-check",
 ];
 
 /// The transactional scenario's planted bugs (scenario `txn`).
@@ -105,6 +113,9 @@ impl Bugs {
             "snapshot-without-sessions" => b.snapshot_without_sessions = true,
             "wal-no-checksum" => b.wal_no_checksum = true,
             "ignore-sync-error" => b.ignore_sync_error = true,
+            "no-log-floor" => b.raft.ignore_log_floor = true,
+            "zeros-end-log" => b.zeros_end_log = true,
+            "wal-no-order-check" => b.wal_no_order_check = true,
             "no-compensation" => b.no_compensation = true,
             "non-idempotent-payment" => b.non_idempotent_payment = true,
             "unguarded-stock" => b.unguarded_stock = true,
@@ -173,5 +184,8 @@ impl Bugs {
             && (!o.ack_before_decide || self.ack_before_decide)
             && (!o.lease_only || self.lease_only)
             && (!o.deliver_before_log || self.deliver_before_log)
+            && (!o.raft.ignore_log_floor || self.raft.ignore_log_floor)
+            && (!o.zeros_end_log || self.zeros_end_log)
+            && (!o.wal_no_order_check || self.wal_no_order_check)
     }
 }

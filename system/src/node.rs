@@ -13,7 +13,7 @@ use crate::pb::{
     self, kv_server::KvServer, raft_transport_client::RaftTransportClient,
     raft_transport_server::RaftTransportServer,
 };
-use crate::store::RaftStore;
+use crate::store::{RaftStore, StoreOpts};
 use raft::{Config, HardState, Message, NodeId, Raft, Role};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -76,6 +76,11 @@ pub enum NodeEvent {
         last_index: u64,
         snapshot_index: u64,
         cut_bytes: u64,
+        /// Synced WAL records were damaged (rot, lost or misdirected write).
+        damaged: bool,
+        /// The (term, index) the node votes as if its log ended at, after
+        /// damage lost entries (see `store.rs`).
+        floor: Option<(u64, u64)>,
     },
     Role {
         term: u64,
@@ -160,7 +165,14 @@ pub async fn serve(
     events: Option<EventSink>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let (store, persisted, recovery) = RaftStore::open_with(dir, !cfg.bugs.wal_no_checksum)?;
+    let (store, persisted, recovery) = RaftStore::open_with(
+        dir,
+        StoreOpts {
+            no_checksum: cfg.bugs.wal_no_checksum,
+            zero_frame_ends_log: cfg.bugs.zeros_end_log,
+            no_order_check: cfg.bugs.wal_no_order_check,
+        },
+    )?;
     let mut kv = KvState::new(cfg.bugs.duplicate_apply)
         .without_sessions_in_snapshots(cfg.bugs.snapshot_without_sessions);
     if let Some(s) = &persisted.snapshot {
@@ -182,7 +194,9 @@ pub async fn serve(
                 vote: hs.vote,
                 last_index: log.last_index(),
                 snapshot_index: log.snapshot_index(),
-                cut_bytes: recovery.truncated_bytes,
+                cut_bytes: recovery.wal.truncated_bytes,
+                damaged: recovery.damaged.is_some(),
+                floor: raft.floor(),
             },
         );
     }
@@ -397,11 +411,6 @@ impl Node {
         // 1. Persist. Term and vote must be durable before any message that
         //    depends on them leaves; entries before they are acknowledged.
         let mut sync = false;
-        if let Some(hs) = &rd.hard_state {
-            self.store.append_hard_state(hs)?;
-            let vote_changed = (hs.term, hs.vote) != (self.synced_hs.term, self.synced_hs.vote);
-            sync |= vote_changed && !self.bugs.unsynced_vote;
-        }
         if let Some(snap) = &rd.snapshot {
             let hs = rd
                 .hard_state
@@ -414,9 +423,16 @@ impl Node {
                 term: snap.term,
             });
         }
+        // Entries go before the hard state: a commit index on disk never
+        // refers to entries that a torn or damaged write kept off it.
         if !rd.entries.is_empty() {
             self.store.append_entries(&rd.entries)?;
             sync |= !self.bugs.unsynced_log;
+        }
+        if let Some(hs) = &rd.hard_state {
+            self.store.append_hard_state(hs)?;
+            let vote_changed = (hs.term, hs.vote) != (self.synced_hs.term, self.synced_hs.vote);
+            sync |= vote_changed && !self.bugs.unsynced_vote;
         }
         if sync {
             match self.store.sync() {

@@ -25,12 +25,16 @@ use std::fmt;
 pub enum Fault {
     /// Kill the host (its disk loses unsynced writes; `torn_write` may keep
     /// part of the last unsynced write, and `corrupt` flips a byte of that
-    /// part), restart it when the fault ends.
+    /// part), restart it when the fault ends. `damage` (`rot`, `lost-write`
+    /// or `misdirected-write`) also damages one of the disk's synced writes
+    /// meanwhile (see `hostio::disk::Damage`).
     Crash {
         node: u64,
         torn_write: bool,
         #[serde(default, skip_serializing_if = "is_false")]
         corrupt: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        damage: Option<String>,
     },
     /// Freeze the host (it keeps its state), resume it at the end.
     Pause { node: u64 },
@@ -216,13 +220,17 @@ pub struct FaultConfig {
     /// (drawn from its own stream; absent in older schedules: none).
     #[serde(default)]
     pub corrupt_rate: f64,
+    /// Share of crashes whose disk also loses, misdirects or rots a synced
+    /// write (drawn from its own stream; absent in older schedules: none).
+    #[serde(default)]
+    pub damage_rate: f64,
 }
 
 impl fmt::Display for FaultConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "faults [{}] every ~{} ms for ~{} ms; loss <= {:.2}, latency <= {} ms, clock jumps <= {} ms, drift <= {} ppm, corrupt torn writes {:.0} %",
+            "faults [{}] every ~{} ms for ~{} ms; loss <= {:.2}, latency <= {} ms, clock jumps <= {} ms, drift <= {} ppm, corrupt torn writes {:.0} %, damaged synced writes {:.0} %",
             self.kinds.join(" "),
             self.mean_interval_ms,
             self.mean_duration_ms,
@@ -230,7 +238,8 @@ impl fmt::Display for FaultConfig {
             self.max_latency_ms,
             self.max_clock_jump_ms,
             self.max_drift_ppm,
-            self.corrupt_rate * 100.0
+            self.corrupt_rate * 100.0,
+            self.damage_rate * 100.0
         )
     }
 }
@@ -376,6 +385,7 @@ impl Draw {
             max_clock_jump_ms: rng.random_range(100..5_000),
             max_drift_ppm: rng.random_range(1_000..200_000),
             corrupt_rate: 0.0,
+            damage_rate: 0.0,
         };
         let mut faults = Vec::new();
         let mut t = 500u64;
@@ -406,6 +416,7 @@ impl Draw {
         }
         let mut config = config;
         corrupt_some(self.seed, &mut config, &mut faults);
+        damage_some(self.seed, &mut config, &mut faults);
         (config, faults)
     }
 }
@@ -428,6 +439,39 @@ fn corrupt_some(seed: u64, config: &mut FaultConfig, faults: &mut [FaultEvent]) 
         } = &mut f.fault
         {
             *corrupt = rng.random_bool(config.corrupt_rate);
+        }
+    }
+}
+
+/// Damage to synced data, from the seed's own stream like corruption: the
+/// seed's share of crashes whose disk also damages a synced write (none in
+/// half the seeds), which crashes, and how (rot, lost or misdirected). One
+/// host has the bad disk: only its crashes are damaged, so a majority of
+/// every group stays healthy (a group whose majority lost acknowledged
+/// writes cannot get them back, and rightly stops).
+fn damage_some(seed: u64, config: &mut FaultConfig, faults: &mut [FaultEvent]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0000_da4a_9ed5_u64);
+    config.damage_rate = if rng.random_bool(0.5) {
+        0.0
+    } else {
+        (rng.random_range(0.2..1.0f64) * 100.0).round() / 100.0
+    };
+    let crashed: std::collections::BTreeSet<u64> = faults
+        .iter()
+        .filter_map(|f| match f.fault {
+            Fault::Crash { node, .. } => Some(node),
+            _ => None,
+        })
+        .collect();
+    let Some(&bad) = crashed.iter().nth(rng.random_range(0..crashed.len().max(1))) else {
+        return;
+    };
+    for f in faults {
+        if let Fault::Crash { node, damage, .. } = &mut f.fault {
+            if *node == bad && rng.random_bool(config.damage_rate) {
+                let kinds = hostio::disk::Damage::ALL;
+                *damage = Some(kinds[rng.random_range(0..kinds.len())].name().to_string());
+            }
         }
     }
 }
@@ -463,6 +507,7 @@ fn draw_host_fault(
             node: node(rng),
             torn_write: rng.random_bool(0.5),
             corrupt: false,
+            damage: None,
         },
         "pause" => Fault::Pause { node: node(rng) },
         "partition" => {

@@ -89,6 +89,15 @@ pub fn shrink(
             }
         }
     }
+    // 2c. Crashes without damage to synced data.
+    for i in 0..best.schedule.faults.len() {
+        let mut c = best.schedule.clone();
+        if let crate::schedule::Fault::Crash { damage, .. } = &mut c.faults[i].fault {
+            if damage.take().is_some() {
+                try_candidate(c, &mut best, &format!("fault {i} without disk damage"));
+            }
+        }
+    }
     // 3. A shorter workload phase: just past the last fault.
     let end = best
         .schedule

@@ -11,6 +11,7 @@
 
 use crate::schedule::Fault;
 use hostio::net::Mangling;
+use hostio::disk::Damage;
 use hostio::{Clock, CrashFaults, IoFault, Net, SimDir};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
@@ -191,6 +192,18 @@ impl Sim {
     /// Kills host `id` (its disk loses what was not synced; `torn_write`
     /// may keep part of one file's unsynced tail, which `corrupt` damages).
     pub fn crash(&mut self, id: u64, torn_write: bool, corrupt: bool) {
+        self.crash_damaged(id, torn_write, corrupt, None)
+    }
+
+    /// [`Sim::crash`], and `damage` strikes one of the disk's synced writes
+    /// while the host is down.
+    pub fn crash_damaged(
+        &mut self,
+        id: u64,
+        torn_write: bool,
+        corrupt: bool,
+        damage: Option<Damage>,
+    ) {
         let n = self.hosts.get_mut(&id).expect("no such host");
         if !n.down {
             Handle::current().kill(n.handle.id());
@@ -202,6 +215,7 @@ impl Sim {
                 seed: self.crash_seed,
                 torn_write,
                 corrupt,
+                damage,
             });
             n.down = true;
         }
@@ -272,7 +286,13 @@ impl Sim {
                 node,
                 torn_write,
                 corrupt,
-            } => self.crash(*node, *torn_write, *corrupt),
+                damage,
+            } => {
+                let damage = damage
+                    .as_deref()
+                    .map(|d| Damage::by_name(d).expect("a known kind of disk damage"));
+                self.crash_damaged(*node, *torn_write, *corrupt, damage)
+            }
             Fault::Pause { node } => self.pause(*node),
             Fault::Island { node, slow_ppm, .. } => {
                 self.hosts[node].env.clock.set_drift_ppm(-slow_ppm);

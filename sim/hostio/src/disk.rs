@@ -197,10 +197,46 @@ pub struct CrashFaults {
     /// Keep a random prefix (0..=all bytes) of the unsynced tail of one file.
     pub torn_write: bool,
     /// Instead of a prefix, keep the whole unsynced tail of that file with
-    /// one byte XORed with a random non-zero value: a write that reached
-    /// the disk damaged (only with `torn_write`; synced bytes are never
-    /// touched).
+    /// one byte of its last write XORed with a random non-zero value: the
+    /// write in flight reached the disk damaged (only with `torn_write`;
+    /// synced bytes are never touched).
     pub corrupt: bool,
+    /// Damage to synced data, found when the node restarts (see [`Damage`]).
+    pub damage: Option<Damage>,
+}
+
+/// Damage to data a disk had acknowledged as synced, as disks really fail
+/// (TigerBeetle's storage faults). It strikes one synced `append` of a file
+/// that a later synced `append` of the same file follows: a damaged last
+/// write cannot be told from a torn one by the file alone, and whole-file
+/// writes (`write_atomic`: snapshots, checked files) are not damaged (their
+/// checksum makes a damaged one a clear error when read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// One bit of the write flipped (a sector that rots).
+    Rot,
+    /// The write never reached the platter: its range reads as zeros.
+    LostWrite,
+    /// The write landed at the offset of an earlier write of the same file
+    /// (overwriting it), and its own range reads as zeros.
+    MisdirectedWrite,
+}
+
+impl Damage {
+    pub const ALL: [Damage; 3] = [Damage::Rot, Damage::LostWrite, Damage::MisdirectedWrite];
+
+    /// Its name in a fault schedule.
+    pub fn name(self) -> &'static str {
+        match self {
+            Damage::Rot => "rot",
+            Damage::LostWrite => "lost-write",
+            Damage::MisdirectedWrite => "misdirected-write",
+        }
+    }
+
+    pub fn by_name(s: &str) -> Option<Damage> {
+        Damage::ALL.into_iter().find(|d| d.name() == s)
+    }
 }
 
 /// One-shot I/O error injected into the next matching [`SimDir`] operation.
@@ -251,6 +287,9 @@ struct SimFile {
     unsynced: Vec<u8>,
     /// Whether the file's existence is durable (created by `append` and never synced: no).
     durable_exists: bool,
+    /// Each `append` since the file was last replaced or truncated:
+    /// (offset, length) in `contents()`, for [`Damage`].
+    writes: Vec<(usize, usize)>,
 }
 
 impl SimFile {
@@ -259,7 +298,37 @@ impl SimFile {
             durable: data,
             unsynced: Vec::new(),
             durable_exists: true,
+            writes: Vec::new(),
         }
+    }
+
+    /// Damages one synced write that a later synced write follows (see
+    /// [`Damage`]); `false` if the file has none.
+    fn damage(&mut self, damage: Damage, rng: &mut ChaCha8Rng) -> bool {
+        let synced = self
+            .writes
+            .iter()
+            .filter(|(off, len)| *len > 0 && off + len <= self.durable.len())
+            .count();
+        // Misdirected: the target is an earlier write, so the first has none.
+        let first = usize::from(damage == Damage::MisdirectedWrite);
+        if synced < first + 2 {
+            return false;
+        }
+        let i = rng.random_range(first..synced - 1);
+        let (off, len) = self.writes[i];
+        match damage {
+            Damage::Rot => self.durable[off + rng.random_range(0..len)] ^= 1 << rng.random_range(0..8),
+            Damage::LostWrite => self.durable[off..off + len].fill(0),
+            Damage::MisdirectedWrite => {
+                let bytes = self.durable[off..off + len].to_vec();
+                self.durable[off..off + len].fill(0);
+                let target = self.writes[rng.random_range(0..i)].0;
+                let n = len.min(off - target);
+                self.durable[target..target + n].copy_from_slice(&bytes[..n]);
+            }
+        }
+        true
     }
 
     fn contents(&self) -> Vec<u8> {
@@ -306,7 +375,16 @@ impl SimDir {
                 };
                 let mut kept = f.unsynced[..keep].to_vec();
                 if faults.corrupt && keep > 0 {
-                    let i = rng.random_range(0..keep);
+                    // The last write is the one in flight: the damaged one
+                    // (damage to earlier ones is `Damage`).
+                    let base = f.durable.len();
+                    let last = f
+                        .writes
+                        .iter()
+                        .rev()
+                        .find(|(off, len)| *len > 0 && *off >= base)
+                        .map_or(0, |(off, _)| off - base);
+                    let i = rng.random_range(last..keep);
                     kept[i] ^= rng.random_range(1..=255u8);
                 }
                 f.durable.extend_from_slice(&kept);
@@ -315,9 +393,28 @@ impl SimDir {
         }
         for f in st.files.values_mut() {
             f.unsynced.clear();
+            let durable = f.durable.len();
+            f.writes.retain(|(off, len)| off + len <= durable);
         }
         st.files.retain(|_, f| f.durable_exists);
         st.fault = None;
+        if let Some(damage) = faults.damage {
+            // One file, among those with a write to damage, sorted by name.
+            let mut rng = ChaCha8Rng::seed_from_u64(faults.seed ^ 0xda4a_9e);
+            let names: Vec<String> = st.files.keys().cloned().collect();
+            let start = if names.is_empty() { 0 } else { rng.random_range(0..names.len()) };
+            for k in 0..names.len() {
+                let f = st.files.get_mut(&names[(start + k) % names.len()]).expect("listed");
+                if f.damage(damage, &mut rng) {
+                    crate::coverage::hit(match damage {
+                        Damage::Rot => "disk: a bit of a synced write rotted",
+                        Damage::LostWrite => "disk: a synced write lost",
+                        Damage::MisdirectedWrite => "disk: a synced write misdirected",
+                    });
+                    break;
+                }
+            }
+        }
     }
 
     /// Durable bytes of `name` (0 if absent).
@@ -373,6 +470,8 @@ impl SimDir {
                 // The dirty pages are dropped.
                 if let Some(f) = st.files.get_mut(name) {
                     f.unsynced.clear();
+                    let durable = f.durable.len();
+                    f.writes.retain(|(off, len)| off + len <= durable);
                 }
             }
             crate::coverage::hit("disk: EIO returned to a write or sync");
@@ -392,11 +491,10 @@ impl Dir for SimDir {
 
     fn append(&self, name: &str, data: &[u8]) -> io::Result<()> {
         let mut st = self.begin_with(name, IoFault::FailNextAppend, !data.is_empty())?;
-        st.files
-            .entry(name.to_string())
-            .or_default()
-            .unsynced
-            .extend_from_slice(data);
+        let f = st.files.entry(name.to_string()).or_default();
+        f.writes
+            .push((f.durable.len() + f.unsynced.len(), data.len()));
+        f.unsynced.extend_from_slice(data);
         Ok(())
     }
 
@@ -418,7 +516,10 @@ impl Dir for SimDir {
         })?;
         let mut all = f.contents();
         all.resize(len, 0);
+        let mut writes = std::mem::take(&mut f.writes);
+        writes.retain(|(off, l)| off + l <= len);
         *f = SimFile::durable(all);
+        f.writes = writes;
         Ok(())
     }
 

@@ -23,5 +23,5 @@ pub mod disk;
 pub mod net;
 
 pub use clock::Clock;
-pub use disk::{CrashFaults, Dir, FsDir, IoFault, SimDir};
+pub use disk::{CrashFaults, Damage, Dir, FsDir, IoFault, SimDir};
 pub use net::Net;

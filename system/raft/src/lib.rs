@@ -135,6 +135,9 @@ pub struct Bugs {
     /// after the message's last one are dropped even when they match (the
     /// message may be stale: a duplicate, or overtaken by newer ones).
     pub truncate_on_stale_append: bool,
+    /// Ignore the log floor a node recovered from damaged storage with:
+    /// vote and campaign with the shorter log it kept.
+    pub ignore_log_floor: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +235,11 @@ pub struct Persisted {
     pub hard_state: HardState,
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry>,
+    /// After damage to the disk lost entries this node may have
+    /// acknowledged: the (term, index) its log ended at. Until its log is at
+    /// least as up to date, the node votes as if its log ended there and
+    /// does not campaign (a lost entry still counts in every election).
+    pub floor: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -277,6 +285,8 @@ pub struct Raft {
     /// Appends received whose entries this log already held, and more
     /// after them (duplicated or overtaken messages).
     stale_appends: u64,
+    /// See [`Persisted::floor`]; gone once the log reaches it.
+    floor: Option<(u64, u64)>,
 }
 
 impl Raft {
@@ -284,6 +294,22 @@ impl Raft {
     /// more entries after them: duplicated or overtaken messages.
     pub fn stale_appends(&self) -> u64 {
         self.stale_appends
+    }
+
+    /// The (term, index) this node votes as if its log ended at, after
+    /// damaged storage lost entries (see [`Persisted::floor`]).
+    pub fn floor(&self) -> Option<(u64, u64)> {
+        self.floor
+            .filter(|&f| (self.log.last_term(), self.log.last_index()) < f)
+    }
+
+    fn lift_floor(&mut self) {
+        if self
+            .floor
+            .is_some_and(|f| (self.log.last_term(), self.log.last_index()) >= f)
+        {
+            self.floor = None;
+        }
     }
 
     /// A node starting from what its disk holds (empty for a new node).
@@ -296,6 +322,7 @@ impl Raft {
             hard_state,
             snapshot,
             entries,
+            floor,
         } = persisted;
         let log = Log::restore(snapshot, entries, hard_state.commit);
         let applied = log.snapshot_index();
@@ -323,7 +350,12 @@ impl Raft {
             read_states: Vec::new(),
             dropped_reads: Vec::new(),
             stale_appends: 0,
+            floor: None,
         };
+        if !r.cfg.bugs.ignore_log_floor {
+            r.floor = floor;
+        }
+        r.lift_floor();
         r.reset_randomized_timeout();
         r
     }
@@ -537,7 +569,15 @@ impl Raft {
                 }
             }
         } else if self.election_elapsed >= self.randomized_timeout {
-            self.campaign(self.cfg.pre_vote);
+            self.lift_floor();
+            if self.floor.is_some() {
+                // Lost entries it may have acknowledged: it must not lead
+                // before a leader has repaired its log.
+                self.election_elapsed = 0;
+                self.reset_randomized_timeout();
+            } else {
+                self.campaign(self.cfg.pre_vote);
+            }
         }
     }
 
@@ -687,9 +727,12 @@ impl Raft {
                 let can_vote = self.vote == Some(m.from)
                     || (self.vote.is_none() && self.leader.is_none())
                     || (pre && m.term > self.term);
+                self.lift_floor();
+                let own = (self.log.last_term(), self.log.last_index());
+                let (my_term, my_index) = self.floor.map_or(own, |f| f.max(own));
                 let up_to_date = self.cfg.bugs.vote_without_log_check
-                    || last_term > self.log.last_term()
-                    || (last_term == self.log.last_term() && last_index >= self.log.last_index());
+                    || last_term > my_term
+                    || (last_term == my_term && last_index >= my_index);
                 let grant = can_vote && up_to_date;
                 if pre {
                     let term = if grant { m.term } else { self.term };

@@ -13,6 +13,8 @@ struct Disk {
     hs: HardState,
     snapshot: Option<Snapshot>,
     entries: Vec<Entry>,
+    /// Set by a test: the floor a damaged disk recovered with.
+    floor: Option<(u64, u64)>,
 }
 
 /// The test state machine: the list of applied (index, term, data).
@@ -108,6 +110,7 @@ impl Net {
                     },
                     snapshot: None,
                     entries,
+                    floor: None,
                 },
             );
             net.restart(id);
@@ -132,6 +135,7 @@ impl Net {
             hard_state: d.hs,
             snapshot: d.snapshot,
             entries: d.entries,
+            floor: d.floor,
         };
         self.nodes.insert(id, Raft::new((self.cfg)(id), p));
     }
@@ -371,6 +375,48 @@ fn s5_2_candidate_with_stale_log_is_not_elected() {
     assert_ne!(net.leader(), Some(3));
     net.campaign(1);
     assert_eq!(net.leader(), Some(1));
+}
+
+/// Node 2 acknowledged entry 2 of term 2, then its disk damaged it away:
+/// it recovered log [1] with floor (2, 2). Returns whether stale node 3 got
+/// elected, and node 2's campaigns and floor after a leader repaired it.
+fn damaged_voter(bug: bool) -> (bool, bool, Option<(u64, u64)>) {
+    let mut net = Net::with_logs(3, &[(1, &[1, 2]), (2, &[1]), (3, &[1])], move |c| {
+        c.bugs.ignore_log_floor = bug
+    });
+    net.disks.get_mut(&2).unwrap().floor = Some((2, 2));
+    net.restart(2);
+    net.isolate(1);
+    net.campaign(3);
+    let stale_elected = net.leader() == Some(3);
+    // Node 2 alone with its floor never campaigns.
+    let term = net.node(2).status().term;
+    for _ in 0..200 {
+        net.tick(2);
+        net.process(2);
+    }
+    let campaigned = net.node(2).status().term > term || !net.queue.is_empty();
+    net.queue.clear();
+    net.heal();
+    if !stale_elected {
+        net.campaign(1);
+        net.propose(1, 9);
+    }
+    (stale_elected, campaigned, net.node(2).floor())
+}
+
+#[test]
+fn s5_4_1_a_node_that_lost_acknowledged_entries_votes_with_its_floor() {
+    let (stale_elected, campaigned, floor) = damaged_voter(false);
+    assert!(!stale_elected, "node 3 lacks entry 2 that node 2 acknowledged");
+    assert!(!campaigned, "a node below its floor must not campaign");
+    assert_eq!(floor, None, "the floor goes once a leader repaired the log");
+}
+
+#[test]
+fn planted_ignore_log_floor_elects_a_leader_without_an_acknowledged_entry() {
+    let (stale_elected, campaigned, _) = damaged_voter(true);
+    assert!(stale_elected && campaigned, "the planted bug must be observable");
 }
 
 #[test]

@@ -35,12 +35,19 @@
 //! [u32 len LE][u32 crc32(len_le_bytes ++ payload) LE][payload: len bytes]
 //! ```
 //!
-//! The CRC covers the length, so a zero-filled tail is detected as corrupt. A log
-//! is a *prefix*: replay stops at the first torn or corrupt frame and everything
-//! from there on is cut off (the file is truncated durably), even if good-looking
-//! frames follow, because a record after a hole cannot be trusted to be in order.
-//! Corruption of synced data is therefore handled as data loss of the suffix;
-//! detecting it is the job of higher layers (Raft re-replicates).
+//! The CRC covers the length, so a zero-filled frame is detected as corrupt. A log
+//! is a *prefix*: replay stops at the first torn or corrupt frame. What follows
+//! it tells two failures apart:
+//!
+//! * Nothing valid follows: a torn or corrupt *tail*, the last writes before a
+//!   crash, never synced. It is cut off (the file is truncated durably).
+//! * Valid frames follow (found by scanning forward byte by byte): data the
+//!   disk had synced was damaged (a rotten bit, a lost or misdirected write).
+//!   The frames after the damage are returned apart
+//!   ([`Recovery::after_damage`]), never as part of the log, and the file is
+//!   left as it is: the caller must [`Wal::rewrite`] it before appending.
+//!   What the lost records held is the caller's problem (the Raft store keeps
+//!   enough in every record to vote and recover safely, see `system/src/store.rs`).
 //!
 //! # Checked file format
 //!
@@ -52,7 +59,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-pub use hostio::disk::{CrashFaults, Dir, FsDir, IoFault, SimDir};
+pub use hostio::disk::{CrashFaults, Damage, Dir, FsDir, IoFault, SimDir};
 
 /// Bytes of frame header before each WAL payload.
 pub const WAL_FRAME_HEADER: usize = 8;
@@ -129,10 +136,54 @@ pub fn decode_records_with(bytes: &[u8], verify: bool) -> (Vec<Vec<u8>>, usize, 
 pub struct Recovery {
     /// Valid records returned.
     pub records: usize,
-    /// Bytes cut off the end of the file (torn or corrupt frame and everything after it).
+    /// Bytes cut off the end of the file (torn or corrupt frame and everything
+    /// after it), or, after damage, the bytes from the damage on.
     pub truncated_bytes: u64,
     /// Why bytes were cut, `None` if the whole file was valid.
     pub reason: Option<String>,
+    /// Valid records found after the first bad frame, in file order: synced
+    /// data was damaged (empty for a torn tail). The file is left uncut.
+    pub after_damage: Vec<Vec<u8>>,
+}
+
+/// How [`Wal::open_with`] replays a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayOpts {
+    /// Check each frame's checksum (`false`: planted bug `wal-no-checksum`).
+    pub verify: bool,
+    /// Take a zero-filled frame header as the clean end of the log, as for
+    /// preallocated space, without looking further (planted bug
+    /// `zeros-end-log`: a lost write then cuts every later record silently).
+    pub zero_frame_ends_log: bool,
+}
+
+impl Default for ReplayOpts {
+    fn default() -> Self {
+        ReplayOpts {
+            verify: true,
+            zero_frame_ends_log: false,
+        }
+    }
+}
+
+/// The valid frames of `bytes` from `from` on, scanning forward byte by byte
+/// past anything that is not one (a frame must fit and match its checksum).
+pub fn scan_records(bytes: &[u8], from: usize) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    let mut pos = from;
+    while pos + WAL_FRAME_HEADER <= bytes.len() {
+        let len_bytes = &bytes[pos..pos + 4];
+        let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
+        let body = &bytes[pos + WAL_FRAME_HEADER..];
+        if len <= body.len() && crc_with_len(len_bytes, &body[..len]) == crc {
+            found.push(body[..len].to_vec());
+            pos += WAL_FRAME_HEADER + len;
+        } else {
+            pos += 1;
+        }
+    }
+    found
 }
 
 /// Checksummed write-ahead log of opaque records in one file of a [`Dir`].
@@ -159,18 +210,21 @@ impl fmt::Debug for Wal {
 
 impl Wal {
     /// Opens (creates if absent) and replays: returns the valid records in order.
-    /// A torn or corrupt frame and everything after it is cut off (the file is
-    /// truncated durably) and reported in [`Recovery`], never returned. Everything
-    /// returned is durable when this returns (unsynced-but-visible data is synced).
+    /// A torn or corrupt tail is cut off (the file is truncated durably) and
+    /// reported in [`Recovery`], never returned. Everything returned is durable
+    /// when this returns (unsynced-but-visible data is synced). After damage to
+    /// synced data (valid frames follow the bad one) nothing is cut: the frames
+    /// after it are in [`Recovery::after_damage`] and the log refuses appends
+    /// until [`Wal::rewrite`].
     pub fn open(dir: Arc<dyn Dir>, name: &str) -> io::Result<(Wal, Vec<Vec<u8>>, Recovery)> {
-        Wal::open_with(dir, name, true)
+        Wal::open_with(dir, name, ReplayOpts::default())
     }
 
-    /// [`Wal::open`]; `verify: false` skips the checksums (a planted bug).
+    /// [`Wal::open`] with planted bugs (see [`ReplayOpts`]).
     pub fn open_with(
         dir: Arc<dyn Dir>,
         name: &str,
-        verify: bool,
+        opts: ReplayOpts,
     ) -> io::Result<(Wal, Vec<Vec<u8>>, Recovery)> {
         let bytes = match dir.read(name)? {
             Some(b) => b,
@@ -179,30 +233,52 @@ impl Wal {
                 Vec::new()
             }
         };
-        let (records, valid, reason) = decode_records_with(&bytes, verify);
+        let (records, valid, mut reason) = decode_records_with(&bytes, opts.verify);
         let cut = bytes.len() - valid;
+        let zeros = bytes[valid..].iter().take(WAL_FRAME_HEADER).all(|&b| b == 0);
+        let after_damage = if cut == 0 || (opts.zero_frame_ends_log && zeros) {
+            Vec::new()
+        } else {
+            scan_records(&bytes, valid + 1)
+        };
         hostio::coverage::sometimes(
-            reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with("checksum mismatch")),
+            after_damage.is_empty()
+                && reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("checksum mismatch")),
             "storage: a corrupt WAL record cut on recovery",
         );
-        if cut > 0 {
-            dir.truncate(name, valid as u64)?;
+        hostio::coverage::sometimes(
+            !after_damage.is_empty(),
+            "storage: damaged synced WAL data found (valid records after it)",
+        );
+        let failed = if !after_damage.is_empty() {
+            let r = reason.take().unwrap_or_default();
+            reason = Some(format!(
+                "{r}, followed by {} valid records: synced data damaged",
+                after_damage.len()
+            ));
+            Some("the log is damaged: rewrite it before appending".to_string())
         } else {
-            dir.sync(name)?;
-        }
+            if cut > 0 {
+                dir.truncate(name, valid as u64)?;
+            } else {
+                dir.sync(name)?;
+            }
+            None
+        };
         let (records_n, len, truncated_bytes) = (records.len(), valid as u64, cut as u64);
         let recovery = Recovery {
             records: records_n,
             truncated_bytes,
             reason,
+            after_damage,
         };
         let wal = Wal {
             dir,
             name: name.to_string(),
             len,
-            failed: None,
+            failed,
         };
         Ok((wal, records, recovery))
     }

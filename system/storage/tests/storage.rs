@@ -168,6 +168,7 @@ fn torn_write_keeps_only_whole_records() {
             seed,
             torn_write: true,
             corrupt: false,
+            damage: None,
         });
         let len_before = file_len(&*d, LOG);
         assert!(len_before >= frames_len(&all[..3]));
@@ -207,18 +208,26 @@ fn corrupt_last_record_is_cut() {
 }
 
 #[test]
-fn corrupt_middle_record_cuts_everything_after() {
-    // A log is a prefix: good-looking frames after a corrupt one are dropped too.
-    let (_, d) = sim();
-    let recs: Vec<Vec<u8>> = (1..6).map(rec).collect();
-    let mut raw = write_raw(&*d, &recs);
-    let start = frames_len(&recs[..2]) as usize;
-    raw[start + 8] ^= 1; // first payload byte of record #2
-    d.write_atomic(LOG, &raw).unwrap();
-    let (_, got, recovery) = Wal::open(d.clone(), LOG).unwrap();
-    assert_eq!(got, recs[..2]);
-    assert_eq!(recovery.truncated_bytes, raw.len() as u64 - start as u64);
-    assert_eq!(file_len(&*d, LOG), start as u64);
+fn damage_in_the_middle_is_reported_with_what_follows_and_nothing_is_cut() {
+    // A log is a prefix: good-looking frames after a corrupt one are not part
+    // of it, but they tell synced data was damaged, and are handed over apart.
+    for flip in [8, 0, 5] {
+        // a payload byte of record #2, its length, its checksum
+        let (_, d) = sim();
+        let recs: Vec<Vec<u8>> = (1..6).map(rec).collect();
+        let mut raw = write_raw(&*d, &recs);
+        let start = frames_len(&recs[..2]) as usize;
+        raw[start + flip] ^= 1;
+        d.write_atomic(LOG, &raw).unwrap();
+        let (mut wal, got, recovery) = Wal::open(d.clone(), LOG).unwrap();
+        assert_eq!(got, recs[..2]);
+        assert_eq!(recovery.after_damage, recs[3..], "flip {flip}");
+        assert!(recovery.reason.unwrap().contains("synced data damaged"));
+        assert_eq!(file_len(&*d, LOG), raw.len() as u64, "nothing cut");
+        assert!(wal.append(b"x").is_err(), "appends refused until rewritten");
+        wal.rewrite(&got).unwrap();
+        wal.append(b"x").unwrap();
+    }
 }
 
 #[test]
@@ -343,6 +352,7 @@ fn crash_scenario(seed: u64) -> Vec<(String, Vec<u8>)> {
         seed,
         torn_write: true,
         corrupt: true,
+        damage: None,
     });
     d.list()
         .unwrap()
@@ -436,7 +446,7 @@ proptest! {
                     drop(wal);
                     let crashed = matches!(st, Step::Crash { .. });
                     if let Step::Crash { seed, torn, corrupt } = st {
-                        s.crash(CrashFaults { seed, torn_write: torn, corrupt });
+                        s.crash(CrashFaults { seed, torn_write: torn, corrupt, damage: None });
                     }
                     let len_before = file_len(&*d, LOG);
                     let (w, recs, r) = Wal::open(d.clone(), LOG).unwrap();
@@ -475,6 +485,7 @@ fn a_corrupt_torn_write_is_kept_whole_damaged_and_cut_by_the_checksum() {
             seed,
             torn_write: true,
             corrupt: true,
+            damage: None,
         });
         let after = d.read("log").unwrap().unwrap();
         assert_eq!(
