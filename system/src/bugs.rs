@@ -16,7 +16,7 @@
 //! | `snapshot-without-sessions` | snapshots leave out the client session table: a replica restored from one differs from its peers |
 //! | `no-log-floor`    | a node whose disk lost synced entries (damage) votes and campaigns with the shorter log it kept: an entry it acknowledged no longer counts in elections (found only with damaged synced writes, any kind) |
 //! | `zeros-end-log`   | a zero-filled WAL frame is taken as the clean end of the log: a lost write silently cuts every later record, votes included (found only with `lost-write` or `misdirected-write` damage, whose range reads as zeros) |
-//! | `wal-no-order-check` | WAL records taken in file order without checking that entries follow the log: a misdirected write leaves a hole (found only with `misdirected-write` damage) |
+//! | `wal-no-order-check` | WAL records taken in file order without checking their numbers and that entries follow the log: a misdirected write is read back where it landed (found only with `misdirected-write` damage) |
 //!
 //! The transactional scenario's (`txn`):
 //!

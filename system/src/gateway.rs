@@ -28,7 +28,12 @@
 //! - 503 with `"done": false`: certainly not done (`ABORTED`, no replica
 //!   reachable): safe to retry;
 //! - 503 with `"done": "unknown"`: the outcome is unknown (`UNAVAILABLE`,
-//!   `DEADLINE_EXCEEDED`): it may or may not have happened;
+//!   `DEADLINE_EXCEEDED`): it may or may not have happened. A checkout is
+//!   not answered while its outcome is unknown: the gateway asks again
+//!   (same attempt) until it is decided, for up to 120 s
+//!   (`GatewayConfig::checkout_deadline`), and answers only once the
+//!   transaction has finished (SAGA: last step or compensation done; 2PC:
+//!   phase 2 done), so a read after the answer sees its whole effect;
 //! - 500: a service's internal error.
 //!
 //! Reads (and `batch_init`, which overwrites) may be sent again after an
@@ -66,6 +71,9 @@ pub struct GatewayConfig {
     /// One checkout attempt: longer than the order service's checkout
     /// deadline, which answers "unknown" itself when it runs out.
     pub checkout_timeout: Duration,
+    /// How long the gateway keeps asking for a checkout's outcome (the same
+    /// attempt, on any order replica) before it answers 503 unknown.
+    pub checkout_deadline: Duration,
     /// One batch_init attempt (writes up to 10^6 records).
     pub batch_timeout: Duration,
 }
@@ -76,6 +84,7 @@ impl Default for GatewayConfig {
             attempt_timeout: Duration::from_secs(3),
             total_timeout: Duration::from_secs(10),
             checkout_timeout: Duration::from_secs(15),
+            checkout_deadline: Duration::from_secs(120),
             batch_timeout: Duration::from_secs(120),
         }
     }
@@ -465,7 +474,10 @@ async fn order_find(State(g): State<Gateway>, Params(order_id): Params<String>) 
         true,
         OrdersClient,
         find,
-        pb::OrderId { order_id }
+        pb::OrderId {
+            order_id,
+            attempt: String::new(),
+        }
     )?;
     Ok(Json(order_json(&o)))
 }
@@ -491,19 +503,37 @@ async fn add_item(
     Ok(Json(order_json(&o)))
 }
 
+/// A checkout is answered once its outcome is known: 200 when paid, 4xx
+/// when refused. While it is unknown (a replica or a store died, a call
+/// timed out) the gateway asks again, on any order replica, with the same
+/// attempt id: the order service follows that attempt (every step is
+/// idempotent) and answers its outcome, and never starts a second one. Only
+/// after `checkout_deadline` (120 s) is the answer 503 `done: unknown`.
 async fn checkout(State(g): State<Gateway>, Params(order_id): Params<String>) -> Answer {
-    let reps = g.orders.pick_long(g.cfg.checkout_timeout);
-    let r = rpc!(
-        reps,
-        g.cfg.checkout_timeout,
-        false,
-        OrdersClient,
-        checkout,
-        pb::OrderId { order_id }
-    )?;
-    Ok(Json(
-        json!({ "order_id": r.order_id, "tx_id": r.tx_id, "paid": true }),
-    ))
+    let attempt = crate::shop::random_id();
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let reps = g.orders.pick_long(g.cfg.checkout_timeout);
+        let req = pb::OrderId {
+            order_id: order_id.clone(),
+            attempt: attempt.clone(),
+        };
+        match rpc!(reps, g.cfg.checkout_timeout, true, OrdersClient, checkout, req) {
+            Ok(r) => {
+                return Ok(Json(
+                    json!({ "order_id": r.order_id, "tx_id": r.tx_id, "paid": true }),
+                ))
+            }
+            Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => return Err(e),
+            Err(e) if started.elapsed() + pause >= g.cfg.checkout_deadline => return Err(e),
+            Err(e) => {
+                tracing::debug!("checkout of {order_id} not decided yet: {}", e.body);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 async fn no_route(uri: Uri) -> ApiError {
@@ -619,6 +649,13 @@ pub mod client {
             }
         }
 
+        /// The same client, giving up on an answer after `timeout` (30 s
+        /// by default; a checkout may take up to the gateway's 120 s).
+        pub fn with_timeout(mut self, timeout: Duration) -> HttpClient {
+            self.timeout = timeout;
+            self
+        }
+
         /// Sends `method path`; `Err` if there was no HTTP answer
         /// (connection refused or lost, timeout): the outcome is unknown.
         pub async fn call(&self, method: &str, path: &str) -> Result<Answer, String> {
@@ -732,6 +769,7 @@ mod tests {
             attempt_timeout: Duration::from_millis(200),
             total_timeout: Duration::from_millis(300),
             checkout_timeout: Duration::from_millis(300),
+            checkout_deadline: Duration::from_millis(600),
             batch_timeout: Duration::from_millis(300),
         };
         router(Gateway::new(&t, cfg))

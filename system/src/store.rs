@@ -11,7 +11,8 @@
 //!
 //! A torn tail (writes never synced, so never acknowledged) is cut. Damage to
 //! synced records (a rotten bit, a lost or misdirected write: the storage
-//! crate finds valid records after the bad one, or a record out of order) is
+//! crate finds valid records after the bad one, or a record is out of place:
+//! every record is numbered one more than the one before it) is
 //! different: the node may have voted or acknowledged entries with what was
 //! lost. Every record is therefore stamped with the node's term and the end
 //! of its log (`last_term`, `last_index`), and recovery from damage:
@@ -53,8 +54,9 @@ pub struct StoreOpts {
     pub no_checksum: bool,
     /// A zero-filled frame ends the log (planted bug `zeros-end-log`).
     pub zero_frame_ends_log: bool,
-    /// Take an entries record that skips indexes as it comes (planted bug
-    /// `wal-no-order-check`: a misdirected write leaves a hole in the log).
+    /// Take records as they come, without checking that each is numbered
+    /// one more than the one before and that entries follow the log (planted
+    /// bug `wal-no-order-check`: a misdirected write is read back in place).
     pub no_order_check: bool,
 }
 
@@ -76,6 +78,8 @@ pub struct RaftStore {
     end: (u64, u64),
     /// The end of the log before damage, until the log reaches it.
     floor: Option<(u64, u64)>,
+    /// The number of the next record.
+    seq: u64,
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -91,6 +95,12 @@ struct Replay {
     max_term: u64,
     /// The last record's stamp (term, last_term, last_index), if stamped.
     stamp: Option<(u64, u64, u64)>,
+    /// The number of the last record applied (0 before any, or unnumbered).
+    seq: u64,
+    /// The highest record number seen anywhere in the file.
+    max_seq: u64,
+    /// A record written before records were stamped and numbered.
+    unstamped: bool,
 }
 
 impl Replay {
@@ -100,6 +110,14 @@ impl Replay {
     /// start with that error.
     fn apply(&mut self, raw: &[u8], order_check: bool) -> io::Result<Result<(), String>> {
         let mut rec = pb::WalRecord::decode(raw).map_err(|e| invalid(format!("wal record: {e}")))?;
+        if order_check && rec.seq != 0 && self.seq != 0 && rec.seq != self.seq + 1 {
+            return Ok(Err(format!(
+                "record {} where record {} belongs: out of place",
+                rec.seq,
+                self.seq + 1
+            )));
+        }
+        self.seq = rec.seq;
         self.note_stamp(&rec);
         match rec.record.take() {
             Some(Record::HardState(h)) => {
@@ -137,9 +155,14 @@ impl Replay {
         Ok(Ok(()))
     }
 
+    /// Notes a record's stamp: the stamp of the highest-numbered record is
+    /// where the log really ended.
     fn note_stamp(&mut self, rec: &pb::WalRecord) {
         self.max_term = self.max_term.max(rec.term);
-        if rec.term > 0 || rec.last_index > 0 {
+        if rec.seq == 0 {
+            self.unstamped = true;
+        } else if rec.seq >= self.max_seq {
+            self.max_seq = rec.seq;
             self.stamp = Some((rec.term, rec.last_term, rec.last_index));
         }
     }
@@ -194,6 +217,9 @@ impl RaftStore {
             snap_index,
             max_term: snapshot.as_ref().map_or(0, |s| s.term),
             stamp: None,
+            seq: 0,
+            max_seq: 0,
+            unstamped: false,
         };
         let mut damaged = (!recovery.after_damage.is_empty()).then(|| {
             recovery
@@ -229,8 +255,15 @@ impl RaftStore {
             for raw in rest.chain(recovery.after_damage.iter()) {
                 r.observe(raw);
             }
+            if r.unstamped {
+                return Err(invalid(format!(
+                    "the WAL is damaged ({why}) and holds records written before records \
+                     were stamped: this node cannot tell what it lost; give it a copy of \
+                     a healthy replica's data directory"
+                )));
+            }
             hard_state = HardState {
-                term: r.max_term + 1,
+                term: r.max_term.saturating_add(1),
                 vote: None,
                 commit: r.hs.commit.min(end.1),
             };
@@ -258,6 +291,7 @@ impl RaftStore {
             term: hard_state.term,
             end,
             floor,
+            seq: r.max_seq + 1,
         };
         if damaged.is_some() {
             let mut records = vec![store.record(Record::HardState(hard_state_to_pb(&hard_state)))];
@@ -285,13 +319,15 @@ impl RaftStore {
 
     /// A record stamped with the node's term and its log's end (its floor
     /// while the log is below it).
-    fn record(&self, record: Record) -> Vec<u8> {
+    fn record(&mut self, record: Record) -> Vec<u8> {
         let (last_term, last_index) = self.floor.map_or(self.end, |f| f.max(self.end));
+        self.seq += 1;
         pb::WalRecord {
             record: Some(record),
             term: self.term,
             last_index,
             last_term,
+            seq: self.seq - 1,
         }
         .encode_to_vec()
     }
@@ -437,8 +473,9 @@ mod tests {
                 };
                 s.append_hard_state(&hs).unwrap();
             }
-            // Every fourth batch replaces the last entry (a new leader).
-            let from = if step % 4 == 0 { log.len() as u64 } else { log.len() as u64 + 1 };
+            // Each new term's first batch replaces the last two entries (a
+            // new leader), and a commit index covering them follows it.
+            let from = if step % 3 == 0 { log.len() as u64 - 1 } else { log.len() as u64 + 1 };
             let batch: Vec<Entry> = (from..from + 2).map(|i| e(i, term)).collect();
             log.retain(|x| x.index < from);
             log.extend(batch.iter().cloned());

@@ -302,28 +302,31 @@ impl SimFile {
         }
     }
 
-    /// Damages one synced write that a later synced write follows (see
-    /// [`Damage`]); `false` if the file has none.
-    fn damage(&mut self, damage: Damage, rng: &mut ChaCha8Rng) -> bool {
-        let synced = self
+    /// Damages one write that had been synced (it ends within `synced`
+    /// bytes, what was durable before the crash added a torn tail) and
+    /// that a later such write follows (see [`Damage`]); `false` if the
+    /// file has none.
+    fn damage(&mut self, damage: Damage, synced: usize, rng: &mut ChaCha8Rng) -> bool {
+        let eligible: Vec<(usize, usize)> = self
             .writes
             .iter()
-            .filter(|(off, len)| *len > 0 && off + len <= self.durable.len())
-            .count();
+            .copied()
+            .filter(|(off, len)| *len > 0 && off + len <= synced)
+            .collect();
         // Misdirected: the target is an earlier write, so the first has none.
         let first = usize::from(damage == Damage::MisdirectedWrite);
-        if synced < first + 2 {
+        if eligible.len() < first + 2 {
             return false;
         }
-        let i = rng.random_range(first..synced - 1);
-        let (off, len) = self.writes[i];
+        let i = rng.random_range(first..eligible.len() - 1);
+        let (off, len) = eligible[i];
         match damage {
             Damage::Rot => self.durable[off + rng.random_range(0..len)] ^= 1 << rng.random_range(0..8),
             Damage::LostWrite => self.durable[off..off + len].fill(0),
             Damage::MisdirectedWrite => {
                 let bytes = self.durable[off..off + len].to_vec();
                 self.durable[off..off + len].fill(0);
-                let target = self.writes[rng.random_range(0..i)].0;
+                let target = eligible[rng.random_range(0..i)].0;
                 let n = len.min(off - target);
                 self.durable[target..target + n].copy_from_slice(&bytes[..n]);
             }
@@ -361,6 +364,12 @@ impl SimDir {
     pub fn crash(&self, faults: CrashFaults) {
         let mut st = lock(&self.inner);
         let mut rng = ChaCha8Rng::seed_from_u64(faults.seed);
+        // What was synced before the crash (a torn tail is not).
+        let synced: BTreeMap<String, usize> = st
+            .files
+            .iter()
+            .map(|(n, f)| (n.clone(), f.durable.len()))
+            .collect();
         if faults.torn_write {
             let n_dirty = st.files.values().filter(|f| !f.unsynced.is_empty()).count();
             if n_dirty > 0 {
@@ -404,8 +413,9 @@ impl SimDir {
             let names: Vec<String> = st.files.keys().cloned().collect();
             let start = if names.is_empty() { 0 } else { rng.random_range(0..names.len()) };
             for k in 0..names.len() {
-                let f = st.files.get_mut(&names[(start + k) % names.len()]).expect("listed");
-                if f.damage(damage, &mut rng) {
+                let name = &names[(start + k) % names.len()];
+                let f = st.files.get_mut(name).expect("listed");
+                if f.damage(damage, synced.get(name).copied().unwrap_or(0), &mut rng) {
                     crate::coverage::hit(match damage {
                         Damage::Rot => "disk: a bit of a synced write rotted",
                         Damage::LostWrite => "disk: a synced write lost",

@@ -593,7 +593,8 @@ async fn checkout(shop: &Shop, rec: &Recorder, p: u64, order: &str) {
             OrdersClient,
             checkout,
             pb::OrderId {
-                order_id: order.into()
+                order_id: order.into(),
+                attempt: String::new(),
             },
             false
         );
@@ -746,7 +747,8 @@ async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut Cha
                 OrdersClient,
                 find,
                 pb::OrderId {
-                    order_id: order.clone()
+                    order_id: order.clone(),
+                    attempt: String::new(),
                 },
                 true
             );

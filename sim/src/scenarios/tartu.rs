@@ -188,7 +188,9 @@ impl Scenario for Tartu {
         // out of stock 78 %, leader changed 89 % (81 % since the lease is
         // renewed while orders run). A disk error strikes a
         // Raft node on 9 of the 22 hosts only (the services and executors
-        // use no disk): that floor measured 30 %, so it is 15 % here.
+        // use no disk): that floor measured 30 %, so it is 15 % here. The
+        // same for the host with the bad disk: lost acknowledged entries
+        // measured 16 % of the seeds with damage (1000 seeds), so 8 %.
         let mut f: Vec<Floor> = raft::floors()
             .into_iter()
             .map(|f| match f.counter {
@@ -196,6 +198,12 @@ impl Scenario for Tartu {
                     min_share: 0.15,
                     ..f
                 },
+                "raft: a node lost acknowledged entries to damage (votes with a floor)" => {
+                    Floor {
+                        min_share: 0.08,
+                        ..f
+                    }
+                }
                 _ => f,
             })
             .collect();

@@ -277,8 +277,16 @@ impl OrderService {
         }
     }
 
-    async fn checkout(&self, order: &str) -> Result<pb::CheckoutResult, Status> {
+    /// Checks out `order`. With an `attempt` id, a call sent again (after an
+    /// unknown outcome) follows the transaction that id started and answers
+    /// its outcome, instead of starting another after it ended unpaid: so a
+    /// caller can keep asking until it gets a definite answer.
+    async fn checkout(&self, order: &str, attempt_id: &str) -> Result<pb::CheckoutResult, Status> {
         check_id("order", order)?;
+        if !attempt_id.is_empty() {
+            check_id("attempt", attempt_id)?;
+        }
+        let ours = (!attempt_id.is_empty()).then(|| format!("{order}.{attempt_id}"));
         let deadline = Deadline::after(&self.clock, self.deadline);
         let (okey, tkey) = (order_key(order), tx_key(order));
         let mut attempt = 0u32;
@@ -320,6 +328,13 @@ impl OrderService {
                 });
             }
             if !active {
+                if let (Some(id), Some(s)) = (&ours, &vals[1]) {
+                    let rec: TxRecord = from_json(&tkey, s)?;
+                    if rec.tx_id == *id {
+                        // Our attempt ended unpaid: that is the answer.
+                        return Err(Status::failed_precondition(rec.reason));
+                    }
+                }
                 if started {
                     // Our attempt (or a concurrent one) ended and the order
                     // is still unpaid: report it rather than start again.
@@ -328,7 +343,10 @@ impl OrderService {
                         return Err(Status::failed_precondition(rec.reason));
                     }
                 }
-                let rec = checkout::start(self.mode, format!("{order}.{}", super::random_id()), &o);
+                let tx_id = ours
+                    .clone()
+                    .unwrap_or_else(|| format!("{order}.{}", super::random_id()));
+                let rec = checkout::start(self.mode, tx_id, &o);
                 let compares = vec![
                     cmd::compare(&okey, Some(order_s)),
                     cmd::compare(&tkey, vals[1].as_deref()),
@@ -453,7 +471,10 @@ impl Orders for OrderService {
                 .cas(&order_key(&id), None, Some(&rec))
                 .await;
             if r.map_err(kv_error)?.succeeded {
-                return Ok(Response::new(pb::OrderId { order_id: id }));
+                return Ok(Response::new(pb::OrderId {
+                    order_id: id,
+                    attempt: String::new(),
+                }));
             }
         }
     }
@@ -584,8 +605,10 @@ impl Orders for OrderService {
         &self,
         req: Request<pb::OrderId>,
     ) -> Result<Response<pb::CheckoutResult>, Status> {
-        let id = req.into_inner().order_id;
-        Ok(Response::new(OrderService::checkout(self, &id).await?))
+        let r = req.into_inner();
+        Ok(Response::new(
+            OrderService::checkout(self, &r.order_id, &r.attempt).await?,
+        ))
     }
 
     async fn in_flight(
