@@ -11,7 +11,6 @@
 //! The tests run one at a time (each starts 16 processes).
 #![cfg(not(madsim))]
 
-use bookstore::client::{ClientOptions, KvClient};
 use bookstore::gateway::client::Answer;
 use bookstore::gateway::HttpClient;
 use bookstore::shop::Topology;
@@ -85,53 +84,6 @@ impl Shop {
     fn pid(&self, name: &str) -> Option<u32> {
         let s = std::fs::read_to_string(self.data.join("pids").join(format!("{name}.pid"))).ok()?;
         s.trim().parse().ok()
-    }
-
-    /// SIGKILLs one process of the shop and waits until the supervisor has
-    /// restarted it and it accepts connections on `addr` again.
-    async fn kill_and_await_restart(&self, name: &str, addr: &str) -> Duration {
-        let pid = self.pid(name).expect("pid file");
-        // SAFETY: kill(2) with a pid the supervisor wrote for its child.
-        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } != 0 {
-            // Most likely it died by itself: its log says why.
-            let err = std::io::Error::last_os_error();
-            let log = self.data.join("logs").join(format!("{name}.log"));
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            panic!(
-                "cannot SIGKILL {name} (pid {pid}): {err}; the end of its log:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        let t = Instant::now();
-        loop {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "{name} not restarted"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if self.pid(name).is_some_and(|p| p != pid)
-                && tokio::net::TcpStream::connect(addr).await.is_ok()
-            {
-                return t.elapsed();
-            }
-        }
-    }
-
-    /// The current leader of the order group's store.
-    async fn order_store_leader(&self) -> u64 {
-        let mut c = KvClient::new(self.topology.order_kv.clone(), 7, ClientOptions::default());
-        for _ in 0..100 {
-            for &id in self.topology.order_kv.keys() {
-                if let Ok(s) = c.status(id).await {
-                    if s.role == "Leader" {
-                        return id;
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the order group has no leader");
     }
 
     /// SIGTERM to the supervisor: it stops every child and exits 0.
