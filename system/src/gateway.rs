@@ -28,17 +28,20 @@
 //! - 503 with `"done": false`: certainly not done (`ABORTED`, no replica
 //!   reachable): safe to retry;
 //! - 503 with `"done": "unknown"`: the outcome is unknown (`UNAVAILABLE`,
-//!   `DEADLINE_EXCEEDED`): it may or may not have happened. A checkout is
-//!   not answered while its outcome is unknown: the gateway asks again
-//!   (same attempt) until it is decided, for up to 120 s
-//!   (`GatewayConfig::checkout_deadline`), and answers only once the
+//!   `DEADLINE_EXCEEDED`): it may or may not have happened. A write is not
+//!   answered while its outcome is unknown: the gateway asks again (same
+//!   request id) until it is decided, for up to 120 s
+//!   (`GatewayConfig::write_deadline`); a checkout is answered only once its
 //!   transaction has finished (SAGA: last step or compensation done; 2PC:
 //!   phase 2 done), so a read after the answer sees its whole effect;
 //! - 500: a service's internal error.
 //!
 //! Reads (and `batch_init`, which overwrites) may be sent again after an
-//! unknown outcome, on another replica; other writes are retried only when
-//! certainly not sent ([`Replicas::call`] with `idempotent = false`).
+//! unknown outcome, on another replica. Every other write carries a request
+//! id the gateway draws for its HTTP request (a checkout: its attempt id),
+//! so it too may be sent again: the service does it once and answers the
+//! same again. The gateway keeps sending a write whose outcome is unknown
+//! until it is known ([`until_known`]), for up to 120 s.
 
 use crate::shop::rpc::{certainly_not_done, Replicas};
 use crate::shop::Topology;
@@ -71,9 +74,10 @@ pub struct GatewayConfig {
     /// One checkout attempt: longer than the order service's checkout
     /// deadline, which answers "unknown" itself when it runs out.
     pub checkout_timeout: Duration,
-    /// How long the gateway keeps asking for a checkout's outcome (the same
-    /// attempt, on any order replica) before it answers 503 unknown.
-    pub checkout_deadline: Duration,
+    /// How long the gateway keeps asking for a write's outcome (the same
+    /// request or checkout attempt, on any replica) before it answers 503
+    /// unknown.
+    pub write_deadline: Duration,
     /// One batch_init attempt (writes up to 10^6 records).
     pub batch_timeout: Duration,
 }
@@ -84,7 +88,7 @@ impl Default for GatewayConfig {
             attempt_timeout: Duration::from_secs(3),
             total_timeout: Duration::from_secs(10),
             checkout_timeout: Duration::from_secs(15),
-            checkout_deadline: Duration::from_secs(120),
+            write_deadline: Duration::from_secs(120),
             batch_timeout: Duration::from_secs(120),
         }
     }
@@ -273,14 +277,12 @@ fn order_json(o: &pb::Order) -> Value {
 
 async fn item_create(State(g): State<Gateway>, Params(price): Params<String>) -> Answer {
     let price = parse_amount("price", &price)?;
-    let r = rpc!(
-        g.stock.pick(),
-        g.cfg.total_timeout,
-        false,
-        StockClient,
-        create_item,
-        pb::CreateItemRequest { price }
-    )?;
+    let r = until_known(&g, |request_id| {
+        let (reps, total) = (g.stock.pick(), g.cfg.total_timeout);
+        let req = pb::CreateItemRequest { price, request_id };
+        async move { rpc!(reps, total, true, StockClient, create_item, req) }
+    })
+    .await?;
     Ok(Json(json!({ "item_id": r.item_id })))
 }
 
@@ -322,15 +324,16 @@ async fn stock_add(
     Params((item_id, amount)): Params<(String, String)>,
 ) -> Answer {
     let amount = parse_amount("amount", &amount)?;
-    let req = pb::StockChange { item_id, amount };
-    let i = rpc!(
-        g.stock.pick(),
-        g.cfg.total_timeout,
-        false,
-        StockClient,
-        add,
-        req
-    )?;
+    let i = until_known(&g, |request_id| {
+        let (reps, total) = (g.stock.pick(), g.cfg.total_timeout);
+        let req = pb::StockChange {
+            item_id: item_id.clone(),
+            amount,
+            request_id,
+        };
+        async move { rpc!(reps, total, true, StockClient, add, req) }
+    })
+    .await?;
     Ok(Json(item_json(&i)))
 }
 
@@ -339,29 +342,28 @@ async fn stock_subtract(
     Params((item_id, amount)): Params<(String, String)>,
 ) -> Answer {
     let amount = parse_amount("amount", &amount)?;
-    let req = pb::StockChange { item_id, amount };
-    let i = rpc!(
-        g.stock.pick(),
-        g.cfg.total_timeout,
-        false,
-        StockClient,
-        subtract,
-        req
-    )?;
+    let i = until_known(&g, |request_id| {
+        let (reps, total) = (g.stock.pick(), g.cfg.total_timeout);
+        let req = pb::StockChange {
+            item_id: item_id.clone(),
+            amount,
+            request_id,
+        };
+        async move { rpc!(reps, total, true, StockClient, subtract, req) }
+    })
+    .await?;
     Ok(Json(item_json(&i)))
 }
 
 // ---------- payment ----------
 
 async fn create_user(State(g): State<Gateway>) -> Answer {
-    let u = rpc!(
-        g.payment.pick(),
-        g.cfg.total_timeout,
-        false,
-        PaymentClient,
-        create_user,
-        pb::Empty {}
-    )?;
+    let u = until_known(&g, |request_id| {
+        let (reps, total) = (g.payment.pick(), g.cfg.total_timeout);
+        let req = pb::CreateUserRequest { request_id };
+        async move { rpc!(reps, total, true, PaymentClient, create_user, req) }
+    })
+    .await?;
     Ok(Json(json!({ "user_id": u.user_id })))
 }
 
@@ -402,15 +404,16 @@ async fn add_funds(
     Params((user_id, amount)): Params<(String, String)>,
 ) -> Answer {
     let amount = parse_amount("amount", &amount)?;
-    let req = pb::CreditChange { user_id, amount };
-    let u = rpc!(
-        g.payment.pick(),
-        g.cfg.total_timeout,
-        false,
-        PaymentClient,
-        add_funds,
-        req
-    )?;
+    let u = until_known(&g, |request_id| {
+        let (reps, total) = (g.payment.pick(), g.cfg.total_timeout);
+        let req = pb::CreditChange {
+            user_id: user_id.clone(),
+            amount,
+            request_id,
+        };
+        async move { rpc!(reps, total, true, PaymentClient, add_funds, req) }
+    })
+    .await?;
     Ok(Json(user_json(&u)))
 }
 
@@ -419,29 +422,31 @@ async fn pay(
     Params((user_id, amount)): Params<(String, String)>,
 ) -> Answer {
     let amount = parse_amount("amount", &amount)?;
-    let req = pb::CreditChange { user_id, amount };
-    let u = rpc!(
-        g.payment.pick(),
-        g.cfg.total_timeout,
-        false,
-        PaymentClient,
-        pay,
-        req
-    )?;
+    let u = until_known(&g, |request_id| {
+        let (reps, total) = (g.payment.pick(), g.cfg.total_timeout);
+        let req = pb::CreditChange {
+            user_id: user_id.clone(),
+            amount,
+            request_id,
+        };
+        async move { rpc!(reps, total, true, PaymentClient, pay, req) }
+    })
+    .await?;
     Ok(Json(user_json(&u)))
 }
 
 // ---------- orders ----------
 
 async fn order_create(State(g): State<Gateway>, Params(user_id): Params<String>) -> Answer {
-    let o = rpc!(
-        g.orders.pick(),
-        g.cfg.total_timeout,
-        false,
-        OrdersClient,
-        create,
-        pb::CreateOrderRequest { user_id }
-    )?;
+    let o = until_known(&g, |request_id| {
+        let (reps, total) = (g.orders.pick(), g.cfg.total_timeout);
+        let req = pb::CreateOrderRequest {
+            user_id: user_id.clone(),
+            request_id,
+        };
+        async move { rpc!(reps, total, true, OrdersClient, create, req) }
+    })
+    .await?;
     Ok(Json(json!({ "order_id": o.order_id })))
 }
 
@@ -487,53 +492,68 @@ async fn add_item(
     Params((order_id, item_id, quantity)): Params<(String, String, String)>,
 ) -> Answer {
     let quantity = parse_amount("quantity", &quantity)?;
-    let req = pb::AddItemRequest {
-        order_id,
-        item_id,
-        quantity,
-    };
-    let o = rpc!(
-        g.orders.pick(),
-        g.cfg.total_timeout,
-        false,
-        OrdersClient,
-        add_item,
-        req
-    )?;
+    let o = until_known(&g, |request_id| {
+        let (reps, total) = (g.orders.pick(), g.cfg.total_timeout);
+        let req = pb::AddItemRequest {
+            order_id: order_id.clone(),
+            item_id: item_id.clone(),
+            quantity,
+            request_id,
+        };
+        async move { rpc!(reps, total, true, OrdersClient, add_item, req) }
+    })
+    .await?;
     Ok(Json(order_json(&o)))
 }
 
-/// A checkout is answered once its outcome is known: 200 when paid, 4xx
-/// when refused. While it is unknown (a replica or a store died, a call
-/// timed out) the gateway asks again, on any order replica, with the same
-/// attempt id: the order service follows that attempt (every step is
-/// idempotent) and answers its outcome, and never starts a second one. Only
-/// after `checkout_deadline` (120 s) is the answer 503 `done: unknown`.
-async fn checkout(State(g): State<Gateway>, Params(order_id): Params<String>) -> Answer {
-    let attempt = crate::shop::random_id();
+/// Sends a write until its outcome is known: `send` gets the request id
+/// drawn for this HTTP request (the same on every try: the service does the
+/// write once and answers the same again). A 503 (not done, or unknown: a
+/// replica or a store died, a call timed out) is sent again, on any replica,
+/// with pauses of 50 ms doubling to 1 s, for up to `write_deadline`
+/// (120 s); only then is the 503 the answer.
+async fn until_known<T, Fut>(
+    g: &Gateway,
+    mut send: impl FnMut(String) -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let request = crate::shop::random_id();
     let started = tokio::time::Instant::now();
     let mut pause = Duration::from_millis(50);
     loop {
-        let reps = g.orders.pick_long(g.cfg.checkout_timeout);
-        let req = pb::OrderId {
-            order_id: order_id.clone(),
-            attempt: attempt.clone(),
-        };
-        match rpc!(reps, g.cfg.checkout_timeout, true, OrdersClient, checkout, req) {
-            Ok(r) => {
-                return Ok(Json(
-                    json!({ "order_id": r.order_id, "tx_id": r.tx_id, "paid": true }),
-                ))
-            }
+        match send(request.clone()).await {
+            Ok(t) => return Ok(t),
             Err(e) if e.status != StatusCode::SERVICE_UNAVAILABLE => return Err(e),
-            Err(e) if started.elapsed() + pause >= g.cfg.checkout_deadline => return Err(e),
+            Err(e) if started.elapsed() + pause >= g.cfg.write_deadline => return Err(e),
             Err(e) => {
-                tracing::debug!("checkout of {order_id} not decided yet: {}", e.body);
+                tracing::debug!("request {request} not decided yet: {}", e.body);
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
         }
     }
+}
+
+/// A checkout is answered once its outcome is known ([`until_known`]): 200
+/// when paid, 4xx when refused. The request id is the checkout's attempt
+/// id: the order service follows that attempt (every step is idempotent)
+/// and answers its outcome, never starting a second one after it ended.
+async fn checkout(State(g): State<Gateway>, Params(order_id): Params<String>) -> Answer {
+    let r = until_known(&g, |attempt| {
+        let reps = g.orders.pick_long(g.cfg.checkout_timeout);
+        let total = g.cfg.checkout_timeout;
+        let req = pb::OrderId {
+            order_id: order_id.clone(),
+            attempt,
+        };
+        async move { rpc!(reps, total, true, OrdersClient, checkout, req) }
+    })
+    .await?;
+    Ok(Json(
+        json!({ "order_id": r.order_id, "tx_id": r.tx_id, "paid": true }),
+    ))
 }
 
 async fn no_route(uri: Uri) -> ApiError {
@@ -769,7 +789,7 @@ mod tests {
             attempt_timeout: Duration::from_millis(200),
             total_timeout: Duration::from_millis(300),
             checkout_timeout: Duration::from_millis(300),
-            checkout_deadline: Duration::from_millis(600),
+            write_deadline: Duration::from_millis(600),
             batch_timeout: Duration::from_millis(300),
         };
         router(Gateway::new(&t, cfg))

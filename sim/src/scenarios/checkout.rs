@@ -630,7 +630,8 @@ async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut Cha
                     add,
                     pb::StockChange {
                         item_id: item,
-                        amount
+                        amount,
+                        request_id: String::new(),
                     },
                     false
                 );
@@ -647,7 +648,8 @@ async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut Cha
                     subtract,
                     pb::StockChange {
                         item_id: item,
-                        amount
+                        amount,
+                        request_id: String::new(),
                     },
                     false
                 );
@@ -664,7 +666,8 @@ async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut Cha
                     add_funds,
                     pb::CreditChange {
                         user_id: user,
-                        amount
+                        amount,
+                        request_id: String::new(),
                     },
                     false
                 );
@@ -681,7 +684,8 @@ async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut Cha
                     pay,
                     pb::CreditChange {
                         user_id: user,
-                        amount
+                        amount,
+                        request_id: String::new(),
                     },
                     false
                 );
@@ -697,6 +701,7 @@ async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut Cha
                     order_id: order,
                     item_id: item,
                     quantity: qty,
+                    request_id: String::new(),
                 };
                 let r = call!(shop.orders, OrdersClient, add_item, req, false);
                 completion(v.clone(), &r, |_| v.clone())

@@ -10,6 +10,7 @@
 //! | payment | `chg/<tx>`      | [`Hold`] a charge: user, amount and state     |
 //! | orders  | `order/<id>`    | [`OrderRec`] `{"user","items","total","paid"}`|
 //! | orders  | `tx/<order id>` | [`super::checkout::TxRecord`] the checkout    |
+//! | each    | `req/<request id>` | what a write with that request id answered (the record it wrote), written with it in one transaction |
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,27 @@ pub const USER: &str = "user/";
 pub const CHARGE: &str = "chg/";
 pub const ORDER: &str = "order/";
 pub const TX: &str = "tx/";
+pub const REQUEST: &str = "req/";
+
+/// The key recording a write's answer under its request id.
+pub fn req_key(request: &str) -> String {
+    format!("{REQUEST}{request}")
+}
+
+/// The id of what a create with this request id makes (never one that
+/// `batch_init` or a create without a request id gives).
+pub fn id_of_request(request: &str) -> String {
+    format!("r-{request}")
+}
+
+/// Checks a request id (may be empty: no retry protection).
+pub fn check_request(request: &str) -> Result<(), tonic::Status> {
+    if request.is_empty() {
+        Ok(())
+    } else {
+        check_id("request", request)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemRec {

@@ -446,8 +446,12 @@ impl Orders for OrderService {
         &self,
         req: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::OrderId>, Status> {
-        let user = req.into_inner().user_id;
+        let pb::CreateOrderRequest {
+            user_id: user,
+            request_id: request,
+        } = req.into_inner();
         check_id("user", &user)?;
+        keys::check_request(&request)?;
         let u = pb::UserId {
             user_id: user.clone(),
         };
@@ -464,13 +468,19 @@ impl Orders for OrderService {
             paid: false,
         });
         loop {
-            let id = super::random_id();
+            // With a request id, the order's id is derived from it: a create
+            // sent again finds the order it made.
+            let id = if request.is_empty() {
+                super::random_id()
+            } else {
+                keys::id_of_request(&request)
+            };
             let r = self
                 .store
                 .client()
                 .cas(&order_key(&id), None, Some(&rec))
                 .await;
-            if r.map_err(kv_error)?.succeeded {
+            if r.map_err(kv_error)?.succeeded || !request.is_empty() {
                 return Ok(Response::new(pb::OrderId {
                     order_id: id,
                     attempt: String::new(),
@@ -537,7 +547,9 @@ impl Orders for OrderService {
             )));
         }
         check_amount("quantity", r.quantity)?;
+        keys::check_request(&r.request_id)?;
         let (okey, tkey) = (order_key(&r.order_id), tx_key(&r.order_id));
+        let rkey = keys::req_key(&r.request_id);
         // The order must exist before we ask the stock service for a price.
         if self.read(&[&okey]).await?[0].is_none() {
             return Err(Status::not_found(format!("order {} not found", r.order_id)));
@@ -553,7 +565,11 @@ impl Orders for OrderService {
             })
             .await?;
         for attempt in 0..100 {
-            let vals = self.read(&[&okey, &tkey]).await?;
+            let vals = self.read(&[&okey, &tkey, &rkey]).await?;
+            if let Some(done) = vals[2].as_ref().filter(|_| !r.request_id.is_empty()) {
+                // Sent again: done already, the same answer.
+                return Ok(Response::new(order_reply(&r.order_id, &from_json(&rkey, done)?)));
+            }
             let Some(old) = &vals[0] else {
                 return Err(Status::not_found(format!("order {} not found", r.order_id)));
             };
@@ -584,11 +600,15 @@ impl Orders for OrderService {
                         r.order_id, r.quantity, r.item_id, item.price
                     ))
                 })?;
-            let compares = vec![
+            let mut compares = vec![
                 cmd::compare(&okey, Some(old)),
                 cmd::compare(&tkey, vals[1].as_deref()),
             ];
-            let puts = vec![cmd::op_put(&okey, &to_json(&o))];
+            let mut puts = vec![cmd::op_put(&okey, &to_json(&o))];
+            if !r.request_id.is_empty() {
+                compares.push(cmd::compare(&rkey, None));
+                puts.push(cmd::op_put(&rkey, &to_json(&o)));
+            }
             let res = self.store.client().txn(compares, puts, vec![]).await;
             if res.map_err(kv_error)?.succeeded {
                 return Ok(Response::new(order_reply(&r.order_id, &o)));

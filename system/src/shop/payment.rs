@@ -40,13 +40,24 @@ impl PaymentService {
         self.store.client().read(keys).await.map_err(kv_error)
     }
 
-    async fn change(&self, id: &str, delta: i64) -> Result<pb::User, Status> {
+    /// Adds `delta` to a user's credit; a `request` id makes it happen once
+    /// (see the stock service's `change`).
+    async fn change(&self, id: &str, delta: i64, request: &str) -> Result<pb::User, Status> {
         check_id("user", id)?;
-        let key = user_key(id);
+        keys::check_request(request)?;
+        let (key, rkey) = (user_key(id), keys::req_key(request));
         let _guard = self.locks.lock(std::slice::from_ref(&key)).await;
         let start = self.clock.now();
         for attempt in 0.. {
-            let Some(old) = self.read(&[&key]).await?.pop().flatten() else {
+            let mut vals = self.read(&[&key, &rkey]).await?;
+            let (done, old) = (vals.pop().flatten(), vals.pop().flatten());
+            if let Some(done) = done.filter(|_| !request.is_empty()) {
+                return Ok(pb::User {
+                    user_id: id.to_string(),
+                    credit: parse_credit(&rkey, &done)?,
+                });
+            }
+            let Some(old) = old else {
                 return Err(Status::not_found(format!("user {id} not found")));
             };
             let credit = parse_credit(&key, &old)?;
@@ -57,7 +68,13 @@ impl PaymentService {
                 )));
             }
             let new = (credit + delta).to_string();
-            let r = self.store.client().cas(&key, Some(&old), Some(&new)).await;
+            let r = if request.is_empty() {
+                self.store.client().cas(&key, Some(&old), Some(&new)).await
+            } else {
+                let compares = vec![cmd::compare(&key, Some(&old)), cmd::compare(&rkey, None)];
+                let puts = vec![cmd::op_put(&key, &new), cmd::op_put(&rkey, &new)];
+                self.store.client().txn(compares, puts, vec![]).await
+            };
             if r.map_err(kv_error)?.succeeded {
                 return Ok(pb::User {
                     user_id: id.to_string(),
@@ -173,15 +190,26 @@ impl PaymentService {
 
 #[tonic::async_trait]
 impl Payment for PaymentService {
-    async fn create_user(&self, _: Request<pb::Empty>) -> Result<Response<pb::UserId>, Status> {
+    async fn create_user(
+        &self,
+        req: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::UserId>, Status> {
+        let request = req.into_inner().request_id;
+        keys::check_request(&request)?;
         loop {
-            let id = super::random_id();
+            // With a request id, the user's id is derived from it: a create
+            // sent again finds the user it made.
+            let id = if request.is_empty() {
+                super::random_id()
+            } else {
+                keys::id_of_request(&request)
+            };
             let r = self
                 .store
                 .client()
                 .cas(&user_key(&id), None, Some("0"))
                 .await;
-            if r.map_err(kv_error)?.succeeded {
+            if r.map_err(kv_error)?.succeeded || !request.is_empty() {
                 return Ok(Response::new(pb::UserId { user_id: id }));
             }
         }
@@ -223,7 +251,7 @@ impl Payment for PaymentService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(&self.clock, self.budget, self.change(&r.user_id, r.amount)).await?,
+            within(&self.clock, self.budget, self.change(&r.user_id, r.amount, &r.request_id)).await?,
         ))
     }
 
@@ -231,7 +259,7 @@ impl Payment for PaymentService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(&self.clock, self.budget, self.change(&r.user_id, -r.amount)).await?,
+            within(&self.clock, self.budget, self.change(&r.user_id, -r.amount, &r.request_id)).await?,
         ))
     }
 

@@ -47,13 +47,21 @@ impl StockService {
     }
 
     /// Adds `delta` to an item's stock, refusing to go below zero.
-    async fn change(&self, id: &str, delta: i64) -> Result<pb::Item, Status> {
+    /// Adds `delta` to an item's stock. With a `request` id the change is
+    /// recorded under it in the same transaction: sent again, it is not
+    /// done again and answers what it answered.
+    async fn change(&self, id: &str, delta: i64, request: &str) -> Result<pb::Item, Status> {
         check_id("item", id)?;
-        let key = item_key(id);
+        keys::check_request(request)?;
+        let (key, rkey) = (item_key(id), keys::req_key(request));
         let _guard = self.locks.lock(std::slice::from_ref(&key)).await;
         let start = self.clock.now();
         for attempt in 0.. {
-            let old = self.read(&[&key]).await?.pop().flatten();
+            let mut vals = self.read(&[&key, &rkey]).await?;
+            let (done, old) = (vals.pop().flatten(), vals.pop().flatten());
+            if let Some(done) = done.filter(|_| !request.is_empty()) {
+                return Ok(item_reply(id, &from_json(&rkey, &done)?));
+            }
             let Some(old) = old else {
                 return Err(Status::not_found(format!("item {id} not found")));
             };
@@ -66,7 +74,13 @@ impl StockService {
             }
             rec.stock += delta;
             let new = to_json(&rec);
-            let r = self.store.client().cas(&key, Some(&old), Some(&new)).await;
+            let r = if request.is_empty() {
+                self.store.client().cas(&key, Some(&old), Some(&new)).await
+            } else {
+                let compares = vec![cmd::compare(&key, Some(&old)), cmd::compare(&rkey, None)];
+                let puts = vec![cmd::op_put(&key, &new), cmd::op_put(&rkey, &new)];
+                self.store.client().txn(compares, puts, vec![]).await
+            };
             if r.map_err(kv_error)?.succeeded {
                 return Ok(item_reply(id, &rec));
             }
@@ -294,17 +308,21 @@ impl Stock for StockService {
         &self,
         req: Request<pb::CreateItemRequest>,
     ) -> Result<Response<pb::ItemId>, Status> {
-        let price = req.into_inner().price;
+        let r = req.into_inner();
+        let price = r.price;
         check_amount("price", price)?;
-        let rec = ItemRec { stock: 0, price };
+        keys::check_request(&r.request_id)?;
+        let rec = to_json(&ItemRec { stock: 0, price });
         loop {
-            let id = super::random_id();
-            let r = self
-                .store
-                .client()
-                .cas(&item_key(&id), None, Some(&to_json(&rec)))
-                .await;
-            if r.map_err(kv_error)?.succeeded {
+            // With a request id, the item's id is the request's: a create
+            // sent again finds the item it made.
+            let id = if r.request_id.is_empty() {
+                super::random_id()
+            } else {
+                keys::id_of_request(&r.request_id)
+            };
+            let res = self.store.client().cas(&item_key(&id), None, Some(&rec)).await;
+            if res.map_err(kv_error)?.succeeded || !r.request_id.is_empty() {
                 return Ok(Response::new(pb::ItemId { item_id: id }));
             }
         }
@@ -345,7 +363,7 @@ impl Stock for StockService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(&self.clock, self.budget, self.change(&r.item_id, r.amount)).await?,
+            within(&self.clock, self.budget, self.change(&r.item_id, r.amount, &r.request_id)).await?,
         ))
     }
 
@@ -353,7 +371,7 @@ impl Stock for StockService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(&self.clock, self.budget, self.change(&r.item_id, -r.amount)).await?,
+            within(&self.clock, self.budget, self.change(&r.item_id, -r.amount, &r.request_id)).await?,
         ))
     }
 
