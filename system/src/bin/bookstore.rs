@@ -1171,7 +1171,9 @@ mod real {
         use bookstore::tartu::orchestrator::{serve, OrchestratorConfig};
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let log = tartu_log(data_dir, "orchestrator")?;
-        let cfg = OrchestratorConfig::new(t, wall(Clock::new()), log);
+        let mut cfg = OrchestratorConfig::new(t, wall(Clock::new()), log);
+        // Definite answers: a checkout is answered once its outcome is known.
+        cfg.answer_deadline = Some(std::time::Duration::from_secs(120));
         println!("orchestrator listening on http://{addr}");
         serve(cfg, addr, terminated())
             .await

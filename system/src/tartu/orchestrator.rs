@@ -32,6 +32,7 @@
 use super::books::BooksDb;
 use super::queue::{self, QueuedOrder};
 use super::{from_pb, process, to_pb, Kind, Topology, VcLog, WallClock};
+use crate::shop::rpc::Deadline;
 use crate::shop::Store;
 use crate::tartu_pb as pb;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +52,13 @@ pub struct OrchestratorConfig {
     pub rpc_timeout: Duration,
     /// Attempts per checkout before answering 503.
     pub attempts: u32,
+    /// With a deadline, a checkout is answered only once its outcome is
+    /// known: attempts go on (after `attempts`, and after an unconfirmed
+    /// enqueue, which is sent again: it is idempotent by order id) until
+    /// one decides or the deadline passes. `bookstore tartu` sets 120 s;
+    /// `None` (the simulator's): `attempts` attempts, and an unconfirmed
+    /// enqueue is answered 503 unknown.
+    pub answer_deadline: Option<Duration>,
     pub kv_options: crate::client::ClientOptions,
 }
 
@@ -62,6 +70,7 @@ impl OrchestratorConfig {
             log,
             rpc_timeout: Duration::from_secs(3),
             attempts: 3,
+            answer_deadline: None,
             kv_options: crate::client::ClientOptions::default(),
         }
     }
@@ -474,8 +483,13 @@ impl Orchestrator {
             enqueued_ms: self.cfg.wall.now_ms(),
         };
         // Idempotent by order id: retry while the outcome is unknown.
+        let clock = &self.cfg.wall.clock;
+        let deadline = self.cfg.answer_deadline.map(|d| Deadline::after(clock, d));
         let mut last = String::new();
-        for attempt in 0..3 {
+        for attempt in 0.. {
+            if attempt >= 3 && deadline.is_none_or(|d| d.passed(clock)) {
+                break;
+            }
             let (tx, rx) = tokio::sync::oneshot::channel();
             if self.enqueuer.send((q.clone(), tx)).is_err() {
                 last = "the queue writer stopped".into();
@@ -486,7 +500,7 @@ impl Orchestrator {
                 Ok(Err(e)) => last = e,
                 Err(_) => last = "the queue writer stopped".into(),
             }
-            crate::shop::rpc::backoff(&self.cfg.wall.clock, attempt).await;
+            crate::shop::rpc::backoff(clock, attempt.min(5)).await;
         }
         Err(Outcome::Unavailable {
             message: format!(
@@ -521,7 +535,15 @@ impl Orchestrator {
         // same idempotency key, the same order id) and an orchestrator that
         // restarted never reuse a run's name in the vector-clock log.
         let base = (crate::shop::random_u64() >> 40) as u32;
-        for k in 0..self.cfg.attempts {
+        let clock = &self.cfg.wall.clock;
+        let deadline = self.cfg.answer_deadline.map(|d| Deadline::after(clock, d));
+        for k in 0.. {
+            if k >= self.cfg.attempts && deadline.is_none_or(|d| d.passed(clock)) {
+                break;
+            }
+            if k > 0 && deadline.is_some() {
+                crate::shop::rpc::backoff(clock, k.min(5)).await;
+            }
             let attempt = base.wrapping_add(k);
             let replicas =
                 Kind::ALL.map(|kind| (h + k as usize) % self.cfg.topology.service(kind).len());
