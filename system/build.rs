@@ -11,11 +11,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/bookstore.proto",
                 "proto/shop.proto",
                 "proto/tartu.proto",
+                "proto/etcd.proto",
             ],
             &["proto"],
         )?;
     println!("cargo:rerun-if-changed=proto/bookstore.proto");
     println!("cargo:rerun-if-changed=proto/shop.proto");
     println!("cargo:rerun-if-changed=proto/tartu.proto");
+    println!("cargo:rerun-if-changed=proto/etcd.proto");
     Ok(())
 }

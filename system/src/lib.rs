@@ -44,6 +44,13 @@ pub mod shop_pb {
 
 pub use raft::NodeId;
 
+/// The part of etcd's v3 API the benchmark's etcd client uses
+/// (`proto/etcd.proto`).
+pub mod etcd_pb {
+    #![allow(clippy::all)]
+    tonic::include_proto!("etcdserverpb");
+}
+
 /// The Tartu bookstore's services (`proto/tartu.proto`).
 pub mod tartu_pb {
     #![allow(clippy::all)]

@@ -276,6 +276,13 @@ enum Cmd {
         seconds: f64,
         #[arg(long, default_value_t = 7101)]
         base_port: u16,
+        /// Also run the same load against Debian's etcd (`etcd` on the
+        /// PATH; `ci/etcd-bench` installs `etcd-server` when missing): three
+        /// members on loopback, each with its own data directory. Each
+        /// measurement runs against bookstore then etcd, in the same minutes;
+        /// both tables and the ratios are printed.
+        #[arg(long, value_parser = ["etcd"])]
+        against: Option<String>,
     },
 }
 
@@ -571,7 +578,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clients,
             seconds,
             base_port,
-        } => bench(clients, seconds, base_port)
+            against,
+        } => bench(clients, seconds, base_port, against.is_some())
             .await
             .map(|_| ExitCode::SUCCESS),
     }
@@ -705,9 +713,83 @@ async fn tartu_proc(
     Ok(())
 }
 
+/// A benchmark client: bookstore's, or etcd's gRPC KV API.
+enum BenchClient {
+    Bookstore(KvClient),
+    #[cfg(not(madsim))]
+    Etcd(real::EtcdClient),
+}
+
+impl BenchClient {
+    async fn run(&mut self, op: &str, key: &str) -> bool {
+        match self {
+            BenchClient::Bookstore(c) if op == "put" => c.put(key, "v").await.is_ok(),
+            BenchClient::Bookstore(c) => c.get(key).await.is_ok(),
+            #[cfg(not(madsim))]
+            BenchClient::Etcd(c) => c.run(op, key).await,
+        }
+    }
+}
+
+/// One row: ops/s, p50 and p99 in ms, errors.
+type Row = (f64, f64, f64, u64);
+
+/// `n` clients (made by `client(i)`) each doing `op` back to back for
+/// `seconds`, on 100 keys of their own.
+async fn measure<F, Fut>(op: &'static str, n: usize, seconds: f64, client: F) -> anyhow::Result<Row>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<BenchClient>>,
+{
+    let mut clients = Vec::new();
+    for i in 0..n {
+        clients.push(client(i).await?);
+    }
+    let stop = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors, mut k) = (Vec::new(), 0u64, 0u64);
+            while tokio::time::Instant::now() < stop {
+                let key = format!("bench/{i}/{}", k % 100);
+                k += 1;
+                let t = tokio::time::Instant::now();
+                let ok = c.run(op, &key).await;
+                lat.push(t.elapsed());
+                errors += (!ok) as u64;
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    Ok((lat.len() as f64 / seconds, pct(0.5), pct(0.99), errors))
+}
+
+fn print_table(title: &str, rows: &[(&str, usize, Row)]) {
+    println!("{title}");
+    println!(
+        "{:<5} {:>8} {:>10} {:>10} {:>10} {:>8}",
+        "op", "clients", "ops/s", "p50 ms", "p99 ms", "errors"
+    );
+    for (op, n, (ops, p50, p99, errors)) in rows {
+        println!("{op:<5} {n:>8} {ops:>10.0} {p50:>10.2} {p99:>10.2} {errors:>8}");
+    }
+}
+
 /// Starts a fresh 3-node cluster (data in a temporary directory) and
-/// measures puts then gets with each number of concurrent clients.
-async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16) -> anyhow::Result<()> {
+/// measures puts then gets with each number of concurrent clients; with
+/// `etcd`, the same against a 3-member etcd cluster, alternately.
+async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16, etcd: bool) -> anyhow::Result<()> {
     let cluster = ClusterArgs {
         nodes: 3,
         base_port: Some(base_port),
@@ -722,60 +804,61 @@ async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16) -> anyhow::Res
         .put("bench/warmup", "x")
         .await
         .map_err(|e| anyhow::anyhow!("cluster did not start: {e}"))?;
+    #[cfg(not(madsim))]
+    let etcd = if etcd {
+        Some(real::EtcdCluster::start(base_port + 100, &data.join("etcd")).await?)
+    } else {
+        None
+    };
+    #[cfg(madsim)]
+    if etcd {
+        bail!("the etcd comparison runs in the real build only");
+    }
     println!(
-        "3-node cluster on loopback, data fsynced to {}",
+        "3-node clusters on loopback, data fsynced to {}",
         data.display()
     );
-    println!(
-        "{:<5} {:>8} {:>10} {:>10} {:>10} {:>8}",
-        "op", "clients", "ops/s", "p50 ms", "p99 ms", "errors"
-    );
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for op in ["put", "get"] {
         for &n in &clients {
-            let stop = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
-            let mut tasks = Vec::new();
-            for i in 0..n {
-                let peers = peers.clone();
-                tasks.push(tokio::spawn(async move {
-                    let mut c = KvClient::new(peers, random_id(), ClientOptions::default());
-                    let (mut lat, mut errors, mut k) = (Vec::new(), 0u64, 0u64);
-                    while tokio::time::Instant::now() < stop {
-                        let key = format!("bench/{i}/{}", k % 100);
-                        k += 1;
-                        let t = tokio::time::Instant::now();
-                        let ok = if op == "put" {
-                            c.put(&key, "v").await.is_ok()
-                        } else {
-                            c.get(&key).await.is_ok()
-                        };
-                        lat.push(t.elapsed());
-                        errors += (!ok) as u64;
-                    }
-                    (lat, errors)
-                }));
+            let peers = &peers;
+            let row = measure(op, n, seconds, |_| async move {
+                Ok(BenchClient::Bookstore(KvClient::new(
+                    peers.clone(),
+                    random_id(),
+                    ClientOptions::default(),
+                )))
+            })
+            .await?;
+            ours.push((op, n, row));
+            #[cfg(not(madsim))]
+            if let Some(e) = &etcd {
+                let row = measure(op, n, seconds, |i| e.client(i)).await?;
+                theirs.push((op, n, row));
             }
-            let (mut lat, mut errors) = (Vec::new(), 0);
-            for t in tasks {
-                let (l, e) = t.await?;
-                lat.extend(l);
-                errors += e;
-            }
-            lat.sort();
-            let pct = |p: f64| {
-                lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-                    .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-            };
+        }
+    }
+    print_table("bookstore (gets are linearizable: read index)", &ours);
+    if !theirs.is_empty() {
+        println!();
+        print_table("etcd (gets are linearizable: serializable=false)", &theirs);
+        println!();
+        println!("bookstore / etcd");
+        println!(
+            "{:<5} {:>8} {:>10} {:>10} {:>10}",
+            "op", "clients", "ops/s", "p50", "p99"
+        );
+        for ((op, n, a), (_, _, b)) in ours.iter().zip(&theirs) {
             println!(
-                "{:<5} {:>8} {:>10.0} {:>10.2} {:>10.2} {:>8}",
-                op,
-                n,
-                lat.len() as f64 / seconds,
-                pct(0.5),
-                pct(0.99),
-                errors
+                "{op:<5} {n:>8} {:>9.2}x {:>9.2}x {:>9.2}x",
+                a.0 / b.0.max(1e-9),
+                a.1 / b.1.max(1e-9),
+                a.2 / b.2.max(1e-9)
             );
         }
     }
+    #[cfg(not(madsim))]
+    drop(etcd);
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }
@@ -846,6 +929,118 @@ mod real {
     use std::os::unix::process::CommandExt;
     use std::process::{Child, Command, Stdio};
     use std::time::Instant;
+
+    use bookstore::etcd_pb::{kv_client::KvClient as EtcdKv, PutRequest, RangeRequest};
+    use tonic::transport::Channel;
+
+    /// A client of etcd's KV API on one member.
+    pub struct EtcdClient(EtcdKv<Channel>);
+
+    impl EtcdClient {
+        pub async fn run(&mut self, op: &str, key: &str) -> bool {
+            let key = key.as_bytes().to_vec();
+            let call = async {
+                if op == "put" {
+                    let req = PutRequest {
+                        key,
+                        value: b"v".to_vec(),
+                        ..Default::default()
+                    };
+                    self.0.put(req).await.map(|_| ())
+                } else {
+                    let req = RangeRequest {
+                        key,
+                        serializable: false,
+                        ..Default::default()
+                    };
+                    self.0.range(req).await.map(|_| ())
+                }
+            };
+            matches!(tokio::time::timeout(Duration::from_secs(5), call).await, Ok(Ok(())))
+        }
+    }
+
+    /// Three etcd members on loopback (Debian's `etcd`, each with its own
+    /// data directory); killed when dropped.
+    pub struct EtcdCluster {
+        children: Vec<Child>,
+        endpoints: Vec<String>,
+    }
+
+    impl EtcdCluster {
+        pub async fn start(base_port: u16, dir: &std::path::Path) -> anyhow::Result<EtcdCluster> {
+            let peer = |i: u16| format!("http://127.0.0.1:{}", base_port + 10 + i);
+            let initial: Vec<String> = (1..=3).map(|i| format!("m{i}={}", peer(i))).collect();
+            let mut cluster = EtcdCluster {
+                children: Vec::new(),
+                endpoints: Vec::new(),
+            };
+            for i in 1..=3u16 {
+                let client = format!("http://127.0.0.1:{}", base_port + i);
+                let data = dir.join(format!("m{i}"));
+                std::fs::create_dir_all(&data)?;
+                let log = std::fs::File::create(dir.join(format!("m{i}.log")))?;
+                let child = Command::new("etcd")
+                    .arg("--name")
+                    .arg(format!("m{i}"))
+                    .arg("--data-dir")
+                    .arg(&data)
+                    .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+                    .args(["--listen-peer-urls", &peer(i), "--initial-advertise-peer-urls", &peer(i)])
+                    .args(["--initial-cluster", &initial.join(",")])
+                    .args(["--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot start etcd ({e}): install Debian's etcd-server (ci/etcd-bench does)"
+                        )
+                    })?;
+                cluster.children.push(child);
+                cluster.endpoints.push(client);
+            }
+            let t = Instant::now();
+            loop {
+                if let Ok(mut c) = cluster.client(0).await {
+                    if c.run("put", "bench/warmup").await {
+                        println!("etcd {}: 3 members on loopback", etcd_version());
+                        return Ok(cluster);
+                    }
+                }
+                if t.elapsed() > Duration::from_secs(30) {
+                    bail!("etcd did not start within 30 s (logs in {})", dir.display());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+
+        /// Client `i` talks to member `i % 3`, as bookstore's clients spread.
+        pub async fn client(&self, i: usize) -> anyhow::Result<super::BenchClient> {
+            let url = self.endpoints[i % self.endpoints.len()].clone();
+            let ch = tonic::transport::Endpoint::from_shared(url)?.connect().await?;
+            Ok(super::BenchClient::Etcd(EtcdClient(EtcdKv::new(ch))))
+        }
+    }
+
+    fn etcd_version() -> String {
+        Command::new("etcd")
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.lines().next().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    impl Drop for EtcdCluster {
+        fn drop(&mut self) {
+            for c in &mut self.children {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
 
     pub async fn gateway(port: u16, ports: ShopPorts) -> anyhow::Result<()> {
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
