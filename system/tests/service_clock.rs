@@ -149,6 +149,7 @@ async fn create_order_with_late_payment(
     let call = client.spawn(async move {
         let req = pb::CreateOrderRequest {
             user_id: "0".into(),
+            request_id: String::new(),
         };
         let r = OrdersClient::new(channel(ORDER_SVC)).create(req).await;
         (r.map(|r| r.into_inner()), start.elapsed())
@@ -239,6 +240,7 @@ async fn add_stock_with_late_store(stock_clock: Clock) -> (Result<pb::Item, Stat
         let req = pb::StockChange {
             item_id: "7".into(),
             amount: 1,
+            request_id: String::new(),
         };
         let r = StockClient::new(channel(STOCK_SVC)).add(req).await;
         (r.map(|r| r.into_inner()), start.elapsed())
