@@ -10,12 +10,14 @@
 
 pub mod checks;
 pub mod explain;
+#[cfg(not(madsim))]
+pub mod jepsen;
 pub mod pacing;
+pub mod replicas;
+pub mod workload;
 
 #[cfg(madsim)]
 pub mod raft;
-#[cfg(madsim)]
-pub mod replicas;
 #[cfg(madsim)]
 pub mod scenarios;
 

@@ -17,7 +17,6 @@ use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -196,7 +195,7 @@ impl Raft {
         });
         let rec = ctx.rec.clone();
         r.bus.subscribe(move |(node, ev)| {
-            let (f, value) = event_json(ev);
+            let (f, value) = ev.to_json();
             rec.event(&format!("n{node}"), f, value);
         });
         let state = r.state.clone();
@@ -426,54 +425,6 @@ fn count(checker: &RaftChecker, ev: &NodeEvent) {
     }
 }
 
-/// A node event as a history entry.
-fn event_json(ev: &NodeEvent) -> (&'static str, serde_json::Value) {
-    match ev {
-        NodeEvent::Recovered {
-            term,
-            vote,
-            last_index,
-            snapshot_index,
-            cut_bytes,
-            damaged,
-            floor,
-        } => (
-            "recovered",
-            json!({"term": term, "vote": vote, "last_index": last_index, "snapshot_index": snapshot_index, "cut_bytes": cut_bytes, "damaged": damaged, "floor": floor}),
-        ),
-        NodeEvent::Role { term, role, leader } => (
-            "role",
-            json!({"term": term, "role": format!("{role:?}"), "leader": leader}),
-        ),
-        NodeEvent::Promised { term, vote } => ("promised", json!({"term": term, "vote": vote})),
-        NodeEvent::Elected {
-            term,
-            snapshot_index,
-            last_index,
-            runs,
-        } => (
-            "elected",
-            json!({"term": term, "snapshot_index": snapshot_index, "last_index": last_index, "runs": runs}),
-        ),
-        NodeEvent::Commit { index, term } => ("commit", json!({"index": index, "term": term})),
-        NodeEvent::Applied {
-            index,
-            term,
-            digest,
-        } => (
-            "applied",
-            json!({"index": index, "term": term, "digest": format!("{digest:016x}")}),
-        ),
-        NodeEvent::ReadArrived { id } => ("read-arrived", json!({"id": id})),
-        NodeEvent::ReadServed { id, applied } => {
-            ("read-served", json!({"id": id, "applied": applied}))
-        }
-        NodeEvent::SnapshotInstalled { index, term } => {
-            ("snapshot-installed", json!({"index": index, "term": term}))
-        }
-    }
-}
-
 /// Plays [`RaftFault`]s: each turns into one of the harness's faults aimed
 /// at whoever leads when it starts, or waits for node events.
 pub struct RaftFaults(pub Raft);
@@ -607,137 +558,4 @@ pub fn bugs_of(s: &Schedule) -> Bugs {
         Some(b) => Bugs::from_name(b).expect("bug names are validated by the CLI"),
         None => Bugs::default(),
     }
-}
-
-/// Replica convergence: asks every replica of a group (group-local ids
-/// `1..=n`) for its whole applied state; replicas at the same applied index
-/// must hold the same data and client sessions. Returns what differs,
-/// naming the first key (or client session) per pair, or why it could not
-/// tell. Replicas that cannot be reached are left out.
-pub async fn divergence(client: &mut bookstore::client::KvClient, n: u64) -> Vec<String> {
-    use bookstore::pb::KvSnapshot;
-    use prost::Message;
-    let mut by_index: BTreeMap<u64, Vec<(u64, u64, Vec<u8>)>> = BTreeMap::new();
-    for id in 1..=n {
-        if let Ok(s) = client.status_of(id, true).await {
-            by_index
-                .entry(s.applied)
-                .or_default()
-                .push((id, s.state_digest, s.state));
-        }
-    }
-    let mut out = Vec::new();
-    for (index, replicas) in &by_index {
-        let (first, digest0, state0) = &replicas[0];
-        for (id, digest, state) in &replicas[1..] {
-            if digest == digest0 {
-                continue;
-            }
-            let (a, b) = match (
-                KvSnapshot::decode(&state0[..]),
-                KvSnapshot::decode(&state[..]),
-            ) {
-                (Ok(a), Ok(b)) => (a, b),
-                _ => {
-                    out.push(format!("replicas {first} and {id} at applied index {index}: states differ and do not decode"));
-                    continue;
-                }
-            };
-            out.push(format!(
-                "replicas {first} and {id} differ at applied index {index}: {}",
-                first_difference(&a, &b, *first, *id)
-            ));
-        }
-    }
-    out
-}
-
-/// The first key, then the first client session, whose value differs.
-fn first_difference(
-    a: &bookstore::pb::KvSnapshot,
-    b: &bookstore::pb::KvSnapshot,
-    na: u64,
-    nb: u64,
-) -> String {
-    let data = |s: &bookstore::pb::KvSnapshot| -> BTreeMap<String, String> {
-        s.data
-            .iter()
-            .map(|kv| (kv.key.clone(), kv.value.clone()))
-            .collect()
-    };
-    let show = |v: Option<&String>| v.map_or("absent".to_string(), |v| format!("{v:?}"));
-    let (da, db) = (data(a), data(b));
-    let keys: std::collections::BTreeSet<&String> = da.keys().chain(db.keys()).collect();
-    if let Some(k) = keys.into_iter().find(|k| da.get(*k) != db.get(*k)) {
-        return format!(
-            "key {k:?} is {} on replica {na} and {} on replica {nb}",
-            show(da.get(k)),
-            show(db.get(k))
-        );
-    }
-    let sessions = |s: &bookstore::pb::KvSnapshot| -> BTreeMap<u64, (u64, Vec<u8>)> {
-        use prost::Message;
-        s.sessions
-            .iter()
-            .map(|x| {
-                (
-                    x.client_id,
-                    (
-                        x.seq,
-                        x.result
-                            .as_ref()
-                            .map(|r| r.encode_to_vec())
-                            .unwrap_or_default(),
-                    ),
-                )
-            })
-            .collect()
-    };
-    let (sa, sb) = (sessions(a), sessions(b));
-    let clients: std::collections::BTreeSet<u64> = sa.keys().chain(sb.keys()).copied().collect();
-    let seq = |v: Option<&(u64, Vec<u8>)>| {
-        v.map_or("no session".to_string(), |s| format!("last seq {}", s.0))
-    };
-    let differs = clients.into_iter().find(|c| sa.get(c) != sb.get(c));
-    match differs {
-        Some(c) if sa.get(&c).map(|s| s.0) == sb.get(&c).map(|s| s.0) => format!(
-            "the session of client {c} has {} with different results on replicas {na} and {nb}",
-            seq(sa.get(&c))
-        ),
-        Some(c) => format!(
-            "the session of client {c} has {} on replica {na} and {} on replica {nb}",
-            seq(sa.get(&c)),
-            seq(sb.get(&c))
-        ),
-        None => "the states differ in their encoding only".to_string(),
-    }
-}
-
-/// [`divergence`] once every replica of the group has applied the same
-/// index (or `bound` has passed: then only replicas at a common index are
-/// compared). Prefixed with the group's name.
-pub async fn compare_replicas(
-    group: &str,
-    client: &mut bookstore::client::KvClient,
-    n: u64,
-    bound: Duration,
-) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
-        let mut applied = std::collections::BTreeSet::new();
-        for id in 1..=n {
-            if let Ok(s) = client.status(id).await {
-                applied.insert(s.applied);
-            }
-        }
-        if applied.len() <= 1 || tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    divergence(client, n)
-        .await
-        .into_iter()
-        .map(|d| format!("{group}: {d}"))
-        .collect()
 }

@@ -115,6 +115,131 @@ pub enum NodeEvent {
     SnapshotInstalled { index: u64, term: u64 },
 }
 
+impl NodeEvent {
+    /// The event as a history entry: its name and fields (the simulator's
+    /// history and `bookstore node --events` write it so).
+    pub fn to_json(&self) -> (&'static str, serde_json::Value) {
+        use serde_json::json;
+        match self {
+            NodeEvent::Recovered {
+                term,
+                vote,
+                last_index,
+                snapshot_index,
+                cut_bytes,
+                damaged,
+                floor,
+            } => (
+                "recovered",
+                json!({"term": term, "vote": vote, "last_index": last_index, "snapshot_index": snapshot_index, "cut_bytes": cut_bytes, "damaged": damaged, "floor": floor}),
+            ),
+            NodeEvent::Role { term, role, leader } => (
+                "role",
+                json!({"term": term, "role": format!("{role:?}"), "leader": leader}),
+            ),
+            NodeEvent::Promised { term, vote } => ("promised", json!({"term": term, "vote": vote})),
+            NodeEvent::Elected {
+                term,
+                snapshot_index,
+                last_index,
+                runs,
+            } => (
+                "elected",
+                json!({"term": term, "snapshot_index": snapshot_index, "last_index": last_index, "runs": runs}),
+            ),
+            NodeEvent::Commit { index, term } => ("commit", json!({"index": index, "term": term})),
+            NodeEvent::Applied {
+                index,
+                term,
+                digest,
+            } => (
+                "applied",
+                json!({"index": index, "term": term, "digest": format!("{digest:016x}")}),
+            ),
+            NodeEvent::ReadArrived { id } => ("read-arrived", json!({"id": id})),
+            NodeEvent::ReadServed { id, applied } => {
+                ("read-served", json!({"id": id, "applied": applied}))
+            }
+            NodeEvent::SnapshotInstalled { index, term } => {
+                ("snapshot-installed", json!({"index": index, "term": term}))
+            }
+        }
+    }
+
+    /// The inverse of [`NodeEvent::to_json`]: `None` for an unknown name or
+    /// a missing or mistyped field (an event log cut short by a kill).
+    pub fn from_json(name: &str, v: &serde_json::Value) -> Option<NodeEvent> {
+        let u = |k: &str| v.get(k)?.as_u64();
+        let opt = |k: &str| -> Option<Option<u64>> {
+            match v.get(k)? {
+                serde_json::Value::Null => Some(None),
+                x => Some(Some(x.as_u64()?)),
+            }
+        };
+        let pairs = |k: &str| -> Option<Vec<(u64, u64)>> {
+            v.get(k)?
+                .as_array()?
+                .iter()
+                .map(|p| Some((p.get(0)?.as_u64()?, p.get(1)?.as_u64()?)))
+                .collect()
+        };
+        Some(match name {
+            "recovered" => NodeEvent::Recovered {
+                term: u("term")?,
+                vote: opt("vote")?,
+                last_index: u("last_index")?,
+                snapshot_index: u("snapshot_index")?,
+                cut_bytes: u("cut_bytes")?,
+                damaged: v.get("damaged")?.as_bool()?,
+                floor: match v.get("floor")? {
+                    serde_json::Value::Null => None,
+                    f => Some((f.get(0)?.as_u64()?, f.get(1)?.as_u64()?)),
+                },
+            },
+            "role" => NodeEvent::Role {
+                term: u("term")?,
+                role: match v.get("role")?.as_str()? {
+                    "Follower" => Role::Follower,
+                    "PreCandidate" => Role::PreCandidate,
+                    "Candidate" => Role::Candidate,
+                    "Leader" => Role::Leader,
+                    _ => return None,
+                },
+                leader: opt("leader")?,
+            },
+            "promised" => NodeEvent::Promised {
+                term: u("term")?,
+                vote: opt("vote")?,
+            },
+            "elected" => NodeEvent::Elected {
+                term: u("term")?,
+                snapshot_index: u("snapshot_index")?,
+                last_index: u("last_index")?,
+                runs: pairs("runs")?,
+            },
+            "commit" => NodeEvent::Commit {
+                index: u("index")?,
+                term: u("term")?,
+            },
+            "applied" => NodeEvent::Applied {
+                index: u("index")?,
+                term: u("term")?,
+                digest: u64::from_str_radix(v.get("digest")?.as_str()?, 16).ok()?,
+            },
+            "read-arrived" => NodeEvent::ReadArrived { id: u("id")? },
+            "read-served" => NodeEvent::ReadServed {
+                id: u("id")?,
+                applied: u("applied")?,
+            },
+            "snapshot-installed" => NodeEvent::SnapshotInstalled {
+                index: u("index")?,
+                term: u("term")?,
+            },
+            _ => return None,
+        })
+    }
+}
+
 pub type EventSink = Arc<dyn Fn(NodeId, NodeEvent) + Send + Sync>;
 
 /// FNV-1a: a stable digest of entry data (std's hasher is not stable across versions).
@@ -794,5 +919,74 @@ impl pb::kv_server::Kv for KvService {
         Ok(Response::new(
             self.ask(|reply| Input::Status(with_state, reply)).await?,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_round_trips_through_its_json_and_a_cut_line_is_refused() {
+        let events = [
+            NodeEvent::Recovered {
+                term: 3,
+                vote: Some(2),
+                last_index: 40,
+                snapshot_index: 20,
+                cut_bytes: 7,
+                damaged: true,
+                floor: Some((3, 38)),
+            },
+            NodeEvent::Recovered {
+                term: 0,
+                vote: None,
+                last_index: 0,
+                snapshot_index: 0,
+                cut_bytes: 0,
+                damaged: false,
+                floor: None,
+            },
+            NodeEvent::Role {
+                term: 4,
+                role: Role::PreCandidate,
+                leader: None,
+            },
+            NodeEvent::Role {
+                term: 4,
+                role: Role::Leader,
+                leader: Some(1),
+            },
+            NodeEvent::Promised {
+                term: 4,
+                vote: Some(1),
+            },
+            NodeEvent::Commit { index: 9, term: 4 },
+            NodeEvent::Elected {
+                term: 5,
+                snapshot_index: 2,
+                last_index: 9,
+                runs: vec![(3, 1), (6, 4)],
+            },
+            NodeEvent::Applied {
+                index: 9,
+                term: 4,
+                digest: u64::MAX - 5,
+            },
+            NodeEvent::ReadArrived { id: 1 },
+            NodeEvent::ReadServed { id: 1, applied: 9 },
+            NodeEvent::SnapshotInstalled { index: 8, term: 4 },
+        ];
+        for ev in events {
+            let (name, v) = ev.to_json();
+            let line = serde_json::to_string(&v).unwrap();
+            let back: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(NodeEvent::from_json(name, &back), Some(ev.clone()), "{name}");
+            let mut cut = back.clone();
+            let first = cut.as_object().unwrap().keys().next().unwrap().clone();
+            cut.as_object_mut().unwrap().remove(&first);
+            assert_eq!(NodeEvent::from_json(name, &cut), None, "{name} without {first}");
+        }
+        assert_eq!(NodeEvent::from_json("gossip", &serde_json::json!({})), None);
     }
 }

@@ -36,7 +36,6 @@ pub mod schedule;
 pub mod cli;
 #[cfg(madsim)]
 pub mod nemesis;
-#[cfg(madsim)]
 pub mod recorder;
 #[cfg(madsim)]
 pub mod runner;

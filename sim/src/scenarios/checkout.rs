@@ -400,7 +400,7 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
             let mut diverged = Vec::new();
             for (name, peers) in [("stock", &topo2.stock_kv), ("payment", &topo2.payment_kv), ("orders", &topo2.order_kv)] {
                 let mut c = KvClient::new(peers.clone(), 1 << 43, kv_options());
-                diverged.extend(raft::compare_replicas(name, &mut c, peers.len() as u64, Duration::from_secs(5)).await);
+                diverged.extend(crate::replicas::compare_replicas(name, &mut c, peers.len() as u64, Duration::from_secs(5)).await);
             }
             (fin, failures, diverged)
         })

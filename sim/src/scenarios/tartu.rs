@@ -651,7 +651,7 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
             ] {
                 let mut c = KvClient::new(peers.clone(), 1 << 43, kv_options());
                 diverged.extend(
-                    raft::compare_replicas(
+                    crate::replicas::compare_replicas(
                         name,
                         &mut c,
                         peers.len() as u64,

@@ -13,7 +13,7 @@
 //! Keys live in generations: every [`GENERATION_MS`] the clients move to
 //! fresh keys, so lists stay short and a read stays cheap to check.
 
-use super::kv::{client_options, failed};
+use crate::workload::{client_options, failed};
 use crate::raft::{self, Raft, RaftFaults};
 use bookstore::client::{ClientOptions, KvClient};
 use bookstore::kv::cmd;

@@ -113,6 +113,45 @@ impl ShopPorts {
 const SHOP_KV_NODES: u64 = 3;
 const SHOP_SERVICE_REPLICAS: u64 = 2;
 
+/// What a test harness (the `jepsen` runner) sets on a node.
+#[derive(clap::Args, Clone, Default)]
+struct NodeOpts {
+    /// `ID=ADDR`: reach node ID at ADDR (e.g. through a fault-injecting
+    /// proxy) instead of its computed address; with this node's own id,
+    /// where it listens. Repeat per node.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    peers: Vec<(NodeId, String)>,
+    /// Turn on a planted bug (see system/src/bugs.rs).
+    #[arg(long)]
+    bug: Option<String>,
+    /// Append every Raft event of this node to FILE, one JSON line each
+    /// (`{"time_ns", "node", "f", "value"}`, wall-clock time), for the
+    /// Raft checks of a `jepsen` run.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Take a snapshot every N applied entries.
+    #[arg(long, default_value_t = 1000)]
+    snapshot_every: u64,
+    /// Run the node's clock N parts per million fast (negative: slow); its
+    /// timeouts fire early (late) accordingly.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_drift_ppm: i64,
+    /// SIGUSR1 jumps the node's clock forward by this many ms, SIGUSR2
+    /// back by as many.
+    #[arg(long, default_value_t = 2000)]
+    clock_jump_ms: u64,
+}
+
+fn parse_peer(s: &str) -> Result<(NodeId, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=ADDR, e.g. 2=127.0.0.1:7002, got '{s}'"))?;
+    let id = id
+        .parse()
+        .map_err(|_| format!("'{id}' is not a node id (a number from 1) in '{s}'"))?;
+    Ok((id, addr.to_string()))
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Start every node of the cluster in this process (Ctrl-C stops it).
@@ -136,6 +175,8 @@ enum Cmd {
         cluster: ClusterArgs,
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        opts: NodeOpts,
     },
     /// Start one replica of a shop service (stock, payment or orders).
     Service {
@@ -365,6 +406,74 @@ async fn start_node(
     }))
 }
 
+/// A node with a harness's options (see [`NodeOpts`]).
+async fn start_node_with(
+    id: NodeId,
+    peers: BTreeMap<NodeId, String>,
+    dir: PathBuf,
+    opts: &NodeOpts,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let fs = storage::FsDir::open(&dir)
+        .with_context(|| format!("cannot open data directory {}", dir.display()))?;
+    let mut cfg = NodeConfig::new(id, peers, random_id());
+    cfg.snapshot_every = opts.snapshot_every.max(1);
+    if let Some(b) = &opts.bug {
+        cfg.bugs = bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?;
+    }
+    let clock = Clock::new();
+    clock.set_drift_ppm(opts.clock_drift_ppm);
+    #[cfg(all(unix, not(madsim)))]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let jump = opts.clock_jump_ms as i64 * 1_000_000;
+        for (kind, delta) in [
+            (SignalKind::user_defined1(), jump),
+            (SignalKind::user_defined2(), -jump),
+        ] {
+            let mut sig = signal(kind).context("cannot catch SIGUSR1/SIGUSR2")?;
+            let clock = clock.clone();
+            tokio::spawn(async move {
+                while sig.recv().await.is_some() {
+                    clock.jump(delta);
+                }
+            });
+        }
+    }
+    let events = match &opts.events {
+        None => None,
+        Some(path) => Some(event_log(path, id)?),
+    };
+    Ok(tokio::spawn(async move {
+        serve(cfg, Arc::new(fs), clock, events, terminated())
+            .await
+            .with_context(|| format!("node {id}"))
+    }))
+}
+
+/// Appends each event to `path` as one JSON line, written at once (a
+/// SIGKILL loses at most the line being written; readers skip a cut line).
+fn event_log(path: &std::path::Path, id: NodeId) -> anyhow::Result<bookstore::node::EventSink> {
+    use std::io::Write;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open event log {}", path.display()))?;
+    let file = std::sync::Mutex::new(file);
+    Ok(Arc::new(move |_node, ev: bookstore::node::NodeEvent| {
+        let (f, value) = ev.to_json();
+        // Wall-clock time: events of several processes are merged by it.
+        let time_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let line = serde_json::json!({"time_ns": time_ns, "node": id, "f": f, "value": value});
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        let _ = file.lock().unwrap().write_all(&bytes);
+    }))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Cluster { cluster, data_dir } => {
@@ -394,8 +503,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             group,
             cluster,
             data_dir,
+            opts,
         } => {
-            let (peers, dir, what) = match group {
+            let (mut peers, dir, what) = match group {
                 Some(g) => {
                     let base = cluster.base_port.unwrap_or(7000);
                     let topology = ShopPorts { base_port: base }.topology();
@@ -415,12 +525,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     peers.len()
                 );
             }
+            for (p, addr) in &opts.peers {
+                if !peers.contains_key(p) {
+                    bail!("--peer {p}={addr}: node {p} is not a node of the {}-node {what}", peers.len());
+                }
+                peers.insert(*p, addr.clone());
+            }
             println!(
                 "{what} node {id} listening on {}, data in {}",
                 peers[&id],
                 dir.display()
             );
-            start_node(id, peers, dir).await?.await??;
+            start_node_with(id, peers, dir, &opts).await?.await??;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Service {

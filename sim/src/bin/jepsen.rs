@@ -1,0 +1,165 @@
+//! `jepsen`: the simulator's `kv` workload and checks against real
+//! `bookstore node` processes on loopback, with faults drawn from a seed
+//! (see `sim::jepsen`). `ci/jepsen --seconds 60 --seed 1` builds and runs it.
+
+#[cfg(not(madsim))]
+mod real {
+    use clap::Parser;
+    use std::path::PathBuf;
+
+    #[derive(Parser)]
+    #[command(
+        name = "jepsen",
+        about = "Jepsen mode: the kv workload against real bookstore nodes on loopback, faults drawn from a seed (SIGKILL and restart, SIGSTOP/SIGCONT, clock drift and jumps, and partitions, one-way cuts, loss and latency through TCP proxies on every link); checks linearizability, the Raft invariants from the nodes' event logs, liveness and convergence; exits 0 valid, 1 invalid, 2 unknown or could not run"
+    )]
+    struct Cli {
+        /// The workload (kv).
+        #[arg(long, default_value = "kv")]
+        workload: String,
+        /// Draws the fault schedule (and the clients' choices).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// How long clients and faults run before everything heals.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        #[arg(long, default_value_t = 5)]
+        clients: u64,
+        #[arg(long, default_value_t = 3)]
+        keys: u64,
+        /// Mean pause of a client before each operation (0..2x), in ms.
+        #[arg(long, default_value_t = 10)]
+        think_ms: u64,
+        /// Fault kinds, comma-separated, or `all` (kill, pause, clock,
+        /// partition, one-way, loss, latency), or `none`.
+        #[arg(long, default_value = "all")]
+        faults: String,
+        /// A planted bug the nodes run with (see system/src/bugs.rs).
+        #[arg(long)]
+        bug: Option<String>,
+        /// Ports from here: nodes base+i, proxies base+100.. and base+200..
+        #[arg(long, default_value_t = 27000)]
+        base_port: u16,
+        /// Output folder (emptied first) [default: target/jepsen/WORKLOAD-seed-SEED].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The bookstore binary [default: beside this one].
+        #[arg(long)]
+        bookstore: Option<PathBuf>,
+        /// Nodes snapshot every N applied entries (small: snapshots and
+        /// their transfer happen in a short run).
+        #[arg(long, default_value_t = 100)]
+        snapshot_every: u64,
+        /// Run seeds SEED, SEED+1, ... up to this many runs, stopping at
+        /// the first that is not valid (each in its own output folder).
+        #[arg(long, default_value_t = 1)]
+        runs: u64,
+    }
+
+    pub fn main() -> std::process::ExitCode {
+        let cli = Cli::parse();
+        let kinds = sim::jepsen::KINDS;
+        let faults: Vec<String> = match cli.faults.as_str() {
+            "all" => kinds.iter().map(|k| k.to_string()).collect(),
+            "none" | "" => Vec::new(),
+            list => {
+                let mut out = Vec::new();
+                for k in list.split(',').map(str::trim) {
+                    if !kinds.contains(&k) {
+                        eprintln!(
+                            "jepsen: unknown fault kind '{k}' in --faults; kinds: {}, or all, or none",
+                            kinds.join(", ")
+                        );
+                        return std::process::ExitCode::from(2);
+                    }
+                    out.push(k.to_string());
+                }
+                out
+            }
+        };
+        if cli.nodes < 3 || cli.nodes > 7 {
+            eprintln!("jepsen: --nodes must be from 3 to 7");
+            return std::process::ExitCode::from(2);
+        }
+        if let Some(b) = &cli.bug {
+            if let Err(e) = bookstore::bugs::Bugs::from_name(b) {
+                eprintln!("jepsen: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+        let bookstore = cli.bookstore.unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("bookstore")))
+                .unwrap_or_else(|| PathBuf::from("bookstore"))
+        });
+        let runs = cli.runs.max(1);
+        for k in 0..runs {
+            let seed = cli.seed + k;
+            let out = match &cli.out {
+                Some(o) if runs == 1 => o.clone(),
+                Some(o) => o.join(format!("seed-{seed}")),
+                None => PathBuf::from(format!("target/jepsen/{}-seed-{seed}", cli.workload)),
+            };
+            let o = sim::jepsen::Options {
+                workload: cli.workload.clone(),
+                seed,
+                seconds: cli.seconds,
+                nodes: cli.nodes,
+                clients: cli.clients,
+                keys: cli.keys.max(1),
+                think_ms: cli.think_ms,
+                faults: faults.clone(),
+                bug: cli.bug.clone(),
+                base_port: cli.base_port,
+                out,
+                bookstore: bookstore.clone(),
+                snapshot_every: cli.snapshot_every,
+            };
+            // A runtime per run: dropping it closes the run's proxies.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let code = rt.block_on(sim::jepsen::main(o));
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            if code != 0 {
+                if runs > 1 {
+                    println!(
+                        "run {} of {runs} (seed {seed}) ended with exit code {code}; replay: {}",
+                        k + 1,
+                        replay(
+                            seed,
+                            &cli.workload,
+                            &cli.faults,
+                            cli.seconds,
+                            cli.bug.as_deref()
+                        )
+                    );
+                }
+                return std::process::ExitCode::from(code);
+            }
+        }
+        if runs > 1 {
+            println!("{runs} runs, all valid");
+        }
+        std::process::ExitCode::SUCCESS
+    }
+
+    fn replay(seed: u64, workload: &str, faults: &str, seconds: u64, bug: Option<&str>) -> String {
+        let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
+        format!("ci/jepsen --workload {workload} --seed {seed} --seconds {seconds} --faults {faults}{bug}")
+    }
+}
+
+#[cfg(not(madsim))]
+fn main() -> std::process::ExitCode {
+    real::main()
+}
+
+#[cfg(madsim)]
+fn main() {
+    eprintln!("jepsen runs real processes: build it without --cfg madsim (ci/jepsen)");
+    std::process::exit(2);
+}
