@@ -1763,6 +1763,12 @@ pub fn above(page: String, h: &History, failures: &[(&str, &str)]) -> String {
     insert_at_body(page, sections(h, failures))
 }
 
+/// [`above`] for a run of several Raft groups (`groups`: each group's
+/// nodes, as the history names them).
+pub fn above_groups(page: String, h: &History, failures: &[(&str, &str)], groups: &[&[u64]]) -> String {
+    insert_at_body(page, sections_in(h, failures, groups))
+}
+
 fn insert_at_body(page: String, extra: String) -> String {
     if extra.is_empty() {
         return page;

@@ -14,6 +14,7 @@ pub mod explain;
 pub mod jepsen;
 pub mod pacing;
 pub mod replicas;
+pub mod shopload;
 pub mod workload;
 
 #[cfg(madsim)]

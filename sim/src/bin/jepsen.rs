@@ -13,19 +13,30 @@ mod real {
         about = "Jepsen mode: the kv workload against real bookstore nodes on loopback, faults drawn from a seed (SIGKILL and restart, SIGSTOP/SIGCONT, clock drift and jumps, and partitions, one-way cuts, loss and latency through TCP proxies on every link); checks linearizability, the Raft invariants from the nodes' event logs, liveness and convergence; exits 0 valid, 1 invalid, 2 unknown or could not run"
     )]
     struct Cli {
-        /// The workload (kv).
+        /// The workload: kv (a Raft KV group) or checkout (the whole shop).
         #[arg(long, default_value = "kv")]
         workload: String,
+        /// checkout: saga or 2pc [default: drawn from the seed].
+        #[arg(long)]
+        mode: Option<String>,
+        /// checkout: consistency (1000 checkouts of one item with stock
+        /// 100 by 1000 users with credit 1, 32 clients) or mix (every
+        /// operation, 8 clients) [default: drawn from the seed].
+        #[arg(long)]
+        shop_workload: Option<String>,
         /// Draws the fault schedule (and the clients' choices).
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// How long clients and faults run before everything heals.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+        /// kv: the nodes.
         #[arg(long, default_value_t = 3)]
         nodes: u64,
+        /// kv: the clients.
         #[arg(long, default_value_t = 5)]
         clients: u64,
+        /// kv: the keys.
         #[arg(long, default_value_t = 3)]
         keys: u64,
         /// Mean pause of a client before each operation (0..2x), in ms.
@@ -82,6 +93,25 @@ mod real {
             eprintln!("jepsen: --nodes must be from 3 to 7");
             return std::process::ExitCode::from(2);
         }
+        if cli.workload != "kv" && cli.workload != "checkout" {
+            eprintln!(
+                "jepsen: unknown --workload '{}': expected kv or checkout",
+                cli.workload
+            );
+            return std::process::ExitCode::from(2);
+        }
+        if let Some(m) = &cli.mode {
+            if m != "saga" && m != "2pc" {
+                eprintln!("jepsen: unknown --mode '{m}': expected saga or 2pc");
+                return std::process::ExitCode::from(2);
+            }
+        }
+        if let Some(w) = &cli.shop_workload {
+            if w != "consistency" && w != "mix" {
+                eprintln!("jepsen: unknown --shop-workload '{w}': expected consistency or mix");
+                return std::process::ExitCode::from(2);
+            }
+        }
         if let Some(b) = &cli.bug {
             if let Err(e) = bookstore::bugs::Bugs::from_name(b) {
                 eprintln!("jepsen: {e}");
@@ -116,6 +146,8 @@ mod real {
                 out,
                 bookstore: bookstore.clone(),
                 snapshot_every: cli.snapshot_every,
+                mode: cli.mode.clone(),
+                shop_workload: cli.shop_workload.clone(),
             };
             // A runtime per run: dropping it closes the run's proxies.
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -149,7 +181,7 @@ mod real {
 
     fn replay(seed: u64, workload: &str, faults: &str, seconds: u64, bug: Option<&str>) -> String {
         let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
-        format!("ci/jepsen --workload {workload} --seed {seed} --seconds {seconds} --faults {faults}{bug}")
+        format!("ci/jepsen --workload {workload} --seed {seed} --seconds {seconds} --faults {faults}{bug} (same schedule; the run itself is real time, not replayed bit for bit)")
     }
 }
 

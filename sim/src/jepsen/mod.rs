@@ -1,6 +1,8 @@
-//! Jepsen mode: the simulator's `kv` workload and checks against real
-//! `bookstore node` processes on loopback, which this runner starts itself,
-//! with a fault schedule drawn from a seed and played in real time.
+//! Jepsen mode: the simulator's `kv` and `checkout` workloads and checks
+//! against real `bookstore` processes on loopback (`kv`: 3 or 5 nodes;
+//! `checkout`: the shop's 3 store groups of 3 nodes and 2 replicas of each
+//! service), which this runner starts itself, with a fault schedule drawn
+//! from a seed and played in real time.
 //!
 //! - Every link goes through a fault-injecting TCP proxy ([`proxy`]): node
 //!   `a` reaches node `b` on the proxy of link `a -> b`, the clients reach
@@ -12,11 +14,12 @@
 //!   (`--clock-drift-ppm`, up to +-2 %), and a `clock` fault jumps a node's
 //!   clock 2 s forward (SIGUSR1) or back (SIGUSR2) through its `Clock`.
 //!
-//! The clients are the `kv` scenario's ([`crate::workload`]), recording the
-//! history with real timestamps; each node appends its Raft events to a
+//! The clients are the simulator's ([`crate::workload`],
+//! [`crate::shopload`]), recording the history with real timestamps; each node appends its Raft events to a
 //! file (`bookstore node --events`). After the faults everything heals and
 //! the run checks, as the simulator does: linearizability of the history
-//! (checker's `kv` model), the Raft invariants over the merged node events
+//! (`kv`: the checker's `kv` model) or the checkout invariants (`checkout`:
+//! `shopcheck`), the Raft invariants over the merged node events
 //! ([`crate::checks::RaftChecker`]), liveness after healing and replica
 //! convergence. It writes `history.jsonl` (node events included),
 //! `schedule.json`, `report.html` and the nodes' logs to its output folder,
@@ -42,7 +45,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Every fault kind, in the order `--faults` lists them.
@@ -72,6 +75,10 @@ pub struct Options {
     pub out: PathBuf,
     pub bookstore: PathBuf,
     pub snapshot_every: u64,
+    /// checkout: saga or 2pc (None: drawn from the seed).
+    pub mode: Option<String>,
+    /// checkout: consistency or mix (None: drawn from the seed).
+    pub shop_workload: Option<String>,
 }
 
 /// One fault of the schedule: from `at_ms` for `dur_ms`.
@@ -80,11 +87,12 @@ pub struct Fault {
     pub at_ms: u64,
     pub dur_ms: u64,
     pub kind: String,
-    /// kill, pause, clock: the node; partition: one side; one-way: [from,
-    /// to]. Empty for kill, pause, clock and partition: whoever leads when
-    /// the fault starts (or node 1 if nobody does).
+    /// kill, pause, clock: the process; partition: one side; one-way:
+    /// [from, to]. Empty for kill, pause, clock and partition: whoever
+    /// leads group `value` (clock: `|value| - 1`) when the fault starts.
     pub nodes: Vec<u64>,
-    /// clock: +1 forward, -1 back; loss: per mille; latency: ms.
+    /// kill, pause, partition, one-way: the Raft group; clock: the sign is
+    /// the direction (2 s forward or back); loss: per mille; latency: ms.
     pub value: i64,
 }
 
@@ -98,19 +106,78 @@ pub struct Schedule {
     pub clients: u64,
     pub keys: u64,
     pub duration_ms: u64,
-    /// Each node's clock drift at each start, in ppm (0 without `clock`).
+    /// Each process's clock drift at each start, in ppm (0 without `clock`).
     pub drift_ppm: Vec<i64>,
+    /// checkout: the checkout protocol and the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shop_workload: Option<String>,
     pub faults: Vec<Fault>,
 }
 
+impl Schedule {
+    /// The processes: `kv`: the nodes; `checkout`: 9 store nodes (stock
+    /// 1-3, payment 4-6, orders 7-9) and 6 service replicas (stock 10-11,
+    /// payment 12-13, orders 14-15).
+    pub fn procs(&self) -> u64 {
+        if self.workload == "checkout" {
+            SHOP_PROCS
+        } else {
+            self.nodes
+        }
+    }
+
+    /// The Raft groups, by process number.
+    pub fn groups(&self) -> Vec<Vec<u64>> {
+        if self.workload == "checkout" {
+            vec![vec![1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]
+        } else {
+            vec![(1..=self.nodes).collect()]
+        }
+    }
+}
+
+/// Processes of the shop: 3 store groups of 3, 3 services of 2 replicas.
+pub const SHOP_PROCS: u64 = 15;
+
 /// Draws the fault schedule: two lanes, processes (kill, pause, clock)
 /// and network (partition, one-way, loss, latency), each a sequence of
-/// faults of 1-6 s with 0.5-4 s between them.
+/// faults of 1-6 s with 0.5-4 s between them. Partitions and one-way cuts
+/// are inside one Raft group (`value`: its number).
 pub fn draw(o: &Options) -> Schedule {
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed ^ 0x1e95_e400);
     let on = |k: &str| o.faults.iter().any(|f| f == k);
     let duration_ms = o.seconds * 1000;
-    let drift_ppm = (0..o.nodes)
+    let mut s = Schedule {
+        workload: o.workload.clone(),
+        seed: o.seed,
+        bug: o.bug.clone(),
+        nodes: if o.workload == "checkout" { 3 } else { o.nodes },
+        clients: o.clients,
+        keys: o.keys,
+        duration_ms,
+        drift_ppm: Vec::new(),
+        mode: None,
+        shop_workload: None,
+        faults: Vec::new(),
+    };
+    if o.workload == "checkout" {
+        // From a stream of their own: the faults of a seed stay the same
+        // whichever mode and workload are asked for.
+        let mut r = ChaCha8Rng::seed_from_u64(o.seed ^ 0x5409);
+        let mode = if r.random_bool(0.5) { "saga" } else { "2pc" };
+        let w = if r.random_bool(0.5) {
+            "consistency"
+        } else {
+            "mix"
+        };
+        s.mode = Some(o.mode.clone().unwrap_or_else(|| mode.into()));
+        s.shop_workload = Some(o.shop_workload.clone().unwrap_or_else(|| w.into()));
+    }
+    let procs = s.procs();
+    let groups = s.groups();
+    s.drift_ppm = (0..procs)
         .map(|_| {
             if on("clock") {
                 rng.random_range(-20_000..=20_000)
@@ -128,11 +195,13 @@ pub fn draw(o: &Options) -> Schedule {
         let mut t = rng.random_range(500..3_000);
         while t + 1_000 < duration_ms {
             let kind = kinds[rng.random_range(0..kinds.len())];
-            let node = rng.random_range(1..=o.nodes);
+            let node = rng.random_range(1..=procs);
+            let gi = rng.random_range(0..groups.len());
+            let group = &groups[gi];
             let mut dur = rng.random_range(1_000..6_000).min(duration_ms - t);
             let (nodes, value) = match kind {
-                // Half the time whoever leads when the fault starts.
-                "kill" | "pause" if rng.random_bool(0.5) => (Vec::new(), 0),
+                // Half the time whoever leads (group 0) when it starts.
+                "kill" | "pause" if rng.random_bool(0.5) => (Vec::new(), gi as i64),
                 "kill" | "pause" => (vec![node], 0),
                 "clock" => {
                     dur = 0;
@@ -142,27 +211,28 @@ pub fn draw(o: &Options) -> Schedule {
                     } else {
                         vec![node]
                     };
-                    (who, side)
+                    (who, side * (gi as i64 + 1))
                 }
                 "partition" => {
                     // Half the time the leader's side, found when it starts.
                     if rng.random_bool(0.5) {
-                        (Vec::new(), 0)
+                        (Vec::new(), gi as i64)
                     } else {
-                        let size = rng.random_range(1..=(o.nodes - 1) / 2);
-                        let mut side: Vec<u64> = (1..=o.nodes).collect();
+                        let size = rng.random_range(1..=(group.len() as u64 - 1) / 2);
+                        let mut side = group.clone();
                         while side.len() as u64 > size {
                             side.remove(rng.random_range(0..side.len()));
                         }
-                        (side, 0)
+                        (side, gi as i64)
                     }
                 }
                 "one-way" => {
-                    let mut to = rng.random_range(1..=o.nodes);
-                    while to == node {
-                        to = rng.random_range(1..=o.nodes);
+                    let a = group[rng.random_range(0..group.len())];
+                    let mut b = group[rng.random_range(0..group.len())];
+                    while b == a {
+                        b = group[rng.random_range(0..group.len())];
                     }
-                    (vec![node, to], 0)
+                    (vec![a, b], gi as i64)
                 }
                 "loss" => (Vec::new(), rng.random_range(10..=200)),
                 _ => (Vec::new(), rng.random_range(5..=150)),
@@ -178,21 +248,12 @@ pub fn draw(o: &Options) -> Schedule {
         }
     }
     faults.sort_by_key(|f| f.at_ms);
-    Schedule {
-        workload: o.workload.clone(),
-        seed: o.seed,
-        bug: o.bug.clone(),
-        nodes: o.nodes,
-        clients: o.clients,
-        keys: o.keys,
-        duration_ms,
-        drift_ppm,
-        faults,
-    }
+    s.faults = faults;
+    s
 }
 
-/// The ports: node i on base+i, link a -> b on base+100+10a+b, the
-/// clients' proxy of node b on base+200+b.
+/// The ports: process i on base+i, link a -> b on base+1000+20a+b, the
+/// clients' proxy of process b on base+500+b.
 struct Ports(u16);
 
 impl Ports {
@@ -200,21 +261,23 @@ impl Ports {
         format!("127.0.0.1:{}", self.0 as u64 + i)
     }
     fn link(&self, a: u64, b: u64) -> String {
-        format!("127.0.0.1:{}", self.0 as u64 + 100 + 10 * a + b)
+        format!("127.0.0.1:{}", self.0 as u64 + 1000 + 20 * a + b)
     }
     fn client(&self, b: u64) -> String {
-        format!("127.0.0.1:{}", self.0 as u64 + 200 + b)
+        format!("127.0.0.1:{}", self.0 as u64 + 500 + b)
     }
 }
 
 /// The cluster under test: its processes and every link's proxy.
 struct Cluster {
     procs: Mutex<Vec<Proc>>,
-    /// (from, to) -> link; from 0 is the clients.
+    /// (from, to) -> link; from 0 is whoever uses process `to` (the
+    /// clients; for the shop's stores and services, the services too).
     links: BTreeMap<(u64, u64), Link>,
-    nodes: u64,
+    /// The Raft groups, by process number.
+    groups: Vec<Vec<u64>>,
     rec: Recorder,
-    /// Direct addresses, for finding the leader (not through the faults).
+    /// Direct addresses, for finding a leader (not through the faults).
     direct: BTreeMap<u64, String>,
 }
 
@@ -224,22 +287,32 @@ impl Cluster {
         f(&mut g[id as usize - 1])
     }
 
-    /// The node that leads the highest term, as the nodes say.
-    async fn leader(&self) -> Option<u64> {
-        let mut c = KvClient::new(self.direct.clone(), 1_000_001, ClientOptions::default());
+    fn count(&self) -> u64 {
+        self.procs.lock().unwrap().len() as u64
+    }
+
+    /// The process that leads group `g`'s highest term, as its nodes say.
+    async fn leader(&self, g: usize) -> Option<u64> {
+        let group = self.groups.get(g)?;
+        let local: BTreeMap<u64, String> = group
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64 + 1, self.direct[p].clone()))
+            .collect();
+        let mut c = KvClient::new(local, 1_000_001, ClientOptions::default());
         let mut best = None;
-        for id in 1..=self.nodes {
-            if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(300), c.status(id)).await
-            {
+        for (i, &p) in group.iter().enumerate() {
+            let status = tokio::time::timeout(Duration::from_millis(300), c.status(i as u64 + 1));
+            if let Ok(Ok(s)) = status.await {
                 if s.role.eq_ignore_ascii_case("leader") && best.is_none_or(|(t, _)| s.term > t) {
-                    best = Some((s.term, id));
+                    best = Some((s.term, p));
                 }
             }
         }
-        best.map(|(_, id)| id)
+        best.map(|(_, p)| p)
     }
 
-    /// Stalls both directions of every link between `a` and `b` sides.
+    /// Stalls both directions of every link between `side` and the rest.
     fn partition(&self, side: &[u64]) {
         for (&(from, to), link) in &self.links {
             if from != 0 && side.contains(&from) != side.contains(&to) {
@@ -254,8 +327,12 @@ impl Cluster {
     /// What `a` sends does not reach `b`: requests on link a -> b, answers
     /// on link b -> a.
     fn one_way(&self, a: u64, b: u64) {
-        self.links[&(a, b)].update(|up, _| up.stalled = true);
-        self.links[&(b, a)].update(|_, down| down.stalled = true);
+        if let Some(l) = self.links.get(&(a, b)) {
+            l.update(|up, _| up.stalled = true);
+        }
+        if let Some(l) = self.links.get(&(b, a)) {
+            l.update(|_, down| down.stalled = true);
+        }
     }
 
     fn every_link(&self, f: impl Fn(&mut Faults)) {
@@ -293,16 +370,27 @@ impl Cluster {
 async fn play(c: &Cluster, id: usize, f: &Fault, drift: &[i64]) {
     let mut nodes = f.nodes.clone();
     if nodes.is_empty() && ["kill", "pause", "clock", "partition"].contains(&f.kind.as_str()) {
-        nodes = vec![c.leader().await.unwrap_or(1)];
+        let g = if f.kind == "clock" {
+            f.value.unsigned_abs().saturating_sub(1)
+        } else {
+            f.value as u64
+        } as usize;
+        let first = c
+            .groups
+            .get(g)
+            .and_then(|g| g.first().copied())
+            .unwrap_or(1);
+        nodes = vec![c.leader(g).await.unwrap_or(first)];
     }
     // As the simulator's nemesis records faults (what the report reads):
     // `start` {id, fault: {kind, node | groups, ...}}, then `end` {id}.
     let fault = match f.kind.as_str() {
         "kill" => json!({"kind": "crash", "node": nodes[0], "signal": "SIGKILL"}),
         "pause" => json!({"kind": "pause", "node": nodes[0], "signal": "SIGSTOP"}),
-        "clock" => json!({"kind": "clock", "node": nodes[0], "jump_ms": f.value * 2000}),
+        "clock" => json!({"kind": "clock", "node": nodes[0], "jump_ms": f.value.signum() * 2000}),
         "partition" => {
-            let rest: Vec<u64> = (1..=c.nodes).filter(|n| !nodes.contains(n)).collect();
+            let group = c.groups.get(f.value as usize).cloned().unwrap_or_default();
+            let rest: Vec<u64> = group.into_iter().filter(|n| !nodes.contains(n)).collect();
             json!({"kind": "partition", "groups": [nodes, rest]})
         }
         "one-way" => json!({"kind": "one-way", "from": nodes[0], "to": nodes[1]}),
@@ -313,9 +401,17 @@ async fn play(c: &Cluster, id: usize, f: &Fault, drift: &[i64]) {
     match f.kind.as_str() {
         "kill" => c.proc(nodes[0], |p| p.kill()),
         "pause" => c.proc(nodes[0], |p| p.pause()),
-        "clock" => c.proc(nodes[0], |p| {
-            p.signal(if f.value > 0 { "USR1" } else { "USR2" })
-        }),
+        "clock" => {
+            let sig = if f.value > 0 {
+                libc::SIGUSR1
+            } else {
+                libc::SIGUSR2
+            };
+            if !c.proc(nodes[0], |p| p.signal(sig)) {
+                c.rec
+                    .nemesis("signal-failed", json!({"id": id, "node": nodes[0]}));
+            }
+        }
         "partition" => c.partition(&nodes),
         "one-way" => c.one_way(nodes[0], nodes[1]),
         "loss" => c.every_link(|x| x.loss = f.value as f64 / 1000.0),
@@ -361,10 +457,16 @@ fn io<T>(r: std::io::Result<T>, what: impl FnOnce() -> String) -> Result<T, Stri
     r.map_err(|e| format!("{}: {e}", what()))
 }
 
+/// What a workload did: its liveness and convergence failures.
+struct Ran {
+    live: Vec<String>,
+    diverged: Vec<String>,
+}
+
 pub async fn run(o: &Options) -> Result<Outcome, String> {
-    if o.workload != "kv" {
+    if o.workload != "kv" && o.workload != "checkout" {
         return Err(format!(
-            "unknown workload '{}': this runner has `kv` (see README.md, Jepsen mode)",
+            "unknown workload '{}': expected kv or checkout (see README.md, Jepsen mode)",
             o.workload
         ));
     }
@@ -387,15 +489,31 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         || "cannot write schedule.json".into(),
     )?;
     let ports = Ports(o.base_port);
+    let shop = s.workload == "checkout";
+    let groups = s.groups();
+    let procs_n = s.procs();
+    let what = if shop {
+        format!(
+            "3 store groups of 3 and 2 replicas of each service, checkout mode {}, workload {}",
+            s.mode.as_deref().unwrap_or("saga"),
+            s.shop_workload.as_deref().unwrap_or("consistency")
+        )
+    } else {
+        format!(
+            "{} nodes, {} clients on {} keys",
+            s.nodes, s.clients, s.keys
+        )
+    };
     println!(
-        "jepsen {} seed {}: {} nodes, {} clients on {} keys, {} s, faults {}{}; {} faults drawn",
+        "jepsen {} seed {}: {what}, {} s, faults {}{}; {} faults drawn",
         s.workload,
         s.seed,
-        s.nodes,
-        s.clients,
-        s.keys,
         o.seconds,
-        o.faults.join(","),
+        if o.faults.is_empty() {
+            "none".to_string()
+        } else {
+            o.faults.join(",")
+        },
         s.bug
             .as_ref()
             .map(|b| format!(", bug {b}"))
@@ -403,68 +521,124 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         s.faults.len()
     );
 
-    // Proxies: every directed link between nodes, and the clients' links.
+    // Proxies: every directed link inside a Raft group, and every
+    // process's link from its users.
     let mut links = BTreeMap::new();
-    for a in 0..=s.nodes {
-        for b in 1..=s.nodes {
-            if a == b {
-                continue;
+    let mut pairs: Vec<(u64, u64)> = (1..=procs_n).map(|b| (0, b)).collect();
+    for g in &groups {
+        for &a in g {
+            for &b in g {
+                if a != b {
+                    pairs.push((a, b));
+                }
             }
-            let (listen, name) = if a == 0 {
-                (ports.client(b), format!("clients->n{b}"))
-            } else {
-                (ports.link(a, b), format!("n{a}->n{b}"))
-            };
-            let link = io(
-                Link::start(name, &listen, ports.node(b), s.seed ^ (a * 100 + b)).await,
-                || {
-                    format!(
-                        "cannot listen on {listen} (another run on these ports? pass --base-port)"
-                    )
-                },
-            )?;
-            links.insert((a, b), link);
         }
     }
+    for (a, b) in pairs {
+        let (listen, name) = if a == 0 {
+            (ports.client(b), format!("users->p{b}"))
+        } else {
+            (ports.link(a, b), format!("p{a}->p{b}"))
+        };
+        let link = io(
+            Link::start(name, &listen, ports.node(b), s.seed ^ (a * 100 + b)).await,
+            || format!("cannot listen on {listen} (another run on these ports? pass --base-port)"),
+        )?;
+        links.insert((a, b), link);
+    }
 
-    // Nodes.
+    // Processes.
     let data = o.out.join("data");
+    let names = ["stock", "payment", "orders"];
+    let local = |g: &Vec<u64>, p: u64| g.iter().position(|&x| x == p).unwrap() as u64 + 1;
+    // What the shop's services and the clients use: everything through
+    // the users' proxies.
+    let topology = bookstore::shop::Topology {
+        stock_kv: groups[0]
+            .iter()
+            .map(|&p| (local(&groups[0], p), ports.client(p)))
+            .collect(),
+        payment_kv: groups.get(1).map_or_else(BTreeMap::new, |g| {
+            g.iter().map(|&p| (local(g, p), ports.client(p))).collect()
+        }),
+        order_kv: groups.get(2).map_or_else(BTreeMap::new, |g| {
+            g.iter().map(|&p| (local(g, p), ports.client(p))).collect()
+        }),
+        stock: vec![ports.client(10), ports.client(11)],
+        payment: vec![ports.client(12), ports.client(13)],
+        orders: vec![ports.client(14), ports.client(15)],
+    };
+    let topology_file = o.out.join("topology.json");
+    if shop {
+        io(
+            std::fs::write(
+                &topology_file,
+                serde_json::to_string_pretty(&topology).unwrap(),
+            ),
+            || "cannot write topology.json".into(),
+        )?;
+    }
     let mut procs = Vec::new();
-    for i in 1..=s.nodes {
-        let mut args: Vec<String> = vec![
-            "node".into(),
-            "--id".into(),
-            i.to_string(),
-            "--nodes".into(),
-            s.nodes.to_string(),
-            "--data-dir".into(),
-            data.display().to_string(),
-            "--events".into(),
-            o.out
-                .join(format!("n{i}.events.jsonl"))
-                .display()
-                .to_string(),
-            "--snapshot-every".into(),
-            o.snapshot_every.to_string(),
-        ];
-        for j in 1..=s.nodes {
-            let addr = if j == i {
-                ports.node(i)
+    for i in 1..=procs_n {
+        let mut args: Vec<String> = Vec::new();
+        if let Some((gi, g)) = groups.iter().enumerate().find(|(_, g)| g.contains(&i)) {
+            let id = local(g, i);
+            args.extend(["node".into(), "--id".into(), id.to_string()]);
+            if shop {
+                args.extend(["--group".into(), names[gi].into()]);
             } else {
-                ports.link(i, j)
-            };
-            args.push("--peer".into());
-            args.push(format!("{j}={addr}"));
+                args.extend(["--nodes".into(), g.len().to_string()]);
+            }
+            args.extend([
+                "--data-dir".into(),
+                data.display().to_string(),
+                "--events".into(),
+                o.out
+                    .join(format!("n{i}.events.jsonl"))
+                    .display()
+                    .to_string(),
+                "--snapshot-every".into(),
+                o.snapshot_every.to_string(),
+            ]);
+            for &j in g {
+                let addr = if j == i {
+                    ports.node(i)
+                } else {
+                    ports.link(i, j)
+                };
+                args.push("--peer".into());
+                args.push(format!("{}={addr}", local(g, j)));
+            }
+        } else {
+            // A service replica: 10-11 stock, 12-13 payment, 14-15 orders.
+            let k = i - 10;
+            args.extend([
+                "service".into(),
+                names[(k / 2) as usize].into(),
+                "--replica".into(),
+                (k % 2 + 1).to_string(),
+                "--topology".into(),
+                topology_file.display().to_string(),
+                "--listen".into(),
+                ports.node(i),
+                "--mode".into(),
+                s.mode.clone().unwrap_or_else(|| "saga".into()),
+            ]);
         }
         if let Some(b) = &s.bug {
             args.push("--bug".into());
             args.push(b.clone());
         }
+        let name = if i <= 9 || !shop {
+            format!("n{i}")
+        } else {
+            format!("s{i}")
+        };
         procs.push(Proc::new(
             i,
             o.bookstore.clone(),
             args,
-            o.out.join(format!("n{i}.log")),
+            o.out.join(format!("{name}.log")),
         ));
     }
     let rec = Recorder::new();
@@ -472,131 +646,51 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     let cluster = Arc::new(Cluster {
         procs: Mutex::new(procs),
         links,
-        nodes: s.nodes,
+        groups: groups.clone(),
         rec: rec.clone(),
-        direct: (1..=s.nodes).map(|i| (i, ports.node(i))).collect(),
+        direct: (1..=procs_n).map(|i| (i, ports.node(i))).collect(),
     });
-    for i in 1..=s.nodes {
+    for i in 1..=procs_n {
         cluster.restart(i, s.drift_ppm[i as usize - 1]);
     }
-    let client_peers: BTreeMap<u64, String> = (1..=s.nodes).map(|b| (b, ports.client(b))).collect();
 
-    // A leader first, so the run's time goes to the workload.
+    // A leader in every group first, so the run's time goes to the workload.
     let started = Instant::now();
-    while cluster.leader().await.is_none() {
-        if started.elapsed() > Duration::from_secs(20) {
-            return Err(format!(
-                "no leader within 20 s of starting the nodes; see {}/n*.log",
-                o.out.display()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    // Workload and nemesis, for the duration.
-    let start = Instant::now();
-    let stop_at = start + Duration::from_millis(s.duration_ms);
-    let mut clients = Vec::new();
-    for p in 0..s.clients {
-        let client = KvClient::new(client_peers.clone(), p + 1, workload::client_options());
-        let w = Workload {
-            keys: s.keys,
-            max_ops: u64::MAX,
-            pacing: Pacing {
-                think_ms: o.think_ms,
-                busy: Vec::new(),
-            },
-            start,
-            stop_at,
-            seed: s.seed,
-        };
-        clients.push(tokio::spawn(workload::client_loop(
-            p,
-            client,
-            rec.clone(),
-            w,
-        )));
-    }
-    let mut lanes = Vec::new();
-    for (id, f) in s.faults.clone().into_iter().enumerate() {
-        let (c, drift) = (cluster.clone(), s.drift_ppm.clone());
-        lanes.push(tokio::spawn(async move {
-            tokio::time::sleep_until(start + Duration::from_millis(f.at_ms)).await;
-            play(&c, id, &f, &drift).await;
-        }));
-    }
-    let progress = {
-        let rec = rec.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                let h = rec.history();
-                let done = h
-                    .ops
-                    .iter()
-                    .filter(|o| matches!(o.process, Process::Client(_)) && o.kind != OpType::Invoke)
-                    .count();
-                println!(
-                    "  {:>3} s: {done} operations completed",
-                    start.elapsed().as_secs()
-                );
+    for g in 0..groups.len() {
+        while cluster.leader(g).await.is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err(format!(
+                    "no leader within 20 s of starting the nodes; see {}/n*.log",
+                    o.out.display()
+                ));
             }
-        })
-    };
-    for l in lanes {
-        let _ = l.await;
-    }
-    for c in clients {
-        let _ = c.await;
-    }
-    progress.abort();
-
-    // Heal, then liveness and convergence.
-    cluster.heal_network();
-    let mut died = Vec::new();
-    for i in 1..=s.nodes {
-        cluster.proc(i, |p| p.resume());
-        if let Some(status) = cluster.proc(i, |p| p.exited()) {
-            died.push(format!(
-                "node {i} exited on its own ({status}); see n{i}.log"
-            ));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        cluster.restart(i, s.drift_ppm[i as usize - 1]);
     }
-    rec.nemesis("heal-all", Value::Null);
-    let p = s.clients;
-    let mut client = KvClient::new(
-        client_peers.clone(),
-        p + 1,
-        ClientOptions {
-            total_timeout: workload::LIVENESS_BOUND,
-            ..workload::client_options()
-        },
-    );
-    let mut live = workload::liveness(p, &mut client, &rec, s.keys, s.nodes).await;
-    let diverged = crate::replicas::compare_and_record(
-        "kv",
-        &mut client,
-        s.nodes,
-        Duration::from_secs(5),
-        &rec,
-    )
-    .await;
+
+    let start = Instant::now();
+    let ran = if shop {
+        run_checkout(o, &s, &cluster, &topology, &rec, start).await
+    } else {
+        run_kv(o, &s, &cluster, &ports, &rec, start).await
+    };
+    let Ran { live, diverged } = ran?;
     let elapsed = start.elapsed();
-    for i in 1..=s.nodes {
+    for i in 1..=procs_n {
         cluster.proc(i, |p| p.stop());
     }
-    live.extend(died);
 
     // The history: client operations, nemesis, and the nodes' events on
-    // the same time line; the Raft checks over the events in time order.
+    // the same time line; the Raft checks over each group's events in
+    // time order.
     let mut ops = rec.take_history().ops;
-    let events = read_events(&o.out, s.nodes, wall0);
-    let mut raft = RaftChecker::default();
-    let mut rafts = 0usize;
+    let nodes_with_events: Vec<u64> = groups.iter().flatten().copied().collect();
+    let events = read_events(&o.out, &nodes_with_events, wall0);
+    let mut rafts: Vec<RaftChecker> = vec![RaftChecker::default(); groups.len()];
     for (time, node, ev) in &events {
-        raft.observe(*node, ev);
-        rafts += 1;
+        let gi = groups.iter().position(|g| g.contains(node)).unwrap_or(0);
+        // The checker sees the node's number in its group.
+        rafts[gi].observe(local(&groups[gi], *node), ev);
         let (f, value) = ev.to_json();
         ops.push(Op {
             index: 0,
@@ -621,33 +715,65 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         .count();
 
     let check_started = Instant::now();
-    let lin = checker::linear::check(
-        &history,
-        checker::model::ModelKind::Kv,
-        &checker::linear::Options {
-            timeout: Some(Duration::from_secs(300)),
-            threads: 0,
-            initial: Value::Null,
-            ..Default::default()
-        },
-    );
     let mut failures: Vec<(&'static str, String)> = Vec::new();
-    for v in &raft.violations {
-        failures.push(("raft", v.clone()));
-    }
-    let mut unknown = None;
-    match lin.verdict {
-        checker::Verdict::Linearizable => {}
-        checker::Verdict::NotLinearizable => failures.push((
-            "linearizability",
-            lin.explanation
-                .clone()
-                .unwrap_or_else(|| "not linearizable".into()),
-        )),
-        checker::Verdict::Unknown => {
-            unknown = Some(lin.unknown_reason.clone().unwrap_or_default());
+    for (gi, r) in rafts.iter().enumerate() {
+        for v in &r.violations {
+            let v = if shop {
+                format!("{} group: {v}", names[gi])
+            } else {
+                v.clone()
+            };
+            failures.push(("raft", v));
         }
     }
+    let mut unknown = None;
+    let title = format!("jepsen {} seed {}", s.workload, s.seed);
+    let verdict;
+    let page = if shop {
+        let inv = shopcheck::invariants::check_checkout(&history);
+        use shopcheck::invariants::Verdict;
+        verdict = format!("{:?}", inv.verdict);
+        match inv.verdict {
+            Verdict::Valid => {}
+            Verdict::Invalid => {
+                for v in inv.violations.iter().take(10) {
+                    failures.push(("invariants", format!("{}: {}", v.kind.name(), v.message)));
+                }
+            }
+            Verdict::BadInput => {
+                unknown = Some(format!(
+                    "history not checkable: {}",
+                    inv.error.clone().unwrap_or_default()
+                ));
+            }
+        }
+        shopcheck::invariants_html(&history, &inv, &title)
+    } else {
+        let lin = checker::linear::check(
+            &history,
+            checker::model::ModelKind::Kv,
+            &checker::linear::Options {
+                timeout: Some(Duration::from_secs(300)),
+                threads: 0,
+                initial: Value::Null,
+                ..Default::default()
+            },
+        );
+        verdict = format!("linearizability {:?}", lin.verdict);
+        match lin.verdict {
+            checker::Verdict::Linearizable => {}
+            checker::Verdict::NotLinearizable => failures.push((
+                "linearizability",
+                lin.explanation
+                    .clone()
+                    .unwrap_or_else(|| "not linearizable".into()),
+            )),
+            checker::Verdict::Unknown => {
+                unknown = Some(lin.unknown_reason.clone().unwrap_or_default());
+            }
+        }
+        checker::report::html(&history, &lin, &title)
+    };
     for d in diverged {
         failures.push(("convergence", d));
     }
@@ -656,10 +782,10 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     }
 
     // What it wrote, and the verdict.
-    let title = format!("jepsen {} seed {}", s.workload, s.seed);
-    let page = checker::report::html(&history, &lin, &title);
     let shown: Vec<(&str, &str)> = failures.iter().map(|(c, m)| (*c, m.as_str())).collect();
-    let page = crate::explain::above(page, &history, &shown);
+    let group_refs: Vec<&[u64]> = groups.iter().map(|g| g.as_slice()).collect();
+    let page =
+        crate::explain::above_groups(page, &history, &shown, if shop { &group_refs } else { &[] });
     io(
         std::fs::write(o.out.join("history.jsonl"), history.to_jsonl()),
         || "cannot write history.jsonl".into(),
@@ -675,18 +801,18 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
             .count()
     };
     println!(
-        "{client_ops} client operations in {:.1} s ({} ok, {} failed, {} unknown); {} faults played; {rafts} node events checked",
+        "{client_ops} client operations in {:.1} s ({} ok, {} failed, {} unknown); {} faults played; {} node events checked",
         elapsed.as_secs_f64(),
         count(OpType::Ok),
         count(OpType::Fail),
         count(OpType::Info),
-        s.faults.len()
+        s.faults.len(),
+        events.len()
     );
     println!(
-        "checked in {:.1} s: linearizability {:?}, raft {}, convergence and liveness {}",
+        "checked in {:.1} s: {verdict}, raft {}, convergence and liveness {}",
         check_started.elapsed().as_secs_f64(),
-        lin.verdict,
-        if raft.violations.is_empty() {
+        if rafts.iter().all(|r| r.violations.is_empty()) {
             "ok"
         } else {
             "FAILED"
@@ -704,10 +830,10 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         println!("FAILED {c}: {m}");
     }
     if let Some(u) = &unknown {
-        println!("UNKNOWN: the checker gave no verdict: {u}");
+        println!("UNKNOWN: no verdict: {u}");
     }
     println!(
-        "wrote {}/{{history.jsonl,report.html,schedule.json,n*.log,n*.events.jsonl}}",
+        "wrote {}/{{history.jsonl,report.html,schedule.json,*.log,n*.events.jsonl}}",
         o.out.display()
     );
     println!(
@@ -728,18 +854,238 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     })
 }
 
-fn wall_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+/// Plays the schedule: one task per lane (processes; network), each
+/// playing its faults one after another (a fault that starts late, after
+/// a slow leader lookup, still never overlaps the next of its lane).
+fn nemesis(
+    s: &Schedule,
+    cluster: &Arc<Cluster>,
+    start: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut lanes = Vec::new();
+    for lane in [&KINDS[..3], &KINDS[3..]] {
+        let faults: Vec<(usize, Fault)> = s
+            .faults
+            .iter()
+            .cloned()
+            .enumerate()
+            .filter(|(_, f)| lane.contains(&f.kind.as_str()))
+            .collect();
+        let (c, drift) = (cluster.clone(), s.drift_ppm.clone());
+        lanes.push(tokio::spawn(async move {
+            for (id, f) in faults {
+                tokio::time::sleep_until(start + Duration::from_millis(f.at_ms)).await;
+                play(&c, id, &f, &drift).await;
+            }
+        }));
+    }
+    lanes
 }
 
-/// Every node's events, as (ns since the recorder started, node, event),
-/// in time order; lines a kill cut short are skipped.
-fn read_events(dir: &Path, nodes: u64, wall0: u64) -> Vec<(u64, u64, NodeEvent)> {
+/// Prints how many operations completed, every 10 s.
+fn progress(rec: &Recorder, start: Instant) -> tokio::task::JoinHandle<()> {
+    let rec = rec.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let h = rec.history();
+            let done = h
+                .ops
+                .iter()
+                .filter(|o| matches!(o.process, Process::Client(_)) && o.kind != OpType::Invoke)
+                .count();
+            println!(
+                "  {:>3} s: {done} operations completed",
+                start.elapsed().as_secs()
+            );
+        }
+    })
+}
+
+/// Heals everything: links, paused processes, dead ones restarted (those
+/// that died on their own are reported).
+fn heal(s: &Schedule, cluster: &Cluster, rec: &Recorder) -> Vec<String> {
+    cluster.heal_network();
+    let mut died = Vec::new();
+    for i in 1..=cluster.count() {
+        cluster.proc(i, |p| p.resume());
+        if let Some(status) = cluster.proc(i, |p| p.exited()) {
+            died.push(format!(
+                "process {i} exited on its own ({status}); see its log"
+            ));
+        }
+        cluster.restart(i, s.drift_ppm[i as usize - 1]);
+    }
+    rec.nemesis("heal-all", Value::Null);
+    died
+}
+
+/// The kv workload: the simulator's clients, then liveness and convergence.
+async fn run_kv(
+    o: &Options,
+    s: &Schedule,
+    cluster: &Arc<Cluster>,
+    ports: &Ports,
+    rec: &Recorder,
+    start: Instant,
+) -> Result<Ran, String> {
+    let client_peers: BTreeMap<u64, String> = (1..=s.nodes).map(|b| (b, ports.client(b))).collect();
+    let stop_at = start + Duration::from_millis(s.duration_ms);
+    let mut clients = Vec::new();
+    for p in 0..s.clients {
+        let client = KvClient::new(client_peers.clone(), p + 1, workload::client_options());
+        let w = Workload {
+            keys: s.keys,
+            max_ops: u64::MAX,
+            pacing: Pacing {
+                think_ms: o.think_ms,
+                busy: Vec::new(),
+            },
+            start,
+            stop_at,
+            seed: s.seed,
+        };
+        clients.push(tokio::spawn(workload::client_loop(
+            p,
+            client,
+            rec.clone(),
+            w,
+        )));
+    }
+    let lanes = nemesis(s, cluster, start);
+    let progress = progress(rec, start);
+    for l in lanes {
+        let _ = l.await;
+    }
+    for c in clients {
+        let _ = c.await;
+    }
+    progress.abort();
+
+    let died = heal(s, cluster, rec);
+    let p = s.clients;
+    let mut client = KvClient::new(
+        client_peers.clone(),
+        p + 1,
+        ClientOptions {
+            total_timeout: workload::LIVENESS_BOUND,
+            ..workload::client_options()
+        },
+    );
+    let mut live = workload::liveness(p, &mut client, rec, s.keys, s.nodes).await;
+    let diverged = crate::replicas::compare_and_record(
+        "kv",
+        &mut client,
+        s.nodes,
+        Duration::from_secs(5),
+        rec,
+    )
+    .await;
+    live.extend(died);
+    Ok(Ran { live, diverged })
+}
+
+/// The checkout workload: the simulator's setup, clients and final read.
+/// `consistency`: one item with stock 100, 1000 users with credit 1, 1000
+/// one-item orders checked out by 32 clients, each pausing so that the
+/// checkouts spread over the run; `mix`: 8 clients doing random operations
+/// of every kind until the run's end.
+async fn run_checkout(
+    o: &Options,
+    s: &Schedule,
+    cluster: &Arc<Cluster>,
+    t: &bookstore::shop::Topology,
+    rec: &Recorder,
+    start: Instant,
+) -> Result<Ran, String> {
+    use crate::shopload;
+    let shop = shopload::Shop::new(t);
+    let w = s
+        .shop_workload
+        .clone()
+        .unwrap_or_else(|| "consistency".into());
+    let setup = tokio::time::timeout(Duration::from_secs(60), async {
+        shopload::setup(&shop, t, &w, s.seed).await;
+        shopload::read_state(t, 1 << 40).await
+    });
+    let init = match setup.await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return Err(format!("setup: could not read the initial state: {e}")),
+        Err(_) => return Err("setup did not finish within 60 s".into()),
+    };
+    rec.named("setup", "init", init.clone());
+    let start = start.max(Instant::now());
+    let stop_at = start + Duration::from_millis(s.duration_ms);
+    let n_orders = init["orders"].as_object().map_or(0, |o| o.len()) as u64;
+    let clients_n: u64 = if w == "consistency" { 32 } else { 8 };
+    let mut clients = Vec::new();
+    for p in 0..clients_n {
+        let (shop, rec, w, init, seed) =
+            (shop.clone(), rec.clone(), w.clone(), init.clone(), s.seed);
+        let (duration_ms, think_ms) = (s.duration_ms, o.think_ms);
+        clients.push(tokio::spawn(async move {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(131).wrapping_add(p));
+            if w == "consistency" {
+                // Client p checks out orders p, p + C, p + 2C, ..., all of
+                // them, spread over the run.
+                let mean = duration_ms * clients_n / n_orders.max(1);
+                let mut o = p;
+                while o < n_orders {
+                    shopload::checkout(&shop, &rec, p, &o.to_string()).await;
+                    o += clients_n;
+                    let pause = rng.random_range(0..=2 * mean);
+                    if Instant::now() + Duration::from_millis(pause) < stop_at {
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                }
+            } else {
+                while Instant::now() < stop_at {
+                    shopload::mix_op(&shop, &rec, p, &init, &mut rng).await;
+                    if think_ms > 0 {
+                        let pause = rng.random_range(0..=2 * think_ms);
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                    }
+                }
+            }
+        }));
+    }
+    let lanes = nemesis(s, cluster, start);
+    let progress = progress(rec, start);
+    for l in lanes {
+        let _ = l.await;
+    }
+    for c in clients {
+        let _ = c.await;
+    }
+    progress.abort();
+
+    let died = heal(s, cluster, rec);
+    let (fin, mut live, diverged) = shopload::after_heal(&shop, t).await;
+    match fin {
+        Ok(v) => rec.named("final", "final", v),
+        Err(e) => live.push(format!("could not read the final state after healing: {e}")),
+    }
+    live.extend(died);
+    Ok(Ran { live, diverged })
+}
+
+/// CLOCK_MONOTONIC in ns: what `bookstore node --events` stamps events
+/// with (shared by every process of the machine, never stepped).
+fn wall_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The events of processes `nodes`, as (ns since the recorder started,
+/// process, event), in time order; lines a kill cut short are skipped.
+fn read_events(dir: &Path, nodes: &[u64], wall0: u64) -> Vec<(u64, u64, NodeEvent)> {
     let mut out = Vec::new();
-    for i in 1..=nodes {
+    for &i in nodes {
         let Ok(text) = std::fs::read_to_string(dir.join(format!("n{i}.events.jsonl"))) else {
             continue;
         };
@@ -783,6 +1129,8 @@ mod tests {
             out: PathBuf::from("/nonexistent"),
             bookstore: PathBuf::from("/nonexistent"),
             snapshot_every: 100,
+            mode: None,
+            shop_workload: None,
         }
     }
 
@@ -801,6 +1149,25 @@ mod tests {
             assert!(s.drift_ppm.iter().all(|d| d.abs() <= 20_000));
         }
         assert_eq!(seen.len(), KINDS.len(), "{seen:?}");
+        // The shop: 15 processes, network faults inside one store group.
+        let mut shop = opts(4, &KINDS);
+        shop.workload = "checkout".into();
+        for seed in 0..20 {
+            shop.seed = seed;
+            let s = draw(&shop);
+            assert_eq!((s.procs(), s.drift_ppm.len()), (SHOP_PROCS, 15));
+            assert!(["saga", "2pc"].contains(&s.mode.as_deref().unwrap()));
+            let groups = s.groups();
+            for f in &s.faults {
+                assert!(f.nodes.iter().all(|&n| (1..=15).contains(&n)), "{f:?}");
+                if f.kind == "partition" || f.kind == "one-way" {
+                    let g = &groups[f.value as usize];
+                    assert!(f.nodes.iter().all(|n| g.contains(n)), "{f:?} outside {g:?}");
+                }
+            }
+        }
+        shop.mode = Some("2pc".into());
+        assert_eq!(draw(&shop).mode.as_deref(), Some("2pc"));
         let only = draw(&opts(4, &["kill"]));
         assert!(only.faults.iter().all(|f| f.kind == "kill"));
         assert!(only.drift_ppm.iter().all(|d| *d == 0));

@@ -33,13 +33,25 @@ impl Proc {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(&self.bin)
-            .args(&self.args)
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(&self.args)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+            .stderr(log);
+        // If the runner dies (Ctrl-C, a CI timeout), so do its processes,
+        // stopped ones included: none is left holding a port.
+        // SAFETY: prctl is async-signal-safe; nothing else runs here.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
         self.child = Some(child);
         self.paused = false;
         Ok(())
@@ -62,24 +74,25 @@ impl Proc {
         self.paused = false;
     }
 
-    pub fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            let _ = Command::new("kill")
-                .args(["-s", sig, &c.id().to_string()])
-                .status();
+    /// Sends `sig` (e.g. `libc::SIGSTOP`); false if it could not.
+    pub fn signal(&self, sig: i32) -> bool {
+        match &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            Some(c) => unsafe { libc::kill(c.id() as i32, sig) == 0 },
+            None => false,
         }
     }
 
     pub fn pause(&mut self) {
         if self.child.is_some() {
-            self.signal("STOP");
+            self.signal(libc::SIGSTOP);
             self.paused = true;
         }
     }
 
     pub fn resume(&mut self) {
         if self.paused {
-            self.signal("CONT");
+            self.signal(libc::SIGCONT);
             self.paused = false;
         }
     }
@@ -102,9 +115,8 @@ impl Proc {
         let Some(mut c) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .args(["-s", "TERM", &c.id().to_string()])
-            .status();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         for _ in 0..30 {
             if let Ok(Some(_)) = c.try_wait() {
                 return;

@@ -193,6 +193,21 @@ enum Cmd {
         /// Turn on a planted bug (see system/src/bugs.rs).
         #[arg(long)]
         bug: Option<String>,
+        /// Every address from this JSON file (a `Topology`: store replicas
+        /// and service replicas, e.g. through fault-injecting proxies)
+        /// instead of `--base-port`'s.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Listen here instead of at this replica's address in the
+        /// topology (which may be a proxy in front of it).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// The service's clock: drift in ppm; SIGUSR1/SIGUSR2 jump it by
+        /// `--clock-jump-ms` forward/back.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        clock_drift_ppm: i64,
+        #[arg(long, default_value_t = 2000)]
+        clock_jump_ms: u64,
     },
     /// Start the HTTP gateway of the shop.
     Gateway {
@@ -420,12 +435,27 @@ async fn start_node_with(
     if let Some(b) = &opts.bug {
         cfg.bugs = bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?;
     }
+    let clock = harness_clock(opts.clock_drift_ppm, opts.clock_jump_ms)?;
+    let events = match &opts.events {
+        None => None,
+        Some(path) => Some(event_log(path, id)?),
+    };
+    Ok(tokio::spawn(async move {
+        serve(cfg, Arc::new(fs), clock, events, terminated())
+            .await
+            .with_context(|| format!("node {id}"))
+    }))
+}
+
+/// A process's clock as a test harness sets it: running `drift_ppm` fast,
+/// and SIGUSR1 (SIGUSR2) jumps it `jump_ms` forward (back).
+fn harness_clock(drift_ppm: i64, jump_ms: u64) -> anyhow::Result<Clock> {
     let clock = Clock::new();
-    clock.set_drift_ppm(opts.clock_drift_ppm);
+    clock.set_drift_ppm(drift_ppm);
     #[cfg(all(unix, not(madsim)))]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let jump = opts.clock_jump_ms as i64 * 1_000_000;
+        let jump = jump_ms as i64 * 1_000_000;
         for (kind, delta) in [
             (SignalKind::user_defined1(), jump),
             (SignalKind::user_defined2(), -jump),
@@ -439,39 +469,57 @@ async fn start_node_with(
             });
         }
     }
-    let events = match &opts.events {
-        None => None,
-        Some(path) => Some(event_log(path, id)?),
-    };
-    Ok(tokio::spawn(async move {
-        serve(cfg, Arc::new(fs), clock, events, terminated())
-            .await
-            .with_context(|| format!("node {id}"))
-    }))
+    #[cfg(madsim)]
+    let _ = jump_ms;
+    Ok(clock)
 }
 
 /// Appends each event to `path` as one JSON line, written at once (a
-/// SIGKILL loses at most the line being written; readers skip a cut line).
+/// SIGKILL loses at most the line being written; readers skip a cut line,
+/// and a restarted node starts on a new line). Stamped with
+/// CLOCK_MONOTONIC, which every process of the machine shares and which no
+/// clock step moves: events of several processes are merged by it.
 fn event_log(path: &std::path::Path, id: NodeId) -> anyhow::Result<bookstore::node::EventSink> {
-    use std::io::Write;
-    let file = std::fs::OpenOptions::new()
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .open(path)
         .with_context(|| format!("cannot open event log {}", path.display()))?;
+    // A line cut by a kill: end it, so this run's first event stands alone.
+    if file.seek(SeekFrom::End(0))? > 0 {
+        file.seek(SeekFrom::End(-1))?;
+        let mut last = [0u8; 1];
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
     let file = std::sync::Mutex::new(file);
     Ok(Arc::new(move |_node, ev: bookstore::node::NodeEvent| {
         let (f, value) = ev.to_json();
-        // Wall-clock time: events of several processes are merged by it.
-        let time_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let line = serde_json::json!({"time_ns": time_ns, "node": id, "f": f, "value": value});
+        let line = serde_json::json!({"time_ns": monotonic_ns(), "node": id, "f": f, "value": value});
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
         let _ = file.lock().unwrap().write_all(&bytes);
     }))
+}
+
+/// CLOCK_MONOTONIC in ns (the `jepsen` runner reads the same clock).
+fn monotonic_ns() -> u64 {
+    #[cfg(not(madsim))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+    #[cfg(madsim)]
+    0
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -545,8 +593,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ports,
             mode,
             bug,
+            topology,
+            listen,
+            clock_drift_ppm,
+            clock_jump_ms,
         } => {
-            let topology = ports.topology();
+            let topology = match &topology {
+                None => ports.topology(),
+                Some(f) => {
+                    let text = std::fs::read_to_string(f)
+                        .with_context(|| format!("cannot read --topology {}", f.display()))?;
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("--topology {}: not a shop topology (JSON with stock_kv, payment_kv, order_kv, stock, payment, orders)", f.display())
+                    })?
+                }
+            };
             let addrs = topology.service(group);
             let Some(addr) = (replica as usize).checked_sub(1).and_then(|i| addrs.get(i)) else {
                 bail!(
@@ -555,11 +616,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     addrs.len()
                 );
             };
-            let addr: std::net::SocketAddr = addr.parse()?;
+            let addr: std::net::SocketAddr = match listen {
+                Some(a) => a,
+                None => addr.parse()?,
+            };
             let mut cfg = ServiceConfig::new(topology.clone(), mode);
             if let Some(b) = &bug {
                 cfg.bugs = bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?;
             }
+            cfg.clock = harness_clock(clock_drift_ppm, clock_jump_ms)?;
             println!(
                 "{} service replica {replica} listening on {addr} (checkout mode {}, bugs {})",
                 group.name(),

@@ -42,8 +42,9 @@ use std::sync::{Arc, Mutex};
 
 pub use checkout::Mode;
 
-/// Addresses of every store replica and service replica of the shop.
-#[derive(Clone, Debug)]
+/// Addresses of every store replica and service replica of the shop (as
+/// JSON: `bookstore service --topology FILE`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Topology {
     pub stock_kv: BTreeMap<NodeId, String>,
     pub payment_kv: BTreeMap<NodeId, String>,
