@@ -1765,7 +1765,12 @@ pub fn above(page: String, h: &History, failures: &[(&str, &str)]) -> String {
 
 /// [`above`] for a run of several Raft groups (`groups`: each group's
 /// nodes, as the history names them).
-pub fn above_groups(page: String, h: &History, failures: &[(&str, &str)], groups: &[&[u64]]) -> String {
+pub fn above_groups(
+    page: String,
+    h: &History,
+    failures: &[(&str, &str)],
+    groups: &[&[u64]],
+) -> String {
     insert_at_body(page, sections_in(h, failures, groups))
 }
 
@@ -1811,42 +1816,7 @@ mod tests {
 
         fn ev(&mut self, node: u64, ev: NodeEvent) {
             self.t += 1_000_000;
-            let (f, v) = match &ev {
-                NodeEvent::Recovered { term, .. } => (
-                    "recovered",
-                    serde_json::json!({"term": term, "vote": null, "last_index": 0, "snapshot_index": 0, "cut_bytes": 0}),
-                ),
-                NodeEvent::Role { term, role, leader } => (
-                    "role",
-                    serde_json::json!({"term": term, "role": format!("{role:?}"), "leader": leader}),
-                ),
-                NodeEvent::Elected {
-                    term,
-                    snapshot_index,
-                    last_index,
-                    runs,
-                } => (
-                    "elected",
-                    serde_json::json!({"term": term, "snapshot_index": snapshot_index, "last_index": last_index, "runs": runs}),
-                ),
-                NodeEvent::Commit { index, term } => {
-                    ("commit", serde_json::json!({"index": index, "term": term}))
-                }
-                NodeEvent::Applied {
-                    index,
-                    term,
-                    digest,
-                } => (
-                    "applied",
-                    serde_json::json!({"index": index, "term": term, "digest": format!("{digest:016x}")}),
-                ),
-                NodeEvent::ReadArrived { id } => ("read-arrived", serde_json::json!({"id": id})),
-                NodeEvent::ReadServed { id, applied } => (
-                    "read-served",
-                    serde_json::json!({"id": id, "applied": applied}),
-                ),
-                _ => unreachable!(),
-            };
+            let (f, v) = ev.to_json();
             self.checker.observe(node, &ev);
             self.lines.push(
                 serde_json::json!({"process": format!("n{node}"), "type": "info", "f": f, "value": v, "time": self.t})

@@ -409,7 +409,10 @@ fn count(checker: &RaftChecker, ev: &NodeEvent) {
                 "raft: a node restarted from its snapshot",
             );
             sometimes(*cut_bytes > 0, "raft: a torn WAL tail cut on recovery");
-            sometimes(*damaged, "raft: a node recovered from damaged synced records");
+            sometimes(
+                *damaged,
+                "raft: a node recovered from damaged synced records",
+            );
             sometimes(
                 floor.is_some(),
                 "raft: a node lost acknowledged entries to damage (votes with a floor)",

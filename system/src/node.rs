@@ -981,11 +981,19 @@ mod tests {
             let (name, v) = ev.to_json();
             let line = serde_json::to_string(&v).unwrap();
             let back: serde_json::Value = serde_json::from_str(&line).unwrap();
-            assert_eq!(NodeEvent::from_json(name, &back), Some(ev.clone()), "{name}");
+            assert_eq!(
+                NodeEvent::from_json(name, &back),
+                Some(ev.clone()),
+                "{name}"
+            );
             let mut cut = back.clone();
             let first = cut.as_object().unwrap().keys().next().unwrap().clone();
             cut.as_object_mut().unwrap().remove(&first);
-            assert_eq!(NodeEvent::from_json(name, &cut), None, "{name} without {first}");
+            assert_eq!(
+                NodeEvent::from_json(name, &cut),
+                None,
+                "{name} without {first}"
+            );
         }
         assert_eq!(NodeEvent::from_json("gossip", &serde_json::json!({})), None);
     }

@@ -109,7 +109,8 @@ impl Replay {
     /// checksum but does not decode is no disk fault: the node refuses to
     /// start with that error.
     fn apply(&mut self, raw: &[u8], order_check: bool) -> io::Result<Result<(), String>> {
-        let mut rec = pb::WalRecord::decode(raw).map_err(|e| invalid(format!("wal record: {e}")))?;
+        let mut rec =
+            pb::WalRecord::decode(raw).map_err(|e| invalid(format!("wal record: {e}")))?;
         if order_check && rec.seq != 0 && self.seq != 0 && rec.seq != self.seq + 1 {
             return Ok(Err(format!(
                 "record {} where record {} belongs: out of place",
@@ -267,10 +268,7 @@ impl RaftStore {
                 vote: None,
                 commit: r.hs.commit.min(end.1),
             };
-            floor = r
-                .stamp
-                .map(|(_, t, i)| (t, i))
-                .filter(|&f| f > end);
+            floor = r.stamp.map(|(_, t, i)| (t, i)).filter(|&f| f > end);
             hostio::coverage::hit("raft store: recovered from damaged synced records");
             hostio::coverage::sometimes(
                 floor.is_some(),
@@ -376,7 +374,10 @@ impl RaftStore {
             &snapshot_to_pb(snap.clone()).encode_to_vec(),
         )?;
         self.term = self.term.max(hs.term);
-        self.set_end(rest.last().map_or((snap.term, snap.index), |e| (e.term, e.index)));
+        self.set_end(
+            rest.last()
+                .map_or((snap.term, snap.index), |e| (e.term, e.index)),
+        );
         let mut records = vec![self.record(Record::HardState(hard_state_to_pb(hs)))];
         if !rest.is_empty() {
             let batch = pb::EntryBatch {
@@ -475,7 +476,11 @@ mod tests {
             }
             // Each new term's first batch replaces the last two entries (a
             // new leader), and a commit index covering them follows it.
-            let from = if step % 3 == 0 { log.len() as u64 - 1 } else { log.len() as u64 + 1 };
+            let from = if step % 3 == 0 {
+                log.len() as u64 - 1
+            } else {
+                log.len() as u64 + 1
+            };
             let batch: Vec<Entry> = (from..from + 2).map(|i| e(i, term)).collect();
             log.retain(|x| x.index < from);
             log.extend(batch.iter().cloned());
@@ -510,7 +515,11 @@ mod tests {
                 for x in &p.entries {
                     assert!(x.term <= hs.term && x.data == vec![x.index as u8]);
                     if x.index <= p.hard_state.commit {
-                        assert_eq!(Some(x), log.get(x.index as usize - 1), "{damage:?} seed {seed}");
+                        assert_eq!(
+                            Some(x),
+                            log.get(x.index as usize - 1),
+                            "{damage:?} seed {seed}"
+                        );
                     }
                 }
                 let kept = p.entries.last().map_or((0, 0), |x| (x.term, x.index));
@@ -534,7 +543,12 @@ mod tests {
                     let (_, p2, _) = RaftStore::open(Arc::new(disk.clone())).unwrap();
                     assert_eq!(p2.floor, Some(floor));
                     // A leader repairs the log from where it differs.
-                    let same = p.entries.iter().zip(&log).take_while(|(a, b)| a == b).count();
+                    let same = p
+                        .entries
+                        .iter()
+                        .zip(&log)
+                        .take_while(|(a, b)| a == b)
+                        .count();
                     s2.append_entries(&log[same..]).unwrap();
                     s2.append_hard_state(&p.hard_state).unwrap();
                     s2.sync().unwrap();

@@ -502,12 +502,18 @@ async fn other_writes(http: &HttpClient) -> String {
     }
     let mut orders = Vec::new();
     for (u, _) in &users {
-        let a = send(http.post(&format!("/orders/create/{u}")).await, "order create");
+        let a = send(
+            http.post(&format!("/orders/create/{u}")).await,
+            "order create",
+        );
         orders.push((a.str("order_id"), 0usize));
     }
     for round in 0..10 {
         for (u, credit) in users.iter_mut() {
-            let a = send(http.post(&format!("/payment/add_funds/{u}/3")).await, "add_funds");
+            let a = send(
+                http.post(&format!("/payment/add_funds/{u}/3")).await,
+                "add_funds",
+            );
             if a.ok() {
                 *credit += 3;
             }
@@ -521,14 +527,20 @@ async fn other_writes(http: &HttpClient) -> String {
             if a.ok() {
                 *stock += 5;
             }
-            let a = send(http.post(&format!("/stock/subtract/{i}/4")).await, "stock subtract");
+            let a = send(
+                http.post(&format!("/stock/subtract/{i}/4")).await,
+                "stock subtract",
+            );
             if a.ok() {
                 *stock -= 4;
             }
         }
         for (o, lines) in orders.iter_mut() {
             let item = &items[round % items.len()].0;
-            let a = send(http.post(&format!("/orders/addItem/{o}/{item}/1")).await, "addItem");
+            let a = send(
+                http.post(&format!("/orders/addItem/{o}/{item}/1")).await,
+                "addItem",
+            );
             if a.ok() {
                 *lines += 1;
             }

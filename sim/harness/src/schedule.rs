@@ -463,7 +463,10 @@ fn damage_some(seed: u64, config: &mut FaultConfig, faults: &mut [FaultEvent]) {
             _ => None,
         })
         .collect();
-    let Some(&bad) = crashed.iter().nth(rng.random_range(0..crashed.len().max(1))) else {
+    let Some(&bad) = crashed
+        .iter()
+        .nth(rng.random_range(0..crashed.len().max(1)))
+    else {
         return;
     };
     for f in faults {

@@ -10,8 +10,8 @@
 //! faults heal correctly.
 
 use crate::schedule::Fault;
-use hostio::net::Mangling;
 use hostio::disk::Damage;
+use hostio::net::Mangling;
 use hostio::{Clock, CrashFaults, IoFault, Net, SimDir};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};

@@ -321,7 +321,9 @@ impl SimFile {
         let i = rng.random_range(first..eligible.len() - 1);
         let (off, len) = eligible[i];
         match damage {
-            Damage::Rot => self.durable[off + rng.random_range(0..len)] ^= 1 << rng.random_range(0..8),
+            Damage::Rot => {
+                self.durable[off + rng.random_range(0..len)] ^= 1 << rng.random_range(0..8)
+            }
             Damage::LostWrite => self.durable[off..off + len].fill(0),
             Damage::MisdirectedWrite => {
                 let bytes = self.durable[off..off + len].to_vec();
@@ -411,7 +413,11 @@ impl SimDir {
             // One file, among those with a write to damage, sorted by name.
             let mut rng = ChaCha8Rng::seed_from_u64(faults.seed ^ 0xda4a_9e);
             let names: Vec<String> = st.files.keys().cloned().collect();
-            let start = if names.is_empty() { 0 } else { rng.random_range(0..names.len()) };
+            let start = if names.is_empty() {
+                0
+            } else {
+                rng.random_range(0..names.len())
+            };
             for k in 0..names.len() {
                 let name = &names[(start + k) % names.len()];
                 let f = st.files.get_mut(name).expect("listed");

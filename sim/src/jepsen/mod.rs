@@ -882,6 +882,27 @@ fn nemesis(
     lanes
 }
 
+/// Plays the schedule while the clients run, waits for both, then heals
+/// everything; returns the processes that died on their own.
+async fn play_then_heal(
+    s: &Schedule,
+    cluster: &Arc<Cluster>,
+    rec: &Recorder,
+    start: Instant,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+) -> Vec<String> {
+    let lanes = nemesis(s, cluster, start);
+    let progress = progress(rec, start);
+    for l in lanes {
+        let _ = l.await;
+    }
+    for c in clients {
+        let _ = c.await;
+    }
+    progress.abort();
+    heal(s, cluster, rec)
+}
+
 /// Prints how many operations completed, every 10 s.
 fn progress(rec: &Recorder, start: Instant) -> tokio::task::JoinHandle<()> {
     let rec = rec.clone();
@@ -952,17 +973,7 @@ async fn run_kv(
             w,
         )));
     }
-    let lanes = nemesis(s, cluster, start);
-    let progress = progress(rec, start);
-    for l in lanes {
-        let _ = l.await;
-    }
-    for c in clients {
-        let _ = c.await;
-    }
-    progress.abort();
-
-    let died = heal(s, cluster, rec);
+    let died = play_then_heal(s, cluster, rec, start, clients).await;
     let p = s.clients;
     let mut client = KvClient::new(
         client_peers.clone(),
@@ -1049,17 +1060,7 @@ async fn run_checkout(
             }
         }));
     }
-    let lanes = nemesis(s, cluster, start);
-    let progress = progress(rec, start);
-    for l in lanes {
-        let _ = l.await;
-    }
-    for c in clients {
-        let _ = c.await;
-    }
-    progress.abort();
-
-    let died = heal(s, cluster, rec);
+    let died = play_then_heal(s, cluster, rec, start, clients).await;
     let (fin, mut live, diverged) = shopload::after_heal(&shop, t).await;
     match fin {
         Ok(v) => rec.named("final", "final", v),

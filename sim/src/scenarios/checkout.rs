@@ -337,4 +337,3 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     }
     failures
 }
-

@@ -198,12 +198,10 @@ impl Scenario for Tartu {
                     min_share: 0.15,
                     ..f
                 },
-                "raft: a node lost acknowledged entries to damage (votes with a floor)" => {
-                    Floor {
-                        min_share: 0.08,
-                        ..f
-                    }
-                }
+                "raft: a node lost acknowledged entries to damage (votes with a floor)" => Floor {
+                    min_share: 0.08,
+                    ..f
+                },
                 _ => f,
             })
             .collect();

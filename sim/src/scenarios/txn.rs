@@ -13,8 +13,8 @@
 //! Keys live in generations: every [`GENERATION_MS`] the clients move to
 //! fresh keys, so lists stay short and a read stays cheap to check.
 
-use crate::workload::{client_options, failed};
 use crate::raft::{self, Raft, RaftFaults};
+use crate::workload::{client_options, failed};
 use bookstore::client::{ClientOptions, KvClient};
 use bookstore::kv::cmd;
 use checker::history::History;

@@ -408,7 +408,10 @@ fn damaged_voter(bug: bool) -> (bool, bool, Option<(u64, u64)>) {
 #[test]
 fn s5_4_1_a_node_that_lost_acknowledged_entries_votes_with_its_floor() {
     let (stale_elected, campaigned, floor) = damaged_voter(false);
-    assert!(!stale_elected, "node 3 lacks entry 2 that node 2 acknowledged");
+    assert!(
+        !stale_elected,
+        "node 3 lacks entry 2 that node 2 acknowledged"
+    );
     assert!(!campaigned, "a node below its floor must not campaign");
     assert_eq!(floor, None, "the floor goes once a leader repaired the log");
 }
@@ -416,7 +419,10 @@ fn s5_4_1_a_node_that_lost_acknowledged_entries_votes_with_its_floor() {
 #[test]
 fn planted_ignore_log_floor_elects_a_leader_without_an_acknowledged_entry() {
     let (stale_elected, campaigned, _) = damaged_voter(true);
-    assert!(stale_elected && campaigned, "the planted bug must be observable");
+    assert!(
+        stale_elected && campaigned,
+        "the planted bug must be observable"
+    );
 }
 
 #[test]

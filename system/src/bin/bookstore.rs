@@ -499,7 +499,8 @@ fn event_log(path: &std::path::Path, id: NodeId) -> anyhow::Result<bookstore::no
     let file = std::sync::Mutex::new(file);
     Ok(Arc::new(move |_node, ev: bookstore::node::NodeEvent| {
         let (f, value) = ev.to_json();
-        let line = serde_json::json!({"time_ns": monotonic_ns(), "node": id, "f": f, "value": value});
+        let line =
+            serde_json::json!({"time_ns": monotonic_ns(), "node": id, "f": f, "value": value});
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
         let _ = file.lock().unwrap().write_all(&bytes);
@@ -575,7 +576,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             for (p, addr) in &opts.peers {
                 if !peers.contains_key(p) {
-                    bail!("--peer {p}={addr}: node {p} is not a node of the {}-node {what}", peers.len());
+                    bail!(
+                        "--peer {p}={addr}: node {p} is not a node of the {}-node {what}",
+                        peers.len()
+                    );
                 }
                 peers.insert(*p, addr.clone());
             }
@@ -970,7 +974,12 @@ fn print_table(title: &str, rows: &[(&str, usize, Row)]) {
 /// Starts a fresh 3-node cluster (data in a temporary directory) and
 /// measures puts then gets with each number of concurrent clients; with
 /// `etcd`, the same against a 3-member etcd cluster, alternately.
-async fn bench(clients: Vec<usize>, seconds: f64, base_port: u16, etcd: bool) -> anyhow::Result<()> {
+async fn bench(
+    clients: Vec<usize>,
+    seconds: f64,
+    base_port: u16,
+    etcd: bool,
+) -> anyhow::Result<()> {
     let cluster = ClusterArgs {
         nodes: 3,
         base_port: Some(base_port),
@@ -1139,7 +1148,10 @@ mod real {
                     self.0.range(req).await.map(|_| ())
                 }
             };
-            matches!(tokio::time::timeout(Duration::from_secs(5), call).await, Ok(Ok(())))
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), call).await,
+                Ok(Ok(()))
+            )
         }
     }
 
@@ -1201,7 +1213,9 @@ mod real {
         /// Client `i` talks to member `i % 3`, as bookstore's clients spread.
         pub async fn client(&self, i: usize) -> anyhow::Result<super::BenchClient> {
             let url = self.endpoints[i % self.endpoints.len()].clone();
-            let ch = tonic::transport::Endpoint::from_shared(url)?.connect().await?;
+            let ch = tonic::transport::Endpoint::from_shared(url)?
+                .connect()
+                .await?;
             Ok(super::BenchClient::Etcd(EtcdClient(EtcdKv::new(ch))))
         }
     }

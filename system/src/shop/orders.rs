@@ -568,7 +568,10 @@ impl Orders for OrderService {
             let vals = self.read(&[&okey, &tkey, &rkey]).await?;
             if let Some(done) = vals[2].as_ref().filter(|_| !r.request_id.is_empty()) {
                 // Sent again: done already, the same answer.
-                return Ok(Response::new(order_reply(&r.order_id, &from_json(&rkey, done)?)));
+                return Ok(Response::new(order_reply(
+                    &r.order_id,
+                    &from_json(&rkey, done)?,
+                )));
             }
             let Some(old) = &vals[0] else {
                 return Err(Status::not_found(format!("order {} not found", r.order_id)));

@@ -251,7 +251,12 @@ impl Payment for PaymentService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(&self.clock, self.budget, self.change(&r.user_id, r.amount, &r.request_id)).await?,
+            within(
+                &self.clock,
+                self.budget,
+                self.change(&r.user_id, r.amount, &r.request_id),
+            )
+            .await?,
         ))
     }
 
@@ -259,7 +264,12 @@ impl Payment for PaymentService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(&self.clock, self.budget, self.change(&r.user_id, -r.amount, &r.request_id)).await?,
+            within(
+                &self.clock,
+                self.budget,
+                self.change(&r.user_id, -r.amount, &r.request_id),
+            )
+            .await?,
         ))
     }
 

@@ -321,7 +321,11 @@ impl Stock for StockService {
             } else {
                 keys::id_of_request(&r.request_id)
             };
-            let res = self.store.client().cas(&item_key(&id), None, Some(&rec)).await;
+            let res = self
+                .store
+                .client()
+                .cas(&item_key(&id), None, Some(&rec))
+                .await;
             if res.map_err(kv_error)?.succeeded || !r.request_id.is_empty() {
                 return Ok(Response::new(pb::ItemId { item_id: id }));
             }
@@ -363,7 +367,12 @@ impl Stock for StockService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(&self.clock, self.budget, self.change(&r.item_id, r.amount, &r.request_id)).await?,
+            within(
+                &self.clock,
+                self.budget,
+                self.change(&r.item_id, r.amount, &r.request_id),
+            )
+            .await?,
         ))
     }
 
@@ -371,7 +380,12 @@ impl Stock for StockService {
         let r = req.into_inner();
         check_amount("amount", r.amount)?;
         Ok(Response::new(
-            within(&self.clock, self.budget, self.change(&r.item_id, -r.amount, &r.request_id)).await?,
+            within(
+                &self.clock,
+                self.budget,
+                self.change(&r.item_id, -r.amount, &r.request_id),
+            )
+            .await?,
         ))
     }
 

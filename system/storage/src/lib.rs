@@ -235,7 +235,10 @@ impl Wal {
         };
         let (records, valid, mut reason) = decode_records_with(&bytes, opts.verify);
         let cut = bytes.len() - valid;
-        let zeros = bytes[valid..].iter().take(WAL_FRAME_HEADER).all(|&b| b == 0);
+        let zeros = bytes[valid..]
+            .iter()
+            .take(WAL_FRAME_HEADER)
+            .all(|&b| b == 0);
         let after_damage = if cut == 0 || (opts.zero_frame_ends_log && zeros) {
             Vec::new()
         } else {
