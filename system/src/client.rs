@@ -116,6 +116,18 @@ impl KvClient {
         }
     }
 
+    /// A new client (its own id, sessions and sequence numbers) that shares
+    /// this one's connections (one HTTP/2 connection per node, many calls
+    /// multiplexed on it, as tonic's `Channel` does when cloned) and its
+    /// idea of the leader.
+    pub fn sibling(&self, client_id: u64) -> KvClient {
+        let mut c = KvClient::new(self.nodes.clone(), client_id, self.opts.clone());
+        c.conns = self.conns.clone();
+        c.leader = self.leader;
+        c.clock = self.clock.clone();
+        c
+    }
+
     /// Times this client's deadlines, attempt timeouts and backoff pauses on
     /// `clock` (the host's) instead of the runtime's clock.
     pub fn with_clock(mut self, clock: Clock) -> KvClient {

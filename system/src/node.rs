@@ -528,13 +528,27 @@ impl Node {
         }
     }
 
+    fn send(&self, messages: Vec<Message>) {
+        for m in messages {
+            if let Some(p) = self.peers.get(&m.to) {
+                let _ = p.try_send(m); // a full queue drops, like a lossy network
+            }
+        }
+    }
+
     fn process_ready(&mut self) -> anyhow::Result<()> {
         if !self.raft.has_ready() {
             return Ok(());
         }
-        let rd = self.raft.ready();
+        let mut rd = self.raft.ready();
         // 1. Persist. Term and vote must be durable before any message that
         //    depends on them leaves; entries before they are acknowledged.
+        //    The one exception: a leader's Appends leave before its own
+        //    fsync (Raft thesis 10.2.1), so that its disk write and the
+        //    followers' overlap. That is safe because the leader counts
+        //    itself in the commit quorum only up to its stable index (set
+        //    by `advance`, after the fsync), and this loop handles no
+        //    acknowledgement before the fsync below has returned.
         let mut sync = false;
         if let Some(snap) = &rd.snapshot {
             let hs = rd
@@ -554,13 +568,22 @@ impl Node {
             self.store.append_entries(&rd.entries)?;
             sync |= !self.bugs.unsynced_log;
         }
+        let mut vote_changed = false;
         if let Some(hs) = &rd.hard_state {
             self.store.append_hard_state(hs)?;
-            let vote_changed = (hs.term, hs.vote) != (self.synced_hs.term, self.synced_hs.vote);
+            vote_changed = (hs.term, hs.vote) != (self.synced_hs.term, self.synced_hs.vote);
             sync |= vote_changed && !self.bugs.unsynced_vote;
         }
+        if sync && !vote_changed && rd.snapshot.is_none() && self.raft.status().role == Role::Leader
+        {
+            let (appends, rest): (Vec<Message>, Vec<Message>) = std::mem::take(&mut rd.messages)
+                .into_iter()
+                .partition(|m| matches!(m.kind, raft::MsgKind::Append { .. }));
+            rd.messages = rest;
+            self.send(appends);
+        }
         if sync {
-            match self.store.sync() {
+            match blocking(|| self.store.sync()) {
                 // Planted bug: carry on as if the entries were durable.
                 Err(_) if self.bugs.ignore_sync_error => {}
                 r => r?,
@@ -583,11 +606,7 @@ impl Node {
                 vote: hs.1,
             });
         }
-        for m in rd.messages {
-            if let Some(p) = self.peers.get(&m.to) {
-                let _ = p.try_send(m); // a full queue drops, like a lossy network
-            }
-        }
+        self.send(rd.messages);
         // 3. Apply.
         let status = self.raft.status();
         if status.commit != self.last_commit {
@@ -920,6 +939,22 @@ impl pb::kv_server::Kv for KvService {
             self.ask(|reply| Input::Status(with_state, reply)).await?,
         ))
     }
+}
+
+/// Runs a blocking disk call (an fsync). On a multi-threaded tokio runtime
+/// the worker hands its other tasks to another thread meanwhile, so that
+/// three nodes in one process (`bookstore cluster`, `bookstore bench`) do
+/// not stall each other's networking while one waits for its disk. In the
+/// simulation (and on a current-thread runtime) it just calls `f`.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(not(madsim))]
+    {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+            return tokio::task::block_in_place(f);
+        }
+    }
+    f()
 }
 
 #[cfg(test)]

@@ -19,7 +19,11 @@
 //!
 //! Contract with the driver: everything in a [`Ready`] must be made durable
 //! (hard state, entries, snapshot) *before* its messages are sent; then the
-//! driver calls [`Raft::advance`]. Planted bugs ([`Bugs`]) re-introduce
+//! driver calls [`Raft::advance`]. One exception is allowed: a leader's
+//! `Append` messages may leave before its own entries are durable, when the
+//! Ready changes neither term nor vote (Raft thesis 10.2.1), provided the
+//! driver handles no input before calling `advance`: the leader counts
+//! itself in the commit quorum only up to its stable index. Planted bugs ([`Bugs`]) re-introduce
 //! classic mistakes so that the simulation harness can prove it finds them.
 
 mod log;
