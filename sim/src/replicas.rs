@@ -254,6 +254,22 @@ fn first_difference(
     }
 }
 
+/// [`compare_replicas`] for each named group (its replicas' addresses), each
+/// through its own client (id `1 << 43`), within 5 s per group.
+pub async fn compare_groups(
+    groups: &[(&str, &BTreeMap<bookstore::NodeId, String>)],
+    options: bookstore::client::ClientOptions,
+) -> Vec<String> {
+    let mut diverged = Vec::new();
+    for (name, peers) in groups {
+        let mut c = KvClient::new((*peers).clone(), 1 << 43, options.clone());
+        diverged.extend(
+            compare_replicas(name, &mut c, peers.len() as u64, Duration::from_secs(5)).await,
+        );
+    }
+    diverged
+}
+
 /// [`divergence`] once every replica of the group has applied the same
 /// index (or `bound` has passed: then only replicas at a common index are
 /// compared). Prefixed with the group's name.

@@ -58,6 +58,19 @@ macro_rules! call {
     }};
 }
 
+/// A write recorded with `value` as both its invocation and its answer;
+/// not idempotent (a call of unknown outcome is not sent again).
+macro_rules! write_op {
+    ($rec:expr, $p:expr, $f:expr, $value:expr, $r:expr, $client:ident, $method:ident, $req:expr) => {{
+        let v = $value;
+        $rec.op($p, $f, None, v.clone(), async {
+            let r = call!($r, $client, $method, $req, false);
+            completion(v.clone(), &r, |_| v.clone())
+        })
+        .await;
+    }};
+}
+
 impl Shop {
     /// Clients of the topology's service replicas. A checkout may take up
     /// to the service's deadline (10 s) to answer.
@@ -111,23 +124,15 @@ pub async fn after_heal(
     }
     let fin = read_state(t, 1 << 41).await;
     // Each store group's replicas must agree at one applied index.
-    let mut diverged = Vec::new();
-    for (name, peers) in [
-        ("stock", &t.stock_kv),
-        ("payment", &t.payment_kv),
-        ("orders", &t.order_kv),
-    ] {
-        let mut c = KvClient::new(peers.clone(), 1 << 43, kv_options());
-        diverged.extend(
-            crate::replicas::compare_replicas(
-                name,
-                &mut c,
-                peers.len() as u64,
-                Duration::from_secs(5),
-            )
-            .await,
-        );
-    }
+    let diverged = crate::replicas::compare_groups(
+        &[
+            ("stock", &t.stock_kv),
+            ("payment", &t.payment_kv),
+            ("orders", &t.order_kv),
+        ],
+        kv_options(),
+    )
+    .await;
     (fin, failures, diverged)
 }
 
@@ -337,92 +342,79 @@ pub async fn mix_op(shop: &Shop, rec: &Recorder, p: u64, init: &Value, rng: &mut
     let amount = rng.random_range(1..=20i64);
     match rng.random_range(0..100) {
         0..=39 => checkout(shop, rec, p, &order).await,
-        40..=47 => {
-            let v = json!({"item": item, "amount": amount});
-            rec.op(p, "add_stock", None, v.clone(), async {
-                let r = call!(
-                    shop.stock,
-                    StockClient,
-                    add,
-                    pb::StockChange {
-                        item_id: item,
-                        amount,
-                        request_id: String::new(),
-                    },
-                    false
-                );
-                completion(v.clone(), &r, |_| v.clone())
-            })
-            .await;
-        }
-        48..=55 => {
-            let v = json!({"item": item, "amount": amount});
-            rec.op(p, "subtract_stock", None, v.clone(), async {
-                let r = call!(
-                    shop.stock,
-                    StockClient,
-                    subtract,
-                    pb::StockChange {
-                        item_id: item,
-                        amount,
-                        request_id: String::new(),
-                    },
-                    false
-                );
-                completion(v.clone(), &r, |_| v.clone())
-            })
-            .await;
-        }
-        56..=63 => {
-            let v = json!({"user": user, "amount": amount});
-            rec.op(p, "add_funds", None, v.clone(), async {
-                let r = call!(
-                    shop.payment,
-                    PaymentClient,
-                    add_funds,
-                    pb::CreditChange {
-                        user_id: user,
-                        amount,
-                        request_id: String::new(),
-                    },
-                    false
-                );
-                completion(v.clone(), &r, |_| v.clone())
-            })
-            .await;
-        }
-        64..=71 => {
-            let v = json!({"user": user, "amount": amount});
-            rec.op(p, "pay", None, v.clone(), async {
-                let r = call!(
-                    shop.payment,
-                    PaymentClient,
-                    pay,
-                    pb::CreditChange {
-                        user_id: user,
-                        amount,
-                        request_id: String::new(),
-                    },
-                    false
-                );
-                completion(v.clone(), &r, |_| v.clone())
-            })
-            .await;
-        }
+        40..=47 => write_op!(
+            rec,
+            p,
+            "add_stock",
+            json!({"item": item, "amount": amount}),
+            shop.stock,
+            StockClient,
+            add,
+            pb::StockChange {
+                item_id: item,
+                amount,
+                request_id: String::new(),
+            }
+        ),
+        48..=55 => write_op!(
+            rec,
+            p,
+            "subtract_stock",
+            json!({"item": item, "amount": amount}),
+            shop.stock,
+            StockClient,
+            subtract,
+            pb::StockChange {
+                item_id: item,
+                amount,
+                request_id: String::new(),
+            }
+        ),
+        56..=63 => write_op!(
+            rec,
+            p,
+            "add_funds",
+            json!({"user": user, "amount": amount}),
+            shop.payment,
+            PaymentClient,
+            add_funds,
+            pb::CreditChange {
+                user_id: user,
+                amount,
+                request_id: String::new(),
+            }
+        ),
+        64..=71 => write_op!(
+            rec,
+            p,
+            "pay",
+            json!({"user": user, "amount": amount}),
+            shop.payment,
+            PaymentClient,
+            pay,
+            pb::CreditChange {
+                user_id: user,
+                amount,
+                request_id: String::new(),
+            }
+        ),
         72..=77 => {
             let qty = rng.random_range(1..=3i64);
-            let v = json!({"order": order, "item": item, "qty": qty});
-            rec.op(p, "add_item", None, v.clone(), async {
-                let req = pb::AddItemRequest {
+            write_op!(
+                rec,
+                p,
+                "add_item",
+                json!({"order": order, "item": item, "qty": qty}),
+                shop.orders,
+                OrdersClient,
+                add_item,
+                pb::AddItemRequest {
                     order_id: order,
                     item_id: item,
                     quantity: qty,
                     request_id: String::new(),
-                };
-                let r = call!(shop.orders, OrdersClient, add_item, req, false);
-                completion(v.clone(), &r, |_| v.clone())
-            })
-            .await;
+                }
+            )
         }
         78..=85 => {
             let v = json!({"item": item});

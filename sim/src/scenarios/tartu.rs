@@ -41,7 +41,8 @@
 //! - `raft` and `convergence` per group, as in the other scenarios.
 
 use crate::raft::{self, Raft, RaftFaults, PORT};
-use bookstore::client::{ClientOptions, KvClient};
+use crate::shopload::kv_options;
+use bookstore::client::KvClient;
 use bookstore::shop::Store;
 use bookstore::tartu::books::BooksDb;
 use bookstore::tartu::checks::{self, CheckConfig};
@@ -96,16 +97,6 @@ const LEADER_CHANGED: &str = "tartu: an executor leader changed";
 const REFUSED: &str = "tartu: a participant refused an old executor leader's fencing token";
 const RETRIED: &str =
     "tartu: an attempt presumed aborted (its coordinator was replaced), the order tried again";
-
-fn kv_options() -> ClientOptions {
-    ClientOptions {
-        attempt_timeout: Duration::from_millis(300),
-        total_timeout: Duration::from_secs(3),
-        read_timeout: Duration::from_millis(1500),
-        backoff_min: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(100),
-    }
-}
 
 pub struct Tartu;
 
@@ -641,23 +632,15 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             let fin = read_state(&t, 1 << 41).await;
-            let mut diverged = Vec::new();
-            for (name, peers) in [
-                ("books", &t.books_kv),
-                ("state", &t.state_kv),
-                ("payment", &t.payment_kv),
-            ] {
-                let mut c = KvClient::new(peers.clone(), 1 << 43, kv_options());
-                diverged.extend(
-                    crate::replicas::compare_replicas(
-                        name,
-                        &mut c,
-                        peers.len() as u64,
-                        Duration::from_secs(5),
-                    )
-                    .await,
-                );
-            }
+            let diverged = crate::replicas::compare_groups(
+                &[
+                    ("books", &t.books_kv),
+                    ("state", &t.state_kv),
+                    ("payment", &t.payment_kv),
+                ],
+                kv_options(),
+            )
+            .await;
             (fin, failures, diverged)
         })
         .await
