@@ -42,6 +42,14 @@ pub struct NodeConfig {
     /// Duplication and reordering of outgoing Raft messages: never for
     /// real; the simulator's fault `reorder` turns it on.
     pub net: hostio::Net,
+    /// Several nodes share this process's tokio runtime (`bookstore
+    /// cluster`, `bookstore bench`): each fsync then runs in
+    /// `block_in_place`, so the other nodes' tasks move to another worker
+    /// meanwhile. Off for a node alone in its process, where the hand-over
+    /// costs more than it gains (the shop's 2PC checkouts under kills were
+    /// answered in 128.5 s with it, past the gateway's 120-s deadline, and
+    /// in 80-82 s without).
+    pub shared_runtime: bool,
 }
 
 impl NodeConfig {
@@ -58,6 +66,7 @@ impl NodeConfig {
             seed,
             bugs: Bugs::default(),
             net: hostio::Net::real(),
+            shared_runtime: false,
         }
     }
 
@@ -368,6 +377,7 @@ pub async fn serve(
         peers,
         events,
         snapshot_every: cfg.snapshot_every,
+        shared_runtime: cfg.shared_runtime,
         bugs: cfg.bugs,
         promised: (hs.term, hs.vote),
         current_hs: hs.clone(),
@@ -394,6 +404,8 @@ struct Node {
     peers: BTreeMap<NodeId, mpsc::Sender<Message>>,
     events: Option<EventSink>,
     snapshot_every: u64,
+    /// See [`NodeConfig::shared_runtime`].
+    shared_runtime: bool,
     bugs: Bugs,
     /// Term and vote as last made durable.
     synced_hs: HardState,
@@ -583,7 +595,13 @@ impl Node {
             self.send(appends);
         }
         if sync {
-            match blocking(|| self.store.sync()) {
+            let store = &mut self.store;
+            let synced = if self.shared_runtime {
+                blocking(|| store.sync())
+            } else {
+                store.sync()
+            };
+            match synced {
                 // Planted bug: carry on as if the entries were durable.
                 Err(_) if self.bugs.ignore_sync_error => {}
                 r => r?,
@@ -942,10 +960,9 @@ impl pb::kv_server::Kv for KvService {
 }
 
 /// Runs a blocking disk call (an fsync). On a multi-threaded tokio runtime
-/// the worker hands its other tasks to another thread meanwhile, so that
-/// three nodes in one process (`bookstore cluster`, `bookstore bench`) do
-/// not stall each other's networking while one waits for its disk. In the
-/// simulation (and on a current-thread runtime) it just calls `f`.
+/// the worker hands its other tasks to another thread meanwhile (see
+/// [`NodeConfig::shared_runtime`]). In the simulation (and on a
+/// current-thread runtime) it just calls `f`.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(not(madsim))]
     {

@@ -416,10 +416,12 @@ async fn start_node(
     id: NodeId,
     peers: BTreeMap<NodeId, String>,
     dir: PathBuf,
+    shared_runtime: bool,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let fs = storage::FsDir::open(&dir)
         .with_context(|| format!("cannot open data directory {}", dir.display()))?;
-    let cfg = NodeConfig::new(id, peers, random_id());
+    let mut cfg = NodeConfig::new(id, peers, random_id());
+    cfg.shared_runtime = shared_runtime;
     Ok(tokio::spawn(async move {
         serve(cfg, Arc::new(fs), Clock::new(), None, terminated())
             .await
@@ -536,7 +538,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut tasks = Vec::new();
             for &id in peers.keys() {
                 tasks.push(
-                    start_node(id, peers.clone(), data_dir.join(format!("node-{id}"))).await?,
+                    start_node(id, peers.clone(), data_dir.join(format!("node-{id}")), true)
+                        .await?,
                 );
             }
             println!(
@@ -818,7 +821,7 @@ async fn tartu_proc(
                 peers[&replica],
                 dir.display()
             );
-            start_node(replica, peers, dir).await?.await??;
+            start_node(replica, peers, dir, false).await?.await??;
         }
         "books" => {
             let addr = nth(&t.books, what)?;
@@ -993,7 +996,7 @@ async fn bench(
     let peers = cluster.peers();
     let data = std::env::temp_dir().join(format!("bookstore-bench-{}", random_id()));
     for &id in peers.keys() {
-        start_node(id, peers.clone(), data.join(format!("node-{id}"))).await?;
+        start_node(id, peers.clone(), data.join(format!("node-{id}")), true).await?;
     }
     let mut probe = KvClient::new(peers.clone(), random_id(), ClientOptions::default());
     probe
