@@ -15,6 +15,7 @@ pub mod jepsen;
 pub mod pacing;
 pub mod replicas;
 pub mod shopload;
+pub mod tartuload;
 pub mod workload;
 
 #[cfg(madsim)]

@@ -1,5 +1,5 @@
-//! `jepsen`: the simulator's `kv` workload and checks against real
-//! `bookstore node` processes on loopback, with faults drawn from a seed
+//! `jepsen`: the simulator's `kv`, `checkout` and `tartu` workloads and
+//! checks against real `bookstore` processes on loopback, with faults drawn from a seed
 //! (see `sim::jepsen`). `ci/jepsen --seconds 60 --seed 1` builds and runs it.
 
 #[cfg(not(madsim))]
@@ -10,10 +10,11 @@ mod real {
     #[derive(Parser)]
     #[command(
         name = "jepsen",
-        about = "Jepsen mode: the kv workload against real bookstore nodes on loopback, faults drawn from a seed (SIGKILL and restart, SIGSTOP/SIGCONT, clock drift and jumps, and partitions, one-way cuts, loss and latency through TCP proxies on every link); checks linearizability, the Raft invariants from the nodes' event logs, liveness and convergence; exits 0 valid, 1 invalid, 2 unknown or could not run"
+        about = "Jepsen mode: the simulator's workloads (kv, checkout, tartu) against real bookstore processes on loopback, faults drawn from a seed (SIGKILL and restart, SIGSTOP/SIGCONT, clock drift and jumps, and partitions, one-way cuts, loss and latency through TCP proxies on every link); checks linearizability (kv), the checkout invariants (checkout), 2PC, conservation, vector clocks and the executors' mutual exclusion (tartu), the Raft invariants from the nodes' event logs, liveness and convergence; exits 0 valid, 1 invalid, 2 unknown or could not run"
     )]
     struct Cli {
-        /// The workload: kv (a Raft KV group) or checkout (the whole shop).
+        /// The workload: kv (a Raft KV group), checkout (the whole shop)
+        /// or tartu (the whole Tartu bookstore).
         #[arg(long, default_value = "kv")]
         workload: String,
         /// checkout: saga or 2pc [default: drawn from the seed].
@@ -33,7 +34,7 @@ mod real {
         /// kv: the nodes.
         #[arg(long, default_value_t = 3)]
         nodes: u64,
-        /// kv: the clients.
+        /// kv: the clients; tartu: the clients posting checkouts.
         #[arg(long, default_value_t = 5)]
         clients: u64,
         /// kv: the keys.
@@ -93,9 +94,9 @@ mod real {
             eprintln!("jepsen: --nodes must be from 3 to 7");
             return std::process::ExitCode::from(2);
         }
-        if cli.workload != "kv" && cli.workload != "checkout" {
+        if !["kv", "checkout", "tartu"].contains(&cli.workload.as_str()) {
             eprintln!(
-                "jepsen: unknown --workload '{}': expected kv or checkout",
+                "jepsen: unknown --workload '{}': expected kv, checkout or tartu",
                 cli.workload
             );
             return std::process::ExitCode::from(2);

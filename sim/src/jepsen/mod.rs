@@ -28,6 +28,7 @@
 
 pub mod procs;
 pub mod proxy;
+pub mod tartu;
 
 use crate::checks::RaftChecker;
 use crate::pacing::Pacing;
@@ -121,16 +122,16 @@ impl Schedule {
     /// 1-3, payment 4-6, orders 7-9) and 6 service replicas (stock 10-11,
     /// payment 12-13, orders 14-15).
     pub fn procs(&self) -> u64 {
-        if self.workload == "checkout" {
-            SHOP_PROCS
-        } else {
-            self.nodes
+        match self.workload.as_str() {
+            "checkout" => SHOP_PROCS,
+            "tartu" => tartu::PROCS,
+            _ => self.nodes,
         }
     }
 
     /// The Raft groups, by process number.
     pub fn groups(&self) -> Vec<Vec<u64>> {
-        if self.workload == "checkout" {
+        if self.workload == "checkout" || self.workload == "tartu" {
             vec![vec![1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]]
         } else {
             vec![(1..=self.nodes).collect()]
@@ -144,7 +145,9 @@ pub const SHOP_PROCS: u64 = 15;
 /// Draws the fault schedule: two lanes, processes (kill, pause, clock)
 /// and network (partition, one-way, loss, latency), each a sequence of
 /// faults of 1-6 s with 0.5-4 s between them. Partitions and one-way cuts
-/// are inside one Raft group (`value`: its number).
+/// are inside one Raft group (`value`: its number). A kill, pause or clock
+/// fault aimed at a leader aims, for `tartu`, at the executors' leader half
+/// of the time (`value`: 3, one past the Raft groups).
 pub fn draw(o: &Options) -> Schedule {
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed ^ 0x1e95_e400);
     let on = |k: &str| o.faults.iter().any(|f| f == k);
@@ -153,7 +156,7 @@ pub fn draw(o: &Options) -> Schedule {
         workload: o.workload.clone(),
         seed: o.seed,
         bug: o.bug.clone(),
-        nodes: if o.workload == "checkout" { 3 } else { o.nodes },
+        nodes: if o.workload == "kv" { o.nodes } else { 3 },
         clients: o.clients,
         keys: o.keys,
         duration_ms,
@@ -196,8 +199,14 @@ pub fn draw(o: &Options) -> Schedule {
         while t + 1_000 < duration_ms {
             let kind = kinds[rng.random_range(0..kinds.len())];
             let node = rng.random_range(1..=procs);
-            let gi = rng.random_range(0..groups.len());
+            let mut gi = rng.random_range(0..groups.len());
             let group = &groups[gi];
+            if o.workload == "tartu"
+                && ["kill", "pause", "clock"].contains(&kind)
+                && rng.random_bool(0.5)
+            {
+                gi = groups.len();
+            }
             let mut dur = rng.random_range(1_000..6_000).min(duration_ms - t);
             let (nodes, value) = match kind {
                 // Half the time whoever leads (group 0) when it starts.
@@ -254,7 +263,7 @@ pub fn draw(o: &Options) -> Schedule {
 
 /// The ports: process i on base+i, link a -> b on base+1000+20a+b, the
 /// clients' proxy of process b on base+500+b.
-struct Ports(u16);
+pub struct Ports(u16);
 
 impl Ports {
     fn node(&self, i: u64) -> String {
@@ -263,7 +272,7 @@ impl Ports {
     fn link(&self, a: u64, b: u64) -> String {
         format!("127.0.0.1:{}", self.0 as u64 + 1000 + 20 * a + b)
     }
-    fn client(&self, b: u64) -> String {
+    pub fn client(&self, b: u64) -> String {
         format!("127.0.0.1:{}", self.0 as u64 + 500 + b)
     }
 }
@@ -279,6 +288,8 @@ struct Cluster {
     rec: Recorder,
     /// Direct addresses, for finding a leader (not through the faults).
     direct: BTreeMap<u64, String>,
+    /// `tartu`: leader number `groups.len()` is the executors' leader.
+    executors: bool,
 }
 
 impl Cluster {
@@ -293,6 +304,15 @@ impl Cluster {
 
     /// The process that leads group `g`'s highest term, as its nodes say.
     async fn leader(&self, g: usize) -> Option<u64> {
+        if self.executors && g == self.groups.len() {
+            // The state group (the second) holds the executors' lease.
+            let state = self.groups[1]
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i as u64 + 1, self.direct[p].clone()))
+                .collect();
+            return tartu::executor_leader(&state).await;
+        }
         let group = self.groups.get(g)?;
         let local: BTreeMap<u64, String> = group
             .iter()
@@ -379,7 +399,7 @@ async fn play(c: &Cluster, id: usize, f: &Fault, drift: &[i64]) {
             .groups
             .get(g)
             .and_then(|g| g.first().copied())
-            .unwrap_or(1);
+            .unwrap_or(tartu::FIRST_EXECUTOR);
         nodes = vec![c.leader(g).await.unwrap_or(first)];
     }
     // As the simulator's nemesis records faults (what the report reads):
@@ -464,9 +484,9 @@ struct Ran {
 }
 
 pub async fn run(o: &Options) -> Result<Outcome, String> {
-    if o.workload != "kv" && o.workload != "checkout" {
+    if !["kv", "checkout", "tartu"].contains(&o.workload.as_str()) {
         return Err(format!(
-            "unknown workload '{}': expected kv or checkout (see README.md, Jepsen mode)",
+            "unknown workload '{}': expected kv, checkout or tartu (see README.md, Jepsen mode)",
             o.workload
         ));
     }
@@ -490,9 +510,15 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     )?;
     let ports = Ports(o.base_port);
     let shop = s.workload == "checkout";
+    let tartu = s.workload == "tartu";
     let groups = s.groups();
     let procs_n = s.procs();
-    let what = if shop {
+    let what = if tartu {
+        format!(
+            "3 store groups of 3 (books, state, payment), 2 replicas of each of 5 services, 3 executors, {} clients and a librarian",
+            s.clients
+        )
+    } else if shop {
         format!(
             "3 store groups of 3 and 2 replicas of each service, checkout mode {}, workload {}",
             s.mode.as_deref().unwrap_or("saga"),
@@ -524,7 +550,11 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     // Proxies: every directed link inside a Raft group, and every
     // process's link from its users.
     let mut links = BTreeMap::new();
-    let mut pairs: Vec<(u64, u64)> = (1..=procs_n).map(|b| (0, b)).collect();
+    // (Executors listen nowhere.)
+    let mut pairs: Vec<(u64, u64)> = (1..=procs_n)
+        .filter(|&b| !tartu || b < tartu::FIRST_EXECUTOR)
+        .map(|b| (0, b))
+        .collect();
     for g in &groups {
         for &a in g {
             for &b in g {
@@ -568,15 +598,17 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         payment: vec![ports.client(12), ports.client(13)],
         orders: vec![ports.client(14), ports.client(15)],
     };
+    let tartu_topology = tartu::topology(&ports);
     let topology_file = o.out.join("topology.json");
-    if shop {
-        io(
-            std::fs::write(
-                &topology_file,
-                serde_json::to_string_pretty(&topology).unwrap(),
-            ),
-            || "cannot write topology.json".into(),
-        )?;
+    if shop || tartu {
+        let json = if tartu {
+            serde_json::to_string_pretty(&tartu_topology)
+        } else {
+            serde_json::to_string_pretty(&topology)
+        };
+        io(std::fs::write(&topology_file, json.unwrap()), || {
+            "cannot write topology.json".into()
+        })?;
     }
     let mut procs = Vec::new();
     for i in 1..=procs_n {
@@ -589,9 +621,14 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
             } else {
                 args.extend(["--nodes".into(), g.len().to_string()]);
             }
+            let dir = if tartu {
+                data.join(tartu::GROUP_NAMES[gi])
+            } else {
+                data.clone()
+            };
             args.extend([
                 "--data-dir".into(),
-                data.display().to_string(),
+                dir.display().to_string(),
                 "--events".into(),
                 o.out
                     .join(format!("n{i}.events.jsonl"))
@@ -608,6 +645,25 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
                 };
                 args.push("--peer".into());
                 args.push(format!("{}={addr}", local(g, j)));
+            }
+        } else if tartu {
+            let (what, r) = tartu::role(i);
+            args.extend([
+                "tartu-proc".into(),
+                what.into(),
+                "--replica".into(),
+                r.to_string(),
+                "--topology".into(),
+                topology_file.display().to_string(),
+                "--data-dir".into(),
+                data.display().to_string(),
+            ]);
+            if i < tartu::FIRST_EXECUTOR {
+                args.extend(["--listen".into(), ports.node(i)]);
+            }
+            if tartu::participant(i) {
+                let f = o.out.join(format!("s{i}.effects.jsonl"));
+                args.extend(["--effects".into(), f.display().to_string()]);
             }
         } else {
             // A service replica: 10-11 stock, 12-13 payment, 14-15 orders.
@@ -629,7 +685,7 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
             args.push("--bug".into());
             args.push(b.clone());
         }
-        let name = if i <= 9 || !shop {
+        let name = if i <= 9 || !(shop || tartu) {
             format!("n{i}")
         } else {
             format!("s{i}")
@@ -649,6 +705,7 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         groups: groups.clone(),
         rec: rec.clone(),
         direct: (1..=procs_n).map(|i| (i, ports.node(i))).collect(),
+        executors: tartu,
     });
     for i in 1..=procs_n {
         cluster.restart(i, s.drift_ppm[i as usize - 1]);
@@ -669,7 +726,9 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     }
 
     let start = Instant::now();
-    let ran = if shop {
+    let ran = if tartu {
+        tartu::run(o, &s, &cluster, &tartu_topology, &rec, start).await
+    } else if shop {
         run_checkout(o, &s, &cluster, &topology, &rec, start).await
     } else {
         run_kv(o, &s, &cluster, &ports, &rec, start).await
@@ -718,7 +777,9 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     let mut failures: Vec<(&'static str, String)> = Vec::new();
     for (gi, r) in rafts.iter().enumerate() {
         for v in &r.violations {
-            let v = if shop {
+            let v = if tartu {
+                format!("{} group: {v}", tartu::GROUP_NAMES[gi])
+            } else if shop {
                 format!("{} group: {v}", names[gi])
             } else {
                 v.clone()
@@ -729,7 +790,15 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     let mut unknown = None;
     let title = format!("jepsen {} seed {}", s.workload, s.seed);
     let verdict;
-    let page = if shop {
+    let page = if tartu {
+        let (f, summary) = tartu::check(&history, &o.out, wall0);
+        verdict = format!(
+            "2pc, conservation, vclock and mutual exclusion {} ({summary})",
+            if f.is_empty() { "ok" } else { "FAILED" }
+        );
+        failures.extend(f);
+        String::new()
+    } else if shop {
         let inv = shopcheck::invariants::check_checkout(&history);
         use shopcheck::invariants::Verdict;
         verdict = format!("{:?}", inv.verdict);
@@ -780,12 +849,22 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     for l in live {
         failures.push(("liveness", l));
     }
+    let page = if tartu {
+        let shown: Vec<(&str, &str)> = failures.iter().map(|(c, m)| (*c, m.as_str())).collect();
+        crate::tartuload::report_page(&shown, history.ops.len(), &title)
+    } else {
+        page
+    };
 
     // What it wrote, and the verdict.
     let shown: Vec<(&str, &str)> = failures.iter().map(|(c, m)| (*c, m.as_str())).collect();
     let group_refs: Vec<&[u64]> = groups.iter().map(|g| g.as_slice()).collect();
-    let page =
-        crate::explain::above_groups(page, &history, &shown, if shop { &group_refs } else { &[] });
+    let page = crate::explain::above_groups(
+        page,
+        &history,
+        &shown,
+        if shop || tartu { &group_refs } else { &[] },
+    );
     io(
         std::fs::write(o.out.join("history.jsonl"), history.to_jsonl()),
         || "cannot write history.jsonl".into(),
@@ -1169,6 +1248,33 @@ mod tests {
         }
         shop.mode = Some("2pc".into());
         assert_eq!(draw(&shop).mode.as_deref(), Some("2pc"));
+        // The Tartu bookstore: 22 processes, every one a target; some
+        // faults aimed at the executors' leader (one past the groups).
+        let mut t = opts(4, &KINDS);
+        t.workload = "tartu".into();
+        let (mut targets, mut at_executors) = (std::collections::BTreeSet::new(), 0);
+        for seed in 0..40 {
+            t.seed = seed;
+            let s = draw(&t);
+            assert_eq!(
+                (s.procs(), s.drift_ppm.len(), s.groups().len()),
+                (22, 22, 3)
+            );
+            for f in &s.faults {
+                targets.extend(f.nodes.iter().copied());
+                match f.kind.as_str() {
+                    "kill" | "pause" if f.nodes.is_empty() && f.value == 3 => at_executors += 1,
+                    "clock" if f.nodes.is_empty() && f.value.abs() == 4 => at_executors += 1,
+                    "partition" | "one-way" => assert!(f.value < 3, "{f:?}"),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(targets, (1..=22).collect(), "every process a target");
+        assert!(
+            at_executors >= 20,
+            "{at_executors} faults at the executors' leader"
+        );
         let only = draw(&opts(4, &["kill"]));
         assert!(only.faults.iter().all(|f| f.kind == "kill"));
         assert!(only.drift_ppm.iter().all(|d| *d == 0));

@@ -148,6 +148,34 @@ struct NodeOpts {
     clock_jump_ms: u64,
 }
 
+/// What a test harness (the `jepsen` runner) sets on a Tartu service or
+/// executor.
+#[derive(clap::Args, Clone, Default)]
+struct TartuProcOpts {
+    /// Every address from this JSON file (a Tartu `Topology`: store and
+    /// service replicas, e.g. through fault-injecting proxies) instead of
+    /// `--base-port`'s.
+    #[arg(long)]
+    topology: Option<PathBuf>,
+    /// Listen here instead of at this replica's address in the topology
+    /// (which may be a proxy in front of it).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// books and payment: append every coordinator call this participant
+    /// accepted or refused for its fencing token to FILE, one JSON line
+    /// each (`{"started_ns", "time_ns", "resource", "tx", "op", "token",
+    /// "refused"}`, CLOCK_MONOTONIC), for the mutual-exclusion check of a
+    /// `jepsen` run.
+    #[arg(long)]
+    effects: Option<PathBuf>,
+    /// The process's clock: drift in ppm; SIGUSR1/SIGUSR2 jump it by
+    /// `--clock-jump-ms` forward/back.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_drift_ppm: i64,
+    #[arg(long, default_value_t = 2000)]
+    clock_jump_ms: u64,
+}
+
 fn parse_peer(s: &str) -> Result<(NodeId, String), String> {
     let (id, addr) = s
         .split_once('=')
@@ -298,6 +326,8 @@ enum Cmd {
         data_dir: PathBuf,
         #[arg(long)]
         bug: Option<String>,
+        #[command(flatten)]
+        harness: TartuProcOpts,
     },
     /// Measure orders end to end: each client posts a checkout, then polls
     /// the order's status until the executors have executed it. Starts a
@@ -488,14 +518,49 @@ fn harness_clock(drift_ppm: i64, jump_ms: u64) -> anyhow::Result<Clock> {
 /// CLOCK_MONOTONIC, which every process of the machine shares and which no
 /// clock step moves: events of several processes are merged by it.
 fn event_log(path: &std::path::Path, id: NodeId) -> anyhow::Result<bookstore::node::EventSink> {
+    let file = line_log(path)?;
+    Ok(Arc::new(move |_node, ev: bookstore::node::NodeEvent| {
+        let (f, value) = ev.to_json();
+        file(serde_json::json!({"time_ns": monotonic_ns(), "node": id, "f": f, "value": value}));
+    }))
+}
+
+/// A Tartu participant's accepted and refused coordinator calls, appended
+/// to `path` as [`event_log`] appends events: when the call began and when
+/// it was applied, on CLOCK_MONOTONIC.
+fn effect_log(
+    path: &std::path::Path,
+) -> anyhow::Result<bookstore::tartu::participants::EffectSink> {
+    let file = line_log(path)?;
+    Ok(Arc::new(
+        move |e: &bookstore::tartu::participants::Effect| {
+            let now = monotonic_ns();
+            let began = now.saturating_sub(e.started.elapsed().as_nanos() as u64);
+            file(serde_json::json!({
+                "started_ns": began,
+                "time_ns": now,
+                "resource": format!("{:?}", e.resource),
+                "tx": e.tx,
+                "op": e.op,
+                "token": e.token,
+                "refused": e.refused,
+            }));
+        },
+    ))
+}
+
+/// Opens `path` for appending JSON lines, each written at once; a line a
+/// kill cut short is ended first, so this run's first line stands alone.
+fn line_log(
+    path: &std::path::Path,
+) -> anyhow::Result<impl Fn(serde_json::Value) + Send + Sync + 'static> {
     use std::io::{Read, Seek, SeekFrom, Write};
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
         .open(path)
-        .with_context(|| format!("cannot open event log {}", path.display()))?;
-    // A line cut by a kill: end it, so this run's first event stands alone.
+        .with_context(|| format!("cannot open log {}", path.display()))?;
     if file.seek(SeekFrom::End(0))? > 0 {
         file.seek(SeekFrom::End(-1))?;
         let mut last = [0u8; 1];
@@ -505,14 +570,11 @@ fn event_log(path: &std::path::Path, id: NodeId) -> anyhow::Result<bookstore::no
         }
     }
     let file = std::sync::Mutex::new(file);
-    Ok(Arc::new(move |_node, ev: bookstore::node::NodeEvent| {
-        let (f, value) = ev.to_json();
-        let line =
-            serde_json::json!({"time_ns": monotonic_ns(), "node": id, "f": f, "value": value});
+    Ok(move |line: serde_json::Value| {
         let mut bytes = line.to_string().into_bytes();
         bytes.push(b'\n');
         let _ = file.lock().unwrap().write_all(&bytes);
-    }))
+    })
 }
 
 /// CLOCK_MONOTONIC in ns (the `jepsen` runner reads the same clock).
@@ -688,8 +750,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ports,
             data_dir,
             bug,
+            harness,
         } => {
-            tartu_proc(&what, replica, ports, data_dir, bug).await?;
+            tartu_proc(&what, replica, ports, data_dir, bug, harness).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::TartuBench {
@@ -786,9 +849,22 @@ async fn tartu_proc(
     ports: TartuPorts,
     data_dir: PathBuf,
     bug: Option<String>,
+    harness: TartuProcOpts,
 ) -> anyhow::Result<()> {
     use bookstore::tartu::{self, Kind};
-    let t = ports.topology();
+    let t = match &harness.topology {
+        None => ports.topology(),
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read --topology {}", f.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "--topology {}: not a Tartu topology (JSON with books_kv, state_kv, payment_kv, books, payment, verification, fraud, suggestions)",
+                    f.display()
+                )
+            })?
+        }
+    };
     let bugs = match &bug {
         Some(b) => bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?,
         None => Default::default(),
@@ -800,7 +876,20 @@ async fn tartu_proc(
                 addrs.len()
             );
         };
-        Ok(a.parse()?)
+        Ok(match harness.listen {
+            Some(l) => l,
+            None => a.parse()?,
+        })
+    };
+    let store = |nodes: &BTreeMap<NodeId, String>, clock: &Clock| {
+        bookstore::shop::Store::with_clock(nodes.clone(), ClientOptions::default(), clock.clone())
+    };
+    let participant_opts = || -> anyhow::Result<tartu::participants::ParticipantOpts> {
+        let mut opts = tartu::participants::ParticipantOpts::with_bugs(bugs);
+        if let Some(path) = &harness.effects {
+            opts.effects = Some(effect_log(path)?);
+        }
+        Ok(opts)
     };
     match what {
         "books-kv" | "state-kv" | "payment-kv" => {
@@ -825,46 +914,31 @@ async fn tartu_proc(
         }
         "books" => {
             let addr = nth(&t.books, what)?;
-            let clock = Clock::new();
-            let db = tartu::books::BooksDb::new(bookstore::shop::Store::with_clock(
-                t.books_kv.clone(),
-                ClientOptions::default(),
-                clock.clone(),
-            ));
+            let clock = harness_clock(harness.clock_drift_ppm, harness.clock_jump_ms)?;
+            let db = tartu::books::BooksDb::new(store(&t.books_kv, &clock));
             println!("books service replica {replica} listening on {addr}");
-            let state = bookstore::shop::Store::with_clock(
-                t.state_kv.clone(),
-                ClientOptions::default(),
-                clock.clone(),
-            );
-            let opts = tartu::participants::ParticipantOpts::with_bugs(bugs);
-            tartu::checks::serve_books(db, state, addr, terminated(), clock, opts).await?;
+            let state = store(&t.state_kv, &clock);
+            tartu::checks::serve_books(db, state, addr, terminated(), clock, participant_opts()?)
+                .await?;
         }
         "payment" => {
             let addr = nth(&t.payment, what)?;
-            let clock = Clock::new();
-            let store = |nodes: &BTreeMap<NodeId, String>| {
-                bookstore::shop::Store::with_clock(
-                    nodes.clone(),
-                    ClientOptions::default(),
-                    clock.clone(),
-                )
-            };
+            let clock = harness_clock(harness.clock_drift_ppm, harness.clock_jump_ms)?;
             println!("payment service replica {replica} listening on {addr}");
             tartu::checks::serve_payment(
-                store(&t.payment_kv),
-                tartu::books::BooksDb::new(store(&t.books_kv)),
-                store(&t.state_kv),
+                store(&t.payment_kv, &clock),
+                tartu::books::BooksDb::new(store(&t.books_kv, &clock)),
+                store(&t.state_kv, &clock),
                 addr,
                 terminated(),
                 clock.clone(),
-                tartu::participants::ParticipantOpts::with_bugs(bugs),
+                participant_opts()?,
             )
             .await?;
         }
         "executor" => {
-            let mut cfg =
-                tartu::executor::ExecutorConfig::new(replica, t, real::wall(Clock::new()));
+            let clock = harness_clock(harness.clock_drift_ppm, harness.clock_jump_ms)?;
+            let mut cfg = tartu::executor::ExecutorConfig::new(replica, t, real::wall(clock));
             cfg.bugs = bugs;
             println!("executor {replica} running (bugs {bugs})");
             tartu::executor::Executor::new(cfg).run(terminated()).await;
@@ -880,20 +954,12 @@ async fn tartu_proc(
                 bail!("unknown Tartu process '{other}': expected books-kv, state-kv, payment-kv, books, payment, verification, fraud, suggestions, executor, orchestrator or page");
             };
             let addr = nth(t.service(kind), other)?;
-            let clock = Clock::new();
+            let clock = harness_clock(harness.clock_drift_ppm, harness.clock_jump_ms)?;
             let log = real::tartu_log(&data_dir, &format!("{other}-{replica}"))?;
             let cfg = tartu::checks::CheckConfig {
                 kind,
-                books: tartu::books::BooksDb::new(bookstore::shop::Store::with_clock(
-                    t.books_kv.clone(),
-                    ClientOptions::default(),
-                    clock.clone(),
-                )),
-                state: bookstore::shop::Store::with_clock(
-                    t.state_kv.clone(),
-                    ClientOptions::default(),
-                    clock.clone(),
-                ),
+                books: tartu::books::BooksDb::new(store(&t.books_kv, &clock)),
+                state: store(&t.state_kv, &clock),
                 wall: real::wall(clock),
                 log,
                 bugs,

@@ -106,8 +106,8 @@ impl Kind {
 }
 
 /// Where every store replica and service replica of the Tartu bookstore
-/// listens.
-#[derive(Clone, Debug)]
+/// listens (as JSON, what `bookstore tartu-proc --topology FILE` reads).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Topology {
     /// The books database.
     pub books_kv: BTreeMap<NodeId, String>,
