@@ -54,7 +54,8 @@ pub const GROUPS: [&[u64]; 3] = [&[1, 2, 3], &[4, 5, 6], &[7, 8, 9]];
 
 /// The report's page: the failing checks' messages (or that every check
 /// passed) and what was checked.
-pub fn report_page(failures: &[(&str, &str)], ops: usize, title: &str) -> String {
+pub fn report_page(failures: &[(&str, &str)], history: &History, title: &str) -> String {
+    let ops = history.ops.len();
     let esc = |t: &str| {
         t.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -71,16 +72,60 @@ pub fn report_page(failures: &[(&str, &str)], ops: usize, title: &str) -> String
     if failures.is_empty() {
         body += "<p>Every check passed.</p>";
     }
+    body += &faults_table(history, &esc);
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
          <style>body{{font-family:sans-serif;margin:1.5em}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:.6em}}\
-         .failure h3{{color:#b00020;margin-bottom:.2em}}</style></head>\
+         .failure h3{{color:#b00020;margin-bottom:.2em}}\
+         table.faults{{border-collapse:collapse}}table.faults td,table.faults th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}</style></head>\
          <body data-rendered=\"ok\"><h1>{t}</h1>\
          <p>The Tartu bookstore under the nemesis: {ops} operations in the history. \
          Checks: the vector-clock log against the declared scheme (system/src/tartu/scheme.json), \
          two-phase commit atomicity and liveness of approved orders, mutual exclusion of the executors (fencing tokens the participants accepted), conservation of stock and money, \
          Raft and replica convergence per store group.</p>{body}</body></html>",
         t = esc(title)
+    )
+}
+
+/// The faults the nemesis played, each with when it started and ended
+/// (the history's time, in seconds), so a failure's time can be read
+/// against them.
+fn faults_table(h: &History, esc: &dyn Fn(&str) -> String) -> String {
+    let secs = |t: Option<u64>| t.map_or("?".to_string(), |t| format!("{:.3}", t as f64 / 1e9));
+    let mut ends: BTreeMap<u64, Option<u64>> = BTreeMap::new();
+    let mut starts = Vec::new();
+    for op in &h.ops {
+        if !matches!(&op.process, Process::Named(n) if n == "nemesis") {
+            continue;
+        }
+        match (op.f.as_str(), op.value["id"].as_u64()) {
+            ("start", Some(id)) => starts.push((id, op.time, op.value["fault"].clone())),
+            ("end", Some(id)) => {
+                ends.insert(id, op.time);
+            }
+            _ => {}
+        }
+    }
+    if starts.is_empty() {
+        return String::new();
+    }
+    let mut rows = String::new();
+    for (id, at, fault) in starts {
+        let kind = fault["kind"].as_str().unwrap_or("?").to_string();
+        let mut what = fault.clone();
+        if let Some(m) = what.as_object_mut() {
+            m.remove("kind");
+        }
+        rows += &format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            secs(at),
+            ends.get(&id).map_or("-".to_string(), |t| secs(*t)),
+            esc(&kind),
+            esc(&what.to_string())
+        );
+    }
+    format!(
+        "<h2>Faults</h2><table class=\"faults\"><tr><th>start (s)</th><th>end (s)</th><th>kind</th><th>target</th></tr>{rows}</table>"
     )
 }
 

@@ -851,7 +851,7 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     }
     let page = if tartu {
         let shown: Vec<(&str, &str)> = failures.iter().map(|(c, m)| (*c, m.as_str())).collect();
-        crate::tartuload::report_page(&shown, history.ops.len(), &title)
+        crate::tartuload::report_page(&shown, &history, &title)
     } else {
         page
     };

@@ -216,7 +216,7 @@ impl Scenario for Tartu {
             .iter()
             .map(|f| (f.check, f.message.as_str()))
             .collect();
-        let page = report_page(&failures, r.history.ops.len(), title);
+        let page = report_page(&failures, &r.history, title);
         Some(crate::explain::report_above_groups(page, r, &GROUPS))
     }
 }
