@@ -136,7 +136,7 @@ struct NodeOpts {
     #[arg(long)]
     events: Option<PathBuf>,
     /// Take a snapshot every N applied entries.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 10_000)]
     snapshot_every: u64,
     /// Run the node's clock N parts per million fast (negative: slow); its
     /// timeouts fire early (late) accordingly.
