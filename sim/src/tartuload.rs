@@ -92,16 +92,19 @@ pub fn report_page(failures: &[(&str, &str)], history: &History, title: &str) ->
 /// against them.
 fn faults_table(h: &History, esc: &dyn Fn(&str) -> String) -> String {
     let secs = |t: Option<u64>| t.map_or("?".to_string(), |t| format!("{:.3}", t as f64 / 1e9));
-    let mut ends: BTreeMap<u64, Option<u64>> = BTreeMap::new();
+    // A fault in parts (the simulator's leader churn, crash-voter) records
+    // a start and an end per part under one id.
+    let mut ends: BTreeMap<(u64, String), Option<u64>> = BTreeMap::new();
     let mut starts = Vec::new();
     for op in &h.ops {
         if !matches!(&op.process, Process::Named(n) if n == "nemesis") {
             continue;
         }
+        let part = op.value["part"].to_string();
         match (op.f.as_str(), op.value["id"].as_u64()) {
-            ("start", Some(id)) => starts.push((id, op.time, op.value["fault"].clone())),
+            ("start", Some(id)) => starts.push((id, part, op.time, op.value["fault"].clone())),
             ("end", Some(id)) => {
-                ends.insert(id, op.time);
+                ends.insert((id, part), op.time);
             }
             _ => {}
         }
@@ -110,8 +113,11 @@ fn faults_table(h: &History, esc: &dyn Fn(&str) -> String) -> String {
         return String::new();
     }
     let mut rows = String::new();
-    for (id, at, fault) in starts {
-        let kind = fault["kind"].as_str().unwrap_or("?").to_string();
+    for (id, part, at, fault) in starts {
+        let mut kind = fault["kind"].as_str().unwrap_or("?").to_string();
+        if part != "null" {
+            kind += &format!(" (part {part})");
+        }
         let mut what = fault.clone();
         if let Some(m) = what.as_object_mut() {
             m.remove("kind");
@@ -119,7 +125,7 @@ fn faults_table(h: &History, esc: &dyn Fn(&str) -> String) -> String {
         rows += &format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             secs(at),
-            ends.get(&id).map_or("-".to_string(), |t| secs(*t)),
+            ends.get(&(id, part)).map_or("-".to_string(), |t| secs(*t)),
             esc(&kind),
             esc(&what.to_string())
         );

@@ -47,10 +47,12 @@ mod real {
         /// partition, one-way, loss, latency), or `none`.
         #[arg(long, default_value = "all")]
         faults: String,
-        /// A planted bug the nodes run with (see system/src/bugs.rs).
+        /// A planted bug every process runs with (see system/src/bugs.rs).
         #[arg(long)]
         bug: Option<String>,
-        /// Ports from here: nodes base+i, proxies base+100.. and base+200..
+        /// Ports from here: process i on base+i, its users' proxy on
+        /// base+500+i, the link from a to b on base+1000+20a+b (tartu: up
+        /// to base+1189; space parallel runs 1200 apart).
         #[arg(long, default_value_t = 27000)]
         base_port: u16,
         /// Output folder (emptied first) [default: target/jepsen/WORKLOAD-seed-SEED].

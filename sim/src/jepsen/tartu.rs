@@ -244,6 +244,33 @@ pub(super) fn check(
     for v in fencing_violations(&accepted) {
         failures.push(("mutual-exclusion", v));
     }
+    // Checks that read nothing pass nothing: holds were committed, so the
+    // participants accepted calls, and orders were approved, so the
+    // services logged events.
+    let fin_ref = history.ops.iter().rev().find(|o| o.f == "final");
+    let committed = fin_ref.map_or(0, |o| {
+        ["stock_holds", "money_holds"]
+            .iter()
+            .flat_map(|k| o.value[*k].as_object().into_iter().flat_map(|m| m.values()))
+            .filter(|h| h["state"] == "committed")
+            .count()
+    });
+    if accepted.is_empty() && committed > 0 {
+        failures.push((
+            "mutual-exclusion",
+            format!("{committed} holds were committed, but no participant call was read from s10-s13.effects.jsonl"),
+        ));
+    }
+    let approved = history
+        .ops
+        .iter()
+        .any(|o| o.f == "checkout" && o.kind == checker::history::OpType::Ok);
+    if events.is_empty() && approved {
+        failures.push((
+            "vclock",
+            "checkouts were approved, but no vector-clock event was read from data/vclock/".into(),
+        ));
+    }
     // What the run exercised: leader changes, attempts presumed aborted.
     let fin = history
         .ops

@@ -172,6 +172,7 @@ struct TartuProcOpts {
     /// `--clock-jump-ms` forward/back.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_drift_ppm: i64,
+    /// How far SIGUSR1 (SIGUSR2) moves the clock forward (back), in ms.
     #[arg(long, default_value_t = 2000)]
     clock_jump_ms: u64,
 }
@@ -869,6 +870,21 @@ async fn tartu_proc(
         Some(b) => bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?,
         None => Default::default(),
     };
+    // The harness's flags apply to some processes only: say so rather than
+    // ignore them.
+    let service = ["books", "payment", "verification", "fraud", "suggestions"].contains(&what);
+    if harness.listen.is_some() && !service {
+        bail!("--listen applies to the services only (books, payment, verification, fraud, suggestions), not to {what}");
+    }
+    if harness.effects.is_some() && what != "books" && what != "payment" {
+        bail!("--effects applies to the participants only (books, payment), not to {what}");
+    }
+    if (harness.clock_drift_ppm != 0 || harness.clock_jump_ms != 2000)
+        && !service
+        && what != "executor"
+    {
+        bail!("--clock-drift-ppm and --clock-jump-ms apply to the services and executors only, not to {what}");
+    }
     let nth = |addrs: &Vec<String>, what: &str| -> anyhow::Result<std::net::SocketAddr> {
         let Some(a) = (replica as usize).checked_sub(1).and_then(|i| addrs.get(i)) else {
             bail!(
