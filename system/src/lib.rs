@@ -12,6 +12,8 @@
 //! - [`shop`]: stock, payment and order services and the checkout coordinators.
 //! - [`tartu`]: the Tartu course's bookstore: REST checkout, three checks
 //!   ordered by vector clocks, the order queue, the web page.
+//! - [`pad`]: the third course's e-commerce platform (in progress: the
+//!   accounts' data so far; its pure rules in the `pad-core` crate).
 //! - [`bugs`]: planted bugs, off by default.
 //! - `gateway` (real mode only): the HTTP API of the shop, over gRPC.
 //!
@@ -27,6 +29,7 @@ pub mod convert;
 pub mod gateway;
 pub mod kv;
 pub mod node;
+pub mod pad;
 pub mod shop;
 pub mod store;
 pub mod tartu;

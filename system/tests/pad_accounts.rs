@@ -1,0 +1,207 @@
+//! The platform's accounts (`bookstore::pad::accounts`) on a real 3-node
+//! Raft KV group (`bookstore node` processes, files with fsync):
+//! registration (the first user is the admin, an e-mail once, bad input
+//! named), login (a wrong e-mail and a wrong password fail alike), access
+//! tokens until they expire, refresh rotation, a reused refresh token
+//! revoking its family, logout, a deleted account's tokens refused.
+#![cfg(not(madsim))]
+
+use bookstore::client::{ClientOptions, KvClient};
+use bookstore::pad::accounts::{self, AccountError};
+use pad_core::auth::{KdfCost, ACCESS_TTL_MS};
+use pad_core::codes;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+
+const KEY: &[u8] = b"test signing key";
+
+/// The node processes, killed when the test ends (also on a panic).
+struct Nodes(Vec<Child>);
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for n in &mut self.0 {
+            let _ = n.kill();
+            let _ = n.wait();
+        }
+    }
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, AccountError>) -> &'static str {
+    match r {
+        Err(AccountError::Refused(r)) => r.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn register_login_refresh_logout_and_delete() {
+    let base = 3_700 + (std::process::id() % 200) as u16 * 3;
+    let peers: BTreeMap<u64, String> = (1..=3)
+        .map(|i| (i, format!("127.0.0.1:{}", base + i as u16 - 1)))
+        .collect();
+    let data = std::env::temp_dir().join(format!("pad-accounts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let _nodes = Nodes(
+        (1..=3)
+            .map(|id: u64| {
+                Command::new(env!("CARGO_BIN_EXE_bookstore"))
+                    .args([
+                        "node",
+                        "--id",
+                        &id.to_string(),
+                        "--base-port",
+                        &base.to_string(),
+                        "--data-dir",
+                    ])
+                    .arg(&data)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("spawn bookstore node")
+            })
+            .collect(),
+    );
+    let mut kv = KvClient::new(peers.clone(), 7, ClientOptions::default());
+    let cost = KdfCost::CHEAP;
+
+    // Registration: the first user is the admin; an e-mail once (in any
+    // case); bad input names its field.
+    let ann = accounts::register(&mut kv, "Ann@Example.com", "correct horse", &[1; 16], cost)
+        .await
+        .unwrap();
+    assert_eq!(
+        (ann.id, ann.admin, ann.email.as_str()),
+        (1, true, "ann@example.com")
+    );
+    let bob = accounts::register(&mut kv, "bob@example.com", "battery staple", &[2; 16], cost)
+        .await
+        .unwrap();
+    assert_eq!((bob.id, bob.admin), (2, false));
+    assert_eq!(
+        code(accounts::register(&mut kv, " ANN@example.com", "another one", &[3; 16], cost).await),
+        codes::EMAIL_TAKEN
+    );
+    for (email, password) in [("no-at-sign", "long enough"), ("c@example.com", "short")] {
+        assert_eq!(
+            code(accounts::register(&mut kv, email, password, &[4; 16], cost).await),
+            codes::BAD_USER_INPUT
+        );
+    }
+
+    // Login: wrong e-mail, wrong password and a malformed e-mail alike.
+    for (email, password) in [
+        ("nobody@example.com", "correct horse"),
+        ("ann@example.com", "wrong horse"),
+        ("not an e-mail", "correct horse"),
+    ] {
+        let r = accounts::login(&mut kv, email, password, "f0", "r0", 0, KEY).await;
+        assert_eq!(code(r), codes::INVALID_CREDENTIALS, "{email}");
+    }
+    let t = accounts::login(
+        &mut kv,
+        "ann@example.com",
+        "correct horse",
+        "f1",
+        "r1",
+        1_000,
+        KEY,
+    )
+    .await
+    .unwrap();
+    let c = accounts::authenticate(&mut kv, &t.access, 2_000, KEY)
+        .await
+        .unwrap();
+    assert_eq!((c.sub, c.admin), (1, true));
+    // Expired by the caller's clock; forged.
+    assert_eq!(
+        code(accounts::authenticate(&mut kv, &t.access, 1_000 + ACCESS_TTL_MS, KEY).await),
+        codes::UNAUTHENTICATED
+    );
+    assert_eq!(
+        code(accounts::authenticate(&mut kv, &t.access, 2_000, b"another key").await),
+        codes::UNAUTHENTICATED
+    );
+    // A refresh token is not an access token.
+    assert_eq!(
+        code(accounts::authenticate(&mut kv, &t.refresh, 2_000, KEY).await),
+        codes::UNAUTHENTICATED
+    );
+
+    // Refresh rotates; the old refresh token used again revokes the family,
+    // and with it the new tokens.
+    let t2 = accounts::refresh(&mut kv, &t.refresh, "r2", 3_000, KEY)
+        .await
+        .unwrap();
+    accounts::authenticate(&mut kv, &t2.access, 3_000, KEY)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(accounts::refresh(&mut kv, &t.refresh, "r3", 4_000, KEY).await),
+        codes::UNAUTHENTICATED
+    );
+    assert_eq!(
+        code(accounts::authenticate(&mut kv, &t2.access, 4_000, KEY).await),
+        codes::UNAUTHENTICATED
+    );
+    assert_eq!(
+        code(accounts::refresh(&mut kv, &t2.refresh, "r4", 4_000, KEY).await),
+        codes::UNAUTHENTICATED
+    );
+
+    // Logout: the family's tokens are refused at once, by a client of
+    // another node too; another login is a new family.
+    let b = accounts::login(
+        &mut kv,
+        "bob@example.com",
+        "battery staple",
+        "f2",
+        "r1",
+        5_000,
+        KEY,
+    )
+    .await
+    .unwrap();
+    let mut other = KvClient::new(peers.clone(), 8, ClientOptions::default());
+    accounts::authenticate(&mut other, &b.access, 5_000, KEY)
+        .await
+        .unwrap();
+    accounts::logout(&mut kv, &b.access, 5_000, KEY)
+        .await
+        .unwrap();
+    assert_eq!(
+        code(accounts::authenticate(&mut other, &b.access, 5_001, KEY).await),
+        codes::UNAUTHENTICATED
+    );
+    assert_eq!(
+        code(accounts::refresh(&mut other, &b.refresh, "r2", 5_001, KEY).await),
+        codes::UNAUTHENTICATED
+    );
+    let b2 = accounts::login(
+        &mut kv,
+        "bob@example.com",
+        "battery staple",
+        "f3",
+        "r1",
+        6_000,
+        KEY,
+    )
+    .await
+    .unwrap();
+    accounts::authenticate(&mut kv, &b2.access, 6_000, KEY)
+        .await
+        .unwrap();
+
+    // A deleted account: its tokens refused, its e-mail free again (a new id).
+    assert!(accounts::delete_user(&mut kv, 2).await.unwrap());
+    assert_eq!(accounts::user(&mut kv, 2).await.unwrap(), None);
+    assert_eq!(
+        code(accounts::authenticate(&mut kv, &b2.access, 6_001, KEY).await),
+        codes::UNAUTHENTICATED
+    );
+    let again = accounts::register(&mut kv, "bob@example.com", "battery staple", &[5; 16], cost)
+        .await
+        .unwrap();
+    assert_eq!(again.id, 3);
+    assert!(!accounts::delete_user(&mut kv, 2).await.unwrap());
+    let _ = std::fs::remove_dir_all(&data);
+}
