@@ -18,7 +18,8 @@
 use crate::client::{ClientError, KvClient};
 use crate::kv::cmd;
 use pad_core::auth::{self, Claims, Family, KdfCost, TokenKind, TokenPair};
-use pad_core::{codes, Refusal};
+use pad_core::codes;
+use pad_core::Refusal;
 use serde::{Deserialize, Serialize};
 
 /// An account.
@@ -31,22 +32,7 @@ pub struct User {
     pub admin: bool,
 }
 
-/// Why a call failed: refused by a rule (the client's to fix), or the
-/// store did not answer (`ClientError::Unknown`: a write may have
-/// happened).
-#[derive(Debug, thiserror::Error)]
-pub enum AccountError {
-    #[error("{0}")]
-    Refused(Refusal),
-    #[error("{0}")]
-    Store(#[from] ClientError),
-}
-
-impl From<Refusal> for AccountError {
-    fn from(r: Refusal) -> Self {
-        AccountError::Refused(r)
-    }
-}
+pub use super::PadError as AccountError;
 
 fn email_key(email: &str) -> String {
     format!("user/email/{email}")

@@ -1,13 +1,17 @@
-//! The platform's accounts (`bookstore::pad::accounts`) on a real 3-node
-//! Raft KV group (`bookstore node` processes, files with fsync):
-//! registration (the first user is the admin, an e-mail once, bad input
-//! named), login (a wrong e-mail and a wrong password fail alike), access
-//! tokens until they expire, refresh rotation, a reused refresh token
-//! revoking its family, logout, a deleted account's tokens refused.
+//! The platform's data (`bookstore::pad`) on real 3-node Raft KV groups
+//! (`bookstore node` processes, files with fsync).
+//!
+//! Accounts: registration (the first user is the admin, an e-mail once,
+//! bad input named), login (a wrong e-mail and a wrong password fail
+//! alike), access tokens until they expire, refresh rotation, a reused
+//! refresh token revoking its family, logout, a deleted account's tokens
+//! refused. Catalogue: categories and products (unknown categories
+//! refused), units held all or none per order and given back once. Carts:
+//! changes and refusals. Registry: leases, routability, pruning.
 #![cfg(not(madsim))]
 
 use bookstore::client::{ClientOptions, KvClient};
-use bookstore::pad::accounts::{self, AccountError};
+use bookstore::pad::{accounts, cart, catalog, registry, PadError as AccountError};
 use pad_core::auth::{KdfCost, ACCESS_TTL_MS};
 use pad_core::codes;
 use std::collections::BTreeMap;
@@ -34,15 +38,16 @@ fn code<T: std::fmt::Debug>(r: Result<T, AccountError>) -> &'static str {
     }
 }
 
-#[tokio::test]
-async fn register_login_refresh_logout_and_delete() {
-    let base = 3_700 + (std::process::id() % 200) as u16 * 3;
+/// Three `bookstore node` processes on ports from `base` (per test and
+/// per process id), killed at the end; their addresses and data folder.
+fn group(offset: u16) -> (Nodes, BTreeMap<u64, String>, std::path::PathBuf) {
+    let base = 3_700 + offset + (std::process::id() % 100) as u16 * 6;
     let peers: BTreeMap<u64, String> = (1..=3)
         .map(|i| (i, format!("127.0.0.1:{}", base + i as u16 - 1)))
         .collect();
-    let data = std::env::temp_dir().join(format!("pad-accounts-{}", std::process::id()));
+    let data = std::env::temp_dir().join(format!("pad-data-{}-{offset}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    let _nodes = Nodes(
+    let nodes = Nodes(
         (1..=3)
             .map(|id: u64| {
                 Command::new(env!("CARGO_BIN_EXE_bookstore"))
@@ -61,6 +66,12 @@ async fn register_login_refresh_logout_and_delete() {
             })
             .collect(),
     );
+    (nodes, peers, data)
+}
+
+#[tokio::test]
+async fn register_login_refresh_logout_and_delete() {
+    let (_nodes, peers, data) = group(0);
     let mut kv = KvClient::new(peers.clone(), 7, ClientOptions::default());
     let cost = KdfCost::CHEAP;
 
@@ -203,5 +214,129 @@ async fn register_login_refresh_logout_and_delete() {
         .unwrap();
     assert_eq!(again.id, 3);
     assert!(!accounts::delete_user(&mut kv, 2).await.unwrap());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn catalogue_holds_carts_and_the_registry() {
+    let (_nodes, peers, data) = group(3);
+    let mut kv = KvClient::new(peers, 9, ClientOptions::default());
+
+    // Categories and products; unknown categories and bad prices refused.
+    let novels = catalog::create_category(&mut kv, " Novels ", "long ones")
+        .await
+        .unwrap();
+    let poems = catalog::create_category(&mut kv, "Poems", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (novels.id, novels.name.as_str(), poems.id),
+        (1, "Novels", 2)
+    );
+    assert_eq!(
+        code(catalog::create_category(&mut kv, "  ", "x").await),
+        codes::BAD_USER_INPUT
+    );
+    let book = catalog::create_product(&mut kv, "Book", 12.5, None, 5, &[1, 2])
+        .await
+        .unwrap();
+    let pen = catalog::create_product(&mut kv, "Pen", 1.0, Some("http://x/pen.png"), 1, &[])
+        .await
+        .unwrap();
+    assert_eq!((book.id, book.price_cents, pen.id), (1, 1250, 2));
+    assert_eq!(
+        code(catalog::create_product(&mut kv, "X", 1.0, None, 1, &[9]).await),
+        codes::NOT_FOUND
+    );
+    assert_eq!(
+        code(catalog::create_product(&mut kv, "X", -1.0, None, 1, &[]).await),
+        codes::BAD_USER_INPUT
+    );
+    assert_eq!(catalog::categories(&mut kv).await.unwrap().len(), 2);
+
+    // Units held all or none, once per order; given back once.
+    let units = |p: Option<pad_core::catalog::Product>| p.unwrap().units_available;
+    assert!(catalog::reserve(&mut kv, "o1", &[(1, 2), (2, 1)])
+        .await
+        .unwrap()
+        .is_ok());
+    assert!(catalog::reserve(&mut kv, "o1", &[(1, 2), (2, 1)])
+        .await
+        .unwrap()
+        .is_ok());
+    assert_eq!(units(catalog::product(&mut kv, 1).await.unwrap()), 3);
+    assert_eq!(units(catalog::product(&mut kv, 2).await.unwrap()), 0);
+    // Short on the pen: nothing held, the book untouched.
+    let short = catalog::reserve(&mut kv, "o2", &[(1, 1), (2, 1)])
+        .await
+        .unwrap();
+    assert!(short
+        .unwrap_err()
+        .message
+        .contains("1 units wanted, 0 available"));
+    assert_eq!(units(catalog::product(&mut kv, 1).await.unwrap()), 3);
+    // Two lines of one product count together.
+    let twice = catalog::reserve(&mut kv, "o3", &[(1, 2), (1, 2)])
+        .await
+        .unwrap();
+    assert!(twice.is_err(), "4 units of 3");
+    catalog::release(&mut kv, "o1").await.unwrap();
+    catalog::release(&mut kv, "o1").await.unwrap();
+    assert_eq!(units(catalog::product(&mut kv, 1).await.unwrap()), 5);
+    assert_eq!(units(catalog::product(&mut kv, 2).await.unwrap()), 1);
+    assert!(
+        catalog::reserve(&mut kv, "o1", &[(1, 1)])
+            .await
+            .unwrap()
+            .is_err(),
+        "given back: never held again"
+    );
+    // Released before it was ever held: a late reserve is refused.
+    catalog::release(&mut kv, "o4").await.unwrap();
+    assert!(catalog::reserve(&mut kv, "o4", &[(1, 1)])
+        .await
+        .unwrap()
+        .is_err());
+
+    // Carts.
+    let c = cart::update(&mut kv, 7, |c| c.add(1, 2)).await.unwrap();
+    assert_eq!(c.items[&1], 2);
+    cart::update(&mut kv, 7, |c| c.add(1, 1)).await.unwrap();
+    assert_eq!(
+        code(cart::update(&mut kv, 7, |c| c.update(5, 1)).await),
+        codes::NOT_FOUND
+    );
+    assert_eq!(cart::get(&mut kv, 7).await.unwrap().items[&1], 3);
+    assert!(cart::get(&mut kv, 8).await.unwrap().items.is_empty());
+    cart::update(&mut kv, 7, |c| {
+        c.clear();
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert!(cart::get(&mut kv, 7).await.unwrap().items.is_empty());
+
+    // Registry: leases by the heartbeat's clock, routability, pruning.
+    let lease = pad_core::registry::LEASE_MS;
+    registry::heartbeat(&mut kv, "cart", "1", "127.0.0.1:1", true, 1_000, lease)
+        .await
+        .unwrap();
+    registry::heartbeat(&mut kv, "cart", "2", "127.0.0.1:2", false, 1_000, lease)
+        .await
+        .unwrap();
+    registry::heartbeat(&mut kv, "cart", "3", "127.0.0.1:3", true, 3_000, lease)
+        .await
+        .unwrap();
+    let all = registry::instances(&mut kv).await.unwrap();
+    let ids = |now| {
+        pad_core::registry::routable(&all, "cart", now)
+            .iter()
+            .map(|i| i.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(2_000), ["1", "3"]);
+    assert_eq!(ids(4_500), ["3"]);
+    assert_eq!(registry::prune(&mut kv, 4_500).await.unwrap(), 2);
+    assert_eq!(registry::instances(&mut kv).await.unwrap().len(), 1);
     let _ = std::fs::remove_dir_all(&data);
 }
