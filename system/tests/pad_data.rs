@@ -7,11 +7,16 @@
 //! refresh token revoking its family, logout, a deleted account's tokens
 //! refused. Catalogue: categories and products (unknown categories
 //! refused), units held all or none per order and given back once. Carts:
-//! changes and refusals. Registry: leases, routability, pruning.
+//! changes and refusals. Registry: leases, routability, pruning. Orders:
+//! the saga to PAID (units and money taken once, the cart emptied),
+//! ITEMS_REJECTED and PAYMENT_FAILED with nothing held, two replicas
+//! driving one order at once.
 #![cfg(not(madsim))]
 
 use bookstore::client::{ClientOptions, KvClient};
-use bookstore::pad::{accounts, cart, catalog, registry, PadError as AccountError};
+use bookstore::pad::{
+    accounts, cart, catalog, orders, payment, registry, PadError as AccountError,
+};
 use pad_core::auth::{KdfCost, ACCESS_TTL_MS};
 use pad_core::codes;
 use std::collections::BTreeMap;
@@ -338,5 +343,100 @@ async fn catalogue_holds_carts_and_the_registry() {
     assert_eq!(ids(4_500), ["3"]);
     assert_eq!(registry::prune(&mut kv, 4_500).await.unwrap(), 2);
     assert_eq!(registry::instances(&mut kv).await.unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn orders_end_paid_rejected_or_failed_with_nothing_held() {
+    let (_nodes, peers, data) = group(6);
+    // One group holds every service's keys here (their key spaces differ).
+    let kv = KvClient::new(peers, 11, ClientOptions::default());
+    let groups = |k: u64| orders::Groups {
+        catalog: kv.sibling(100 + k),
+        cart: kv.sibling(200 + k),
+        payment: kv.sibling(300 + k),
+        orders: kv.sibling(400 + k),
+    };
+    let mut g = groups(1);
+    catalog::create_product(&mut g.catalog, "Book", 10.0, None, 5, &[])
+        .await
+        .unwrap();
+    catalog::create_product(&mut g.catalog, "Pen", 600.0, None, 10, &[])
+        .await
+        .unwrap();
+    let units = |p: Option<pad_core::catalog::Product>| p.unwrap().units_available;
+    use pad_core::order::Status;
+
+    // An empty cart is refused.
+    assert_eq!(
+        code(orders::init_order(&mut g, 1).await),
+        codes::BAD_USER_INPUT
+    );
+
+    // PAID: the units and the money taken, the cart emptied.
+    cart::update(&mut g.cart, 1, |c| c.add(1, 2)).await.unwrap();
+    let o = orders::init_order(&mut g, 1).await.unwrap();
+    assert_eq!((o.saga.status, o.total_cents), (Status::Created, 2_000));
+    let o = orders::drive(&mut g, o.id).await.unwrap();
+    assert_eq!(o.saga.status, Status::Paid);
+    assert_eq!(
+        orders::status(&mut g.orders, o.id).await.unwrap(),
+        Status::Paid
+    );
+    assert_eq!(units(catalog::product(&mut g.catalog, 1).await.unwrap()), 3);
+    assert_eq!(payment::balance(&mut g.payment, 1).await.unwrap(), 98_000);
+    assert!(cart::get(&mut g.cart, 1).await.unwrap().items.is_empty());
+
+    // ITEMS_REJECTED: 4 books of 3; nothing held, nothing charged.
+    cart::update(&mut g.cart, 2, |c| c.add(1, 4)).await.unwrap();
+    let o = orders::init_order(&mut g, 2).await.unwrap();
+    let o = orders::drive(&mut g, o.id).await.unwrap();
+    assert_eq!(o.saga.status, Status::ItemsRejected);
+    assert!(
+        o.saga.reason.contains("4 units wanted, 3 available"),
+        "{}",
+        o.saga.reason
+    );
+    assert_eq!(units(catalog::product(&mut g.catalog, 1).await.unwrap()), 3);
+    assert_eq!(
+        payment::balance(&mut g.payment, 2).await.unwrap(),
+        payment::DEFAULT_CREDIT_CENTS
+    );
+    assert_eq!(
+        cart::get(&mut g.cart, 2).await.unwrap().items[&1],
+        4,
+        "the cart stays"
+    );
+
+    // PAYMENT_FAILED: 1,200.00 of 1,000.00 credit; the pens given back.
+    cart::update(&mut g.cart, 3, |c| c.add(2, 2)).await.unwrap();
+    let o = orders::init_order(&mut g, 3).await.unwrap();
+    let o = orders::drive(&mut g, o.id).await.unwrap();
+    assert_eq!(o.saga.status, Status::PaymentFailed);
+    assert_eq!(
+        units(catalog::product(&mut g.catalog, 2).await.unwrap()),
+        10
+    );
+    assert_eq!(
+        payment::balance(&mut g.payment, 3).await.unwrap(),
+        payment::DEFAULT_CREDIT_CENTS
+    );
+
+    // Two replicas drive one order at once: one end, taken once.
+    cart::update(&mut g.cart, 4, |c| c.add(1, 1)).await.unwrap();
+    let o = orders::init_order(&mut g, 4).await.unwrap();
+    let (mut a, mut b) = (groups(2), groups(3));
+    let (ra, rb) = tokio::join!(orders::drive(&mut a, o.id), orders::drive(&mut b, o.id));
+    assert_eq!(ra.unwrap(), rb.unwrap());
+    assert_eq!(
+        orders::status(&mut g.orders, o.id).await.unwrap(),
+        Status::Paid
+    );
+    assert_eq!(units(catalog::product(&mut g.catalog, 1).await.unwrap()), 2);
+    assert_eq!(payment::balance(&mut g.payment, 4).await.unwrap(), 99_000);
+    assert_eq!(
+        orders::status(&mut g.orders, 999).await.unwrap(),
+        Status::Unknown
+    );
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -2,11 +2,14 @@
 //! far each service's data on its own Raft KV group, with the pure rules
 //! of the `pad-core` crate: accounts and tokens ([`accounts`]), the
 //! catalogue and the units orders hold ([`catalog`]), carts ([`cart`]) and
-//! the service registry ([`registry`]).
+//! the service registry ([`registry`]), payments ([`payment`]) and orders
+//! with the saga `initOrder` starts ([`orders`]).
 
 pub mod accounts;
 pub mod cart;
 pub mod catalog;
+pub mod orders;
+pub mod payment;
 pub mod registry;
 
 use crate::client::ClientError;
