@@ -60,7 +60,7 @@ impl NodeConfig {
             tick: Duration::from_millis(50),
             election_tick: 10,
             heartbeat_tick: 2,
-            snapshot_every: 10_000,
+            snapshot_every: 1000,
             rpc_timeout: Duration::from_millis(500),
             max_batch: 64,
             seed,
