@@ -237,21 +237,27 @@ pub async fn phases(t: &Topology) -> String {
     }
 }
 
+/// A linearizable scan of `prefix` as client `id`, tried up to 20 times.
+pub async fn scan(
+    nodes: &BTreeMap<u64, String>,
+    prefix: &str,
+    id: u64,
+) -> Result<Vec<(String, String)>, String> {
+    let mut kv = KvClient::new(nodes.clone(), id, kv_options());
+    let mut last = String::new();
+    for _ in 0..20 {
+        match kv.scan(prefix).await {
+            Ok(v) => return Ok(v),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(format!("scan {prefix}: {last}"))
+}
+
 /// Reads the whole shop from the three store groups (linearizable scans).
 pub async fn read_state(t: &Topology, client_id: u64) -> Result<Value, String> {
-    let scan = |nodes: BTreeMap<u64, String>, prefix: &'static str, id: u64| async move {
-        let mut kv = KvClient::new(nodes, id, kv_options());
-        let mut last = String::new();
-        for _ in 0..20 {
-            match kv.scan(prefix).await {
-                Ok(v) => return Ok(v),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        Err(format!("scan {prefix}: {last}"))
-    };
     let mut items = Map::new();
-    for (k, v) in scan(t.stock_kv.clone(), keys::ITEM, client_id).await? {
+    for (k, v) in scan(&t.stock_kv, keys::ITEM, client_id).await? {
         let r: ItemRec = serde_json::from_str(&v).map_err(|e| format!("{k}: {e}"))?;
         items.insert(
             k[keys::ITEM.len()..].to_string(),
@@ -259,12 +265,12 @@ pub async fn read_state(t: &Topology, client_id: u64) -> Result<Value, String> {
         );
     }
     let mut users = Map::new();
-    for (k, v) in scan(t.payment_kv.clone(), keys::USER, client_id + 1).await? {
+    for (k, v) in scan(&t.payment_kv, keys::USER, client_id + 1).await? {
         let c: i64 = v.parse().map_err(|e| format!("{k}: {e}"))?;
         users.insert(k[keys::USER.len()..].to_string(), json!(c));
     }
     let mut orders = Map::new();
-    for (k, v) in scan(t.order_kv.clone(), keys::ORDER, client_id + 2).await? {
+    for (k, v) in scan(&t.order_kv, keys::ORDER, client_id + 2).await? {
         let o: OrderRec = serde_json::from_str(&v).map_err(|e| format!("{k}: {e}"))?;
         orders.insert(
             k[keys::ORDER.len()..].to_string(),
@@ -272,7 +278,7 @@ pub async fn read_state(t: &Topology, client_id: u64) -> Result<Value, String> {
         );
     }
     let mut in_flight = 0;
-    for (k, v) in scan(t.order_kv.clone(), keys::TX, client_id + 3).await? {
+    for (k, v) in scan(&t.order_kv, keys::TX, client_id + 3).await? {
         let r: TxRecord = serde_json::from_str(&v).map_err(|e| format!("{k}: {e}"))?;
         in_flight += u64::from(!r.terminal());
     }

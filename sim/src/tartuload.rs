@@ -6,7 +6,7 @@
 //! approved orders, conservation), the vector-clock logs and the
 //! participants' accepted calls (mutual exclusion).
 
-use crate::shopload::kv_options;
+use crate::shopload::{kv_options, scan};
 use bookstore::client::KvClient;
 use bookstore::tartu::books::BooksDb;
 use bookstore::tartu::executor::{LeaderLease, TxRecord};
@@ -15,6 +15,7 @@ use bookstore::tartu::participants::{split_tx, Effect, Hold, Resource, DEFAULT_C
 use bookstore::tartu::queue::OrderStatus;
 use bookstore::tartu::{Topology, VcEvent};
 use checker::history::{History, OpType, Process};
+use harness::failure::Failure;
 use harness::hostio::coverage::hit;
 use harness::recorder::{Completion, Recorder};
 use rand::Rng;
@@ -25,23 +26,6 @@ use std::time::Duration;
 use tartu_core::request::{Item, Shipping};
 use tartu_core::Checkout;
 use tokio::time::Instant;
-
-/// A failed check (the harness's `Failure`, which exists in the simulated
-/// build only).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub check: &'static str,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(check: &'static str, message: impl Into<String>) -> Failure {
-        Failure {
-            check,
-            message: message.into(),
-        }
-    }
-}
 
 /// How long after healing every queued order has to be executed or failed.
 pub const LIVENESS_BOUND: Duration = Duration::from_secs(60);
@@ -327,21 +311,45 @@ pub async fn open_orders(t: &Topology) -> Result<Vec<String>, String> {
     Ok(open)
 }
 
-/// A scan of `prefix`, retried.
-async fn scan(
-    nodes: &BTreeMap<u64, String>,
-    prefix: &str,
-    id: u64,
-) -> Result<Vec<(String, String)>, String> {
-    let mut kv = KvClient::new(nodes.clone(), id, kv_options());
-    let mut last = String::new();
-    for _ in 0..20 {
-        match kv.scan(prefix).await {
-            Ok(v) => return Ok(v),
-            Err(e) => last = e.to_string(),
+/// After healing: waits until every queued order is executed or failed
+/// (liveness, within [`LIVENESS_BOUND`]), then reads the final state and
+/// compares the replicas of the three groups. The final state, the
+/// liveness failures and the replicas that differ.
+pub async fn settle(t: &Topology) -> (Result<Value, String>, Vec<String>, Vec<String>) {
+    let mut failures = Vec::new();
+    let deadline = Instant::now() + LIVENESS_BOUND;
+    loop {
+        let open = open_orders(t).await;
+        if matches!(&open, Ok(o) if o.is_empty()) {
+            break;
         }
+        if Instant::now() >= deadline {
+            let what = match open {
+                Ok(o) => format!(
+                    "{} orders not executed or failed: {:?}",
+                    o.len(),
+                    &o[..o.len().min(5)]
+                ),
+                Err(e) => format!("the state group did not answer: {e}"),
+            };
+            failures.push(format!(
+                "orders did not finish within {LIVENESS_BOUND:?} after healing: {what}"
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(format!("scan {prefix}: {last}"))
+    let fin = read_state(t, 1 << 41).await;
+    let diverged = crate::replicas::compare_groups(
+        &[
+            ("books", &t.books_kv),
+            ("state", &t.state_kv),
+            ("payment", &t.payment_kv),
+        ],
+        kv_options(),
+    )
+    .await;
+    (fin, failures, diverged)
 }
 
 fn holds_json(pairs: Vec<(String, String)>) -> Result<Value, String> {

@@ -34,6 +34,7 @@ pub mod schedule;
 
 #[cfg(madsim)]
 pub mod cli;
+pub mod failure;
 #[cfg(madsim)]
 pub mod nemesis;
 pub mod recorder;

@@ -16,8 +16,8 @@
 use super::{play_then_heal, Cluster, Options, Ports, Ran, Schedule};
 use crate::shopload::kv_options;
 use crate::tartuload::{
-    books_change, check_history, checkout, draw_order, fencing_violations, open_orders, read_state,
-    vclock_violations, Accepted, LIVENESS_BOUND,
+    books_change, check_history, checkout, draw_order, fencing_violations, settle,
+    vclock_violations, Accepted,
 };
 use bookstore::shop::Store;
 use bookstore::tartu::books::BooksDb;
@@ -181,42 +181,11 @@ pub(super) async fn run(
     }
     let died = play_then_heal(s, cluster, rec, start, tasks).await;
 
-    let mut live = Vec::new();
-    let deadline = Instant::now() + LIVENESS_BOUND;
-    loop {
-        let open = open_orders(t).await;
-        if matches!(&open, Ok(o) if o.is_empty()) {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let what = match open {
-                Ok(o) => format!(
-                    "{} orders not executed or failed: {:?}",
-                    o.len(),
-                    &o[..o.len().min(5)]
-                ),
-                Err(e) => format!("the state group did not answer: {e}"),
-            };
-            live.push(format!(
-                "orders did not finish within {LIVENESS_BOUND:?} after healing: {what}"
-            ));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    match read_state(t, 1 << 41).await {
+    let (fin, mut live, diverged) = settle(t).await;
+    match fin {
         Ok(v) => rec.named("final", "final", v),
         Err(e) => live.push(format!("could not read the final state after healing: {e}")),
     }
-    let diverged = crate::replicas::compare_groups(
-        &[
-            ("books", &t.books_kv),
-            ("state", &t.state_kv),
-            ("payment", &t.payment_kv),
-        ],
-        kv_options(),
-    )
-    .await;
     live.extend(died);
     Ok(Ran { live, diverged })
 }
@@ -247,14 +216,18 @@ pub(super) fn check(
     // Checks that read nothing pass nothing: holds were committed, so the
     // participants accepted calls, and orders were approved, so the
     // services logged events.
-    let fin_ref = history.ops.iter().rev().find(|o| o.f == "final");
-    let committed = fin_ref.map_or(0, |o| {
-        ["stock_holds", "money_holds"]
-            .iter()
-            .flat_map(|k| o.value[*k].as_object().into_iter().flat_map(|m| m.values()))
-            .filter(|h| h["state"] == "committed")
-            .count()
-    });
+    let null = Value::Null;
+    let fin = history
+        .ops
+        .iter()
+        .rev()
+        .find(|o| o.f == "final")
+        .map_or(&null, |o| &o.value);
+    let committed = ["stock_holds", "money_holds"]
+        .iter()
+        .flat_map(|k| fin[*k].as_object().into_iter().flat_map(|m| m.values()))
+        .filter(|h| h["state"] == "committed")
+        .count();
     if accepted.is_empty() && committed > 0 {
         failures.push((
             "mutual-exclusion",
@@ -272,13 +245,6 @@ pub(super) fn check(
         ));
     }
     // What the run exercised: leader changes, attempts presumed aborted.
-    let fin = history
-        .ops
-        .iter()
-        .rev()
-        .find(|o| o.f == "final")
-        .map(|o| o.value.clone())
-        .unwrap_or(Value::Null);
     let retried = fin["stock_holds"].as_object().map_or(0, |h| {
         h.keys()
             .filter(|tx| bookstore::tartu::participants::split_tx(tx).1 > 1)
@@ -353,4 +319,37 @@ fn read_effects(out: &Path, wall0: u64) -> (Vec<Accepted>, usize) {
         }
     }
     (accepted, refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An approved checkout and a committed hold, but no vector-clock log
+    /// and no effect log: both checks fail instead of passing on nothing.
+    #[test]
+    fn checks_that_read_nothing_fail() {
+        let text = [
+            r#"{"index":0,"time":0,"process":1,"type":"invoke","f":"checkout","value":{"order":"o-1-0","intent":"valid"}}"#,
+            r#"{"index":1,"time":1,"process":1,"type":"ok","f":"checkout","value":{"order":"o-1-0","intent":"valid","answer":"approved"}}"#,
+            r#"{"index":2,"time":2,"process":"final","type":"ok","f":"final","value":{"books":{},"accounts":{},"stock_holds":{"o-1-0#1":{"state":"committed","token":1,"debits":[]}},"money_holds":{},"status":{},"decisions":{}}}"#,
+        ]
+        .join("\n");
+        let h = History::from_jsonl(&text).unwrap();
+        let empty = std::env::temp_dir().join(format!("jepsen-tartu-empty-{}", std::process::id()));
+        let (failures, _) = check(&h, &empty, 0);
+        let has = |check: &str, text: &str| {
+            failures
+                .iter()
+                .any(|(c, m)| *c == check && m.contains(text))
+        };
+        assert!(
+            has("mutual-exclusion", "1 holds were committed"),
+            "{failures:?}"
+        );
+        assert!(
+            has("vclock", "no vector-clock event was read"),
+            "{failures:?}"
+        );
+    }
 }

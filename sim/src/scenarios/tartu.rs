@@ -43,8 +43,8 @@
 use crate::raft::{self, Raft, RaftFaults, PORT};
 use crate::shopload::kv_options;
 use crate::tartuload::{
-    books_change, check_history, checkout, draw_order, fencing_violations, open_orders, read_state,
-    report_page, vclock_violations, Accepted, GROUPS, LIVENESS_BOUND,
+    books_change, check_history, checkout, draw_order, fencing_violations, report_page, settle,
+    vclock_violations, Accepted, GROUPS,
 };
 use bookstore::shop::Store;
 use bookstore::tartu::books::BooksDb;
@@ -57,7 +57,7 @@ use checker::history::History;
 use harness::hostio::coverage::hit;
 use harness::nemesis::Nemesis;
 use harness::runner::RunResult;
-use harness::scenario::{Failure, Floor, RunCtx, RunFuture, Scenario, Verdicts};
+use harness::scenario::{Floor, RunCtx, RunFuture, Scenario, Verdicts};
 use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
@@ -160,13 +160,7 @@ impl Scenario for Tartu {
 
     fn check(&self, _: &Schedule, history: &History) -> Verdicts {
         Verdicts {
-            failures: check_history(history)
-                .into_iter()
-                .map(|f| Failure {
-                    check: f.check,
-                    message: f.message,
-                })
-                .collect(),
+            failures: check_history(history),
             lin: None,
         }
     }
@@ -583,43 +577,7 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     let host = sim.client(201);
     let t = topology.clone();
     let (fin, failures, diverged) = host
-        .spawn(async move {
-            let mut failures = Vec::new();
-            let deadline = Instant::now() + LIVENESS_BOUND;
-            loop {
-                let open = open_orders(&t).await;
-                match &open {
-                    Ok(o) if o.is_empty() => break,
-                    _ => {}
-                }
-                if Instant::now() >= deadline {
-                    let what = match open {
-                        Ok(o) => format!(
-                            "{} orders not executed or failed: {:?}",
-                            o.len(),
-                            &o[..o.len().min(5)]
-                        ),
-                        Err(e) => format!("the state group did not answer: {e}"),
-                    };
-                    failures.push(format!(
-                        "orders did not finish within {LIVENESS_BOUND:?} after healing: {what}"
-                    ));
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            let fin = read_state(&t, 1 << 41).await;
-            let diverged = crate::replicas::compare_groups(
-                &[
-                    ("books", &t.books_kv),
-                    ("state", &t.state_kv),
-                    ("payment", &t.payment_kv),
-                ],
-                kv_options(),
-            )
-            .await;
-            (fin, failures, diverged)
-        })
+        .spawn(async move { settle(&t).await })
         .await
         .expect("final task");
     ctx.checks.add("convergence", move || diverged.clone());
