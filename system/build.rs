@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/shop.proto",
                 "proto/tartu.proto",
                 "proto/etcd.proto",
+                "proto/pad.proto",
             ],
             &["proto"],
         )?;
@@ -19,5 +20,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/shop.proto");
     println!("cargo:rerun-if-changed=proto/tartu.proto");
     println!("cargo:rerun-if-changed=proto/etcd.proto");
+    println!("cargo:rerun-if-changed=proto/pad.proto");
     Ok(())
 }

@@ -40,6 +40,14 @@
 //! | `ack-before-decide` | the executor removes an order from the queue as soon as it takes it, before its transaction is decided: if it dies then, nobody finishes the order |
 //! | `lease-only`       | the participants and the decision log ignore the executors' fencing tokens: mutual exclusion rests on the leader's lease alone, so a paused or slow-clocked old leader still prepares, commits and aborts |
 //! | `deliver-before-log` | the coordinator tells the participants its decision before writing it to the decision log: if it dies in between, its successor presumes abort for a transaction a participant has committed |
+//!
+//! The third course's platform's (`bookstore pad`):
+//!
+//! | name               | what it breaks                                              |
+//! |--------------------|-------------------------------------------------------------|
+//! | `pad-local-revocation` | a token's family is read from the auth store's local replica, not linearizably: a logout is not seen at once everywhere |
+//! | `pad-expiry-own-clock` | the auth service judges a token's expiry by its own clock, not by the gateway's that asks |
+//! | `pad-paid-before-charge` | an order is marked PAID before its charge is confirmed (a refused charge still ends PAID, units kept) |
 
 use std::fmt;
 
@@ -62,6 +70,9 @@ pub struct Bugs {
     pub deliver_before_log: bool,
     pub zeros_end_log: bool,
     pub wal_no_order_check: bool,
+    pub pad_local_revocation: bool,
+    pub pad_expiry_own_clock: bool,
+    pub pad_paid_before_charge: bool,
 }
 
 pub const ALL: &[&str] = &[
@@ -88,6 +99,13 @@ pub const SHOP: &[&str] = &[
     "no-compensation",
     "non-idempotent-payment",
     "unguarded-stock",
+];
+
+/// The third course's platform's planted bugs.
+pub const PAD: &[&str] = &[
+    "pad-local-revocation",
+    "pad-expiry-own-clock",
+    "pad-paid-before-charge",
 ];
 
 /// The Tartu bookstore's planted bugs.
@@ -124,13 +142,17 @@ impl Bugs {
             "ack-before-decide" => b.ack_before_decide = true,
             "lease-only" => b.lease_only = true,
             "deliver-before-log" => b.deliver_before_log = true,
+            "pad-local-revocation" => b.pad_local_revocation = true,
+            "pad-expiry-own-clock" => b.pad_expiry_own_clock = true,
+            "pad-paid-before-charge" => b.pad_paid_before_charge = true,
             other => {
                 return Err(format!(
-                    "unknown bug '{other}'; known bugs: {}, {}, {}, {}",
+                    "unknown bug '{other}'; known bugs: {}, {}, {}, {}, {}",
                     ALL.join(", "),
                     TXN.join(", "),
                     SHOP.join(", "),
-                    TARTU.join(", ")
+                    TARTU.join(", "),
+                    PAD.join(", ")
                 ))
             }
         }
@@ -149,6 +171,7 @@ impl fmt::Display for Bugs {
             .chain(TXN)
             .chain(SHOP)
             .chain(TARTU)
+            .chain(PAD)
             .copied()
             .filter(|n| {
                 Bugs::from_name(n)
@@ -187,5 +210,8 @@ impl Bugs {
             && (!o.raft.ignore_log_floor || self.raft.ignore_log_floor)
             && (!o.zeros_end_log || self.zeros_end_log)
             && (!o.wal_no_order_check || self.wal_no_order_check)
+            && (!o.pad_local_revocation || self.pad_local_revocation)
+            && (!o.pad_expiry_own_clock || self.pad_expiry_own_clock)
+            && (!o.pad_paid_before_charge || self.pad_paid_before_charge)
     }
 }

@@ -14,7 +14,14 @@ pub const LINES_MAX: usize = 100;
 pub struct Cart {
     /// Product id -> quantity (>= 1).
     pub items: BTreeMap<i64, i64>,
+    /// The last orders whose units were taken out ([`Cart::take`]), so
+    /// that taking them again does nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taken: Vec<String>,
 }
+
+/// How many orders [`Cart::taken`] remembers.
+pub const TAKEN_KEPT: usize = 64;
 
 fn quantity(field: &str, q: i64) -> Result<i64, Refusal> {
     if !(1..=QUANTITY_MAX).contains(&q) {
@@ -61,6 +68,26 @@ impl Cart {
 
     pub fn clear(&mut self) {
         self.items.clear();
+    }
+
+    /// Takes a paid order's units out of the cart (what was added since
+    /// stays), once per order: asked again, it changes nothing.
+    pub fn take(&mut self, order: &str, lines: &[(i64, i64)]) {
+        if self.taken.iter().any(|t| t == order) {
+            return;
+        }
+        for (product, quantity) in lines {
+            let left = self.items.get(product).copied().unwrap_or(0) - quantity;
+            if left > 0 {
+                self.items.insert(*product, left);
+            } else {
+                self.items.remove(product);
+            }
+        }
+        self.taken.push(order.to_string());
+        if self.taken.len() > TAKEN_KEPT {
+            self.taken.remove(0);
+        }
     }
 }
 

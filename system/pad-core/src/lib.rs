@@ -64,4 +64,12 @@ pub mod codes {
     /// An account with this e-mail exists.
     pub const EMAIL_TAKEN: &str = "EMAIL_TAKEN";
     pub const NOT_FOUND: &str = "NOT_FOUND";
+    /// The call certainly did not happen (no instance answered in time);
+    /// safe to send again.
+    pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    /// The call may or may not have happened (an instance stopped
+    /// answering while it ran); read before sending it again.
+    pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
+    /// A GraphQL document that does not parse or validate.
+    pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 }

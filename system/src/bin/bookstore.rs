@@ -110,6 +110,27 @@ impl TartuPorts {
     }
 }
 
+/// The platform's ports.
+#[derive(clap::Args, Clone)]
+struct PadPorts {
+    /// Stores and services from here (see `pad::Topology::loopback`): with
+    /// 10000, group g's node i on 10000+10g+i (auth 10001-10003, catalog
+    /// 10011-, cart 10021-, payment 10031-, orders 10041-, registry
+    /// 10051-), service s's replica r on 10100+10s+r (auth 10101-10102, ...,
+    /// registry 10151-10152).
+    #[arg(long, default_value_t = 10000)]
+    base_port: u16,
+    /// The gateways: this port and the next.
+    #[arg(long, default_value_t = 8090)]
+    gateway_port: u16,
+}
+
+impl PadPorts {
+    fn topology(&self) -> bookstore::pad::Topology {
+        bookstore::pad::Topology::loopback(self.base_port, 3, 2, self.gateway_port, 2)
+    }
+}
+
 impl ShopPorts {
     fn topology(&self) -> Topology {
         Topology::loopback(self.base_port, SHOP_KV_NODES, SHOP_SERVICE_REPLICAS)
@@ -346,6 +367,52 @@ enum Cmd {
         url: Option<String>,
         #[command(flatten)]
         ports: TartuPorts,
+    },
+    /// Start the third course's e-commerce platform on loopback, one
+    /// process each: a Raft KV group of 3 per service (auth, catalog, cart,
+    /// payment, orders) and the registry's, 2 replicas of each service and
+    /// of the registry, 2 GraphQL gateways. Restarts any process that dies;
+    /// Ctrl-C stops everything.
+    Pad {
+        #[command(flatten)]
+        ports: PadPorts,
+        /// Stores keep their files in DATA_DIR/<group>-<id>; logs go to
+        /// DATA_DIR/logs, process ids to DATA_DIR/pids; the token signing
+        /// key is DATA_DIR/signing.key (made on first start).
+        #[arg(long, default_value = "data-pad")]
+        data_dir: PathBuf,
+        /// Turn on a planted bug in the services (see system/src/bugs.rs).
+        #[arg(long)]
+        bug: Option<String>,
+    },
+    /// One process of the platform (`bookstore pad` starts them all).
+    PadProc {
+        /// <group>-kv (a store replica: auth-kv, catalog-kv, cart-kv,
+        /// payment-kv, orders-kv, registry-kv), a service (auth, catalog,
+        /// cart, payment, orders, registry) or gateway.
+        what: String,
+        /// Replica (store node id or service replica), from 1.
+        #[arg(long, default_value_t = 1)]
+        replica: u64,
+        #[command(flatten)]
+        ports: PadPorts,
+        #[arg(long, default_value = "data-pad")]
+        data_dir: PathBuf,
+        #[arg(long)]
+        bug: Option<String>,
+        /// Every address from this JSON file (a pad `Topology`) instead of
+        /// `--base-port`'s and `--gateway-port`'s.
+        #[arg(long)]
+        topology: Option<PathBuf>,
+        /// Listen here instead of at this replica's address in the topology.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Services and gateways: the clock's drift in ppm; SIGUSR1/SIGUSR2
+        /// jump it by --clock-jump-ms forward/back.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        clock_drift_ppm: i64,
+        #[arg(long, default_value_t = 2000)]
+        clock_jump_ms: u64,
     },
     /// Key-value commands against a running cluster.
     Kv {
@@ -782,6 +849,48 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             real::tartu_bench(clients, checkouts, url, ports).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Pad {
+            ports,
+            data_dir,
+            bug,
+        } => {
+            real::pad(ports, data_dir, bug).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::PadProc {
+            what,
+            replica,
+            ports,
+            data_dir,
+            bug,
+            topology,
+            listen,
+            clock_drift_ppm,
+            clock_jump_ms,
+        } => {
+            let t = match topology {
+                None => ports.topology(),
+                Some(f) => {
+                    let text = std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read --topology {}", f.display()))?;
+                    serde_json::from_str(&text).with_context(|| {
+                        format!("--topology {}: not a pad topology (JSON with kv, registry, services, gateways)", f.display())
+                    })?
+                }
+            };
+            pad_proc(
+                &what,
+                replica,
+                t,
+                data_dir,
+                bug,
+                listen,
+                clock_drift_ppm,
+                clock_jump_ms,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Kv { cluster, op } => {
             let opts = ClientOptions {
                 total_timeout: Duration::from_secs(5),
@@ -858,6 +967,119 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
             .map(|_| ExitCode::SUCCESS),
     }
+}
+
+/// The platform's token signing key (hex in DATA_DIR/signing.key).
+fn pad_key(data_dir: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("signing.key");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the token signing key {}: `bookstore pad` makes it; or write 64 hex digits there",
+            path.display()
+        )
+    })?;
+    let t = text.trim();
+    if t.len() < 32 || t.len() % 2 != 0 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!(
+            "{}: expected at least 32 hex digits (an even number)",
+            path.display()
+        );
+    }
+    Ok((0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&t[i..i + 2], 16).expect("hex"))
+        .collect())
+}
+
+/// Runs one process of the third course's platform.
+#[allow(clippy::too_many_arguments)]
+async fn pad_proc(
+    what: &str,
+    replica: u64,
+    t: bookstore::pad::Topology,
+    data_dir: PathBuf,
+    bug: Option<String>,
+    listen: Option<std::net::SocketAddr>,
+    clock_drift_ppm: i64,
+    clock_jump_ms: u64,
+) -> anyhow::Result<()> {
+    use bookstore::pad;
+    let bugs = match &bug {
+        Some(b) => bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?,
+        None => Default::default(),
+    };
+    if let Some(group) = what.strip_suffix("-kv") {
+        let Some(peers) = t.kv.get(group).cloned() else {
+            bail!(
+                "unknown store '{what}': expected one of {}",
+                pad::GROUPS.map(|g| format!("{g}-kv")).join(", ")
+            );
+        };
+        if !peers.contains_key(&replica) {
+            bail!(
+                "--replica {replica} is not a node of {what} (ids are 1..={})",
+                peers.len()
+            );
+        }
+        let dir = data_dir.join(format!("{group}-{replica}"));
+        println!(
+            "{what} node {replica} listening on {}, data in {}",
+            peers[&replica],
+            dir.display()
+        );
+        let every = NodeConfig::new(replica, BTreeMap::new(), 0).snapshot_every;
+        start_node(replica, peers, dir, false, every)
+            .await?
+            .await??;
+        return Ok(());
+    }
+    let clock = harness_clock(clock_drift_ppm, clock_jump_ms)?;
+    let env = pad::services::ServiceEnv {
+        topology: t.clone(),
+        wall: real::wall(clock),
+        bugs,
+        rpc_timeout: Duration::from_secs(2),
+    };
+    let own = |addrs: &Vec<String>| -> anyhow::Result<std::net::SocketAddr> {
+        let Some(a) = (replica as usize).checked_sub(1).and_then(|i| addrs.get(i)) else {
+            bail!(
+                "--replica {replica} is not a replica of {what} (replicas are 1..={})",
+                addrs.len()
+            );
+        };
+        Ok(match listen {
+            Some(l) => l,
+            None => a.parse().with_context(|| format!("address '{a}'"))?,
+        })
+    };
+    if what == "gateway" {
+        let addr = own(&t.gateways)?;
+        return real::pad_gateway(env, addr).await;
+    }
+    let addrs = if what == "registry" {
+        t.registry.clone()
+    } else if let Some(a) = t.services.get(what) {
+        a.clone()
+    } else {
+        bail!("unknown platform process '{what}': expected <group>-kv, auth, catalog, cart, payment, orders, registry or gateway");
+    };
+    let addr = own(&addrs)?;
+    let key = if what == "auth" {
+        pad_key(&data_dir)?
+    } else {
+        Vec::new()
+    };
+    println!("{what} service replica {replica} listening on {addr}");
+    pad::services::serve(
+        what,
+        replica as usize,
+        env,
+        key,
+        pad_core::auth::KdfCost::PRODUCTION,
+        addr,
+        terminated(),
+    )
+    .await
 }
 
 /// Runs one process of the Tartu bookstore.
@@ -1175,6 +1397,15 @@ mod real {
     use super::*;
     pub async fn gateway(_: u16, _: ShopPorts) -> anyhow::Result<()> {
         bail!("the gateway runs in the real build only")
+    }
+    pub async fn pad(_: PadPorts, _: PathBuf, _: Option<String>) -> anyhow::Result<()> {
+        bail!("the platform runs in the real build only")
+    }
+    pub async fn pad_gateway(
+        _: bookstore::pad::services::ServiceEnv,
+        _: std::net::SocketAddr,
+    ) -> anyhow::Result<()> {
+        bail!("the GraphQL gateway runs in the real build only")
     }
     pub async fn shop(
         _: Mode,
@@ -1706,6 +1937,171 @@ mod real {
         bookstore::tartu::page::serve(api, addr, terminated())
             .await
             .with_context(|| format!("page on {addr}"))
+    }
+
+    /// Serves one GraphQL gateway replica.
+    pub async fn pad_gateway(
+        env: bookstore::pad::services::ServiceEnv,
+        addr: std::net::SocketAddr,
+    ) -> anyhow::Result<()> {
+        use bookstore::pad::{gateway, graphql};
+        // Calls from the gateway may run a whole initOrder (several calls
+        // inside the order service): each attempt gets 5 s, a call 10 s.
+        let disc = bookstore::pad::rpc::Discovery::new(
+            env.topology.registry.clone(),
+            env.clock().clone(),
+            Duration::from_secs(5),
+        );
+        let schema = graphql::schema(graphql::Api {
+            disc: disc.clone(),
+            wall: env.wall.clone(),
+            deadline: Duration::from_secs(10),
+        });
+        println!("GraphQL gateway on http://{addr}/graphql (GraphiQL: open it in a browser)");
+        gateway::serve(schema, disc, addr, terminated())
+            .await
+            .with_context(|| format!("gateway on {addr}"))
+    }
+
+    /// The command lines of every process of the platform.
+    fn pad_procs(ports: &PadPorts, data_dir: &std::path::Path, bug: &Option<String>) -> Vec<Proc> {
+        let t = ports.topology();
+        let common = |what: &str, r: u64| {
+            let mut a: Vec<String> = [
+                "pad-proc",
+                what,
+                "--replica",
+                &r.to_string(),
+                "--base-port",
+                &ports.base_port.to_string(),
+                "--gateway-port",
+                &ports.gateway_port.to_string(),
+                "--data-dir",
+                &data_dir.display().to_string(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if let Some(b) = bug {
+                a.extend(["--bug".to_string(), b.clone()]);
+            }
+            a
+        };
+        let mut out = Vec::new();
+        for (group, nodes) in &t.kv {
+            for (id, addr) in nodes {
+                out.push(new_proc(
+                    format!("{group}-kv-{id}"),
+                    common(&format!("{group}-kv"), *id),
+                    addr.clone(),
+                ));
+            }
+        }
+        let mut services: Vec<(&str, &Vec<String>)> =
+            t.services.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        services.push(("registry", &t.registry));
+        for (what, addrs) in services {
+            for (i, addr) in addrs.iter().enumerate() {
+                let r = i as u64 + 1;
+                out.push(new_proc(
+                    format!("{what}-svc-{r}"),
+                    common(what, r),
+                    addr.clone(),
+                ));
+            }
+        }
+        for (i, addr) in t.gateways.iter().enumerate() {
+            let r = i as u64 + 1;
+            out.push(new_proc(
+                format!("gateway-{r}"),
+                common("gateway", r),
+                format!("http://{addr}/graphql"),
+            ));
+        }
+        out
+    }
+
+    /// Waits until a gateway answers `hello` and routes to every service.
+    async fn pad_ready(url: String, limit: Duration) -> anyhow::Result<()> {
+        let http = bookstore::pad::gateway::client::Gql::new(&url);
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(a) = http.get("/status").await {
+                let routable = &a.body["routable"];
+                if bookstore::pad::SERVICES
+                    .iter()
+                    .all(|s| routable[*s].as_array().is_some_and(|a| !a.is_empty()))
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("the platform did not become ready within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn pad(
+        ports: PadPorts,
+        data_dir: PathBuf,
+        bug: Option<String>,
+    ) -> anyhow::Result<()> {
+        if let Some(b) = &bug {
+            bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?;
+        }
+        for sub in ["logs", "pids"] {
+            let d = data_dir.join(sub);
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create {}", d.display()))?;
+        }
+        let data_dir = data_dir.canonicalize()?;
+        let key_path = data_dir.join("signing.key");
+        if !key_path.exists() {
+            let mut key = [0u8; 32];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+                .context("cannot read /dev/urandom for the signing key")?;
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(&key_path, hex + "\n")
+                .with_context(|| format!("cannot write {}", key_path.display()))?;
+        }
+        let t = ports.topology();
+        let mut sup = Supervisor {
+            exe: std::env::current_exe()?,
+            data_dir: data_dir.clone(),
+            procs: pad_procs(&ports, &data_dir, &bug),
+            tiers: &["gateway", "svc", "kv"],
+        };
+        let first = format!("http://{}", t.gateways[0]);
+        let urls: Vec<String> = t
+            .gateways
+            .iter()
+            .map(|g| format!("http://{g}/graphql"))
+            .collect();
+        sup.run(
+            format!(
+                "platform running (bugs {}), data in {}:",
+                bug.as_deref().unwrap_or("none"),
+                data_dir.display()
+            ),
+            format!(
+                "logs in {0}/logs, process ids in {0}/pids; any one process may be killed (it is restarted); Ctrl-C stops everything",
+                data_dir.display()
+            ),
+            pad_ready(first.clone(), Duration::from_secs(120)),
+            move |()| {
+                format!(
+                    "platform ready: GraphQL (and GraphiQL) at {}; registry's view at {first}/status",
+                    urls.join(" and ")
+                )
+            },
+        )
+        .await?;
+        println!("stopping the platform");
+        sup.stop().await;
+        println!("stopped");
+        Ok(())
     }
 
     fn new_proc(name: String, args: Vec<String>, addr: String) -> Proc {

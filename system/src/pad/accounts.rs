@@ -163,8 +163,24 @@ async fn family_of(
     kv: &mut KvClient,
     c: &Claims,
 ) -> Result<Option<(Family, String)>, AccountError> {
+    family_read(kv, c, false).await
+}
+
+/// [`family_of`]; `local` (the planted bug `pad-local-revocation`) reads one
+/// replica's applied state instead, which may not have seen a logout yet.
+async fn family_read(
+    kv: &mut KvClient,
+    c: &Claims,
+    local: bool,
+) -> Result<Option<(Family, String)>, AccountError> {
     let fk = fam_key(&c.fam);
-    let r = kv.read(&[&fk, &user_key(c.sub)]).await?;
+    let r = if local {
+        let nodes: Vec<_> = kv.nodes().keys().copied().collect();
+        let node = nodes[(crate::shop::random_u64() as usize) % nodes.len()];
+        kv.local_read(node, &[&fk, &user_key(c.sub)]).await?.0
+    } else {
+        kv.read(&[&fk, &user_key(c.sub)]).await?
+    };
     let (Some(f), Some(_)) = (&r[0], &r[1]) else {
         return Ok(None);
     };
@@ -184,6 +200,17 @@ pub async fn authenticate(
     now_ms: u64,
     key: &[u8],
 ) -> Result<Claims, AccountError> {
+    authenticate_with(kv, token, now_ms, key, false).await
+}
+
+/// [`authenticate`], with the planted bug `pad-local-revocation` on or off.
+pub async fn authenticate_with(
+    kv: &mut KvClient,
+    token: &str,
+    now_ms: u64,
+    key: &[u8],
+    local_bug: bool,
+) -> Result<Claims, AccountError> {
     let c = match auth::verify(token, key, now_ms, TokenKind::Access) {
         Ok(c) => c,
         Err(e) => {
@@ -191,7 +218,7 @@ pub async fn authenticate(
             return Err(auth::unauthenticated().into());
         }
     };
-    match family_of(kv, &c).await? {
+    match family_read(kv, &c, local_bug).await? {
         Some((fam, _)) if fam.allows(&c).is_ok() => Ok(c),
         _ => Err(auth::unauthenticated().into()),
     }

@@ -44,6 +44,11 @@ impl Order {
     pub fn tx(&self) -> String {
         format!("order-{}", self.id)
     }
+
+    /// (product, units) per line.
+    pub fn lines(&self) -> Vec<(i64, i64)> {
+        self.lines.iter().map(|l| (l.product, l.quantity)).collect()
+    }
 }
 
 /// A client of each group the saga touches.
@@ -52,6 +57,92 @@ pub struct Groups {
     pub cart: KvClient,
     pub payment: KvClient,
     pub orders: KvClient,
+}
+
+/// What the saga asks of the other services: the catalogue, the carts and
+/// payments. [`Groups`] reaches their stores directly (tests); the order
+/// service calls the services over gRPC, found through the registry.
+#[allow(async_fn_in_trait)]
+pub trait Steps {
+    /// The user's cart.
+    async fn cart(&mut self, user: u64) -> Result<pad_core::cart::Cart, PadError>;
+    /// A product (name and price), if it exists.
+    async fn product(&mut self, id: i64) -> Result<Option<pad_core::catalog::Product>, PadError>;
+    /// Holds the lines' units for `tx`, all or none (idempotent).
+    async fn reserve(
+        &mut self,
+        tx: &str,
+        lines: &[(i64, i64)],
+    ) -> Result<Result<(), Refusal>, PadError>;
+    /// Charges the user once for `tx`: charged or refused for want of credit.
+    async fn charge(&mut self, tx: &str, user: u64, cents: i64) -> Result<bool, PadError>;
+    /// Gives back what `tx` holds (idempotent).
+    async fn release(&mut self, tx: &str) -> Result<(), PadError>;
+    /// Takes order `tx`'s units out of the user's cart, once (what a paid
+    /// order does).
+    async fn take_from_cart(
+        &mut self,
+        tx: &str,
+        user: u64,
+        lines: &[(i64, i64)],
+    ) -> Result<(), PadError>;
+}
+
+/// The saga's calls straight to the other services' stores.
+pub struct Direct<'a> {
+    pub catalog: &'a mut KvClient,
+    pub cart: &'a mut KvClient,
+    pub payment: &'a mut KvClient,
+}
+
+impl Steps for Direct<'_> {
+    async fn cart(&mut self, user: u64) -> Result<pad_core::cart::Cart, PadError> {
+        cart::get(self.cart, user).await
+    }
+    async fn product(&mut self, id: i64) -> Result<Option<pad_core::catalog::Product>, PadError> {
+        catalog::product(self.catalog, id).await
+    }
+    async fn reserve(
+        &mut self,
+        tx: &str,
+        lines: &[(i64, i64)],
+    ) -> Result<Result<(), Refusal>, PadError> {
+        catalog::reserve(self.catalog, tx, lines).await
+    }
+    async fn charge(&mut self, tx: &str, user: u64, cents: i64) -> Result<bool, PadError> {
+        Ok(payment::charge(self.payment, tx, user, cents)
+            .await?
+            .charged)
+    }
+    async fn release(&mut self, tx: &str) -> Result<(), PadError> {
+        catalog::release(self.catalog, tx).await
+    }
+    async fn take_from_cart(
+        &mut self,
+        tx: &str,
+        user: u64,
+        lines: &[(i64, i64)],
+    ) -> Result<(), PadError> {
+        cart::update(self.cart, user, |c| {
+            c.take(tx, lines);
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+impl Groups {
+    fn split(&mut self) -> (Direct<'_>, &mut KvClient) {
+        (
+            Direct {
+                catalog: &mut self.catalog,
+                cart: &mut self.cart,
+                payment: &mut self.payment,
+            },
+            &mut self.orders,
+        )
+    }
 }
 
 fn key(id: i64) -> String {
@@ -79,13 +170,23 @@ pub async fn get(kv: &mut KvClient, id: i64) -> Result<Option<(Order, String)>, 
 /// now (refused: an empty cart, a product gone). The saga is not run yet:
 /// call [`drive`].
 pub async fn init_order(g: &mut Groups, user: u64) -> Result<Order, PadError> {
-    let c = cart::get(&mut g.cart, user).await?;
+    let (mut steps, orders) = g.split();
+    init_order_with(&mut steps, orders, user).await
+}
+
+/// [`init_order`] with the other services reached through `steps`.
+pub async fn init_order_with(
+    steps: &mut impl Steps,
+    orders: &mut KvClient,
+    user: u64,
+) -> Result<Order, PadError> {
+    let c = steps.cart(user).await?;
     if c.items.is_empty() {
         return Err(Refusal::input("cart: is empty; add products first").into());
     }
     let mut lines = Vec::new();
     for (&product, &quantity) in &c.items {
-        let Some(p) = catalog::product(&mut g.catalog, product).await? else {
+        let Some(p) = steps.product(product).await? else {
             return Err(Refusal::new(
                 codes::NOT_FOUND,
                 format!("productId: product {product} is no longer in the catalogue"),
@@ -101,7 +202,7 @@ pub async fn init_order(g: &mut Groups, user: u64) -> Result<Order, PadError> {
     }
     let total_cents = lines.iter().map(|l| l.price_cents * l.quantity).sum();
     for _ in 0..100 {
-        let last = g.orders.get("order/next").await?;
+        let last = orders.get("order/next").await?;
         let id = match &last {
             None => 1,
             Some(v) => v.parse::<i64>().map_err(|e| bad("order/next", e))? + 1,
@@ -113,8 +214,7 @@ pub async fn init_order(g: &mut Groups, user: u64) -> Result<Order, PadError> {
             total_cents,
             saga: Saga::new(),
         };
-        let done = g
-            .orders
+        let done = orders
             .txn(
                 vec![cmd::compare("order/next", last.as_deref())],
                 vec![
@@ -137,27 +237,41 @@ pub async fn init_order(g: &mut Groups, user: u64) -> Result<Order, PadError> {
 /// Runs order `id`'s saga to its end (PAID with the cart cleared,
 /// ITEMS_REJECTED or PAYMENT_FAILED with nothing held); the final order.
 pub async fn drive(g: &mut Groups, id: i64) -> Result<Order, PadError> {
+    let (mut steps, orders) = g.split();
+    drive_with(&mut steps, orders, id, false).await
+}
+
+/// [`drive`] with the other services reached through `steps`.
+/// `paid_before_charge` is the planted bug of that name.
+pub async fn drive_with(
+    steps: &mut impl Steps,
+    orders: &mut KvClient,
+    id: i64,
+    paid_before_charge: bool,
+) -> Result<Order, PadError> {
     loop {
-        let Some((order, raw)) = get(&mut g.orders, id).await? else {
+        let Some((order, raw)) = get(orders, id).await? else {
             return Err(Refusal::new(codes::NOT_FOUND, format!("orderId: no order {id}")).into());
         };
         let outcome = match order.saga.next {
             Step::Done => return Ok(order),
-            Step::Reserve => {
-                let lines: Vec<(i64, i64)> = order
-                    .lines
-                    .iter()
-                    .map(|l| (l.product, l.quantity))
-                    .collect();
-                match catalog::reserve(&mut g.catalog, &order.tx(), &lines).await? {
-                    Ok(()) => Outcome::Done,
-                    Err(r) => Outcome::Refused(r.message),
-                }
+            Step::Reserve => match steps.reserve(&order.tx(), &order.lines()).await? {
+                Ok(()) => Outcome::Done,
+                Err(r) => Outcome::Refused(r.message),
+            },
+            Step::Charge if paid_before_charge => {
+                // Planted bug: PAID is recorded before the charge is
+                // confirmed, and a refused charge never gives anything back.
+                let _ = steps
+                    .charge(&order.tx(), order.user, order.total_cents)
+                    .await;
+                Outcome::Done
             }
             Step::Charge => {
-                let c = payment::charge(&mut g.payment, &order.tx(), order.user, order.total_cents)
-                    .await?;
-                if c.charged {
+                if steps
+                    .charge(&order.tx(), order.user, order.total_cents)
+                    .await?
+                {
                     Outcome::Done
                 } else {
                     Outcome::Refused(format!(
@@ -167,24 +281,13 @@ pub async fn drive(g: &mut Groups, id: i64) -> Result<Order, PadError> {
                 }
             }
             Step::Release => {
-                catalog::release(&mut g.catalog, &order.tx()).await?;
+                steps.release(&order.tx()).await?;
                 Outcome::Done
             }
             Step::ClearCart => {
-                // Take the ordered units out of the cart (what was added
-                // since stays).
-                cart::update(&mut g.cart, order.user, |c| {
-                    for l in &order.lines {
-                        let left = c.items.get(&l.product).copied().unwrap_or(0) - l.quantity;
-                        if left > 0 {
-                            c.items.insert(l.product, left);
-                        } else {
-                            c.items.remove(&l.product);
-                        }
-                    }
-                    Ok(())
-                })
-                .await?;
+                steps
+                    .take_from_cart(&order.tx(), order.user, &order.lines())
+                    .await?;
                 Outcome::Done
             }
         };
@@ -195,8 +298,20 @@ pub async fn drive(g: &mut Groups, id: i64) -> Result<Order, PadError> {
         debug_assert!(order.saga.status.may_move_to(next.saga.status));
         let new = serde_json::to_string(&next).expect("serialises");
         // A failed compare: another replica moved it on; read it again.
-        g.orders.cas(&key(id), Some(&raw), Some(&new)).await?;
+        orders.cas(&key(id), Some(&raw), Some(&new)).await?;
     }
+}
+
+/// The orders not yet at their saga's end (for the recovery loop).
+pub async fn unfinished(kv: &mut KvClient) -> Result<Vec<Order>, PadError> {
+    let mut out = Vec::new();
+    for (k, v) in kv.scan("order/id/").await? {
+        let o: Order = serde_json::from_str(&v).map_err(|e| bad(&k, e))?;
+        if o.saga.next != Step::Done {
+            out.push(o);
+        }
+    }
+    Ok(out)
 }
 
 /// `orderStatus`: the status clients see (UNKNOWN for no such order).

@@ -1,0 +1,752 @@
+//! The gateway's GraphQL schema, the course's as is (`schema.graphql`
+//! beside this file is what [`sdl`] prints, checked by a test), resolved by
+//! calls to the services found through the registry. It runs the same in
+//! both builds: the real gateway serves it over HTTP
+//! ([`super::gateway`]); the simulator executes requests on it directly.
+//!
+//! Authentication: `Authorization: Bearer <access token>` (what `login` and
+//! `refresh` return). The refresh token comes back in an HTTP-only cookie
+//! `refresh_token` and in the `x-refresh-token` response header; `refresh`
+//! reads it from either. Access tokens expire after 5 minutes by the
+//! gateway's clock ([`pad_core::auth::ACCESS_TTL_MS`]); every check of one
+//! asks the auth service, which reads its family linearizably, so a logout
+//! is seen at once by every gateway. The first registered user is the admin
+//! (catalogue writes).
+//!
+//! Errors carry `extensions.code`: `BAD_USER_INPUT` (the message names the
+//! field), `UNAUTHENTICATED` (no, malformed, forged, expired or revoked
+//! token: never which), `INVALID_CREDENTIALS`, `FORBIDDEN`, `EMAIL_TAKEN`,
+//! `NOT_FOUND`, `UNAVAILABLE` (certainly not done: send again) and
+//! `OUTCOME_UNKNOWN` (may have been done: read before sending again).
+
+use super::pb;
+use super::rpc::{status_error, Discovery};
+use super::PadError;
+use crate::client::ClientError;
+use crate::tartu::WallClock;
+use async_graphql::{
+    Context, EmptySubscription, Enum, ErrorExtensions, InputObject, Object, Schema, SimpleObject,
+};
+use pad_core::codes;
+use std::time::Duration;
+
+pub type PadSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// What the schema's resolvers call through.
+#[derive(Clone)]
+pub struct Api {
+    pub disc: Discovery,
+    /// The gateway's clock: token expiry is judged by it.
+    pub wall: WallClock,
+    /// Deadline of one call to a service (retries included).
+    pub deadline: Duration,
+}
+
+/// The credentials a request carries (from its HTTP headers).
+#[derive(Clone, Debug, Default)]
+pub struct Creds {
+    pub bearer: Option<String>,
+    pub refresh: Option<String>,
+}
+
+/// The schema, resolving through `api`.
+pub fn schema(api: Api) -> PadSchema {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .data(api)
+        .limit_depth(10)
+        .limit_complexity(500)
+        .finish()
+}
+
+/// The schema in SDL.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+type Res<T> = async_graphql::Result<T>;
+
+fn gql_error(code: &str, message: impl Into<String>) -> async_graphql::Error {
+    let code = code.to_string();
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code.clone()))
+}
+
+fn pad_error(e: PadError) -> async_graphql::Error {
+    match e {
+        PadError::Refused(r) => gql_error(r.code, r.message),
+        PadError::Store(ClientError::Failed(m)) => gql_error(
+            codes::UNAVAILABLE,
+            format!("not done, a service did not answer; send again: {m}"),
+        ),
+        PadError::Store(ClientError::Unknown(m)) => gql_error(
+            codes::OUTCOME_UNKNOWN,
+            format!("outcome unknown, a service stopped answering; read before sending again: {m}"),
+        ),
+    }
+}
+
+fn status(s: tonic::Status) -> async_graphql::Error {
+    pad_error(status_error(s))
+}
+
+/// A whole number from a `Float!` argument (the schema's ids).
+fn whole(field: &str, v: f64) -> Res<i64> {
+    if v.fract() != 0.0 || !v.is_finite() || v < 1.0 || v > 9.0e15 {
+        return Err(gql_error(
+            codes::BAD_USER_INPUT,
+            format!("{field}: expected a whole number from 1, got {v}"),
+        ));
+    }
+    Ok(v as i64)
+}
+
+impl Api {
+    fn now_ms(&self) -> u64 {
+        self.wall.now_ms()
+    }
+
+    /// The identity of the request's access token (UNAUTHENTICATED
+    /// otherwise).
+    async fn who(&self, ctx: &Context<'_>) -> Res<pb::Identity> {
+        let creds = ctx.data_opt::<Creds>().cloned().unwrap_or_default();
+        let Some(token) = creds.bearer else {
+            return Err(gql_error(
+                codes::UNAUTHENTICATED,
+                "sign in: send Authorization: Bearer <access token from login>",
+            ));
+        };
+        let req = pb::TokenAt {
+            token,
+            now_ms: self.now_ms(),
+        };
+        self.disc
+            .call("auth", self.deadline, true, |ch| {
+                let req = req.clone();
+                async move { pb::auth_client::AuthClient::new(ch).authenticate(req).await }
+            })
+            .await
+            .map_err(status)
+    }
+
+    async fn admin(&self, ctx: &Context<'_>) -> Res<pb::Identity> {
+        let who = self.who(ctx).await?;
+        if !who.admin {
+            return Err(gql_error(
+                codes::FORBIDDEN,
+                "catalogue writes need the admin role (the first registered user)",
+            ));
+        }
+        Ok(who)
+    }
+
+    async fn product(&self, id: i64) -> Res<pb::Product> {
+        self.disc
+            .call("catalog", self.deadline, true, |ch| async move {
+                pb::catalog_client::CatalogClient::new(ch)
+                    .get_product(pb::ProductRef { id })
+                    .await
+            })
+            .await
+            .map_err(status)
+    }
+
+    async fn cart_change(
+        &self,
+        ctx: &Context<'_>,
+        op: &str,
+        product: i64,
+        quantity: i64,
+        idempotent: bool,
+    ) -> Res<pb::Cart> {
+        let who = self.who(ctx).await?;
+        let req = pb::CartChange {
+            user: who.user,
+            op: op.into(),
+            product,
+            quantity,
+            lines: Vec::new(),
+            order: String::new(),
+        };
+        self.disc
+            .call("cart", self.deadline, idempotent, |ch| {
+                let req = req.clone();
+                async move { pb::carts_client::CartsClient::new(ch).change(req).await }
+            })
+            .await
+            .map_err(status)
+    }
+
+    /// Hands the refresh token to the client: an HTTP-only cookie and a
+    /// header.
+    fn give_refresh(ctx: &Context<'_>, refresh: &str) {
+        ctx.insert_http_header(
+            "set-cookie",
+            format!("refresh_token={refresh}; HttpOnly; SameSite=Strict; Path=/graphql"),
+        );
+        ctx.insert_http_header("x-refresh-token", refresh.to_string());
+    }
+}
+
+fn api<'a>(ctx: &Context<'a>) -> &'a Api {
+    ctx.data_unchecked::<Api>()
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "CategoryGraphqlType")]
+pub struct CategoryGql {
+    id: i32,
+    name: String,
+    description: String,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "ProductCategoryGraphqlType")]
+pub struct ProductCategoryGql {
+    id: i32,
+    name: String,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "ProductGraphqlType")]
+pub struct ProductGql {
+    id: i32,
+    name: String,
+    price: f64,
+    units_available: i32,
+    image_url: String,
+    categories: Option<Vec<ProductCategoryGql>>,
+}
+
+impl From<pb::Product> for ProductGql {
+    fn from(p: pb::Product) -> Self {
+        ProductGql {
+            id: p.id as i32,
+            name: p.name,
+            price: p.price_cents as f64 / 100.0,
+            units_available: p.units_available.min(i32::MAX as i64) as i32,
+            image_url: p.image_url,
+            categories: Some(
+                p.categories
+                    .into_iter()
+                    .map(|c| ProductCategoryGql {
+                        id: c.id as i32,
+                        name: c.name,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "CartItemGraphqlType")]
+pub struct CartItemGql {
+    product_id: i32,
+    quantity: i32,
+    image_url: String,
+    /// The unit price in cents.
+    price: i32,
+    name: String,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "CartGraphqlType")]
+pub struct CartGql {
+    user_id: i32,
+    items: Vec<CartItemGql>,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "OrderCreatedType")]
+pub struct OrderCreatedGql {
+    order_id: i32,
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "OrderStatusGraphqlType")]
+pub struct OrderStatusGql {
+    value: OrderStatus,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum OrderStatus {
+    Unknown,
+    Created,
+    Approved,
+    Paid,
+    PaymentFailed,
+    ItemsRejected,
+    Unrecognized,
+}
+
+impl OrderStatus {
+    fn from_name(s: &str) -> OrderStatus {
+        match s {
+            "UNKNOWN" => OrderStatus::Unknown,
+            "CREATED" => OrderStatus::Created,
+            "APPROVED" => OrderStatus::Approved,
+            "PAID" => OrderStatus::Paid,
+            "PAYMENT_FAILED" => OrderStatus::PaymentFailed,
+            "ITEMS_REJECTED" => OrderStatus::ItemsRejected,
+            _ => OrderStatus::Unrecognized,
+        }
+    }
+}
+
+#[derive(InputObject)]
+#[graphql(name = "AuthLoginInput")]
+pub struct AuthLoginInput {
+    email: String,
+    password: String,
+}
+
+#[derive(InputObject)]
+#[graphql(name = "RegisterUserInput")]
+pub struct RegisterUserInput {
+    email: String,
+    password: String,
+}
+
+#[derive(InputObject)]
+#[graphql(name = "CreateCategoryInput")]
+pub struct CreateCategoryInput {
+    name: String,
+    description: String,
+}
+
+#[derive(InputObject)]
+#[graphql(name = "CreateProductInput")]
+pub struct CreateProductInput {
+    name: String,
+    price: f64,
+    image_url: Option<String>,
+    units_available: i32,
+    categories_ids: Vec<i32>,
+}
+
+#[derive(InputObject)]
+#[graphql(name = "CartItemInput")]
+pub struct CartItemInput {
+    product_id: i32,
+    quantity: i32,
+}
+
+#[derive(InputObject)]
+#[graphql(name = "UpdateItemInput")]
+pub struct UpdateItemInput {
+    product_id: i32,
+    new_quantity: i32,
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    async fn order_status(&self, ctx: &Context<'_>, order_id: f64) -> Res<OrderStatusGql> {
+        let a = api(ctx);
+        let id = whole("orderId", order_id)?;
+        let who = a.who(ctx).await?;
+        let o = a
+            .disc
+            .call("orders", a.deadline, true, |ch| async move {
+                pb::orders_client::OrdersClient::new(ch)
+                    .status(pb::OrderRef { id })
+                    .await
+            })
+            .await
+            .map_err(status)?;
+        // Someone else's order is as unknown as a missing one.
+        let value = if o.user == who.user {
+            OrderStatus::from_name(&o.status)
+        } else {
+            OrderStatus::Unknown
+        };
+        Ok(OrderStatusGql { value })
+    }
+
+    async fn hello(&self) -> String {
+        "Hello from the bookstore's GraphQL gateway".to_string()
+    }
+
+    async fn categories(&self, ctx: &Context<'_>) -> Res<Vec<CategoryGql>> {
+        let a = api(ctx);
+        let cs = a
+            .disc
+            .call("catalog", a.deadline, true, |ch| async move {
+                pb::catalog_client::CatalogClient::new(ch)
+                    .list_categories(pb::Empty {})
+                    .await
+            })
+            .await
+            .map_err(status)?;
+        Ok(cs
+            .categories
+            .into_iter()
+            .map(|c| CategoryGql {
+                id: c.id as i32,
+                name: c.name,
+                description: c.description,
+            })
+            .collect())
+    }
+
+    async fn product(&self, ctx: &Context<'_>, id: f64) -> Res<ProductGql> {
+        let id = whole("id", id)?;
+        Ok(api(ctx).product(id).await?.into())
+    }
+
+    async fn cart(&self, ctx: &Context<'_>) -> Res<Option<CartGql>> {
+        let a = api(ctx);
+        let who = a.who(ctx).await?;
+        let user = who.user;
+        let c = a
+            .disc
+            .call("cart", a.deadline, true, |ch| async move {
+                pb::carts_client::CartsClient::new(ch)
+                    .get(pb::UserRef { user })
+                    .await
+            })
+            .await
+            .map_err(status)?;
+        let mut items = Vec::new();
+        for l in c.items {
+            // A product gone from the catalogue shows without name and price.
+            let p = match a.product(l.product).await {
+                Ok(p) => Some(p),
+                Err(e) if e.message.contains("no product") => None,
+                Err(e) => return Err(e),
+            };
+            items.push(CartItemGql {
+                product_id: l.product as i32,
+                quantity: l.quantity as i32,
+                image_url: p.as_ref().map_or(String::new(), |p| p.image_url.clone()),
+                price: p
+                    .as_ref()
+                    .map_or(0, |p| p.price_cents.min(i32::MAX as i64) as i32),
+                name: p.map_or(String::new(), |p| p.name),
+            });
+        }
+        Ok(Some(CartGql {
+            user_id: user as i32,
+            items,
+        }))
+    }
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// The access token; the refresh token comes in a cookie and a header.
+    async fn login(&self, ctx: &Context<'_>, input: AuthLoginInput) -> Res<String> {
+        let a = api(ctx);
+        let req = pb::Credentials {
+            email: input.email,
+            password: input.password,
+        };
+        let t = a
+            .disc
+            .call("auth", a.deadline, true, |ch| {
+                let req = req.clone();
+                async move { pb::auth_client::AuthClient::new(ch).login(req).await }
+            })
+            .await
+            .map_err(status)?;
+        Api::give_refresh(ctx, &t.refresh);
+        Ok(t.access)
+    }
+
+    async fn logout(&self, ctx: &Context<'_>) -> Res<String> {
+        let a = api(ctx);
+        let creds = ctx.data_opt::<Creds>().cloned().unwrap_or_default();
+        let Some(token) = creds.bearer else {
+            return Err(gql_error(codes::UNAUTHENTICATED, "sign in first"));
+        };
+        let req = pb::TokenAt {
+            token,
+            now_ms: a.now_ms(),
+        };
+        a.disc
+            .call("auth", a.deadline, true, |ch| {
+                let req = req.clone();
+                async move { pb::auth_client::AuthClient::new(ch).logout(req).await }
+            })
+            .await
+            .map_err(status)?;
+        ctx.insert_http_header(
+            "set-cookie",
+            "refresh_token=; HttpOnly; SameSite=Strict; Path=/graphql; Max-Age=0",
+        );
+        Ok("logged out".to_string())
+    }
+
+    /// A new access token for the refresh token (cookie `refresh_token` or
+    /// header `x-refresh-token`), which is rotated: using one twice revokes
+    /// every token of its login.
+    async fn refresh(&self, ctx: &Context<'_>) -> Res<String> {
+        let a = api(ctx);
+        let creds = ctx.data_opt::<Creds>().cloned().unwrap_or_default();
+        let Some(token) = creds.refresh else {
+            return Err(gql_error(
+                codes::UNAUTHENTICATED,
+                "no refresh token: send the cookie refresh_token or the header x-refresh-token that login gave",
+            ));
+        };
+        let req = pb::TokenAt {
+            token,
+            now_ms: a.now_ms(),
+        };
+        let t = a
+            .disc
+            .call("auth", a.deadline, false, |ch| {
+                let req = req.clone();
+                async move { pb::auth_client::AuthClient::new(ch).refresh(req).await }
+            })
+            .await
+            .map_err(status)?;
+        Api::give_refresh(ctx, &t.refresh);
+        Ok(t.access)
+    }
+
+    /// The new user's id.
+    async fn register_user(&self, ctx: &Context<'_>, input: RegisterUserInput) -> Res<String> {
+        let a = api(ctx);
+        let req = pb::Credentials {
+            email: input.email,
+            password: input.password,
+        };
+        let u = a
+            .disc
+            .call("auth", a.deadline, false, |ch| {
+                let req = req.clone();
+                async move { pb::auth_client::AuthClient::new(ch).register(req).await }
+            })
+            .await
+            .map_err(status)?;
+        Ok(u.user.to_string())
+    }
+
+    async fn create_category(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateCategoryInput,
+    ) -> Res<CategoryGql> {
+        let a = api(ctx);
+        a.admin(ctx).await?;
+        let req = pb::NewCategory {
+            name: input.name,
+            description: input.description,
+        };
+        let c = a
+            .disc
+            .call("catalog", a.deadline, false, |ch| {
+                let req = req.clone();
+                async move {
+                    pb::catalog_client::CatalogClient::new(ch)
+                        .create_category(req)
+                        .await
+                }
+            })
+            .await
+            .map_err(status)?;
+        Ok(CategoryGql {
+            id: c.id as i32,
+            name: c.name,
+            description: c.description,
+        })
+    }
+
+    async fn create_product(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateProductInput,
+    ) -> Res<ProductGql> {
+        let a = api(ctx);
+        a.admin(ctx).await?;
+        let req = pb::NewProduct {
+            name: input.name,
+            price: input.price,
+            image_url: input.image_url.unwrap_or_default(),
+            units_available: input.units_available as i64,
+            category_ids: input.categories_ids.into_iter().map(i64::from).collect(),
+        };
+        let p = a
+            .disc
+            .call("catalog", a.deadline, false, |ch| {
+                let req = req.clone();
+                async move {
+                    pb::catalog_client::CatalogClient::new(ch)
+                        .create_product(req)
+                        .await
+                }
+            })
+            .await
+            .map_err(status)?;
+        Ok(p.into())
+    }
+
+    async fn add_to_cart(&self, ctx: &Context<'_>, input: CartItemInput) -> Res<String> {
+        let a = api(ctx);
+        // The product must exist (a cart holds only what can be ordered).
+        a.product(input.product_id as i64).await?;
+        a.cart_change(
+            ctx,
+            "add",
+            input.product_id as i64,
+            input.quantity as i64,
+            false,
+        )
+        .await?;
+        Ok("added to cart".to_string())
+    }
+
+    async fn update_item_quantity(&self, ctx: &Context<'_>, input: UpdateItemInput) -> Res<String> {
+        api(ctx)
+            .cart_change(
+                ctx,
+                "set",
+                input.product_id as i64,
+                input.new_quantity as i64,
+                true,
+            )
+            .await?;
+        Ok("quantity updated".to_string())
+    }
+
+    async fn clear_cart(&self, ctx: &Context<'_>) -> Res<String> {
+        api(ctx).cart_change(ctx, "clear", 0, 0, true).await?;
+        Ok("cart cleared".to_string())
+    }
+
+    /// The user's cart as an order in status CREATED; its saga runs on
+    /// (follow it with `orderStatus`).
+    async fn init_order(&self, ctx: &Context<'_>) -> Res<OrderCreatedGql> {
+        let a = api(ctx);
+        let user = a.who(ctx).await?.user;
+        let o = a
+            .disc
+            .call("orders", a.deadline, false, |ch| async move {
+                pb::orders_client::OrdersClient::new(ch)
+                    .init_order(pb::UserRef { user })
+                    .await
+            })
+            .await
+            .map_err(status)?;
+        Ok(OrderCreatedGql {
+            order_id: o.id as i32,
+        })
+    }
+
+    async fn remove_item(&self, ctx: &Context<'_>, product_id: f64) -> Res<String> {
+        let id = whole("productId", product_id)?;
+        api(ctx).cart_change(ctx, "remove", id, 0, false).await?;
+        Ok("item removed".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Every type, input and enum of an SDL text with its fields (name,
+    /// arguments, type) or values, descriptions and directives left out.
+    fn shape(sdl: &str) -> BTreeMap<String, BTreeSet<String>> {
+        // Drop block and line descriptions.
+        let mut text = String::new();
+        let mut rest = sdl;
+        while let Some(i) = rest.find("\"\"\"") {
+            text.push_str(&rest[..i]);
+            let after = &rest[i + 3..];
+            rest = after.find("\"\"\"").map_or("", |j| &after[j + 3..]);
+        }
+        text.push_str(rest);
+        let text: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('"') && !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut out = BTreeMap::new();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let mut i = 0;
+        while i < words.len() {
+            let kind = words[i];
+            if ["type", "input", "enum"].contains(&kind) && i + 1 < words.len() {
+                let name = words[i + 1];
+                let open = text_block(&words[i + 2..]);
+                if let Some(body) = open {
+                    let fields = fields(&body);
+                    out.insert(format!("{kind} {name}"), fields);
+                }
+            }
+            i += 1;
+        }
+        out.retain(|k, _| !k.contains("__"));
+        out
+    }
+
+    /// The words between the next `{` and its `}`.
+    fn text_block(words: &[&str]) -> Option<String> {
+        let joined = words.join(" ");
+        let start = joined.find('{')?;
+        if joined[..start].trim().contains(' ') && !joined[..start].trim().starts_with('@') {
+            return None;
+        }
+        let end = joined[start..].find('}')? + start;
+        Some(joined[start + 1..end].to_string())
+    }
+
+    /// Fields as `name(args):Type` with no spaces (enum values as is).
+    fn fields(body: &str) -> BTreeSet<String> {
+        let mut s = body.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (a, b) in [
+            (" :", ":"),
+            (": ", ":"),
+            ("( ", "("),
+            (" )", ")"),
+            (", ", ","),
+            (" (", "("),
+        ] {
+            while s.contains(a) {
+                s = s.replace(a, b);
+            }
+        }
+        let mut out = BTreeSet::new();
+        let mut cur = String::new();
+        let mut depth = 0;
+        for c in s.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            if c == ' ' && depth == 0 {
+                if !cur.is_empty() && !cur.starts_with('@') {
+                    out.insert(std::mem::take(&mut cur));
+                }
+                cur.clear();
+            } else {
+                cur.push(c);
+            }
+        }
+        if !cur.is_empty() && !cur.starts_with('@') {
+            out.insert(cur);
+        }
+        out
+    }
+
+    #[test]
+    fn the_schema_is_the_courses() {
+        let ours = shape(&super::sdl());
+        let course = shape(include_str!("schema.graphql"));
+        assert_eq!(course.len(), 16, "{course:#?}");
+        for (k, v) in &course {
+            assert_eq!(ours.get(k), Some(v), "{k}:\n{}", super::sdl());
+        }
+        let extra: Vec<&String> = ours.keys().filter(|k| !course.contains_key(*k)).collect();
+        assert!(
+            extra.is_empty(),
+            "types not in the course's schema: {extra:?}"
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! Calls between the platform's processes: refusals on the wire, and
+//! service discovery with routing.
+//!
+//! A refusal travels as a gRPC error whose `pad-code` metadata is its code
+//! ([`refusal_status`], [`status_refusal`]); store errors map as in the
+//! shop ([`crate::shop::rpc::kv_error`]: unknown stays unknown).
+//!
+//! [`Discovery`] finds instances only through the registry: it lists the
+//! registered instances (cached for [`VIEW_TTL`]) and routes to those whose
+//! lease still runs and who report themselves healthy, judging "lapsed" by
+//! the registry's clock as of its answer plus the local time elapsed since
+//! (so a caller's own clock skew does not move the bound). Each call has a
+//! deadline, a retry budget of [`ATTEMPTS`] attempts on different
+//! instances, and a circuit breaker per instance that opens after
+//! [`BREAKER_FAILURES`] failures in a row and lets one call through again
+//! after [`BREAKER_OPEN`]. Only calls that certainly did nothing, or are
+//! idempotent, are retried.
+
+use super::pb;
+use super::PadError;
+use crate::clock::Clock;
+use crate::shop::rpc::{backoff, certainly_not_done, kv_error, Deadline};
+use pad_core::registry::Instance;
+use pad_core::{codes, Refusal};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// How long a listing of the registry is used before it is asked again.
+pub const VIEW_TTL: Duration = Duration::from_millis(500);
+/// Attempts per call (the first and two retries), within its deadline.
+pub const ATTEMPTS: u32 = 3;
+pub const BREAKER_FAILURES: u32 = 3;
+pub const BREAKER_OPEN: Duration = Duration::from_secs(1);
+
+const CODES: [&str; 7] = [
+    codes::BAD_USER_INPUT,
+    codes::INVALID_CREDENTIALS,
+    codes::UNAUTHENTICATED,
+    codes::FORBIDDEN,
+    codes::EMAIL_TAKEN,
+    codes::NOT_FOUND,
+    codes::UNAVAILABLE,
+];
+
+/// A refusal as a gRPC error (a business answer: never retried).
+pub fn refusal_status(r: &Refusal) -> Status {
+    let code = match r.code {
+        codes::NOT_FOUND => Code::NotFound,
+        codes::EMAIL_TAKEN => Code::AlreadyExists,
+        _ => Code::FailedPrecondition,
+    };
+    let mut s = Status::new(code, r.message.clone());
+    if let Ok(v) = r.code.parse() {
+        s.metadata_mut().insert("pad-code", v);
+    }
+    s
+}
+
+/// The refusal a gRPC error carries, if it is one.
+pub fn status_refusal(s: &Status) -> Option<Refusal> {
+    let code = s.metadata().get("pad-code")?.to_str().ok()?;
+    let code = CODES.into_iter().find(|c| *c == code)?;
+    Some(Refusal::new(code, s.message()))
+}
+
+/// A service's error as its gRPC answer.
+pub fn pad_status(e: PadError) -> Status {
+    match e {
+        PadError::Refused(r) => refusal_status(&r),
+        PadError::Store(e) => kv_error(e),
+    }
+}
+
+/// A gRPC error back as the caller's error: refusals stay refusals.
+pub fn status_error(s: Status) -> PadError {
+    match status_refusal(&s) {
+        Some(r) => PadError::Refused(r),
+        None if certainly_not_done(&s) => {
+            PadError::Store(crate::client::ClientError::Failed(s.message().to_string()))
+        }
+        None => PadError::Store(crate::client::ClientError::Unknown(s.message().to_string())),
+    }
+}
+
+/// The registry's listing as a caller holds it.
+#[derive(Clone, Debug)]
+struct View {
+    instances: Vec<Instance>,
+    /// The registry replica's clock when it answered, and ours.
+    registry_now_ms: u64,
+    fetched_at: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Duration>,
+}
+
+/// Where the platform's services are, as the registry says.
+#[derive(Clone)]
+pub struct Discovery {
+    registry: Vec<String>,
+    clock: Clock,
+    attempt_timeout: Duration,
+    view: Arc<Mutex<Option<View>>>,
+    refreshing: Arc<tokio::sync::Mutex<()>>,
+    breakers: Arc<Mutex<BTreeMap<String, Breaker>>>,
+    chans: Arc<Mutex<BTreeMap<String, Channel>>>,
+    next: Arc<AtomicUsize>,
+    /// Every routing decision, for the harness's check (`None`: not kept).
+    routed: Option<Arc<dyn Fn(Routed) + Send + Sync>>,
+}
+
+/// One routing decision: the instance a call went to, and by how much its
+/// lease had lapsed (by the registry's clock as the caller reckoned it) if
+/// it had.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    pub service: String,
+    pub addr: String,
+    pub lease_until_ms: u64,
+    pub reckoned_now_ms: u64,
+}
+
+impl Discovery {
+    /// A caller that finds the registry's replicas at `registry`.
+    pub fn new(registry: Vec<String>, clock: Clock, attempt_timeout: Duration) -> Discovery {
+        assert!(
+            !registry.is_empty(),
+            "the registry needs at least one replica"
+        );
+        Discovery {
+            registry,
+            clock,
+            attempt_timeout,
+            view: Default::default(),
+            refreshing: Default::default(),
+            breakers: Default::default(),
+            chans: Default::default(),
+            next: Arc::new(AtomicUsize::new(super::super::shop::random_u64() as usize)),
+            routed: None,
+        }
+    }
+
+    /// Reports every routing decision to `f`.
+    pub fn on_route(mut self, f: impl Fn(Routed) + Send + Sync + 'static) -> Discovery {
+        self.routed = Some(Arc::new(f));
+        self
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, Status> {
+        let mut chans = self.chans.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = chans.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::invalid_argument(format!("bad address '{addr}': {e}")))?
+            .connect_timeout(self.clock.to_runtime(self.attempt_timeout))
+            .connect_lazy();
+        chans.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn forget(&self, addr: &str) {
+        self.chans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(addr);
+    }
+
+    /// Asks a registry replica for the listing (one after another).
+    async fn fetch(&self) -> Result<View, Status> {
+        let mut last = Status::unavailable("no registry replica");
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..self.registry.len() {
+            let addr = &self.registry[(start + k) % self.registry.len()];
+            let chan = self.channel(addr)?;
+            let mut c = pb::registry_client::RegistryClient::new(chan);
+            let call = c.list(pb::Empty {});
+            match tokio::time::timeout(self.clock.to_runtime(self.attempt_timeout), call).await {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    return Ok(View {
+                        instances: r
+                            .instances
+                            .into_iter()
+                            .map(|i| Instance {
+                                service: i.service,
+                                id: i.id,
+                                addr: i.addr,
+                                healthy: i.healthy,
+                                since_ms: i.since_ms,
+                                lease_until_ms: i.lease_until_ms,
+                            })
+                            .collect(),
+                        registry_now_ms: r.now_ms,
+                        fetched_at: self.clock.now(),
+                    });
+                }
+                Ok(Err(s)) => {
+                    self.forget(addr);
+                    last = s;
+                }
+                Err(_) => {
+                    self.forget(addr);
+                    last = Status::deadline_exceeded(format!("registry {addr}: no answer"));
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// The listing, asked again when older than [`VIEW_TTL`] (an older one
+    /// is kept when the registry does not answer: its leases age with it).
+    async fn view(&self) -> Option<View> {
+        let fresh = |v: &Option<View>| {
+            v.as_ref()
+                .is_some_and(|v| self.clock.now().saturating_sub(v.fetched_at) < VIEW_TTL)
+        };
+        {
+            let v = self.view.lock().unwrap_or_else(|e| e.into_inner());
+            if fresh(&v) {
+                return v.clone();
+            }
+        }
+        let _one = self.refreshing.lock().await;
+        {
+            let v = self.view.lock().unwrap_or_else(|e| e.into_inner());
+            if fresh(&v) {
+                return v.clone();
+            }
+        }
+        match self.fetch().await {
+            Ok(v) => {
+                *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
+                Some(v)
+            }
+            Err(e) => {
+                tracing::warn!("service registry: {e}");
+                self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+        }
+    }
+
+    /// The registry's time now, as reckoned from the listing.
+    fn reckon(&self, v: &View) -> u64 {
+        v.registry_now_ms + self.clock.now().saturating_sub(v.fetched_at).as_millis() as u64
+    }
+
+    /// Every instance of the registry's listing, with the registry's time
+    /// as reckoned now (the gateway's status page).
+    pub async fn listing(&self) -> Option<(Vec<Instance>, u64)> {
+        let v = self.view().await?;
+        Some((v.instances.clone(), self.reckon(&v)))
+    }
+
+    /// The instances of `service` a call may go to: lease running, healthy.
+    pub async fn routable(&self, service: &str) -> Vec<Instance> {
+        let Some(v) = self.view().await else {
+            return Vec::new();
+        };
+        let now = self.reckon(&v);
+        pad_core::registry::routable(&v.instances, service, now)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    fn breaker_open(&self, addr: &str) -> bool {
+        let now = self.clock.now();
+        self.breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(addr)
+            .and_then(|b| b.open_until)
+            .is_some_and(|t| now < t)
+    }
+
+    fn record(&self, addr: &str, ok: bool) {
+        let now = self.clock.now();
+        let mut bs = self.breakers.lock().unwrap_or_else(|e| e.into_inner());
+        let b = bs.entry(addr.to_string()).or_default();
+        if ok {
+            *b = Breaker::default();
+        } else {
+            b.failures += 1;
+            if b.failures >= BREAKER_FAILURES {
+                // Open (again: a half-open trial that failed reopens it).
+                b.open_until = Some(now + BREAKER_OPEN);
+                if b.failures == BREAKER_FAILURES {
+                    tracing::warn!("circuit to {addr} open for {BREAKER_OPEN:?}");
+                }
+            }
+        }
+    }
+
+    /// Calls `f` on an instance of `service`, with up to [`ATTEMPTS`]
+    /// attempts on different instances within `total`. `idempotent`: may a
+    /// call whose outcome is unknown be sent again?
+    pub async fn call<T, F, Fut>(
+        &self,
+        service: &str,
+        total: Duration,
+        idempotent: bool,
+        mut f: F,
+    ) -> Result<T, Status>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let clock = &self.clock;
+        let deadline = Deadline::after(clock, total);
+        let mut maybe_done = false;
+        let mut attempt = 0u32;
+        let mut tried: Vec<String> = Vec::new();
+        let mut pause = 0u32;
+        loop {
+            let all = self.routable(service).await;
+            // Closed circuits first, untried instances first.
+            let mut cands: Vec<&Instance> = all
+                .iter()
+                .filter(|i| !self.breaker_open(&i.addr) && !tried.contains(&i.addr))
+                .collect();
+            if cands.is_empty() {
+                cands = all.iter().filter(|i| !self.breaker_open(&i.addr)).collect();
+            }
+            let last = if cands.is_empty() {
+                Status::unavailable(format!(
+                    "no routable instance of {service} (connect error: none registered, healthy and with its circuit closed)"
+                ))
+            } else {
+                let pick = cands[self.next.fetch_add(1, Ordering::Relaxed) % cands.len()].clone();
+                if let (Some(r), Some(v)) = (
+                    &self.routed,
+                    self.view.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+                ) {
+                    r(Routed {
+                        service: service.to_string(),
+                        addr: pick.addr.clone(),
+                        lease_until_ms: pick.lease_until_ms,
+                        reckoned_now_ms: self.reckon(&v),
+                    });
+                }
+                let chan = self.channel(&pick.addr)?;
+                let limit = self.attempt_timeout.min(deadline.left(clock));
+                attempt += 1;
+                tried.push(pick.addr.clone());
+                let status = match tokio::time::timeout(clock.to_runtime(limit), f(chan)).await {
+                    Ok(Ok(r)) => {
+                        self.record(&pick.addr, true);
+                        return Ok(r.into_inner());
+                    }
+                    Ok(Err(s)) if crate::shop::rpc::is_business(&s) => {
+                        self.record(&pick.addr, true);
+                        return Err(s);
+                    }
+                    Ok(Err(s)) => s,
+                    Err(_) => Status::deadline_exceeded(format!(
+                        "{service} at {}: no answer within {limit:?}",
+                        pick.addr
+                    )),
+                };
+                self.record(&pick.addr, false);
+                if !certainly_not_done(&status) {
+                    self.forget(&pick.addr);
+                    if !idempotent {
+                        return Err(Status::unavailable(format!(
+                            "outcome unknown: {service} at {}: {}",
+                            pick.addr,
+                            status.message()
+                        )));
+                    }
+                    maybe_done = true;
+                }
+                status
+            };
+            pause += 1;
+            if attempt >= ATTEMPTS || deadline.passed(clock) {
+                let msg = format!(
+                    "{service}: gave up after {attempt} attempts, last: {}",
+                    last.message()
+                );
+                return Err(if maybe_done {
+                    Status::unavailable(format!("outcome unknown: {msg}"))
+                } else {
+                    Status::aborted(format!("not done: {msg}"))
+                });
+            }
+            backoff(clock, pause).await;
+            if deadline.passed(clock) {
+                return Err(if maybe_done {
+                    Status::unavailable(format!("outcome unknown: {service}: deadline passed"))
+                } else {
+                    Status::aborted(format!("not done: {service}: deadline passed"))
+                });
+            }
+        }
+    }
+}
