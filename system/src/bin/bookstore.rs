@@ -414,6 +414,25 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         clock_jump_ms: u64,
     },
+    /// Measure orders end to end through the GraphQL gateways: each client
+    /// signs in as its own user, then adds a product to its cart, calls
+    /// `initOrder` and polls `orderStatus` until PAID, over and over. Starts
+    /// a fresh platform (or uses the one at --url); prints orders PAID/s and
+    /// the initOrder-to-PAID latency.
+    PadBench {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Orders in all.
+        #[arg(long, default_value_t = 2000)]
+        orders: usize,
+        /// A running platform's gateways, comma-separated (e.g.
+        /// http://127.0.0.1:8090,http://127.0.0.1:8091); it must have no
+        /// users yet (the benchmark's first user is the admin).
+        #[arg(long, value_delimiter = ',')]
+        url: Vec<String>,
+        #[command(flatten)]
+        ports: PadPorts,
+    },
     /// Key-value commands against a running cluster.
     Kv {
         #[command(flatten)]
@@ -889,6 +908,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 clock_jump_ms,
             )
             .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::PadBench {
+            clients,
+            orders,
+            url,
+            ports,
+        } => {
+            real::pad_bench(clients, orders, url, ports).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Kv { cluster, op } => {
@@ -1400,6 +1428,9 @@ mod real {
     }
     pub async fn pad(_: PadPorts, _: PathBuf, _: Option<String>) -> anyhow::Result<()> {
         bail!("the platform runs in the real build only")
+    }
+    pub async fn pad_bench(_: usize, _: usize, _: Vec<String>, _: PadPorts) -> anyhow::Result<()> {
+        bail!("the platform's benchmark runs in the real build only")
     }
     pub async fn pad_gateway(
         _: bookstore::pad::services::ServiceEnv,
@@ -2101,6 +2132,204 @@ mod real {
         println!("stopping the platform");
         sup.stop().await;
         println!("stopped");
+        Ok(())
+    }
+
+    pub async fn pad_bench(
+        clients: usize,
+        orders: usize,
+        urls: Vec<String>,
+        ports: PadPorts,
+    ) -> anyhow::Result<()> {
+        use bookstore::pad::gateway::client::Gql;
+        use serde_json::json;
+        let (_pad, urls) = if urls.is_empty() {
+            let data = std::env::temp_dir().join(format!("bookstore-pad-bench-{}", random_id()));
+            let child = Command::new(std::env::current_exe()?)
+                .args(["pad", "--base-port", &ports.base_port.to_string()])
+                .args([
+                    "--gateway-port",
+                    &ports.gateway_port.to_string(),
+                    "--data-dir",
+                ])
+                .arg(&data)
+                .stdout(Stdio::null())
+                .spawn()?;
+            println!("started a fresh platform (data in {})", data.display());
+            let t = ports.topology();
+            (
+                Some(ShopProcess { child, data }),
+                t.gateways.iter().map(|g| format!("http://{g}")).collect(),
+            )
+        } else {
+            (None, urls)
+        };
+        pad_ready(urls[0].clone(), Duration::from_secs(120)).await?;
+        let gws: Vec<Gql> = urls.iter().map(|u| Gql::new(u)).collect();
+        let g = &gws[0];
+        let pw = "correct horse battery";
+        let ok = |a: Result<bookstore::pad::gateway::client::Answer, String>,
+                  what: &str|
+         -> anyhow::Result<serde_json::Value> {
+            let a = a.map_err(anyhow::Error::msg)?;
+            if a.body["errors"].is_array() {
+                bail!("{what}: {}", a.body);
+            }
+            Ok(a.body["data"].clone())
+        };
+        const REG: &str =
+            "mutation($e: String!, $p: String!) { registerUser(input: {email: $e, password: $p}) }";
+        const LOGIN: &str =
+            "mutation($e: String!, $p: String!) { login(input: {email: $e, password: $p}) }";
+        ok(
+            g.query(REG, json!({"e": "bench-admin@example.com", "p": pw}), None)
+                .await,
+            "register the admin",
+        )?;
+        let admin = ok(
+            g.query(
+                LOGIN,
+                json!({"e": "bench-admin@example.com", "p": pw}),
+                None,
+            )
+            .await,
+            "login",
+        )?["login"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // A product per client (they never contend on one record), priced
+        // 0.01 with plenty of units.
+        let mut products = Vec::new();
+        for i in 0..clients {
+            let d = ok(
+                g.query(
+                    "mutation($n: String!) { createProduct(input: {name: $n, price: 0.01, unitsAvailable: 1000000000, categoriesIds: []}) { id } }",
+                    json!({"n": format!("bench book {i}")}),
+                    Some(&admin),
+                )
+                .await,
+                "createProduct",
+            )?;
+            products.push(d["createProduct"]["id"].as_i64().unwrap_or(0));
+        }
+        println!(
+            "{orders} orders (1 unit of the client's own product each) with {clients} clients through {}",
+            urls.join(", ")
+        );
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (i, product) in products.into_iter().enumerate() {
+            let (g, next) = (gws[i % gws.len()].clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let e = format!("bench{i}@example.com");
+                let mut lat = Vec::new();
+                let mut not_paid = 0u64;
+                let mut errors = 0u64;
+                if g.query(REG, json!({"e": e, "p": pw}), None).await.is_err() {
+                    return (lat, not_paid, 1);
+                }
+                let Ok(a) = g.query(LOGIN, json!({"e": e, "p": pw}), None).await else {
+                    return (lat, not_paid, 1);
+                };
+                let tok = a.body["data"]["login"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                loop {
+                    if next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) >= orders {
+                        break;
+                    }
+                    let add = g
+                        .query(
+                            "mutation($p: Int!) { addToCart(input: {productId: $p, quantity: 1}) }",
+                            json!({"p": product}),
+                            Some(&tok),
+                        )
+                        .await;
+                    if !matches!(&add, Ok(a) if a.data("addToCart").is_some()) {
+                        errors += 1;
+                        continue;
+                    }
+                    let t = Instant::now();
+                    let id = match g
+                        .query("mutation { initOrder { orderId } }", json!({}), Some(&tok))
+                        .await
+                    {
+                        Ok(a) => match a.data("initOrder") {
+                            Some(o) => o["orderId"].as_i64().unwrap_or(0),
+                            None => {
+                                errors += 1;
+                                continue;
+                            }
+                        },
+                        Err(_) => {
+                            errors += 1;
+                            continue;
+                        }
+                    };
+                    loop {
+                        let s = g
+                            .query(
+                                "query($id: Float!) { orderStatus(orderId: $id) { value } }",
+                                json!({"id": id}),
+                                Some(&tok),
+                            )
+                            .await;
+                        let v = s
+                            .ok()
+                            .and_then(|a| {
+                                a.data("orderStatus")
+                                    .map(|v| v["value"].as_str().unwrap_or("").to_string())
+                            })
+                            .unwrap_or_default();
+                        if v == "PAID" {
+                            lat.push(t.elapsed());
+                            break;
+                        }
+                        if v == "PAYMENT_FAILED" || v == "ITEMS_REJECTED" {
+                            not_paid += 1;
+                            break;
+                        }
+                        if t.elapsed() > Duration::from_secs(60) {
+                            errors += 1;
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                (lat, not_paid, errors)
+            }));
+        }
+        let (mut lat, mut not_paid, mut errors) = (Vec::new(), 0, 0);
+        for t in tasks {
+            let (l, n, e) = t.await?;
+            lat.extend(l);
+            not_paid += n;
+            errors += e;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        lat.sort();
+        let pct = |p: f64| {
+            lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        println!(
+            "{:>8} {:>8} {:>8} {:>10} {:>10} {:>10} {:>9} {:>7}",
+            "clients", "orders", "PAID", "PAID/s", "p50 ms", "p99 ms", "not paid", "errors"
+        );
+        println!(
+            "{:>8} {:>8} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>9} {:>7}",
+            clients,
+            orders,
+            lat.len(),
+            lat.len() as f64 / secs,
+            pct(0.5),
+            pct(0.99),
+            not_paid,
+            errors
+        );
         Ok(())
     }
 

@@ -201,6 +201,7 @@ pub fn router(schema: PadSchema, disc: Discovery, name: String) -> Router {
         )
         .route("/status", get(status))
         .route("/health", get(|| async { "ok" }))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,

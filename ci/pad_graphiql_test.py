@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""The platform's GraphiQL page in headless Chromium.
+
+Usage: python3 ci/pad_graphiql_test.py GRAPHQL_URL SCREENSHOT.png
+
+Loads GraphiQL from the gateway (every script and style it needs is served
+by the gateway: the browser is offline except for it), runs the default
+query and waits for the greeting in the response pane; then types a
+registerUser mutation and a query into the editor, runs each and checks the
+answers. Saves a screenshot and exits 0; on any failure, or any console
+error or uncaught page exception, prints what the page showed and exits 1.
+
+Uses the system Chromium ($CHROMIUM, default /usr/bin/chromium).
+"""
+import os
+import sys
+from urllib.parse import urlparse
+
+from playwright.sync_api import sync_playwright
+
+TIMEOUT_MS = 30_000
+
+
+class Failure(Exception):
+    pass
+
+
+def response_text(page):
+    return page.locator(".graphiql-response").inner_text(timeout=2000)
+
+
+def run(page, query, want):
+    if query is not None:
+        page.locator(".graphiql-query-editor .CodeMirror").first.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text(query)
+    page.locator(".graphiql-execute-button").click()
+    try:
+        page.wait_for_function(
+            "w => (document.querySelector('.graphiql-response') || {}).innerText?.includes(w)",
+            arg=want,
+            timeout=TIMEOUT_MS,
+        )
+    except Exception:
+        raise Failure(f"no {want!r} in the response pane; it shows: {response_text(page)!r}")
+
+
+def main():
+    url, shot = sys.argv[1], sys.argv[2]
+    origin = urlparse(url).netloc
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+            args=["--no-sandbox"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 800})
+        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"exception: {e}"))
+        # Offline but for the gateway: any other request fails the test.
+        outside = []
+
+        def route(r):
+            if urlparse(r.request.url).netloc == origin:
+                r.continue_()
+            else:
+                outside.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        try:
+            page.goto(url, timeout=TIMEOUT_MS)
+            page.wait_for_selector(".graphiql-execute-button", timeout=TIMEOUT_MS)
+            run(page, None, "Hello from the bookstore")
+            run(
+                page,
+                'mutation { registerUser(input: {email: "graphiql@example.com", password: "correct horse"}) }',
+                '"registerUser": "1"',
+            )
+            run(page, "{ hello categories { id name } }", '"categories": []')
+            if outside:
+                raise Failure(f"the page asked outside the gateway: {outside}")
+            if problems:
+                raise Failure("console errors or page exceptions")
+            page.screenshot(path=shot)
+        except Failure as e:
+            print(f"FAIL: {e}", file=sys.stderr)
+            for pr in problems:
+                print(f"  {pr}", file=sys.stderr)
+            print("GraphiQL page: 0 passed, 1 failed")
+            return 1
+        finally:
+            browser.close()
+    print(f"GraphiQL page: 1 passed (default query, a typed mutation and query; screenshot {shot})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
