@@ -296,6 +296,16 @@ async fn catalogue_holds_carts_and_the_registry() {
             .is_err(),
         "given back: never held again"
     );
+    // Refused once (o2, short on the pen), refused for good: the pen is
+    // back now, but a second saga driver's late reserve must not hold it.
+    assert!(
+        catalog::reserve(&mut kv, "o2", &[(1, 1), (2, 1)])
+            .await
+            .unwrap()
+            .is_err(),
+        "a refused order is never held later"
+    );
+    assert_eq!(units(catalog::product(&mut kv, 2).await.unwrap()), 1);
     // Released before it was ever held: a late reserve is refused.
     catalog::release(&mut kv, "o4").await.unwrap();
     assert!(catalog::reserve(&mut kv, "o4", &[(1, 1)])

@@ -170,8 +170,9 @@ pub struct Hold {
 
 /// Holds every line's units for `order`, all or none: `Ok(Ok(()))` when
 /// held (now or before), `Ok(Err(refusal))` when a product is unknown or
-/// short (nothing held). Idempotent by order id; an order whose units were
-/// given back is refused.
+/// short (nothing held; the refusal is recorded, so the order is refused
+/// from then on). Idempotent by order id; an order whose units were given
+/// back is refused.
 pub async fn reserve(
     kv: &mut KvClient,
     order: &str,
@@ -207,23 +208,40 @@ pub async fn reserve(
                 released: false,
             }),
         )];
+        let mut refused = None;
         for ((p, units), v) in lines.iter().zip(&values[1..]) {
             let Some(v) = v else {
-                return Ok(Err(Refusal::new(
+                refused = Some(Refusal::new(
                     codes::NOT_FOUND,
                     format!("productId: no product {p}"),
-                )));
+                ));
+                break;
             };
             let mut prod: Product = parse("product", v)?;
             if prod.units_available < *units {
-                return Ok(Err(Refusal::input(format!(
+                refused = Some(Refusal::input(format!(
                     "product {p}: {units} units wanted, {} available",
                     prod.units_available
-                ))));
+                )));
+                break;
             }
             prod.units_available -= units;
             compares.push(cmd::compare(&prod_key(*p), Some(v)));
             ops.push(cmd::op_put(&prod_key(*p), &json(&prod)));
+        }
+        if let Some(r) = refused {
+            // The refusal is final: recorded as a hold given back, so that
+            // a later reserve of this order (another saga driver's, after
+            // units came back) is refused too instead of holding units for
+            // an order already ITEMS_REJECTED.
+            let done = json(&Hold {
+                lines: vec![],
+                released: true,
+            });
+            if kv.cas(&hk, None, Some(&done)).await?.succeeded {
+                return Ok(Err(r));
+            }
+            continue;
         }
         if kv.txn(compares, ops, vec![]).await?.succeeded {
             return Ok(Ok(()));

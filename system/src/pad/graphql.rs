@@ -345,8 +345,8 @@ pub struct Query;
 impl Query {
     async fn order_status(&self, ctx: &Context<'_>, order_id: f64) -> Res<OrderStatusGql> {
         let a = api(ctx);
-        let id = whole("orderId", order_id)?;
         let who = a.who(ctx).await?;
+        let id = whole("orderId", order_id)?;
         let o = a
             .disc
             .call("orders", a.deadline, true, |ch| async move {
@@ -588,6 +588,7 @@ impl Mutation {
 
     async fn add_to_cart(&self, ctx: &Context<'_>, input: CartItemInput) -> Res<String> {
         let a = api(ctx);
+        a.who(ctx).await?;
         // The product must exist (a cart holds only what can be ordered).
         a.product(input.product_id as i64).await?;
         a.cart_change(
@@ -639,6 +640,7 @@ impl Mutation {
     }
 
     async fn remove_item(&self, ctx: &Context<'_>, product_id: f64) -> Res<String> {
+        api(ctx).who(ctx).await?;
         let id = whole("productId", product_id)?;
         api(ctx).cart_change(ctx, "remove", id, 0, false).await?;
         Ok("item removed".to_string())

@@ -19,7 +19,7 @@
 use super::pb;
 use super::PadError;
 use crate::clock::Clock;
-use crate::shop::rpc::{backoff, certainly_not_done, kv_error, Deadline};
+use crate::shop::rpc::{backoff, certainly_not_done, Deadline};
 use pad_core::registry::Instance;
 use pad_core::{codes, Refusal};
 use std::collections::BTreeMap;
@@ -68,11 +68,52 @@ pub fn status_refusal(s: &Status) -> Option<Refusal> {
     Some(Refusal::new(code, s.message()))
 }
 
+/// A status whose outcome is unknown, marked so in its `pad-outcome`
+/// metadata: no caller up the chain takes it for "not done", whatever its
+/// message quotes (a store client's last error may say "connect error").
+pub fn unknown_status(message: impl Into<String>) -> Status {
+    let mut s = Status::unavailable(message);
+    s.metadata_mut().insert(
+        "pad-outcome",
+        tonic::metadata::MetadataValue::from_static("unknown"),
+    );
+    s
+}
+
+/// A status that certainly did nothing, marked so.
+pub fn not_done_status(message: impl Into<String>) -> Status {
+    let mut s = Status::aborted(message);
+    s.metadata_mut().insert(
+        "pad-outcome",
+        tonic::metadata::MetadataValue::from_static("not-done"),
+    );
+    s
+}
+
+/// Did the call certainly take no effect? The `pad-outcome` mark when
+/// there is one; otherwise the transport's own errors (connection refused).
+pub fn not_done(s: &Status) -> bool {
+    match s
+        .metadata()
+        .get("pad-outcome")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("unknown") => false,
+        Some("not-done") => true,
+        _ => certainly_not_done(s),
+    }
+}
+
 /// A service's error as its gRPC answer.
 pub fn pad_status(e: PadError) -> Status {
     match e {
         PadError::Refused(r) => refusal_status(&r),
-        PadError::Store(e) => kv_error(e),
+        PadError::Store(crate::client::ClientError::Unknown(m)) => {
+            unknown_status(format!("outcome unknown: {m}"))
+        }
+        PadError::Store(crate::client::ClientError::Failed(m)) => {
+            not_done_status(format!("not done, store unavailable: {m}"))
+        }
     }
 }
 
@@ -80,7 +121,7 @@ pub fn pad_status(e: PadError) -> Status {
 pub fn status_error(s: Status) -> PadError {
     match status_refusal(&s) {
         Some(r) => PadError::Refused(r),
-        None if certainly_not_done(&s) => {
+        None if not_done(&s) => {
             PadError::Store(crate::client::ClientError::Failed(s.message().to_string()))
         }
         None => PadError::Store(crate::client::ClientError::Unknown(s.message().to_string())),
@@ -371,10 +412,10 @@ impl Discovery {
                     )),
                 };
                 self.record(&pick.addr, false);
-                if !certainly_not_done(&status) {
+                if !not_done(&status) {
                     self.forget(&pick.addr);
                     if !idempotent {
-                        return Err(Status::unavailable(format!(
+                        return Err(unknown_status(format!(
                             "outcome unknown: {service} at {}: {}",
                             pick.addr,
                             status.message()
@@ -391,17 +432,17 @@ impl Discovery {
                     last.message()
                 );
                 return Err(if maybe_done {
-                    Status::unavailable(format!("outcome unknown: {msg}"))
+                    unknown_status(format!("outcome unknown: {msg}"))
                 } else {
-                    Status::aborted(format!("not done: {msg}"))
+                    not_done_status(format!("not done: {msg}"))
                 });
             }
             backoff(clock, pause).await;
             if deadline.passed(clock) {
                 return Err(if maybe_done {
-                    Status::unavailable(format!("outcome unknown: {service}: deadline passed"))
+                    unknown_status(format!("outcome unknown: {service}: deadline passed"))
                 } else {
-                    Status::aborted(format!("not done: {service}: deadline passed"))
+                    not_done_status(format!("not done: {service}: deadline passed"))
                 });
             }
         }
