@@ -7,7 +7,7 @@
 //!    to PAID; ITEMS_REJECTED and PAYMENT_FAILED with nothing held; every
 //!    auth failure (wrong password, unknown e-mail, no, forged, tampered,
 //!    revoked token, a reused refresh token revoking its login, a non-admin
-//!    catalogue write); 24 kinds of malformed requests and input, each
+//!    catalogue write); 26 kinds of malformed requests and input, each
 //!    answered with an error and a code, never a 5xx; GraphiQL's page and
 //!    assets; the registry's view.
 //! 2. The same flow while a catalog, cart, orders, payment, auth replica
