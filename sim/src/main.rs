@@ -25,5 +25,6 @@ fn main() -> std::process::ExitCode {
             .without_time()
             .init();
     }
+    bookstore::pad::graphql::warm_up();
     harness::cli::main(sim::app())
 }

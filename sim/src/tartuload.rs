@@ -39,6 +39,25 @@ pub const GROUPS: [&[u64]; 3] = [&[1, 2, 3], &[4, 5, 6], &[7, 8, 9]];
 /// The report's page: the failing checks' messages (or that every check
 /// passed) and what was checked.
 pub fn report_page(failures: &[(&str, &str)], history: &History, title: &str) -> String {
+    report_page_about(
+        failures,
+        history,
+        title,
+        "The Tartu bookstore under the nemesis. \
+         Checks: the vector-clock log against the declared scheme (system/src/tartu/scheme.json), \
+         two-phase commit atomicity and liveness of approved orders, mutual exclusion of the executors (fencing tokens the participants accepted), conservation of stock and money, \
+         Raft and replica convergence per store group.",
+    )
+}
+
+/// [`report_page`] for any system: `about` says what ran and what was
+/// checked.
+pub fn report_page_about(
+    failures: &[(&str, &str)],
+    history: &History,
+    title: &str,
+    about: &str,
+) -> String {
     let ops = history.ops.len();
     let esc = |t: &str| {
         t.replace('&', "&amp;")
@@ -63,11 +82,9 @@ pub fn report_page(failures: &[(&str, &str)], history: &History, title: &str) ->
          .failure h3{{color:#b00020;margin-bottom:.2em}}\
          table.faults{{border-collapse:collapse}}table.faults td,table.faults th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}</style></head>\
          <body data-rendered=\"ok\"><h1>{t}</h1>\
-         <p>The Tartu bookstore under the nemesis: {ops} operations in the history. \
-         Checks: the vector-clock log against the declared scheme (system/src/tartu/scheme.json), \
-         two-phase commit atomicity and liveness of approved orders, mutual exclusion of the executors (fencing tokens the participants accepted), conservation of stock and money, \
-         Raft and replica convergence per store group.</p>{body}</body></html>",
-        t = esc(title)
+         <p>{about} {ops} operations in the history.</p>{body}</body></html>",
+        t = esc(title),
+        about = esc(about)
     )
 }
 

@@ -41,7 +41,7 @@
 //! | `lease-only`       | the participants and the decision log ignore the executors' fencing tokens: mutual exclusion rests on the leader's lease alone, so a paused or slow-clocked old leader still prepares, commits and aborts |
 //! | `deliver-before-log` | the coordinator tells the participants its decision before writing it to the decision log: if it dies in between, its successor presumes abort for a transaction a participant has committed |
 //!
-//! The third course's platform's (`bookstore pad`):
+//! The third course's platform's (scenario `pad`):
 //!
 //! | name               | what it breaks                                              |
 //! |--------------------|-------------------------------------------------------------|

@@ -4,6 +4,7 @@
 
 pub mod checkout;
 pub mod kv;
+pub mod pad;
 pub mod tartu;
 pub mod txn;
 
@@ -11,7 +12,13 @@ use harness::scenario::Scenario;
 
 /// Every scenario, the default first: what the `sim` CLI offers.
 pub fn all() -> Vec<&'static dyn Scenario> {
-    vec![&kv::Kv, &checkout::Checkout, &txn::Txn, &tartu::Tartu]
+    vec![
+        &kv::Kv,
+        &checkout::Checkout,
+        &txn::Txn,
+        &tartu::Tartu,
+        &pad::Pad,
+    ]
 }
 
 /// The scenario called `name`.

@@ -174,6 +174,14 @@ pub fn sign(claims: &Claims, key: &[u8]) -> String {
     format!("{signed}.{}", B64.encode(m.finalize().into_bytes()))
 }
 
+/// A token's claims read without checking its signature or expiry: for
+/// logs and audits, never to decide anything.
+pub fn peek(token: &str) -> Option<Claims> {
+    let (signed, _) = token.rsplit_once('.')?;
+    let payload = signed.strip_prefix("v1.")?;
+    serde_json::from_slice(&B64.decode(payload).ok()?).ok()
+}
+
 /// The claims of a token signed with `key`, of kind `want`, not expired at
 /// `now_ms`. Never panics, whatever the input.
 pub fn verify(token: &str, key: &[u8], now_ms: u64, want: TokenKind) -> Result<Claims, TokenError> {
@@ -251,6 +259,20 @@ pub struct TokenPair {
 /// Tokens for user `sub` in family `fam`: the access token and the refresh
 /// token `jti`, issued at `now_ms`.
 pub fn issue(sub: u64, admin: bool, fam: &str, jti: &str, now_ms: u64, key: &[u8]) -> TokenPair {
+    issue_with_ttl(sub, admin, fam, jti, now_ms, key, ACCESS_TTL_MS)
+}
+
+/// [`issue`] with access tokens living `access_ttl_ms` (the simulator
+/// uses seconds, so that tokens expire within a run).
+pub fn issue_with_ttl(
+    sub: u64,
+    admin: bool,
+    fam: &str,
+    jti: &str,
+    now_ms: u64,
+    key: &[u8],
+    access_ttl_ms: u64,
+) -> TokenPair {
     let claims = |kind, ttl, jti: String| Claims {
         sub,
         admin,
@@ -261,7 +283,7 @@ pub fn issue(sub: u64, admin: bool, fam: &str, jti: &str, now_ms: u64, key: &[u8
     };
     TokenPair {
         access: sign(
-            &claims(TokenKind::Access, ACCESS_TTL_MS, format!("{jti}.a")),
+            &claims(TokenKind::Access, access_ttl_ms, format!("{jti}.a")),
             key,
         ),
         refresh: sign(

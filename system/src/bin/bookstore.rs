@@ -1067,6 +1067,8 @@ async fn pad_proc(
         wall: real::wall(clock),
         bugs,
         rpc_timeout: Duration::from_secs(2),
+        kv_options: ClientOptions::default(),
+        access_ttl_ms: pad_core::auth::ACCESS_TTL_MS,
     };
     let own = |addrs: &Vec<String>| -> anyhow::Result<std::net::SocketAddr> {
         let Some(a) = (replica as usize).checked_sub(1).and_then(|i| addrs.get(i)) else {
@@ -1987,6 +1989,7 @@ mod real {
             disc: disc.clone(),
             wall: env.wall.clone(),
             deadline: Duration::from_secs(10),
+            audit: None,
         });
         println!("GraphQL gateway on http://{addr}/graphql (GraphiQL: open it in a browser)");
         gateway::serve(schema, disc, addr, terminated())

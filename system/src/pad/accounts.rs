@@ -133,6 +133,31 @@ pub async fn login(
     now_ms: u64,
     key: &[u8],
 ) -> Result<TokenPair, AccountError> {
+    login_with_ttl(
+        kv,
+        email,
+        password,
+        fam,
+        jti,
+        now_ms,
+        key,
+        auth::ACCESS_TTL_MS,
+    )
+    .await
+}
+
+/// [`login`] with access tokens living `access_ttl_ms`.
+#[allow(clippy::too_many_arguments)]
+pub async fn login_with_ttl(
+    kv: &mut KvClient,
+    email: &str,
+    password: &str,
+    fam: &str,
+    jti: &str,
+    now_ms: u64,
+    key: &[u8],
+    access_ttl_ms: u64,
+) -> Result<TokenPair, AccountError> {
     let Ok(email) = auth::normalize_email(email) else {
         return Err(auth::invalid_credentials().into());
     };
@@ -155,7 +180,15 @@ pub async fn login(
     if !r.succeeded && r.previous.as_deref() != Some(json(&family).as_str()) {
         return Err(ClientError::Failed(format!("token family {fam} exists already")).into());
     }
-    Ok(auth::issue(u.id, u.admin, fam, jti, now_ms, key))
+    Ok(auth::issue_with_ttl(
+        u.id,
+        u.admin,
+        fam,
+        jti,
+        now_ms,
+        key,
+        access_ttl_ms,
+    ))
 }
 
 /// The family and the user of a token, read together (linearizable).
@@ -233,6 +266,18 @@ pub async fn refresh(
     now_ms: u64,
     key: &[u8],
 ) -> Result<TokenPair, AccountError> {
+    refresh_with_ttl(kv, token, next_jti, now_ms, key, auth::ACCESS_TTL_MS).await
+}
+
+/// [`refresh`] with access tokens living `access_ttl_ms`.
+pub async fn refresh_with_ttl(
+    kv: &mut KvClient,
+    token: &str,
+    next_jti: &str,
+    now_ms: u64,
+    key: &[u8],
+    access_ttl_ms: u64,
+) -> Result<TokenPair, AccountError> {
     let Ok(c) = auth::verify(token, key, now_ms, TokenKind::Refresh) else {
         return Err(auth::unauthenticated().into());
     };
@@ -250,7 +295,15 @@ pub async fn refresh(
             }
         }
         return match verdict {
-            Ok(()) => Ok(auth::issue(c.sub, c.admin, &c.fam, next_jti, now_ms, key)),
+            Ok(()) => Ok(auth::issue_with_ttl(
+                c.sub,
+                c.admin,
+                &c.fam,
+                next_jti,
+                now_ms,
+                key,
+                access_ttl_ms,
+            )),
             Err(e) => {
                 tracing::warn!("refresh refused ({e:?}): family {} revoked", c.fam);
                 Err(auth::unauthenticated().into())

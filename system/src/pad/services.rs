@@ -33,6 +33,11 @@ pub struct ServiceEnv {
     pub bugs: Bugs,
     /// How long one call to another process may take.
     pub rpc_timeout: Duration,
+    /// The store clients' timeouts.
+    pub kv_options: crate::client::ClientOptions,
+    /// How long access tokens live ([`pad_core::auth::ACCESS_TTL_MS`]; the
+    /// simulator uses seconds).
+    pub access_ttl_ms: u64,
 }
 
 impl ServiceEnv {
@@ -44,7 +49,7 @@ impl ServiceEnv {
     pub fn store(&self, group: &str) -> Store {
         Store::with_clock(
             self.topology.kv[group].clone(),
-            crate::client::ClientOptions::default(),
+            self.kv_options.clone(),
             self.clock().clone(),
         )
     }
@@ -80,6 +85,7 @@ pub struct AuthSvc {
     pub key: Vec<u8>,
     pub kdf: KdfCost,
     pub bugs: Bugs,
+    pub access_ttl_ms: u64,
 }
 
 impl AuthSvc {
@@ -115,7 +121,7 @@ impl pb::auth_server::Auth for AuthSvc {
 
     async fn login(&self, r: Request<pb::Credentials>) -> R<pb::Tokens> {
         let r = r.into_inner();
-        let t = accounts::login(
+        let t = accounts::login_with_ttl(
             &mut self.store.client(),
             &r.email,
             &r.password,
@@ -123,6 +129,7 @@ impl pb::auth_server::Auth for AuthSvc {
             &random_id(),
             self.wall.now_ms(),
             &self.key,
+            self.access_ttl_ms,
         )
         .await
         .map_err(pad_status)?;
@@ -131,12 +138,13 @@ impl pb::auth_server::Auth for AuthSvc {
 
     async fn refresh(&self, r: Request<pb::TokenAt>) -> R<pb::Tokens> {
         let r = r.into_inner();
-        let t = accounts::refresh(
+        let t = accounts::refresh_with_ttl(
             &mut self.store.client(),
             &r.token,
             &random_id(),
             self.judge_at(r.now_ms),
             &self.key,
+            self.access_ttl_ms,
         )
         .await
         .map_err(pad_status)?;
@@ -788,6 +796,7 @@ pub async fn serve(
                 key,
                 kdf,
                 bugs: env.bugs,
+                access_ttl_ms: env.access_ttl_ms,
             };
             server
                 .clone()
