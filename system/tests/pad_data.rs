@@ -387,7 +387,18 @@ async fn orders_end_paid_rejected_or_failed_with_nothing_held() {
     cart::update(&mut g.cart, 1, |c| c.add(1, 2)).await.unwrap();
     let o = orders::init_order(&mut g, 1).await.unwrap();
     assert_eq!((o.saga.status, o.total_cents), (Status::Created, 2_000));
+    // Asked again while it runs, with the same cart: the same order.
+    let again = orders::init_order(&mut g, 1).await.unwrap();
+    assert_eq!(
+        again.id, o.id,
+        "initOrder is idempotent while its order runs"
+    );
+    assert_eq!(orders::unfinished(&mut g.orders).await.unwrap().len(), 1);
     let o = orders::drive(&mut g, o.id).await.unwrap();
+    assert!(
+        orders::unfinished(&mut g.orders).await.unwrap().is_empty(),
+        "a finished order leaves the recovery index"
+    );
     assert_eq!(o.saga.status, Status::Paid);
     assert_eq!(
         orders::status(&mut g.orders, o.id).await.unwrap(),

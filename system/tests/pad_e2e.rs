@@ -573,6 +573,7 @@ fn the_flow_while_a_replica_of_each_service_and_a_gateway_are_killed() {
         let mut paid_by = std::collections::BTreeMap::<u64, i64>::new();
         for (_, v) in &all {
             let o: bookstore::pad::orders::Order = serde_json::from_str(v).unwrap();
+            assert!(o.saga.status.is_final(), "order {} not final: {:?}", o.id, o.saga);
             if o.saga.status == pad_core::order::Status::Paid {
                 paid_units += o.lines.iter().map(|l| l.quantity).sum::<i64>();
                 *paid_by.entry(o.user).or_default() += o.total_cents;

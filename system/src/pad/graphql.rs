@@ -655,13 +655,16 @@ impl Mutation {
     }
 
     /// The user's cart as an order in status CREATED; its saga runs on
-    /// (follow it with `orderStatus`).
+    /// (follow it with `orderStatus`). Asked again while that order runs
+    /// with the same cart, it answers the same order.
     async fn init_order(&self, ctx: &Context<'_>) -> Res<OrderCreatedGql> {
         let a = api(ctx);
         let user = a.who(ctx).await?.user;
         let o = a
             .disc
-            .call("orders", a.deadline, false, |ch| async move {
+            // Idempotent while the order runs (the same cart answers the
+            // same order), so a call whose outcome is unknown is resent.
+            .call("orders", a.deadline, true, |ch| async move {
                 pb::orders_client::OrdersClient::new(ch)
                     .init_order(pb::UserRef { user })
                     .await

@@ -5,6 +5,14 @@
 //! |---|---|
 //! | `order/next` | the last order id given |
 //! | `order/id/<id>` | [`Order`] as JSON, with its saga's durable record |
+//! | `order/open/<id>` | present while the order's saga has steps left (what the recovery loop scans) |
+//! | `order/last/<user>` | the user's last order's id |
+//!
+//! `initOrder` is idempotent while an order runs: asked again while the
+//! user's last order is unfinished and holds the same products and
+//! quantities as the cart, it answers that order instead of making a
+//! second (a resend after an unknown outcome, a double click, a second
+//! tab).
 //!
 //! [`drive`] runs the saga's next step (hold the units at the catalogue,
 //! charge the user, give the units back, clear the cart), then moves the
@@ -149,6 +157,14 @@ fn key(id: i64) -> String {
     format!("order/id/{id}")
 }
 
+fn open_key(id: i64) -> String {
+    format!("order/open/{id}")
+}
+
+fn last_key(user: u64) -> String {
+    format!("order/last/{user}")
+}
+
 fn bad(what: &str, e: impl std::fmt::Display) -> PadError {
     PadError::Store(ClientError::Failed(format!(
         "stored {what} is not valid: {e}"
@@ -201,8 +217,19 @@ pub async fn init_order_with(
         });
     }
     let total_cents = lines.iter().map(|l| l.price_cents * l.quantity).sum();
+    let lk = last_key(user);
+    let wanted: Vec<(i64, i64)> = lines.iter().map(|l| (l.product, l.quantity)).collect();
     for _ in 0..100 {
-        let last = orders.get("order/next").await?;
+        let r = orders.read(&["order/next", &lk]).await?;
+        let (last, users_last) = (r[0].clone(), r[1].clone());
+        if let Some(prev) = &users_last {
+            let prev: i64 = prev.parse().map_err(|e| bad(&lk, e))?;
+            if let Some((o, _)) = get(orders, prev).await? {
+                if o.saga.next != Step::Done && o.lines() == wanted {
+                    return Ok(o);
+                }
+            }
+        }
         let id = match &last {
             None => 1,
             Some(v) => v.parse::<i64>().map_err(|e| bad("order/next", e))? + 1,
@@ -216,13 +243,18 @@ pub async fn init_order_with(
         };
         let done = orders
             .txn(
-                vec![cmd::compare("order/next", last.as_deref())],
+                vec![
+                    cmd::compare("order/next", last.as_deref()),
+                    cmd::compare(&lk, users_last.as_deref()),
+                ],
                 vec![
                     cmd::op_put("order/next", &id.to_string()),
                     cmd::op_put(
                         &key(id),
                         &serde_json::to_string(&order).expect("serialises"),
                     ),
+                    cmd::op_put(&open_key(id), ""),
+                    cmd::op_put(&lk, &id.to_string()),
                 ],
                 vec![],
             )
@@ -298,17 +330,33 @@ pub async fn drive_with(
         debug_assert!(order.saga.status.may_move_to(next.saga.status));
         let new = serde_json::to_string(&next).expect("serialises");
         // A failed compare: another replica moved it on; read it again.
-        orders.cas(&key(id), Some(&raw), Some(&new)).await?;
+        // The last step also takes the order out of the recovery index.
+        let mut ops = vec![cmd::op_put(&key(id), &new)];
+        if next.saga.next == Step::Done {
+            ops.push(cmd::op_delete(&open_key(id)));
+        }
+        orders
+            .txn(vec![cmd::compare(&key(id), Some(&raw))], ops, vec![])
+            .await?;
     }
 }
 
 /// The orders not yet at their saga's end (for the recovery loop).
+/// (From the recovery index: what is read grows with the orders running,
+/// not with every order ever placed. An entry that does not parse is
+/// skipped with a warning, so it cannot stop the others' recovery.)
 pub async fn unfinished(kv: &mut KvClient) -> Result<Vec<Order>, PadError> {
     let mut out = Vec::new();
-    for (k, v) in kv.scan("order/id/").await? {
-        let o: Order = serde_json::from_str(&v).map_err(|e| bad(&k, e))?;
-        if o.saga.next != Step::Done {
-            out.push(o);
+    for (k, _) in kv.scan("order/open/").await? {
+        let Ok(id) = k.trim_start_matches("order/open/").parse::<i64>() else {
+            tracing::warn!("recovery index: {k} is not an order id");
+            continue;
+        };
+        match get(kv, id).await {
+            Ok(Some((o, _))) if o.saga.next != Step::Done => out.push(o),
+            Ok(_) => {}
+            Err(PadError::Store(e)) => return Err(e.into()),
+            Err(e) => tracing::warn!("order {id}: {e}"),
         }
     }
     Ok(out)
