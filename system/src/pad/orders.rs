@@ -219,16 +219,26 @@ pub async fn init_order_with(
     let total_cents = lines.iter().map(|l| l.price_cents * l.quantity).sum();
     let lk = last_key(user);
     let wanted: Vec<(i64, i64)> = lines.iter().map(|l| (l.product, l.quantity)).collect();
+    // The user's last order is looked at before the loop (and again only
+    // if it changed): every read between the loop's read of `order/next`
+    // and its transaction widens the window in which concurrent creations
+    // collide on that counter (64 clients: 41-49 orders PAID/s with the
+    // look inside the loop, against 75-77 without any).
+    let mut checked: Option<Option<String>> = None;
     for _ in 0..100 {
         let r = orders.read(&["order/next", &lk]).await?;
         let (last, users_last) = (r[0].clone(), r[1].clone());
-        if let Some(prev) = &users_last {
-            let prev: i64 = prev.parse().map_err(|e| bad(&lk, e))?;
-            if let Some((o, _)) = get(orders, prev).await? {
-                if o.saga.next != Step::Done && o.lines() == wanted {
-                    return Ok(o);
+        if checked.as_ref() != Some(&users_last) {
+            if let Some(prev) = &users_last {
+                let prev: i64 = prev.parse().map_err(|e| bad(&lk, e))?;
+                if let Some((o, _)) = get(orders, prev).await? {
+                    if o.saga.next != Step::Done && o.lines() == wanted {
+                        return Ok(o);
+                    }
                 }
             }
+            checked = Some(users_last.clone());
+            continue;
         }
         let id = match &last {
             None => 1,
@@ -342,6 +352,17 @@ pub async fn drive_with(
 }
 
 /// The orders not yet at their saga's end (for the recovery loop).
+/// The ids in the recovery index (orders whose saga has steps left, or
+/// had a moment ago).
+pub async fn running_ids(kv: &mut KvClient) -> Result<Vec<i64>, PadError> {
+    Ok(kv
+        .scan("order/open/")
+        .await?
+        .into_iter()
+        .filter_map(|(k, _)| k.trim_start_matches("order/open/").parse().ok())
+        .collect())
+}
+
 /// (From the recovery index: what is read grows with the orders running,
 /// not with every order ever placed. An entry that does not parse is
 /// skipped with a warning, so it cannot stop the others' recovery.)

@@ -580,18 +580,23 @@ impl OrdersSvc {
         .await
     }
 
-    /// Resumes every unfinished order, every `every` of `clock`'s time.
+    /// Resumes unfinished orders, every `every` of `clock`'s time: those
+    /// still running at two looks in a row (one just made is driven by
+    /// the task `initOrder` started; taking it over at once only makes the
+    /// two drivers' compare-and-sets collide).
     pub async fn recover(self, clock: Clock, every: Duration) {
+        let mut before = std::collections::BTreeSet::new();
         loop {
             clock.sleep(every).await;
-            let found = orders::unfinished(&mut self.store.client()).await;
-            match found {
-                Ok(os) => {
-                    for o in os {
-                        if let Err(e) = self.drive(o.id).await {
-                            tracing::info!("order {}: saga paused: {e}", o.id);
+            match orders::running_ids(&mut self.store.client()).await {
+                Ok(ids) => {
+                    let now: std::collections::BTreeSet<i64> = ids.into_iter().collect();
+                    for &id in now.intersection(&before) {
+                        if let Err(e) = self.drive(id).await {
+                            tracing::info!("order {id}: saga paused: {e}");
                         }
                     }
+                    before = now;
                 }
                 Err(e) => tracing::info!("unfinished orders: {e}"),
             }
