@@ -154,19 +154,6 @@ pub struct Discovery {
     breakers: Arc<Mutex<BTreeMap<String, Breaker>>>,
     chans: Arc<Mutex<BTreeMap<String, Channel>>>,
     next: Arc<AtomicUsize>,
-    /// Every routing decision, for the harness's check (`None`: not kept).
-    routed: Option<Arc<dyn Fn(Routed) + Send + Sync>>,
-}
-
-/// One routing decision: the instance a call went to, and by how much its
-/// lease had lapsed (by the registry's clock as the caller reckoned it) if
-/// it had.
-#[derive(Clone, Debug)]
-pub struct Routed {
-    pub service: String,
-    pub addr: String,
-    pub lease_until_ms: u64,
-    pub reckoned_now_ms: u64,
 }
 
 impl Discovery {
@@ -185,18 +172,7 @@ impl Discovery {
             breakers: Default::default(),
             chans: Default::default(),
             next: Arc::new(AtomicUsize::new(super::super::shop::random_u64() as usize)),
-            routed: None,
         }
-    }
-
-    /// Reports every routing decision to `f`.
-    pub fn on_route(mut self, f: impl Fn(Routed) + Send + Sync + 'static) -> Discovery {
-        self.routed = Some(Arc::new(f));
-        self
-    }
-
-    pub fn clock(&self) -> &Clock {
-        &self.clock
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, Status> {
@@ -376,22 +352,11 @@ impl Discovery {
                 cands = all.iter().filter(|i| !self.breaker_open(&i.addr)).collect();
             }
             let last = if cands.is_empty() {
-                Status::unavailable(format!(
-                    "no routable instance of {service} (connect error: none registered, healthy and with its circuit closed)"
+                not_done_status(format!(
+                    "no routable instance of {service} (none registered, healthy and with its circuit closed)"
                 ))
             } else {
                 let pick = cands[self.next.fetch_add(1, Ordering::Relaxed) % cands.len()].clone();
-                if let (Some(r), Some(v)) = (
-                    &self.routed,
-                    self.view.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                ) {
-                    r(Routed {
-                        service: service.to_string(),
-                        addr: pick.addr.clone(),
-                        lease_until_ms: pick.lease_until_ms,
-                        reckoned_now_ms: self.reckon(&v),
-                    });
-                }
                 let chan = self.channel(&pick.addr)?;
                 let limit = self.attempt_timeout.min(deadline.left(clock));
                 attempt += 1;
