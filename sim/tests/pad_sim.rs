@@ -76,3 +76,13 @@ fn local_revocation_is_caught_by_the_tokens_check() {
 fn expiry_by_the_auth_clock_is_caught_by_the_tokens_check() {
     caught("pad-expiry-own-clock", "tokens", 0..60);
 }
+
+#[test]
+fn a_stale_discovery_view_is_caught_by_the_routing_check() {
+    caught("pad-stale-view", "routing", 0..10);
+}
+
+#[test]
+fn a_take_that_clears_the_cart_is_caught_by_the_cart_check() {
+    caught("pad-take-clears-cart", "cart", 0..20);
+}

@@ -48,6 +48,8 @@
 //! | `pad-local-revocation` | a token's family is read from the auth store's local replica, not linearizably: a logout is not seen at once everywhere |
 //! | `pad-expiry-own-clock` | the auth service judges a token's expiry by its own clock, not by the gateway's that asks |
 //! | `pad-paid-before-charge` | an order is marked PAID before its charge is confirmed (a refused charge still ends PAID, units kept) |
+//! | `pad-take-clears-cart` | a PAID order's step that takes its units out of the cart clears the whole cart: what the shopper added after `initOrder` is lost |
+//! | `pad-stale-view` | service discovery keeps the registry's listing for 10 s and judges its leases at the time of the listing: an instance that died is still routed to seconds after its lease lapsed |
 
 use std::fmt;
 
@@ -73,6 +75,8 @@ pub struct Bugs {
     pub pad_local_revocation: bool,
     pub pad_expiry_own_clock: bool,
     pub pad_paid_before_charge: bool,
+    pub pad_stale_view: bool,
+    pub pad_take_clears_cart: bool,
 }
 
 pub const ALL: &[&str] = &[
@@ -106,6 +110,8 @@ pub const PAD: &[&str] = &[
     "pad-local-revocation",
     "pad-expiry-own-clock",
     "pad-paid-before-charge",
+    "pad-stale-view",
+    "pad-take-clears-cart",
 ];
 
 /// The Tartu bookstore's planted bugs.
@@ -145,6 +151,8 @@ impl Bugs {
             "pad-local-revocation" => b.pad_local_revocation = true,
             "pad-expiry-own-clock" => b.pad_expiry_own_clock = true,
             "pad-paid-before-charge" => b.pad_paid_before_charge = true,
+            "pad-stale-view" => b.pad_stale_view = true,
+            "pad-take-clears-cart" => b.pad_take_clears_cart = true,
             other => {
                 return Err(format!(
                     "unknown bug '{other}'; known bugs: {}, {}, {}, {}, {}",
@@ -213,5 +221,7 @@ impl Bugs {
             && (!o.pad_local_revocation || self.pad_local_revocation)
             && (!o.pad_expiry_own_clock || self.pad_expiry_own_clock)
             && (!o.pad_paid_before_charge || self.pad_paid_before_charge)
+            && (!o.pad_stale_view || self.pad_stale_view)
+            && (!o.pad_take_clears_cart || self.pad_take_clears_cart)
     }
 }

@@ -5,6 +5,7 @@
 pub mod checkout;
 pub mod kv;
 pub mod pad;
+pub mod pad_cart;
 pub mod tartu;
 pub mod txn;
 

@@ -43,7 +43,7 @@ use bookstore::pad::rpc::Discovery;
 use bookstore::pad::services::{self, ServiceEnv};
 use bookstore::pad::Topology;
 use bookstore::tartu::WallClock;
-use checker::history::History;
+use checker::history::{History, OpType};
 use harness::hostio::coverage::hit;
 use harness::nemesis::Nemesis;
 use harness::recorder::{Completion, Recorder};
@@ -74,6 +74,8 @@ const REJECTED: &str = "pad: an order ITEMS_REJECTED";
 const PAYMENT_FAILED: &str = "pad: an order PAYMENT_FAILED";
 const REVOKED_REFUSED: &str = "pad: a revoked token refused";
 const NEAR_EXPIRY: &str = "pad: an access token accepted in its last 500 ms";
+const ROUTED_AROUND: &str = "pad: a gateway routed around an instance whose lease had lapsed";
+const CART_UNKNOWN: &str = "pad: a cart call without a definite answer";
 const EXPIRED_REFUSED: &str = "pad: an access token refused (expired, or its login revoked)";
 
 /// The groups, their hosts, and the service replicas' first host.
@@ -152,9 +154,23 @@ impl Scenario for Pad {
         Box::pin(run(s, ctx))
     }
 
-    fn check(&self, _: &Schedule, _: &History) -> Verdicts {
+    /// The `cart` check: each user's cart linearizable (see
+    /// [`super::pad_cart`]), once the final state was read.
+    fn check(&self, _: &Schedule, h: &History) -> Verdicts {
+        let fin = h
+            .ops
+            .iter()
+            .rev()
+            .find(|o| o.f == "final" && o.process == checker::Process::Named("final".into()));
+        let failures = match fin {
+            Some(fin) => super::pad_cart::check(h, &fin.value).0,
+            None => Vec::new(),
+        };
         Verdicts {
-            failures: Vec::new(),
+            failures: failures
+                .into_iter()
+                .map(|m| harness::scenario::Failure::new("cart", m))
+                .collect(),
             lin: None,
         }
     }
@@ -189,6 +205,8 @@ impl Scenario for Pad {
             Floor::new(REVOKED_REFUSED, 0.3),
             Floor::new(EXPIRED_REFUSED, 0.3),
             Floor::new(NEAR_EXPIRY, 0.2),
+            Floor::new(CART_UNKNOWN, 0.3),
+            Floor::new(ROUTED_AROUND, 0.05),
         ]
     }
 }
@@ -327,8 +345,88 @@ const LOGIN: &str =
 const ADD: &str =
     "mutation($p: Int!, $q: Int!) { addToCart(input: {productId: $p, quantity: $q}) }";
 const CLEAR: &str = "mutation { clearCart }";
+const REMOVE: &str = "mutation($p: Float!) { removeItem(productId: $p) }";
+const CART: &str = "query { cart { userId items { productId quantity } } }";
 const INIT: &str = "mutation { initOrder { orderId } }";
 const STATUS: &str = "query($id: Float!) { orderStatus(orderId: $id) { value } }";
+
+/// A shopper's cart calls, each attempt recorded as its own operation on
+/// `key` (`cart/<user>`): answered (ok; a `cart` query with the lines it
+/// showed, a `removeItem` refused with NOT_FOUND as `not_in_cart`), refused
+/// for certain (fail with the code: it did nothing), or without a definite
+/// answer (unknown: it may have happened).
+struct CartCalls<'a> {
+    c: &'a mut Client,
+    rec: &'a Recorder,
+    p: u64,
+    key: &'a str,
+    tok: &'a str,
+}
+
+impl CartCalls<'_> {
+    /// Sends again while the answer is UNAVAILABLE (certainly not done) or
+    /// missing, for at most `limit`; the last answer.
+    async fn call(
+        &mut self,
+        f: &str,
+        value: Value,
+        query: &str,
+        vars: Value,
+        field: &str,
+        limit: Duration,
+    ) -> Option<Answer> {
+        let end = Instant::now() + limit;
+        let mut last = None;
+        loop {
+            self.rec.invoke(self.p, f, Some(self.key), value.clone());
+            let (kind, v, err, again) = match self.c.once(query, vars.clone(), self.tok, "").await {
+                Ok(a) => {
+                    let r = match a.data(field) {
+                        Some(d) if field == "cart" => {
+                            let lines: Vec<Value> = d["items"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|i| json!({"product": i["productId"], "quantity": i["quantity"]}))
+                                .collect();
+                            (OpType::Ok, json!({"lines": lines}), None, false)
+                        }
+                        Some(_) => (OpType::Ok, value.clone(), None, false),
+                        None => match a.code() {
+                            Some("NOT_FOUND") if f == "cart-remove" => {
+                                (OpType::Ok, json!({"not_in_cart": true}), None, false)
+                            }
+                            Some(c @ "UNAVAILABLE") => {
+                                (OpType::Fail, value.clone(), Some(c.to_string()), true)
+                            }
+                            Some(
+                                c @ ("UNAUTHENTICATED" | "BAD_USER_INPUT" | "FORBIDDEN"
+                                | "NOT_FOUND"),
+                            ) => (OpType::Fail, value.clone(), Some(c.to_string()), false),
+                            c => (
+                                OpType::Info,
+                                value.clone(),
+                                Some(c.unwrap_or("no code").to_string()),
+                                true,
+                            ),
+                        },
+                    };
+                    last = Some(a);
+                    r
+                }
+                Err(e) => (OpType::Info, value.clone(), Some(e), true),
+            };
+            if kind == OpType::Info {
+                hit(CART_UNKNOWN);
+            }
+            self.rec.complete(self.p, kind, f, Some(self.key), v, err);
+            if !again || Instant::now() >= end {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
 
 /// What the shoppers saw, for the checks.
 #[derive(Default)]
@@ -425,6 +523,13 @@ async fn shopper(
                 "logout",
                 json!({"token": short(&tok), "ok": done}),
             );
+            // A logout not answered `ok` may still have revoked this login
+            // (an earlier attempt without an answer may have taken effect,
+            // even if the last one was refused once the access token had
+            // expired): a refusal of its refresh token then proves nothing.
+            if !done {
+                tainted = true;
+            }
             if done {
                 let old = tok.clone();
                 let product = products[rng.random_range(0..products.len())];
@@ -447,10 +552,19 @@ async fn shopper(
             continue;
         }
         if pick < 22 && !refresh.is_empty() {
-            match c
+            let answer = c
                 .once("mutation { refresh }", json!({}), "", &refresh)
-                .await
-            {
+                .await;
+            rec.named(
+                &format!("client-{p}"),
+                "refresh",
+                json!({
+                    "refresh": short(&refresh),
+                    "tainted": tainted,
+                    "answer": answer.as_ref().map(|a| a.body.clone()).unwrap_or_else(|e| json!({"error": e})),
+                }),
+            );
+            match answer {
                 Ok(a) => match a.data("refresh").and_then(Value::as_str) {
                     Some(t) => {
                         tok = t.to_string();
@@ -469,38 +583,53 @@ async fn shopper(
             }
             continue;
         }
-        // An order: 1-3 units of a product, then initOrder.
+        // An order: clear the cart, put 1-3 units of a product in it
+        // (now and then add another and take it out again, or look at the
+        // cart), then initOrder. Every attempt of a cart call is recorded
+        // on `cart/<user>` for the `cart` check.
+        let user = pad_core::auth::peek(&tok).map_or(0, |c| c.sub);
+        let key = format!("cart/{user}");
         let product = products[rng.random_range(0..products.len())];
         let q = rng.random_range(1..=3);
-        let _ = c
-            .definite(CLEAR, json!({}), &tok, Duration::from_secs(10))
-            .await;
-        let added = rec
-            .op(
-                p,
-                "add",
-                None,
-                json!({"product": product, "quantity": q, "token": short(&tok)}),
-                async {
-                    match c
-                        .definite(
-                            ADD,
-                            json!({"p": product, "q": q}),
-                            &tok,
-                            Duration::from_secs(10),
-                        )
-                        .await
-                    {
-                        Some(a) if a.data("addToCart").is_some() => {
-                            Completion::ok(json!({"product": product, "quantity": q}))
-                        }
-                        Some(a) => Completion::fail(json!({"code": a.code()}), None),
-                        None => Completion::unknown(json!({"product": product}), "no answer"),
-                    }
-                },
+        let other = products[rng.random_range(0..products.len())];
+        let (detour, look) = (rng.random_range(0..100) < 30, rng.random_range(0..100) < 50);
+        // Most rounds start from an empty cart; the others order what is
+        // left in it too (a refused order's units stay in the cart).
+        let fresh = rng.random_range(0..100) < 60;
+        // Now and then the shopper goes on shopping while its order runs:
+        // the order's units are taken out of the cart later, what was
+        // added since stays.
+        let more =
+            (rng.random_range(0..100) < 35).then(|| products[rng.random_range(0..products.len())]);
+        let mut cart = CartCalls {
+            c: &mut c,
+            rec: &rec,
+            p,
+            key: &key,
+            tok: &tok,
+        };
+        if fresh {
+            cart.call(
+                "cart-clear",
+                json!({}),
+                CLEAR,
+                json!({}),
+                "clearCart",
+                Duration::from_secs(10),
             )
             .await;
-        if added.value["code"] == "UNAUTHENTICATED" {
+        }
+        let added = cart
+            .call(
+                "cart-add",
+                json!({"product": product, "quantity": q}),
+                ADD,
+                json!({"p": product, "q": q}),
+                "addToCart",
+                Duration::from_secs(10),
+            )
+            .await;
+        if added.as_ref().and_then(|a| a.code()) == Some("UNAUTHENTICATED") {
             // Expired (they live 3 s), or revoked by a refresh whose answer
             // was lost: sign in again and carry on.
             hit(EXPIRED_REFUSED);
@@ -510,14 +639,46 @@ async fn shopper(
             }
             continue;
         }
-        if !matches!(added.value.get("quantity"), Some(_)) {
+        if added.as_ref().and_then(|a| a.data("addToCart")).is_none() {
             continue;
+        }
+        if detour && other != product {
+            let a = json!({"product": other, "quantity": 1});
+            cart.call(
+                "cart-add",
+                a,
+                ADD,
+                json!({"p": other, "q": 1}),
+                "addToCart",
+                Duration::from_secs(10),
+            )
+            .await;
+            cart.call(
+                "cart-remove",
+                json!({"product": other}),
+                REMOVE,
+                json!({"p": other}),
+                "removeItem",
+                Duration::from_secs(10),
+            )
+            .await;
+        }
+        if look {
+            cart.call(
+                "cart-read",
+                json!({}),
+                CART,
+                json!({}),
+                "cart",
+                Duration::from_secs(10),
+            )
+            .await;
         }
         let init = rec
             .op(
                 p,
                 "init-order",
-                None,
+                Some(&key),
                 json!({"token": short(&tok)}),
                 async {
                     match c.once(INIT, json!({}), &tok, "").await {
@@ -535,6 +696,24 @@ async fn shopper(
             .await;
         if let Some(id) = init.value["order"].as_i64() {
             orders.push(id);
+            if let Some(m) = more {
+                let mut cart = CartCalls {
+                    c: &mut c,
+                    rec: &rec,
+                    p,
+                    key: &key,
+                    tok: &tok,
+                };
+                cart.call(
+                    "cart-add",
+                    json!({"product": m, "quantity": 1}),
+                    ADD,
+                    json!({"p": m, "q": 1}),
+                    "addToCart",
+                    Duration::from_secs(10),
+                )
+                .await;
+            }
             // Follow it a little while (the rest after healing).
             for _ in 0..10 {
                 if let Ok(a) = c.once(STATUS, json!({"id": id}), &tok, "").await {
@@ -600,13 +779,27 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
         gateways: vec![addr(31, PORT), addr(32, PORT)],
     };
     let key = b"the simulated platform's signing key".to_vec();
+    let leases: Arc<Mutex<Leases>> = Arc::default();
     for (name, _, first) in GROUPS {
         for (r, id) in [first, first + 1].into_iter().enumerate() {
             let (t, key) = (topology.clone(), key.clone());
+            let (leases, rec) = (leases.clone(), rec.clone());
             sim.host(id, format!("{name}-{}", r + 1), move |env| {
                 let (t, key) = (t.clone(), key.clone());
+                let lease_audit: Option<services::LeaseHook> = (name == "registry").then(|| {
+                    let (leases, rec) = (leases.clone(), rec.clone());
+                    Arc::new(move |addr: Option<&str>, wall_ms: u64| {
+                        let now = rec.elapsed_ms();
+                        let mut l = leases.lock().unwrap();
+                        l.registry_err.see(wall_ms as i64 - (EPOCH_MS + now) as i64);
+                        if let Some(a) = addr {
+                            l.beats.entry(a.to_string()).or_default().push(now);
+                        }
+                    }) as services::LeaseHook
+                });
                 async move {
                     let senv = ServiceEnv {
+                        lease_audit,
                         topology: t,
                         wall: wall(&env.clock),
                         bugs,
@@ -630,14 +823,43 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     let expired: Arc<Mutex<Vec<String>>> = Arc::default();
     for id in [31u64, 32] {
         let (t, expired) = (topology.clone(), expired.clone());
+        let (leases, rec) = (leases.clone(), rec.clone());
         sim.host(id, format!("gateway-{}", id - 30), move |env| {
             let (t, expired) = (t.clone(), expired.clone());
+            let (leases, rec) = (leases.clone(), rec.clone());
             async move {
+                // This gateway's clock error, sampled often (for the
+                // routing check's bound), and every call it routes.
+                let err = {
+                    let (leases, rec, w) = (leases.clone(), rec.clone(), wall(&env.clock));
+                    move || {
+                        let e = w.now_ms() as i64 - (EPOCH_MS + rec.elapsed_ms()) as i64;
+                        leases.lock().unwrap().gateway_err.entry(id).or_default().see(e);
+                    }
+                };
+                let sample = err.clone();
+                tokio::spawn(async move {
+                    loop {
+                        sample();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                });
+                let route: bookstore::pad::rpc::RouteHook = Arc::new(move |service: &str, i: &pad_core::registry::Instance| {
+                    err();
+                    let now = rec.elapsed_ms();
+                    leases
+                        .lock()
+                        .unwrap()
+                        .routes
+                        .push((now, id, service.to_string(), i.addr.clone()));
+                });
                 let disc = Discovery::new(
                     t.registry.clone(),
                     env.clock.clone(),
                     Duration::from_secs(5),
-                );
+                )
+                .with_bugs(bugs)
+                .on_route(route);
                 let audit = move |a: &graphql::Accepted| {
                     let Some(exp) = a.exp_ms else { return };
                     if a.now_ms >= exp {
@@ -812,10 +1034,110 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     }
     ctx.checks.add("orders", move || order_fail.clone());
     ctx.checks.add("conservation", move || conservation.clone());
+    let (routing, routed_around) = leases.lock().unwrap().check();
+    if routed_around {
+        hit(ROUTED_AROUND);
+    }
+    ctx.checks.add("routing", move || routing.clone());
     let mut tokens = seen.revoked_accepted.clone();
     tokens.extend(expired.lock().unwrap().iter().cloned());
     ctx.checks.add("tokens", move || tokens.clone());
     liveness
+}
+
+/// Lowest and highest of what was seen.
+#[derive(Clone, Copy, Debug)]
+struct Span(i64, i64);
+
+impl Default for Span {
+    fn default() -> Span {
+        Span(i64::MAX, i64::MIN)
+    }
+}
+
+impl Span {
+    fn see(&mut self, v: i64) {
+        self.0 = self.0.min(v);
+        self.1 = self.1.max(v);
+    }
+    fn width(&self) -> i64 {
+        (self.1 - self.0).max(0)
+    }
+}
+
+/// Leases and routing as they happened, in simulated time (ms since the
+/// start), for the `routing` check.
+#[derive(Default)]
+struct Leases {
+    /// Address -> when a registry replica renewed its lease (took a
+    /// heartbeat: the lease then runs [`LEASE_MS`] of the registry's time).
+    beats: BTreeMap<String, Vec<u64>>,
+    /// Every call a gateway sent: (time, gateway, service, address).
+    routes: Vec<(u64, u64, String, String)>,
+    /// The registry replicas' clock errors (their wall time less the true
+    /// time) at each lease set and each listing answered.
+    registry_err: Span,
+    /// Each gateway's clock error, sampled every 20 ms and at each call.
+    gateway_err: BTreeMap<u64, Span>,
+}
+
+const LEASE_MS: u64 = pad_core::registry::LEASE_MS;
+/// Rounding of the millisecond clocks.
+const ROUTING_SLACK_MS: u64 = 50;
+
+impl Leases {
+    /// The `routing` check: a gateway sends a call to an instance at most
+    /// its bound after that instance's lease lapsed. The lease lapses
+    /// [`LEASE_MS`] after the last heartbeat a registry replica took; the
+    /// bound is how far the clocks that judge leases were from the true
+    /// time (a lease is set by one registry replica's clock, listed by
+    /// another's, and aged by the gateway's): the spread of the registry
+    /// replicas' clock errors plus the spread of the gateway's, plus
+    /// [`ROUTING_SLACK_MS`]. Also: did some call go to a live instance of a
+    /// service while another instance of it had lapsed (the check had
+    /// something to judge)?
+    fn check(&self) -> (Vec<String>, bool) {
+        let mut out = Vec::new();
+        let mut around = false;
+        let lapsed_at = |addr: &str, t: u64| -> Option<u64> {
+            let b = self.beats.get(addr)?;
+            let i = b.partition_point(|&x| x <= t);
+            Some(b[i.checked_sub(1)?] + LEASE_MS)
+        };
+        let mut by_service: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (_, _, s, a) in &self.routes {
+            let v = by_service.entry(s).or_default();
+            if !v.contains(&a.as_str()) {
+                v.push(a);
+            }
+        }
+        for (t, gw, service, addr) in &self.routes {
+            let g = self.gateway_err.get(gw).copied().unwrap_or_default();
+            let bound = self.registry_err.width() as u64 + g.width() as u64 + ROUTING_SLACK_MS;
+            match lapsed_at(addr, *t) {
+                None => out.push(format!(
+                    "gateway {gw} sent a {service} call to {addr} at {t} ms, before any registry replica had taken a heartbeat from it"
+                )),
+                Some(l) if *t > l + bound => {
+                    if out.len() < 5 {
+                        out.push(format!(
+                            "gateway {gw} sent a {service} call to {addr} at {t} ms, {} ms after its lease lapsed (at {l} ms: last heartbeat taken at {} ms, lease {LEASE_MS} ms); bound {bound} ms ({} ms of registry clock spread, {} ms of the gateway's, {ROUTING_SLACK_MS} ms)",
+                            t - l,
+                            l - LEASE_MS,
+                            self.registry_err.width(),
+                            g.width()
+                        ));
+                    }
+                }
+                Some(_) => {
+                    around |= by_service[service.as_str()]
+                        .iter()
+                        .any(|o| *o != addr && lapsed_at(o, *t).is_some_and(|l| l < *t));
+                }
+            }
+        }
+        (out, around)
+    }
 }
 
 /// Orders, products, holds, charges and balances, read from the stores.

@@ -1069,6 +1069,7 @@ async fn pad_proc(
         rpc_timeout: Duration::from_secs(2),
         kv_options: ClientOptions::default(),
         access_ttl_ms: pad_core::auth::ACCESS_TTL_MS,
+        lease_audit: None,
     };
     let own = |addrs: &Vec<String>| -> anyhow::Result<std::net::SocketAddr> {
         let Some(a) = (replica as usize).checked_sub(1).and_then(|i| addrs.get(i)) else {
@@ -1984,7 +1985,8 @@ mod real {
             env.topology.registry.clone(),
             env.clock().clone(),
             Duration::from_secs(5),
-        );
+        )
+        .with_bugs(env.bugs);
         let schema = graphql::schema(graphql::Api {
             disc: disc.clone(),
             wall: env.wall.clone(),

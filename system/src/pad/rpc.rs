@@ -9,7 +9,10 @@
 //! registered instances (cached for [`VIEW_TTL`]) and routes to those whose
 //! lease still runs and who report themselves healthy, judging "lapsed" by
 //! the registry's clock as of its answer plus the local time elapsed since
-//! (so a caller's own clock skew does not move the bound). Each call has a
+//! the listing was asked for (so neither a caller's clock offset nor a slow
+//! answer moves the bound: an instance is routed to at most as long after
+//! its lease lapsed as the registry replicas' clocks disagree plus the error
+//! of the caller's clock over that time; scenario `pad` checks it). Each call has a
 //! deadline, a retry budget of [`ATTEMPTS`] attempts on different
 //! instances, and a circuit breaker per instance that opens after
 //! [`BREAKER_FAILURES`] failures in a row and lets one call through again
@@ -132,7 +135,8 @@ pub fn status_error(s: Status) -> PadError {
 #[derive(Clone, Debug)]
 struct View {
     instances: Vec<Instance>,
-    /// The registry replica's clock when it answered, and ours.
+    /// The registry replica's clock when it answered, and ours when we
+    /// asked (earlier: the answer's time is taken as of the asking).
     registry_now_ms: u64,
     fetched_at: Duration,
 }
@@ -143,10 +147,20 @@ struct Breaker {
     open_until: Option<Duration>,
 }
 
+/// Told of every instance a call is sent to: the service and the instance
+/// (an audit hook: the simulator checks routing against the leases).
+pub type RouteHook = Arc<dyn Fn(&str, &Instance) + Send + Sync>;
+
+/// With planted bug `pad-stale-view`: how long a listing is kept.
+const STALE_VIEW_TTL: Duration = Duration::from_secs(10);
+
 /// Where the platform's services are, as the registry says.
 #[derive(Clone)]
 pub struct Discovery {
     registry: Vec<String>,
+    /// Planted bug `pad-stale-view`.
+    stale_view: bool,
+    on_route: Option<RouteHook>,
     clock: Clock,
     attempt_timeout: Duration,
     view: Arc<Mutex<Option<View>>>,
@@ -165,6 +179,8 @@ impl Discovery {
         );
         Discovery {
             registry,
+            stale_view: false,
+            on_route: None,
             clock,
             attempt_timeout,
             view: Default::default(),
@@ -173,6 +189,18 @@ impl Discovery {
             chans: Default::default(),
             next: Arc::new(AtomicUsize::new(super::super::shop::random_u64() as usize)),
         }
+    }
+
+    /// With the planted bugs that concern discovery turned on.
+    pub fn with_bugs(mut self, bugs: crate::bugs::Bugs) -> Discovery {
+        self.stale_view = bugs.pad_stale_view;
+        self
+    }
+
+    /// Calls `hook` with each instance a call is sent to.
+    pub fn on_route(mut self, hook: RouteHook) -> Discovery {
+        self.on_route = Some(hook);
+        self
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, Status> {
@@ -203,6 +231,10 @@ impl Discovery {
             let addr = &self.registry[(start + k) % self.registry.len()];
             let chan = self.channel(addr)?;
             let mut c = pb::registry_client::RegistryClient::new(chan);
+            // The registry's time in its answer is counted as of the
+            // sending: however long the answer takes to come back, leases
+            // are never reckoned to run longer than they do.
+            let sent = self.clock.now();
             let call = c.list(pb::Empty {});
             match tokio::time::timeout(self.clock.to_runtime(self.attempt_timeout), call).await {
                 Ok(Ok(r)) => {
@@ -221,7 +253,7 @@ impl Discovery {
                             })
                             .collect(),
                         registry_now_ms: r.now_ms,
-                        fetched_at: self.clock.now(),
+                        fetched_at: sent,
                     });
                 }
                 Ok(Err(s)) => {
@@ -240,9 +272,14 @@ impl Discovery {
     /// The listing, asked again when older than [`VIEW_TTL`] (an older one
     /// is kept when the registry does not answer: its leases age with it).
     async fn view(&self) -> Option<View> {
+        let ttl = if self.stale_view {
+            STALE_VIEW_TTL
+        } else {
+            VIEW_TTL
+        };
         let fresh = |v: &Option<View>| {
             v.as_ref()
-                .is_some_and(|v| self.clock.now().saturating_sub(v.fetched_at) < VIEW_TTL)
+                .is_some_and(|v| self.clock.now().saturating_sub(v.fetched_at) < ttl)
         };
         {
             let v = self.view.lock().unwrap_or_else(|e| e.into_inner());
@@ -271,6 +308,10 @@ impl Discovery {
 
     /// The registry's time now, as reckoned from the listing.
     fn reckon(&self, v: &View) -> u64 {
+        if self.stale_view {
+            // Planted bug: the leases judged at the listing's time.
+            return v.registry_now_ms;
+        }
         v.registry_now_ms + self.clock.now().saturating_sub(v.fetched_at).as_millis() as u64
     }
 
@@ -358,6 +399,9 @@ impl Discovery {
             } else {
                 let pick = cands[self.next.fetch_add(1, Ordering::Relaxed) % cands.len()].clone();
                 let chan = self.channel(&pick.addr)?;
+                if let Some(hook) = &self.on_route {
+                    hook(service, &pick);
+                }
                 let limit = self.attempt_timeout.min(deadline.left(clock));
                 attempt += 1;
                 tried.push(pick.addr.clone());

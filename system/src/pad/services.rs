@@ -38,7 +38,14 @@ pub struct ServiceEnv {
     /// How long access tokens live ([`pad_core::auth::ACCESS_TTL_MS`]; the
     /// simulator uses seconds).
     pub access_ttl_ms: u64,
+    /// Told of every lease a registry replica of this process sets and of
+    /// every listing it answers (an audit hook for the simulator).
+    pub lease_audit: Option<LeaseHook>,
 }
+
+/// Called by a registry replica with the address whose lease it renews
+/// (`None`: it answers a listing) and its clock's time (ms) it judged by.
+pub type LeaseHook = std::sync::Arc<dyn Fn(Option<&str>, u64) + Send + Sync>;
 
 impl ServiceEnv {
     pub fn clock(&self) -> &Clock {
@@ -60,6 +67,7 @@ impl ServiceEnv {
             self.clock().clone(),
             self.rpc_timeout,
         )
+        .with_bugs(self.bugs)
     }
 }
 
@@ -324,6 +332,7 @@ impl pb::catalog_server::Catalog for CatalogSvc {
 /// Carts, one per user.
 pub struct CartSvc {
     pub store: Store,
+    pub bugs: Bugs,
 }
 
 fn cart_pb(user: u64, c: &pad_core::cart::Cart) -> pb::Cart {
@@ -362,6 +371,11 @@ impl pb::carts_server::Carts for CartSvc {
             "set" => c.update(r.product, r.quantity),
             "remove" => c.remove(r.product),
             "clear" => {
+                c.clear();
+                Ok(())
+            }
+            _ if self.bugs.pad_take_clears_cart => {
+                // Planted bug: the whole cart goes, not the order's units.
                 c.clear();
                 Ok(())
             }
@@ -643,6 +657,7 @@ impl pb::orders_server::Orders for OrdersSvc {
 pub struct RegistrySvc {
     pub store: Store,
     pub wall: WallClock,
+    pub audit: Option<LeaseHook>,
 }
 
 #[tonic::async_trait]
@@ -650,6 +665,9 @@ impl pb::registry_server::Registry for RegistrySvc {
     async fn beat(&self, r: Request<pb::Heartbeat>) -> R<pb::Lease> {
         let r = r.into_inner();
         let now_ms = self.wall.now_ms();
+        if let Some(a) = &self.audit {
+            a(Some(&r.addr), now_ms);
+        }
         let i = registry::heartbeat(
             &mut self.store.client(),
             &r.service,
@@ -683,7 +701,13 @@ impl pb::registry_server::Registry for RegistrySvc {
                     lease_until_ms: i.lease_until_ms,
                 })
                 .collect(),
-            now_ms: self.wall.now_ms(),
+            now_ms: {
+                let now_ms = self.wall.now_ms();
+                if let Some(a) = &self.audit {
+                    a(None, now_ms);
+                }
+                now_ms
+            },
         })
     }
 }
@@ -706,7 +730,9 @@ impl RegistrySvc {
 
 /// Registers `service` instance `id` at `addr` and renews its lease every
 /// [`pad_core::registry::HEARTBEAT_MS`], healthy while `store` answers a
-/// read within the heartbeat.
+/// read within a quarter of that. A beat goes to the registry replicas in
+/// turn until one takes it, each given a share of the period, so one
+/// replica down does not let the lease lapse.
 pub async fn heartbeats(
     env: ServiceEnv,
     service: String,
@@ -716,42 +742,50 @@ pub async fn heartbeats(
 ) {
     let clock = env.clock().clone();
     let every = Duration::from_millis(pad_core::registry::HEARTBEAT_MS);
+    let reg = &env.topology.registry;
     let mut n = 0usize;
     loop {
+        // One beat per period, on a fixed rhythm: the work below does not
+        // push the next beat back.
+        let next = clock.now() + every;
         let healthy = match &store {
             None => true,
             Some(s) => {
                 let mut c = s.client();
                 matches!(
-                    tokio::time::timeout(clock.to_runtime(every), c.read(&["health"])).await,
+                    tokio::time::timeout(clock.to_runtime(every / 4), c.read(&["health"])).await,
                     Ok(Ok(_))
                 )
             }
         };
-        let reg = &env.topology.registry;
-        let to = &reg[n % reg.len()];
-        n += 1;
         let beat = pb::Heartbeat {
             service: service.clone(),
             id: id.clone(),
             addr: addr.clone(),
             healthy,
         };
-        let sent = async {
-            let ch = tonic::transport::Endpoint::from_shared(format!("http://{to}"))
-                .map_err(|e| Status::invalid_argument(e.to_string()))?
-                .connect_timeout(clock.to_runtime(every))
-                .connect_lazy();
-            pb::registry_client::RegistryClient::new(ch)
-                .beat(beat)
-                .await
-        };
-        match tokio::time::timeout(clock.to_runtime(every), sent).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::info!("heartbeat to registry {to}: {e}"),
-            Err(_) => tracing::info!("heartbeat to registry {to}: no answer"),
+        // Registry replicas in turn until one takes it: a replica that is
+        // down or cut off costs a part of the period, not the lease.
+        let per_try = every * 4 / (5 * reg.len().max(1) as u32);
+        for k in 0..reg.len() {
+            let to = &reg[(n + k) % reg.len()];
+            let sent = async {
+                let ch = tonic::transport::Endpoint::from_shared(format!("http://{to}"))
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?
+                    .connect_timeout(clock.to_runtime(per_try))
+                    .connect_lazy();
+                pb::registry_client::RegistryClient::new(ch)
+                    .beat(beat.clone())
+                    .await
+            };
+            match tokio::time::timeout(clock.to_runtime(per_try), sent).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => tracing::info!("heartbeat to registry {to}: {e}"),
+                Err(_) => tracing::info!("heartbeat to registry {to}: no answer"),
+            }
         }
-        clock.sleep(every).await;
+        n += 1;
+        clock.sleep(next.saturating_sub(clock.now())).await;
     }
 }
 
@@ -819,7 +853,10 @@ pub async fn serve(
         "cart" => {
             server
                 .clone()
-                .add_service(pb::carts_server::CartsServer::new(CartSvc { store }))
+                .add_service(pb::carts_server::CartsServer::new(CartSvc {
+                    store,
+                    bugs: env.bugs,
+                }))
                 .serve_with_shutdown(listen, shutdown)
                 .await
         }
@@ -857,6 +894,7 @@ pub async fn serve(
             let svc = RegistrySvc {
                 store,
                 wall: env.wall.clone(),
+                audit: env.lease_audit.clone(),
             };
             server
                 .clone()
