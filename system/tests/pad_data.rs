@@ -104,14 +104,21 @@ async fn register_login_refresh_logout_and_delete() {
         );
     }
 
-    // Login: wrong e-mail, wrong password and a malformed e-mail alike.
+    // Login: wrong e-mail, wrong password and a malformed e-mail alike, each
+    // at the cost of one password hash (its timing tells nothing).
     for (email, password) in [
         ("nobody@example.com", "correct horse"),
         ("ann@example.com", "wrong horse"),
         ("not an e-mail", "correct horse"),
     ] {
+        let before = pad_core::auth::kdf_runs_on_this_thread();
         let r = accounts::login(&mut kv, email, password, "f0", "r0", 0, KEY).await;
         assert_eq!(code(r), codes::INVALID_CREDENTIALS, "{email}");
+        assert_eq!(
+            pad_core::auth::kdf_runs_on_this_thread() - before,
+            1,
+            "{email}"
+        );
     }
     let t = accounts::login(
         &mut kv,

@@ -10,8 +10,10 @@
 //! - an answered `initOrder` read the cart: at some moment between its
 //!   sending and its answer, the cart held exactly its order's lines;
 //! - a PAID order takes its lines out of the cart (what was added since
-//!   stays), once, at some moment after the `initOrder` that made it was
-//!   sent and before the end of the run.
+//!   stays), once, at some moment before the end of the run and after the
+//!   user's last `initOrder` answered with an earlier order was sent (order
+//!   ids grow, so the order was made after that; the `initOrder` that
+//!   answered it may not be the one that made it).
 //!
 //! The sequential cart is written here from the course's schema, not taken
 //! from the implementation (`pad_core::cart`), so that a mistake there is
@@ -170,10 +172,9 @@ pub fn cart_history(h: &History, fin: &Value) -> History {
     let is_cart =
         |o: &Op| o.is_client() && o.key.as_deref().is_some_and(|k| k.starts_with("cart/"));
     let mut ops: Vec<Op> = Vec::new();
-    // Per order: the invocation time of the initOrder that answered it;
-    // per user: of the first initOrder without an answer.
-    let mut answered: BTreeMap<i64, u64> = BTreeMap::new();
-    let mut first_unknown: BTreeMap<String, u64> = BTreeMap::new();
+    // Per user: (invocation time, order id) of each initOrder answered
+    // with an order.
+    let mut answered: BTreeMap<String, Vec<(u64, i64)>> = BTreeMap::new();
     let mut sent: BTreeMap<Process, u64> = BTreeMap::new();
     let mut end = 0;
     for o in &h.ops {
@@ -191,19 +192,16 @@ pub fn cart_history(h: &History, fin: &Value) -> History {
                 OpType::Ok => {
                     if let Some(id) = o.value["order"].as_i64() {
                         let at = sent.get(&o.process).copied().unwrap_or(0);
-                        answered.entry(id).or_insert(at);
+                        answered
+                            .entry(o.key.clone().unwrap_or_default())
+                            .or_default()
+                            .push((at, id));
                         if let Some(ord) = orders.get(&id) {
                             o.value = json!({"order": id, "lines": ord["lines"]});
                         }
                     }
                 }
-                OpType::Info => {
-                    let at = sent.get(&o.process).copied().unwrap_or(0);
-                    first_unknown
-                        .entry(o.key.clone().unwrap_or_default())
-                        .or_insert(at);
-                }
-                OpType::Fail => {}
+                _ => {}
             }
         }
         o.index = ops.len();
@@ -214,15 +212,20 @@ pub fn cart_history(h: &History, fin: &Value) -> History {
             continue;
         }
         let key = format!("cart/{}", o["user"].as_u64().unwrap_or(0));
-        let Some(at) = answered
-            .get(id)
-            .or_else(|| first_unknown.get(&key))
-            .copied()
-        else {
-            // No initOrder of this user in the history: nothing to place
-            // the take after (the check then may fail, and says why).
-            continue;
-        };
+        // The order was made after the user's last initOrder answered with
+        // an earlier order had been sent (order ids grow, and an initOrder
+        // answers the user's last order or a new one), so its take came
+        // after that; with none, from the start. (Not the invocation of the
+        // initOrder that answered this order: an earlier one without an
+        // answer may have made it, and its take may be done already.)
+        let at = answered
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|(_, o)| o < id)
+            .map(|(t, _)| *t)
+            .max()
+            .unwrap_or(0);
         let process = Process::Client(1_000_000 + *id as u64);
         for (kind, time) in [(OpType::Invoke, at), (OpType::Ok, end + 1)] {
             ops.push(Op {

@@ -96,6 +96,7 @@ pub fn check_password(password: &str) -> Result<(), Refusal> {
 /// bytes from the caller: the OS in real mode, the seeded RNG in the
 /// simulator).
 pub fn hash_password(password: &str, salt: &[u8; 16], cost: KdfCost) -> String {
+    count_kdf_run();
     let params = Params::new(cost.m_kib, cost.t, 1, None).expect("valid argon2 parameters");
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let salt = SaltString::encode_b64(salt).expect("16 bytes make a salt");
@@ -105,9 +106,31 @@ pub fn hash_password(password: &str, salt: &[u8; 16], cost: KdfCost) -> String {
         .to_string()
 }
 
+/// Runs the password hash at `cost` for nothing: a login of an unknown
+/// e-mail takes as long as one with a wrong password, so its timing does not
+/// tell which e-mails have accounts.
+pub fn spend_like_a_verify(password: &str, cost: KdfCost) {
+    std::hint::black_box(hash_password(password, &[0x5a; 16], cost));
+}
+
+thread_local! {
+    static KDF_RUNS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many password hashes this thread has run (hashes, verifications
+/// and [`spend_like_a_verify`]): for tests.
+pub fn kdf_runs_on_this_thread() -> u64 {
+    KDF_RUNS.with(|c| c.get())
+}
+
+fn count_kdf_run() {
+    KDF_RUNS.with(|c| c.set(c.get() + 1));
+}
+
 /// Whether `password` matches a stored hash (false for a hash that does
 /// not parse).
 pub fn verify_password(password: &str, phc: &str) -> bool {
+    count_kdf_run();
     match PasswordHash::new(phc) {
         Ok(h) => Argon2::default()
             .verify_password(password.as_bytes(), &h)

@@ -142,11 +142,14 @@ pub async fn login(
         now_ms,
         key,
         auth::ACCESS_TTL_MS,
+        auth::KdfCost::PRODUCTION,
     )
     .await
 }
 
-/// [`login`] with access tokens living `access_ttl_ms`.
+/// [`login`] with access tokens living `access_ttl_ms`; `kdf`: the cost of
+/// the hashes this service makes (a refused login spends one, whatever was
+/// wrong).
 #[allow(clippy::too_many_arguments)]
 pub async fn login_with_ttl(
     kv: &mut KvClient,
@@ -157,16 +160,23 @@ pub async fn login_with_ttl(
     now_ms: u64,
     key: &[u8],
     access_ttl_ms: u64,
+    kdf: auth::KdfCost,
 ) -> Result<TokenPair, AccountError> {
+    // Every refusal costs one password hash, as a wrong password does:
+    // how long a login takes does not say whether the e-mail has an account.
+    let refuse = || {
+        auth::spend_like_a_verify(password, kdf);
+        Err(auth::invalid_credentials().into())
+    };
     let Ok(email) = auth::normalize_email(email) else {
-        return Err(auth::invalid_credentials().into());
+        return refuse();
     };
     let Some(id) = kv.get(&email_key(&email)).await? else {
-        return Err(auth::invalid_credentials().into());
+        return refuse();
     };
     let id: u64 = id.parse().map_err(|e| corrupt("user id", e))?;
     let Some(u) = user(kv, id).await? else {
-        return Err(auth::invalid_credentials().into());
+        return refuse();
     };
     if !auth::verify_password(password, &u.hash) {
         return Err(auth::invalid_credentials().into());

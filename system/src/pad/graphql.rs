@@ -62,12 +62,20 @@ pub struct Creds {
     pub refresh: Option<String>,
 }
 
+/// The complexity of `login` and `registerUser`, which run argon2 (19 MiB,
+/// two passes): against the limit of [`COMPLEXITY_LIMIT`], a request holds
+/// at most two of them, however they are aliased, so one request cannot
+/// make the auth service hash hundreds of passwords.
+pub const KDF_FIELD_COMPLEXITY: usize = 200;
+/// A request's complexity limit (every other field costs 1).
+pub const COMPLEXITY_LIMIT: usize = 500;
+
 /// The schema, resolving through `api`.
 pub fn schema(api: Api) -> PadSchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .data(api)
         .limit_depth(10)
-        .limit_complexity(500)
+        .limit_complexity(COMPLEXITY_LIMIT)
         .finish()
 }
 
@@ -473,6 +481,9 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// The access token; the refresh token comes in a cookie and a header.
+    /// Costs [`KDF_FIELD_COMPLEXITY`]: a request holds at most two of the
+    /// fields that run the password hash (aliases included).
+    #[graphql(complexity = KDF_FIELD_COMPLEXITY)]
     async fn login(&self, ctx: &Context<'_>, input: AuthLoginInput) -> Res<String> {
         let a = api(ctx);
         let req = pb::Credentials {
@@ -543,7 +554,8 @@ impl Mutation {
         Ok(t.access)
     }
 
-    /// The new user's id.
+    /// The new user's id. Costs [`KDF_FIELD_COMPLEXITY`].
+    #[graphql(complexity = KDF_FIELD_COMPLEXITY)]
     async fn register_user(&self, ctx: &Context<'_>, input: RegisterUserInput) -> Res<String> {
         let a = api(ctx);
         let req = pb::Credentials {
@@ -805,6 +817,31 @@ mod tests {
             out.insert(cur);
         }
         out
+    }
+
+    /// Three aliased logins are refused before any runs (the schema has no
+    /// backend here: it would fail at the first otherwise).
+    #[cfg(not(madsim))]
+    #[test]
+    fn a_request_holds_at_most_two_password_hashing_fields() {
+        use async_graphql::{EmptySubscription, Schema};
+        let schema = Schema::build(super::Query, super::Mutation, EmptySubscription)
+            .limit_complexity(super::COMPLEXITY_LIMIT)
+            .finish();
+        let login =
+            |a: &str| format!("{a}: login(input: {{email: \"a@b.co\", password: \"12345678\"}})");
+        let q = format!(
+            "mutation {{ {} {} {} }}",
+            login("a"),
+            login("b"),
+            login("c")
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let r = rt.block_on(schema.execute(q));
+        assert!(r.errors[0].message.contains("complex"), "{:?}", r.errors);
+        assert!(2 * super::KDF_FIELD_COMPLEXITY + 50 < super::COMPLEXITY_LIMIT);
     }
 
     #[test]

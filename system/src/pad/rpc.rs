@@ -412,6 +412,16 @@ impl Discovery {
                     }
                     Ok(Err(s)) if crate::shop::rpc::is_business(&s) => {
                         self.record(&pick.addr, true);
+                        if maybe_done && s.code() != Code::NotFound {
+                            // An earlier attempt may have taken effect, and
+                            // this refusal may be its consequence (initOrder
+                            // whose order was made and paid, its cart emptied,
+                            // then refused for an empty cart): not definite.
+                            return Err(unknown_status(format!(
+                                "outcome unknown: an earlier attempt at {service} may have taken effect; the one after it was refused: {}",
+                                s.message()
+                            )));
+                        }
                         return Err(s);
                     }
                     Ok(Err(s)) => s,

@@ -138,6 +138,7 @@ impl pb::auth_server::Auth for AuthSvc {
             self.wall.now_ms(),
             &self.key,
             self.access_ttl_ms,
+            self.kdf,
         )
         .await
         .map_err(pad_status)?;
@@ -729,10 +730,12 @@ impl RegistrySvc {
 }
 
 /// Registers `service` instance `id` at `addr` and renews its lease every
-/// [`pad_core::registry::HEARTBEAT_MS`], healthy while `store` answers a
-/// read within a quarter of that. A beat goes to the registry replicas in
-/// turn until one takes it, each given a share of the period, so one
-/// replica down does not let the lease lapse.
+/// [`pad_core::registry::HEARTBEAT_MS`] (of the runtime's time, so a step
+/// of the host's clock does not delay it), healthy while `store` answered
+/// its last read within that (read on a rhythm of its own). A beat goes to
+/// the registry replicas in turn, the last one that took a beat first,
+/// until one takes it, each given a share of the period, so one replica
+/// down does not let the lease lapse.
 pub async fn heartbeats(
     env: ServiceEnv,
     service: String,
@@ -742,33 +745,42 @@ pub async fn heartbeats(
 ) {
     let clock = env.clock().clone();
     let every = Duration::from_millis(pad_core::registry::HEARTBEAT_MS);
-    let reg = &env.topology.registry;
-    let mut n = 0usize;
-    loop {
-        // One beat per period, on a fixed rhythm: the work below does not
-        // push the next beat back.
-        let next = clock.now() + every;
-        let healthy = match &store {
-            None => true,
-            Some(s) => {
+    // Health is watched on its own rhythm: a slow store never delays a beat.
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(store.is_none()));
+    if let Some(s) = store {
+        let (healthy, clock) = (healthy.clone(), clock.clone());
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::time::Instant::now() + clock.to_runtime(every);
                 let mut c = s.client();
-                matches!(
-                    tokio::time::timeout(clock.to_runtime(every / 4), c.read(&["health"])).await,
+                let ok = matches!(
+                    tokio::time::timeout(clock.to_runtime(every), c.read(&["health"])).await,
                     Ok(Ok(_))
-                )
+                );
+                healthy.store(ok, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep_until(next).await;
             }
-        };
+        });
+    }
+    let reg = &env.topology.registry;
+    // The replica that took the last beat is asked first.
+    let mut first = 0usize;
+    loop {
+        // One beat per period on the runtime's clock: neither the work below
+        // nor a step of this host's clock pushes the next one back.
+        let next = tokio::time::Instant::now() + clock.to_runtime(every);
         let beat = pb::Heartbeat {
             service: service.clone(),
             id: id.clone(),
             addr: addr.clone(),
-            healthy,
+            healthy: healthy.load(std::sync::atomic::Ordering::Relaxed),
         };
         // Registry replicas in turn until one takes it: a replica that is
-        // down or cut off costs a part of the period, not the lease.
+        // down or cut off costs a share of the period, not the lease.
         let per_try = every * 4 / (5 * reg.len().max(1) as u32);
         for k in 0..reg.len() {
-            let to = &reg[(n + k) % reg.len()];
+            let i = (first + k) % reg.len();
+            let to = &reg[i];
             let sent = async {
                 let ch = tonic::transport::Endpoint::from_shared(format!("http://{to}"))
                     .map_err(|e| Status::invalid_argument(e.to_string()))?
@@ -779,13 +791,15 @@ pub async fn heartbeats(
                     .await
             };
             match tokio::time::timeout(clock.to_runtime(per_try), sent).await {
-                Ok(Ok(_)) => break,
+                Ok(Ok(_)) => {
+                    first = i;
+                    break;
+                }
                 Ok(Err(e)) => tracing::info!("heartbeat to registry {to}: {e}"),
                 Err(_) => tracing::info!("heartbeat to registry {to}: no answer"),
             }
         }
-        n += 1;
-        clock.sleep(next.saturating_sub(clock.now())).await;
+        tokio::time::sleep_until(next).await;
     }
 }
 
