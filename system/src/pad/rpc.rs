@@ -269,8 +269,10 @@ impl Discovery {
         Err(last)
     }
 
-    /// The listing, asked again when older than [`VIEW_TTL`] (an older one
-    /// is kept when the registry does not answer: its leases age with it).
+    /// The listing, asked again when older than [`VIEW_TTL`] (in the
+    /// background: until the new one comes, or when the registry does not
+    /// answer, the older one serves and its leases age with it). Only the
+    /// first call, with no listing yet, waits for the registry.
     async fn view(&self) -> Option<View> {
         let ttl = if self.stale_view {
             STALE_VIEW_TTL
@@ -281,19 +283,39 @@ impl Discovery {
             v.as_ref()
                 .is_some_and(|v| self.clock.now().saturating_sub(v.fetched_at) < ttl)
         };
-        {
+        let current = {
             let v = self.view.lock().unwrap_or_else(|e| e.into_inner());
             if fresh(&v) {
                 return v.clone();
             }
+            v.clone()
+        };
+        if current.is_some() {
+            // The listing is asked for again in the background, once at a
+            // time; meanwhile the one we have serves (its leases age with
+            // it), so no call waits for the registry beyond its deadline.
+            if let Ok(one) = self.refreshing.clone().try_lock_owned() {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let _one = one;
+                    me.refresh().await;
+                });
+            }
+            return current;
         }
         let _one = self.refreshing.lock().await;
         {
             let v = self.view.lock().unwrap_or_else(|e| e.into_inner());
-            if fresh(&v) {
+            if v.is_some() {
                 return v.clone();
             }
         }
+        self.refresh().await
+    }
+
+    /// Asks the registry for the listing and keeps it (the old one when the
+    /// registry does not answer).
+    async fn refresh(&self) -> Option<View> {
         match self.fetch().await {
             Ok(v) => {
                 *self.view.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
