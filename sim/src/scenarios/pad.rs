@@ -365,7 +365,7 @@ struct CartCalls<'a> {
 
 impl CartCalls<'_> {
     /// Sends again while the answer is UNAVAILABLE (certainly not done) or
-    /// missing, for at most `limit`; the last answer.
+    /// missing, for at most `limit` (zero: one attempt); the last answer.
     async fn call(
         &mut self,
         f: &str,
@@ -534,24 +534,27 @@ async fn shopper(
                 let old = tok.clone();
                 let product = products[rng.random_range(0..products.len())];
                 c.next += 1;
-                // On the cart's record too: accepted by mistake, it adds.
+                // On the cart's record too (one attempt): accepted by
+                // mistake, it adds.
                 let key = format!("cart/{}", pad_core::auth::peek(&old).map_or(0, |c| c.sub));
-                let value = json!({"product": product, "quantity": 1});
-                rec.invoke(p, "cart-add", Some(&key), value.clone());
-                let r = c.once(ADD, json!({"p": product, "q": 1}), &old, "").await;
-                let (kind, err) = match &r {
-                    Ok(a) if a.data("addToCart").is_some() => (OpType::Ok, None),
-                    Ok(a) if matches!(a.code(), Some("UNAUTHENTICATED" | "UNAVAILABLE")) => {
-                        (OpType::Fail, a.code().map(str::to_string))
-                    }
-                    Ok(a) => (
-                        OpType::Info,
-                        Some(a.code().unwrap_or("no code").to_string()),
-                    ),
-                    Err(e) => (OpType::Info, Some(e.clone())),
+                let mut cart = CartCalls {
+                    c: &mut c,
+                    rec: &rec,
+                    p,
+                    key: &key,
+                    tok: &old,
                 };
-                rec.complete(p, kind, "cart-add", Some(&key), value, err);
-                if let Ok(a) = r {
+                let r = cart
+                    .call(
+                        "cart-add",
+                        json!({"product": product, "quantity": 1}),
+                        ADD,
+                        json!({"p": product, "q": 1}),
+                        "addToCart",
+                        Duration::ZERO,
+                    )
+                    .await;
+                if let Some(a) = r {
                     if a.data("addToCart").is_some() {
                         seen.lock().unwrap().revoked_accepted.push(format!(
                             "shopper {p}: addToCart accepted with token …{} after its logout was answered",
