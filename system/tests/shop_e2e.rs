@@ -16,7 +16,7 @@ use bookstore::gateway::HttpClient;
 use bookstore::shop::Topology;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,13 +47,18 @@ impl Shop {
         let data =
             std::env::temp_dir().join(format!("bookstore-shop-e2e-{}-{slot}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).expect("create the shop's data directory");
+        // The supervisor's own lines (which process died, when it was
+        // restarted) beside the processes' logs, kept if the test fails.
+        let supervisor_log =
+            std::fs::File::create(data.join("supervisor.log")).expect("create supervisor.log");
         let child = Command::new(env!("CARGO_BIN_EXE_bookstore"))
             .args(["shop", "--mode", mode, "--base-port", &base.to_string()])
             .args(["--port", &port.to_string(), "--data-dir"])
             .arg(&data)
             // The gateway logs each write it sends again (outcome unknown).
             .env("RUST_LOG", "warn,bookstore::gateway=debug")
-            .stdout(Stdio::null())
+            .stdout(supervisor_log)
             .spawn()
             .expect("spawn bookstore shop");
         Shop {
@@ -125,7 +130,13 @@ impl Drop for Shop {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data);
+        if std::thread::panicking() {
+            // A failed test keeps every process's log (logs/NAME.log) and
+            // data directory for a look at what happened.
+            eprintln!("the shop's logs and data are kept in {}", self.data.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.data);
+        }
     }
 }
 
