@@ -42,6 +42,10 @@
 //! so it too may be sent again: the service does it once and answers the
 //! same again. The gateway keeps sending a write whose outcome is unknown
 //! until it is known ([`until_known`]), for up to 120 s.
+//!
+//! At most `GatewayConfig::max_checkouts` (64) checkout attempts are at the
+//! order service at once; the others wait their turn at the gateway, within
+//! their deadline (a checkout whose turn never came is 503 `"done": false`).
 
 use crate::shop::rpc::{certainly_not_done, Replicas};
 use crate::shop::Topology;
@@ -80,6 +84,14 @@ pub struct GatewayConfig {
     pub write_deadline: Duration,
     /// One batch_init attempt (writes up to 10^6 records).
     pub batch_timeout: Duration,
+    /// How many checkout attempts the gateway has at the order service at
+    /// once; the others wait their turn here (their wait counts against
+    /// `write_deadline`). Without a limit, 1000 checkouts sent at once
+    /// are all driven at once: each one's store writes queue behind the
+    /// others', an attempt can outlast the service's checkout deadline and
+    /// be cut off half-way (to be continued by the next attempt), and the
+    /// retries add load just when a killed process has slowed the shop.
+    pub max_checkouts: usize,
 }
 
 impl Default for GatewayConfig {
@@ -90,6 +102,7 @@ impl Default for GatewayConfig {
             checkout_timeout: Duration::from_secs(15),
             write_deadline: Duration::from_secs(120),
             batch_timeout: Duration::from_secs(120),
+            max_checkouts: 64,
         }
     }
 }
@@ -100,6 +113,8 @@ pub struct Gateway {
     stock: Pool,
     payment: Pool,
     orders: Pool,
+    /// Turns for checkout attempts (`GatewayConfig::max_checkouts`).
+    checkouts: Arc<tokio::sync::Semaphore>,
     cfg: GatewayConfig,
 }
 
@@ -109,6 +124,7 @@ impl Gateway {
             stock: Pool::new(&topology.stock, cfg.attempt_timeout),
             payment: Pool::new(&topology.payment, cfg.attempt_timeout),
             orders: Pool::new(&topology.orders, cfg.attempt_timeout),
+            checkouts: Arc::new(tokio::sync::Semaphore::new(cfg.max_checkouts.max(1))),
             cfg,
         }
     }
@@ -540,7 +556,12 @@ where
 /// when paid, 4xx when refused. The request id is the checkout's attempt
 /// id: the order service follows that attempt (every step is idempotent)
 /// and answers its outcome, never starting a second one after it ended.
+///
+/// Each attempt waits for its turn (at most `max_checkouts` at the order
+/// service at once), within what is left of the write deadline.
 async fn checkout(State(g): State<Gateway>, Params(order_id): Params<String>) -> Answer {
+    let started = tokio::time::Instant::now();
+    let mut sent_before = false;
     let r = until_known(&g, |attempt| {
         let reps = g.orders.pick_long(g.cfg.checkout_timeout);
         let total = g.cfg.checkout_timeout;
@@ -548,7 +569,22 @@ async fn checkout(State(g): State<Gateway>, Params(order_id): Params<String>) ->
             order_id: order_id.clone(),
             attempt,
         };
-        async move { rpc!(reps, total, true, OrdersClient, checkout, req) }
+        let turns = g.checkouts.clone();
+        let left = g.cfg.write_deadline.saturating_sub(started.elapsed());
+        let earlier = std::mem::replace(&mut sent_before, true);
+        async move {
+            let Ok(Ok(_turn)) = tokio::time::timeout(left, turns.acquire_owned()).await else {
+                let msg = "no turn at the gateway for the checkout within its deadline";
+                // Not sent this time: the outcome is what the attempts
+                // before left it (unknown), or nothing was ever sent.
+                return Err(ApiError::from(if earlier {
+                    Status::unavailable(format!("outcome unknown: {msg}"))
+                } else {
+                    Status::aborted(format!("not done: {msg}"))
+                }));
+            };
+            rpc!(reps, total, true, OrdersClient, checkout, req)
+        }
     })
     .await?;
     Ok(Json(
@@ -782,17 +818,42 @@ mod tests {
         }
     }
 
-    /// A gateway whose services are unreachable (nothing listens there).
-    fn offline() -> Router {
-        let t = Topology::loopback(1, 3, 2);
-        let cfg = GatewayConfig {
+    /// Short timeouts, for a gateway whose services are unreachable.
+    fn offline_config() -> GatewayConfig {
+        GatewayConfig {
             attempt_timeout: Duration::from_millis(200),
             total_timeout: Duration::from_millis(300),
             checkout_timeout: Duration::from_millis(300),
             write_deadline: Duration::from_millis(600),
             batch_timeout: Duration::from_millis(300),
+            max_checkouts: 4,
+        }
+    }
+
+    /// A gateway whose services are unreachable (nothing listens there).
+    fn offline() -> Router {
+        let t = Topology::loopback(1, 3, 2);
+        router(Gateway::new(&t, offline_config()))
+    }
+
+    #[tokio::test]
+    async fn a_checkout_whose_turn_does_not_come_within_the_deadline_is_503_not_done() {
+        let t = Topology::loopback(1, 3, 2);
+        let cfg = GatewayConfig {
+            write_deadline: Duration::from_millis(300),
+            max_checkouts: 1,
+            ..offline_config()
         };
-        router(Gateway::new(&t, cfg))
+        let g = Gateway::new(&t, cfg);
+        // The one turn is taken for the whole test.
+        let _taken = g.checkouts.clone().acquire_owned().await.unwrap();
+        let (status, body, _) = send(router(g), "POST", "/orders/checkout/1").await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["done"], json!(false), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("no turn"),
+            "{body}"
+        );
     }
 
     async fn send(app: Router, method: &str, path: &str) -> (u16, Value, String) {

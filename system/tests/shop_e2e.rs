@@ -56,8 +56,13 @@ impl Shop {
             .args(["shop", "--mode", mode, "--base-port", &base.to_string()])
             .args(["--port", &port.to_string(), "--data-dir"])
             .arg(&data)
-            // The gateway logs each write it sends again (outcome unknown).
-            .env("RUST_LOG", "warn,bookstore::gateway=debug")
+            // The gateway logs each write it sends again (outcome unknown):
+            // a whole request again (`gateway`), or one call again on the
+            // service's other replica (`shop::rpc`).
+            .env(
+                "RUST_LOG",
+                "warn,bookstore::gateway=debug,bookstore::shop::rpc=debug",
+            )
             .stdout(supervisor_log)
             .spawn()
             .expect("spawn bookstore shop");
@@ -133,7 +138,10 @@ impl Drop for Shop {
         if std::thread::panicking() {
             // A failed test keeps every process's log (logs/NAME.log) and
             // data directory for a look at what happened.
-            eprintln!("the shop's logs and data are kept in {}", self.data.display());
+            eprintln!(
+                "the shop's logs and data are kept in {}",
+                self.data.display()
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.data);
         }
@@ -470,9 +478,11 @@ fn definite_answers_under_kills(mode: &str, slot: u16) {
         }
         assert!(killed.len() >= 3, "too few kills during the run: {killed:?}");
         eprintln!(
-            "{mode}, other writes meanwhile: {writes}; the gateway sent {} writes again \
-             (checkouts included) while their outcome was unknown or not done",
-            shop.log_lines("gateway", "not decided yet")
+            "{mode}, other writes meanwhile: {writes}; the gateway sent {} requests again \
+             (checkouts included) while their outcome was unknown or not done, and {} calls \
+             again on a service's other replica after an unknown outcome",
+            shop.log_lines("gateway", "not decided yet"),
+            shop.log_lines("gateway", "sending it again on the next replica")
         );
         assert_eq!(ok.iter().filter(|&&b| b).count(), STOCK as usize, "checkouts answered 2xx");
         assert_eq!(item.int("stock"), 0, "stock left: {}", item.body);

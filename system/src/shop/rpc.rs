@@ -177,6 +177,11 @@ impl Replicas {
                     )));
                 }
                 maybe_done = true;
+                tracing::debug!(
+                    "{}: outcome unknown ({}); sending it again on the next replica",
+                    self.addrs[i],
+                    status.message()
+                );
             }
             backoff(clock, attempt).await;
             // Give up before an attempt with no time left (it could only
