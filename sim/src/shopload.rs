@@ -35,6 +35,7 @@ pub fn kv_options() -> ClientOptions {
         read_timeout: Duration::from_millis(1500),
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
+        pipeline: false,
     }
 }
 

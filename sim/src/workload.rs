@@ -26,6 +26,7 @@ pub fn client_options() -> ClientOptions {
         read_timeout: Duration::from_millis(1500),
         backoff_min: Duration::from_millis(10),
         backoff_max: Duration::from_millis(100),
+        pipeline: false,
     }
 }
 

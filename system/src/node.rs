@@ -854,13 +854,48 @@ impl pb::raft_transport_server::RaftTransport for TransportService {
     }
 }
 
+#[derive(Clone)]
 struct KvService {
     tx: mpsc::Sender<Input>,
     /// Planted bug `split-multi-read`.
     split_multi_read: bool,
 }
 
+type ReplyStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::Reply, Status>> + Send + 'static>>;
+
 impl KvService {
+    /// One pipelined call, answered as `write` or `read` would answer it.
+    async fn answer(&self, call: pb::Call) -> pb::Reply {
+        use pb::kv_server::Kv;
+        use pb::{call::Req, reply::Resp};
+        let result = match call.req {
+            Some(Req::Write(w)) => self
+                .write(Request::new(w))
+                .await
+                .map(|r| Resp::Write(r.into_inner())),
+            Some(Req::Read(r)) => self
+                .read(Request::new(r))
+                .await
+                .map(|r| Resp::Read(r.into_inner())),
+            None => Err(Status::invalid_argument("empty call")),
+        };
+        match result {
+            Ok(resp) => pb::Reply {
+                id: call.id,
+                code: 0,
+                message: String::new(),
+                resp: Some(resp),
+            },
+            Err(s) => pb::Reply {
+                id: call.id,
+                code: s.code() as i32,
+                message: s.message().to_string(),
+                resp: None,
+            },
+        }
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Result<T, Status> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -946,6 +981,33 @@ impl pb::kv_server::Kv for KvService {
             self.ask(|r| Input::LocalRead(ReadKind::Keys(keys), r))
                 .await??,
         )))
+    }
+
+    type PipelineStream = ReplyStream;
+
+    /// Runs each call as it arrives, concurrently, and sends each reply as
+    /// its call finishes. The replies end once the client has closed its
+    /// side and every call is answered.
+    async fn pipeline(
+        &self,
+        req: Request<tonic::Streaming<pb::Call>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let mut inbound = req.into_inner();
+        let svc = self.clone();
+        let (out, rx) = mpsc::channel::<pb::Reply>(1024);
+        tokio::spawn(async move {
+            while let Ok(Some(call)) = inbound.message().await {
+                let (svc, out) = (svc.clone(), out.clone());
+                tokio::spawn(async move {
+                    let reply = svc.answer(call).await;
+                    let _ = out.send(reply).await;
+                });
+            }
+        });
+        let replies = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|r| (Ok(r), rx))
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn status(
