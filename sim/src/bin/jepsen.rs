@@ -69,6 +69,10 @@ mod real {
         /// the first that is not valid (each in its own output folder).
         #[arg(long, default_value_t = 1)]
         runs: u64,
+        /// kv: the clients share one connection per node and pipeline
+        /// their gets and puts on its stream (what `bookstore bench` does).
+        #[arg(long)]
+        pipeline: bool,
     }
 
     pub fn main() -> std::process::ExitCode {
@@ -151,6 +155,7 @@ mod real {
                 snapshot_every: cli.snapshot_every,
                 mode: cli.mode.clone(),
                 shop_workload: cli.shop_workload.clone(),
+                pipeline: cli.pipeline,
             };
             // A runtime per run: dropping it closes the run's proxies.
             let rt = tokio::runtime::Builder::new_multi_thread()

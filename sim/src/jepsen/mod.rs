@@ -80,6 +80,9 @@ pub struct Options {
     pub mode: Option<String>,
     /// checkout: consistency or mix (None: drawn from the seed).
     pub shop_workload: Option<String>,
+    /// kv: the clients share one connection per node and pipeline their
+    /// calls on its `Pipeline` stream (`ClientOptions::pipeline`).
+    pub pipeline: bool,
 }
 
 /// One fault of the schedule: from `at_ms` for `dur_ms`.
@@ -114,6 +117,9 @@ pub struct Schedule {
     pub mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shop_workload: Option<String>,
+    /// kv: clients pipelining on shared connections (`--pipeline`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pipeline: bool,
     pub faults: Vec<Fault>,
 }
 
@@ -163,6 +169,7 @@ pub fn draw(o: &Options) -> Schedule {
         drift_ppm: Vec::new(),
         mode: None,
         shop_workload: None,
+        pipeline: o.pipeline && o.workload == "kv",
         faults: Vec::new(),
     };
     if o.workload == "checkout" {
@@ -1032,8 +1039,21 @@ async fn run_kv(
     let client_peers: BTreeMap<u64, String> = (1..=s.nodes).map(|b| (b, ports.client(b))).collect();
     let stop_at = start + Duration::from_millis(s.duration_ms);
     let mut clients = Vec::new();
+    let opts = ClientOptions {
+        pipeline: s.pipeline,
+        ..workload::client_options()
+    };
+    // Client ids from 1; this one (id 0) only holds the shared connections.
+    let mut base = KvClient::new(client_peers.clone(), 0, opts.clone());
+    if s.pipeline {
+        base.connect_all().map_err(|e| e.to_string())?;
+    }
     for p in 0..s.clients {
-        let client = KvClient::new(client_peers.clone(), p + 1, workload::client_options());
+        let client = if s.pipeline {
+            base.sibling(p + 1)
+        } else {
+            KvClient::new(client_peers.clone(), p + 1, opts.clone())
+        };
         let w = Workload {
             keys: s.keys,
             max_ops: u64::MAX,
@@ -1211,6 +1231,7 @@ mod tests {
             snapshot_every: 100,
             mode: None,
             shop_workload: None,
+            pipeline: false,
         }
     }
 

@@ -42,10 +42,16 @@ impl Scenario for Kv {
     }
 
     fn params(&self) -> Vec<Param> {
-        vec![Param {
-            name: "think-ms",
-            help: "mean pause in ms before each client operation outside the busy windows (drawn from 0 to twice this); 0 = back to back all the time (default: drawn from the seed)",
-        }]
+        vec![
+            Param {
+                name: "think-ms",
+                help: "mean pause in ms before each client operation outside the busy windows (drawn from 0 to twice this); 0 = back to back all the time (default: drawn from the seed)",
+            },
+            Param {
+                name: "pipeline",
+                help: "on: clients send their gets and puts over the nodes' Pipeline stream (ClientOptions::pipeline, what `bookstore bench` uses) instead of unary calls (default: off; not drawn, so a seed's run is the same as before it existed)",
+            },
+        ]
     }
 
     fn generate(&self, seed: u64, bug: Option<&str>, faults: &FaultSelection) -> Schedule {
@@ -88,12 +94,21 @@ impl Scenario for Kv {
                 s.set_param("pacing", p);
                 Ok(())
             }
+            "pipeline" => {
+                let on = match value {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    _ => return Err(format!("--pipeline takes on or off, not '{value}'")),
+                };
+                s.set_param("pipeline", on);
+                Ok(())
+            }
             _ => Err(format!("scenario kv has no option --{name}")),
         }
     }
 
     fn describe(&self, s: &Schedule) -> Vec<String> {
-        vec![
+        let mut lines = vec![
             format!(
                 "{} keys, Append batches of at most {}, a snapshot every {} entries",
                 keys(s),
@@ -101,7 +116,11 @@ impl Scenario for Kv {
                 snapshot_every(s)
             ),
             pacing(s).to_string(),
-        ]
+        ];
+        if pipeline(s) {
+            lines.push("clients pipeline their calls on one stream per node".into());
+        }
+        lines
     }
 
     fn run<'a>(&'a self, s: &'a Schedule, ctx: RunCtx) -> RunFuture<'a> {
@@ -216,6 +235,11 @@ fn max_batch(s: &Schedule) -> usize {
     s.param("max_batch").unwrap_or(64)
 }
 
+/// Set only by `--pipeline on`.
+fn pipeline(s: &Schedule) -> bool {
+    s.param("pipeline").unwrap_or(false)
+}
+
 /// Absent in schedules written before it was drawn: back to back.
 fn pacing(s: &Schedule) -> Pacing {
     s.param("pacing").unwrap_or_default()
@@ -242,7 +266,11 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     let stop_at = Instant::now() + Duration::from_millis(s.duration_ms);
     let mut clients = Vec::new();
     for p in 0..s.clients {
-        let client = KvClient::new(peers.clone(), p + 1, client_options());
+        let opts = ClientOptions {
+            pipeline: pipeline(s),
+            ..client_options()
+        };
+        let client = KvClient::new(peers.clone(), p + 1, opts);
         let w = Workload {
             keys: keys(s),
             max_ops: s.ops_per_client,
