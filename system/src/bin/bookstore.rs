@@ -462,6 +462,14 @@ enum Cmd {
         /// both tables and the ratios are printed.
         #[arg(long, value_parser = ["etcd"])]
         against: Option<String>,
+        /// Bookstore's clients make one unary gRPC call per operation
+        /// instead of pipelining their calls on one stream per node
+        /// (`ClientOptions::pipeline`, the default here).
+        #[arg(long)]
+        unary: bool,
+        /// Applied entries between two snapshots of each node's state.
+        #[arg(long, default_value_t = KV_SNAPSHOT_EVERY)]
+        snapshot_every: u64,
     },
 }
 
@@ -991,9 +999,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seconds,
             base_port,
             against,
-        } => bench(clients, seconds, base_port, against.is_some())
-            .await
-            .map(|_| ExitCode::SUCCESS),
+            unary,
+            snapshot_every,
+        } => bench(
+            clients,
+            seconds,
+            base_port,
+            against.is_some(),
+            !unary,
+            snapshot_every,
+        )
+        .await
+        .map(|_| ExitCode::SUCCESS),
     }
 }
 
@@ -1343,6 +1360,8 @@ async fn bench(
     seconds: f64,
     base_port: u16,
     etcd: bool,
+    pipeline: bool,
+    snapshot_every: u64,
 ) -> anyhow::Result<()> {
     let cluster = ClusterArgs {
         nodes: 3,
@@ -1356,11 +1375,15 @@ async fn bench(
             peers.clone(),
             data.join(format!("node-{id}")),
             true,
-            KV_SNAPSHOT_EVERY,
+            snapshot_every,
         )
         .await?;
     }
-    let mut probe = KvClient::new(peers.clone(), random_id(), ClientOptions::default());
+    let opts = ClientOptions {
+        pipeline,
+        ..ClientOptions::default()
+    };
+    let mut probe = KvClient::new(peers.clone(), random_id(), opts);
     probe
         .put("bench/warmup", "x")
         .await
@@ -1397,7 +1420,15 @@ async fn bench(
             }
         }
     }
-    print_table("bookstore (gets are linearizable: read index)", &ours);
+    let how = if pipeline {
+        "calls pipelined on one stream per node"
+    } else {
+        "one unary call per operation"
+    };
+    print_table(
+        &format!("bookstore (gets are linearizable: read index; {how})"),
+        &ours,
+    );
     if !theirs.is_empty() {
         println!();
         print_table("etcd (gets are linearizable: serializable=false)", &theirs);
