@@ -136,15 +136,15 @@ impl Pipe {
         let mut replies = match grpc.pipeline(tonic::Request::new(outbound)).await {
             Ok(r) => r.into_inner(),
             Err(s) => {
-                // What was queued meets the failure to open, as a unary
-                // call would (a connect error: certainly not sent).
-                for (_, reply) in pending {
+                // Every call queued so far meets the failure to open, as
+                // a unary call would (a connect error: certainly not sent).
+                let queued = std::iter::from_fn(|| jobs.try_recv().ok()).map(|(_, r)| r);
+                for reply in pending.into_values().chain(queued) {
                     let _ = reply.send(Err(Status::new(s.code(), s.message().to_string())));
                 }
                 return;
             }
         };
-        let mut open = true;
         loop {
             tokio::select! {
                 biased;
@@ -157,9 +157,6 @@ impl Pipe {
                             };
                             let _ = reply.send(answer);
                         }
-                        if !open && pending.is_empty() {
-                            return;
-                        }
                     }
                     end => {
                         let why = match end {
@@ -169,13 +166,20 @@ impl Pipe {
                         for (_, reply) in pending {
                             let _ = reply.send(Err(Status::unknown(why.clone())));
                         }
+                        // Calls queued behind the break were never sent.
+                        while let Ok((_, reply)) = jobs.try_recv() {
+                            let closed = format!("connect error: {why}");
+                            let _ = reply.send(Err(Status::unavailable(closed)));
+                        }
                         return;
                     }
                 },
-                job = jobs.recv(), if open => match job {
+                job = jobs.recv() => match job {
                     Some(job) => submit(job, &mut pending),
-                    None if pending.is_empty() => return,
-                    None => open = false,
+                    // Every handle is gone, so is every caller (a caller
+                    // holds its handle while it waits): nobody is left to
+                    // answer.
+                    None => return,
                 },
             }
         }
