@@ -15,6 +15,22 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Three nodes on ports from `base` (spread by process id, so that
+    /// test binaries running at once do not collide), data in a
+    /// temporary directory named after `tag`.
+    fn three(base: u16, tag: &str) -> Cluster {
+        let pid = std::process::id();
+        let mut cluster = Cluster {
+            base_port: base + (pid % 2000) as u16 * 3,
+            data: std::env::temp_dir().join(format!("bookstore-{tag}-{pid}")),
+            procs: BTreeMap::new(),
+        };
+        for id in 1..=3 {
+            cluster.start(id);
+        }
+        cluster
+    }
+
     fn start(&mut self, id: u64) {
         let child = Command::new(env!("CARGO_BIN_EXE_bookstore"))
             .args([
@@ -71,16 +87,7 @@ async fn leader(c: &mut KvClient) -> u64 {
 
 #[tokio::test]
 async fn killing_and_restarting_the_leader_loses_no_acknowledged_write() {
-    let base_port = 20000 + (std::process::id() % 2000) as u16 * 3;
-    let data = std::env::temp_dir().join(format!("bookstore-real-{}", std::process::id()));
-    let mut cluster = Cluster {
-        base_port,
-        data,
-        procs: BTreeMap::new(),
-    };
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    let mut cluster = Cluster::three(20000, "real");
     let opts = ClientOptions {
         total_timeout: Duration::from_secs(10),
         ..ClientOptions::default()
@@ -157,16 +164,7 @@ async fn killing_and_restarting_the_leader_loses_no_acknowledged_write() {
 async fn pipelined_clients_lose_no_acknowledged_write_when_the_leader_is_killed() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    let base_port = 26000 + (std::process::id() % 2000) as u16 * 3;
-    let data = std::env::temp_dir().join(format!("bookstore-pipe-{}", std::process::id()));
-    let mut cluster = Cluster {
-        base_port,
-        data,
-        procs: BTreeMap::new(),
-    };
-    for id in 1..=3 {
-        cluster.start(id);
-    }
+    let mut cluster = Cluster::three(26000, "pipe");
     let opts = ClientOptions {
         total_timeout: Duration::from_secs(10),
         pipeline: true,
