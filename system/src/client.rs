@@ -133,13 +133,27 @@ impl Pipe {
         let outbound = futures_util::stream::unfold(calls_rx, |mut rx| async move {
             rx.recv().await.map(|c| (c, rx))
         });
-        let mut replies = match grpc.pipeline(tonic::Request::new(outbound)).await {
+        // Calls that come while the stream opens queue behind the first;
+        // if every handle (so every caller) goes meanwhile, give up.
+        let opening = grpc.pipeline(tonic::Request::new(outbound));
+        tokio::pin!(opening);
+        let opened = loop {
+            tokio::select! {
+                biased;
+                r = &mut opening => break r,
+                job = jobs.recv() => match job {
+                    Some(job) => submit(job, &mut pending),
+                    None => return,
+                },
+            }
+        };
+        let mut replies = match opened {
             Ok(r) => r.into_inner(),
             Err(s) => {
                 // Every call queued so far meets the failure to open, as
                 // a unary call would (a connect error: certainly not sent).
                 let queued = std::iter::from_fn(|| jobs.try_recv().ok()).map(|(_, r)| r);
-                for reply in pending.into_values().chain(queued) {
+                for reply in std::mem::take(&mut pending).into_values().chain(queued) {
                     let _ = reply.send(Err(Status::new(s.code(), s.message().to_string())));
                 }
                 return;

@@ -157,7 +157,8 @@ async fn killing_and_restarting_the_leader_loses_no_acknowledged_write() {
 /// then settle by retrying (counted). Every client's key ends up at its
 /// last acknowledged value or a later one it sent (an unknown outcome may
 /// have been applied), never an earlier one: a reply handed to the wrong
-/// call, or a call failed as "not applied" that was, would show here.
+/// call (each put's reply names the value it replaced, which must be one
+/// of the caller's own) or an acknowledged write lost would show here.
 /// On one thread, so that the coverage counters (per thread) see every
 /// client.
 #[tokio::test(flavor = "current_thread")]
@@ -182,10 +183,26 @@ async fn pipelined_clients_lose_no_acknowledged_write_when_the_leader_is_killed(
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
             let (mut acked, mut sent, mut unknown) = (0u64, 0u64, 0u64);
+            let mine = format!("c{c}:");
             while !stop.load(Ordering::Relaxed) {
                 sent += 1;
-                match client.put(&format!("c{c}"), &sent.to_string()).await {
-                    Ok(_) => acked = sent,
+                match client.put(&format!("c{c}"), &format!("{mine}{sent}")).await {
+                    Ok(r) => {
+                        // The reply is this write's: the value it replaced
+                        // is one of this client's, at or after its last
+                        // acknowledged write and before this one.
+                        let before = r.previous.as_deref().map_or(0, |p| {
+                            let n = p.strip_prefix(&mine).unwrap_or_else(|| {
+                                panic!("client {c}, write {sent}: the reply of another call ({p})")
+                            });
+                            n.parse::<u64>().expect("a number")
+                        });
+                        assert!(
+                            before >= acked && before < sent,
+                            "client {c}, write {sent}: replaced {before}, last acknowledged {acked}"
+                        );
+                        acked = sent;
+                    }
                     Err(e) => {
                         assert!(e.is_unknown(), "client {c}, write {sent}: {e}");
                         unknown += 1;
@@ -217,7 +234,7 @@ async fn pipelined_clients_lose_no_acknowledged_write_when_the_leader_is_killed(
             .get(&format!("c{c}"))
             .await
             .expect("read")
-            .map(|v| v.parse().unwrap())
+            .map(|v| v.rsplit(':').next().unwrap().parse().unwrap())
             .unwrap_or(0);
         assert!(
             got >= acked && got <= sent,
