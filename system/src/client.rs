@@ -124,6 +124,10 @@ impl Pipe {
         let mut submit = |(req, reply): Job, pending: &mut BTreeMap<u64, _>| {
             next += 1;
             pending.insert(next, reply);
+            hostio::coverage::sometimes(
+                pending.len() > 1,
+                "client: a pipelined call sent while others wait on its stream",
+            );
             let _ = calls.send(pb::Call {
                 id: next,
                 req: Some(req),

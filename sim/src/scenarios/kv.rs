@@ -150,6 +150,13 @@ impl Scenario for Kv {
         let mut f = raft::floors();
         f.push(Floor::new("kv: a read answered during a partition", 0.4).when(cuts));
         f.push(Floor::new("kv: a clock jump or drift on the leader", 0.3).when(clocks));
+        f.push(
+            Floor::new(
+                "client: a pipelined call sent while others wait on its stream",
+                0.5,
+            )
+            .when(pipeline),
+        );
         f
     }
 
@@ -262,15 +269,18 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
         snapshot_every(s),
     );
 
-    // Workload: each client on its own host, until the phase ends.
+    // Workload: each client on its own host, until the phase ends. With
+    // `--pipeline on`, all on one host instead, as siblings sharing its
+    // connections (one Pipeline stream per node, many callers on it) until
+    // a failed attempt makes a client open its own.
     let stop_at = Instant::now() + Duration::from_millis(s.duration_ms);
+    let opts = ClientOptions {
+        pipeline: pipeline(s),
+        ..client_options()
+    };
     let mut clients = Vec::new();
+    let mut shared = Vec::new();
     for p in 0..s.clients {
-        let opts = ClientOptions {
-            pipeline: pipeline(s),
-            ..client_options()
-        };
-        let client = KvClient::new(peers.clone(), p + 1, opts);
         let w = Workload {
             keys: keys(s),
             max_ops: s.ops_per_client,
@@ -279,8 +289,28 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
             stop_at,
             seed: s.seed,
         };
+        if pipeline(s) {
+            shared.push((p, w));
+            continue;
+        }
+        let client = KvClient::new(peers.clone(), p + 1, opts.clone());
         let host = sim.client(p + 1);
         clients.push(host.spawn(client_loop(p, client, rec.clone(), w)));
+    }
+    if !shared.is_empty() {
+        let (peers, rec) = (peers.clone(), rec.clone());
+        clients.push(sim.client(1).spawn(async move {
+            let mut base = KvClient::new(peers, 0, opts);
+            base.connect_all().expect("node addresses");
+            let mut tasks = Vec::new();
+            for (p, w) in shared {
+                let client = base.sibling(p + 1);
+                tasks.push(tokio::spawn(client_loop(p, client, rec.clone(), w)));
+            }
+            for t in tasks {
+                t.await.expect("client task");
+            }
+        }));
     }
 
     // Nemesis.
