@@ -83,6 +83,30 @@ struct Conn {
     pipe: Option<Pipe>,
 }
 
+impl Conn {
+    /// One write: over the pipeline if there is one, else a unary call.
+    async fn write(mut self, req: pb::WriteRequest) -> Result<pb::WriteResponse, Status> {
+        match self.pipe {
+            Some(pipe) => match pipe.call(pb::call::Req::Write(req)).await? {
+                pb::reply::Resp::Write(w) => Ok(w),
+                pb::reply::Resp::Read(_) => Err(Status::internal("a read's reply to a write")),
+            },
+            None => Ok(self.grpc.write(req).await?.into_inner()),
+        }
+    }
+
+    /// One linearizable read, the same way.
+    async fn read(mut self, req: pb::ReadRequest) -> Result<pb::ReadResponse, Status> {
+        match self.pipe {
+            Some(pipe) => match pipe.call(pb::call::Req::Read(req)).await? {
+                pb::reply::Resp::Read(r) => Ok(r),
+                pb::reply::Resp::Write(_) => Err(Status::internal("a write's reply to a read")),
+            },
+            None => Ok(self.grpc.read(req).await?.into_inner()),
+        }
+    }
+}
+
 type Job = (
     pb::call::Req,
     oneshot::Sender<Result<pb::reply::Resp, Status>>,
@@ -157,7 +181,7 @@ impl Pipe {
                 // Every call queued so far meets the failure to open, as
                 // a unary call would (a connect error: certainly not sent).
                 let queued = std::iter::from_fn(|| jobs.try_recv().ok()).map(|(_, r)| r);
-                for reply in std::mem::take(&mut pending).into_values().chain(queued) {
+                for reply in pending.into_values().chain(queued) {
                     let _ = reply.send(Err(Status::new(s.code(), s.message().to_string())));
                 }
                 return;
@@ -424,18 +448,7 @@ impl KvClient {
         };
         self.retry(self.opts.total_timeout, move |c| {
             let req = req.clone();
-            async move {
-                let answer = match c.pipe {
-                    Some(pipe) => match pipe.call(pb::call::Req::Write(req)).await? {
-                        pb::reply::Resp::Write(w) => w,
-                        pb::reply::Resp::Read(_) => {
-                            return Err(Status::internal("a read's reply to a write"))
-                        }
-                    },
-                    None => c.grpc.clone().write(req).await?.into_inner(),
-                };
-                Ok(answer.result.unwrap_or_default())
-            }
+            async move { Ok(c.write(req).await?.result.unwrap_or_default()) }
         })
         .await
     }
@@ -476,17 +489,7 @@ impl KvClient {
         let r = self
             .retry(self.opts.read_timeout, move |c| {
                 let req = req.clone();
-                async move {
-                    match c.pipe {
-                        Some(pipe) => match pipe.call(pb::call::Req::Read(req)).await? {
-                            pb::reply::Resp::Read(r) => Ok(r),
-                            pb::reply::Resp::Write(_) => {
-                                Err(Status::internal("a write's reply to a read"))
-                            }
-                        },
-                        None => Ok(c.grpc.clone().read(req).await?.into_inner()),
-                    }
-                }
+                async move { c.read(req).await }
             })
             .await;
         let r = r.map_err(no_effect)?;
@@ -503,9 +506,9 @@ impl KvClient {
             prefix: prefix.to_string(),
         };
         let r = self
-            .retry(self.opts.read_timeout, move |c| {
+            .retry(self.opts.read_timeout, move |mut c| {
                 let req = req.clone();
-                async move { Ok(c.grpc.clone().scan(req).await?.into_inner()) }
+                async move { Ok(c.grpc.scan(req).await?.into_inner()) }
             })
             .await
             .map_err(no_effect)?;

@@ -1043,17 +1043,14 @@ async fn run_kv(
         pipeline: s.pipeline,
         ..workload::client_options()
     };
-    // Client ids from 1; this one (id 0) only holds the shared connections.
-    let mut base = KvClient::new(client_peers.clone(), 0, opts.clone());
+    // Client ids from 1; this one (id 0) only holds the connections the
+    // clients share when they pipeline (otherwise each makes its own).
+    let mut base = KvClient::new(client_peers.clone(), 0, opts);
     if s.pipeline {
         base.connect_all().map_err(|e| e.to_string())?;
     }
     for p in 0..s.clients {
-        let client = if s.pipeline {
-            base.sibling(p + 1)
-        } else {
-            KvClient::new(client_peers.clone(), p + 1, opts.clone())
-        };
+        let client = base.sibling(p + 1);
         let w = Workload {
             keys: s.keys,
             max_ops: u64::MAX,
