@@ -385,7 +385,10 @@ impl KvClient {
             let conn = self.conn(id)?;
             let limit = self.opts.attempt_timeout.min(deadline.saturating_sub(now));
             attempt += 1;
-            match tokio::time::timeout(clock.to_runtime(limit), call(conn)).await {
+            // Boxed: the call's future is kilobytes, and every future that
+            // awaits this one would otherwise hold (and copy) it inline.
+            let attempt_call = Box::pin(call(conn));
+            match tokio::time::timeout(clock.to_runtime(limit), attempt_call).await {
                 Ok(Ok(v)) => {
                     self.leader = Some(id);
                     hostio::coverage::sometimes(

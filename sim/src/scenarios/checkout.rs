@@ -279,6 +279,9 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     let stop_at = Instant::now() + Duration::from_millis(s.duration_ms);
     let mut clients = Vec::new();
     let n_orders = init["orders"].as_object().map_or(0, |o| o.len()) as u64;
+    // Shared, not copied: with the consistency workload it holds 1000
+    // users and 1000 orders, and there are up to 64 clients.
+    let init = std::sync::Arc::new(init);
     for p in 0..s.clients {
         let host = sim.client(p + 1);
         let (shop, rec, w, max_ops) = (

@@ -158,7 +158,10 @@ impl Replicas {
             let chan = self.channel(i)?;
             let limit = self.attempt_timeout.min(deadline.left(clock));
             attempt += 1;
-            let status = match tokio::time::timeout(clock.to_runtime(limit), f(chan)).await {
+            // Boxed: the call's future is kilobytes, and every future that
+            // awaits this one would otherwise hold (and copy) it inline.
+            let call = Box::pin(f(chan));
+            let status = match tokio::time::timeout(clock.to_runtime(limit), call).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
                 Ok(Err(s)) if is_business(&s) => return Err(s),
                 Ok(Err(s)) => s,
@@ -215,16 +218,23 @@ pub async fn backoff(clock: &Clock, attempt: u32) {
 /// it, or retries pile up under load and the service never recovers. Past
 /// the budget the answer is "unknown" (the work may have been half done;
 /// every such operation is idempotent or reported as unknown to its client).
-pub async fn within<T>(
+///
+/// The work is boxed: a handler's future is kilobytes, and the gRPC
+/// server's future that awaits this one would otherwise hold (and copy) it.
+pub fn within<'a, T: 'a>(
     clock: &Clock,
     budget: Duration,
-    work: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    match tokio::time::timeout(clock.to_runtime(budget), work).await {
-        Ok(r) => r,
-        Err(_) => Err(Status::unavailable(format!(
-            "outcome unknown: the service gave up after {budget:?} (busy)"
-        ))),
+    work: impl Future<Output = Result<T, Status>> + 'a,
+) -> impl Future<Output = Result<T, Status>> + 'a {
+    let work = Box::pin(work);
+    let limit = clock.to_runtime(budget);
+    async move {
+        match tokio::time::timeout(limit, work).await {
+            Ok(r) => r,
+            Err(_) => Err(Status::unavailable(format!(
+                "outcome unknown: the service gave up after {budget:?} (busy)"
+            ))),
+        }
     }
 }
 
