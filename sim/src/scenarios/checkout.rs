@@ -21,6 +21,7 @@
 
 use crate::raft::{self, Raft, RaftFaults, PORT};
 use crate::shopload::{after_heal, checkout, kv_options, mix_op, read_state, setup, Shop};
+use bookstore::client::ClientOptions;
 use bookstore::shop::{Group, Mode, ServiceConfig, Topology};
 use checker::history::History;
 use harness::nemesis::Nemesis;
@@ -229,7 +230,12 @@ async fn run(s: &Schedule, ctx: RunCtx) -> Vec<String> {
     };
     let mut cfg = ServiceConfig::new(topology.clone(), mode);
     cfg.bugs = bugs;
-    cfg.kv_options = kv_options();
+    // The scenario's store timeouts; the services keep their default of
+    // pipelined store calls (`ServiceConfig::new`), as they run for real.
+    cfg.kv_options = ClientOptions {
+        pipeline: cfg.kv_options.pipeline,
+        ..kv_options()
+    };
     let services = [
         (10, Group::Stock),
         (11, Group::Stock),

@@ -141,7 +141,12 @@ impl ServiceConfig {
             topology,
             mode,
             bugs: Default::default(),
-            kv_options: ClientOptions::default(),
+            // A replica's concurrent requests share one Pipeline stream per
+            // store node (see `Store`) instead of a gRPC call each.
+            kv_options: ClientOptions {
+                pipeline: true,
+                ..ClientOptions::default()
+            },
             rpc_timeout: std::time::Duration::from_secs(2),
             checkout_deadline: std::time::Duration::from_secs(10),
             recovery_every: std::time::Duration::from_millis(1000),
@@ -152,7 +157,10 @@ impl ServiceConfig {
 
 /// A pool of store clients for one group, so concurrent requests each get a
 /// client (a client runs one call at a time). Every client has a fresh
-/// random id, the key of its session in the store's dedup table.
+/// random id, the key of its session in the store's dedup table. With
+/// [`ClientOptions::pipeline`] the clients are siblings of one base client:
+/// they share its connection and Pipeline stream to each store node (a
+/// client whose stream broke opens its own next one).
 #[derive(Clone)]
 pub struct Store {
     nodes: BTreeMap<NodeId, String>,
@@ -160,6 +168,9 @@ pub struct Store {
     /// The clients' clock (`None`: the runtime's).
     clock: Option<Clock>,
     pool: Arc<Mutex<Vec<KvClient>>>,
+    /// With [`ClientOptions::pipeline`]: the client every new one is a
+    /// sibling of, so all share one pipeline per store node.
+    base: Arc<Mutex<Option<KvClient>>>,
 }
 
 /// A client borrowed from a [`Store`]; goes back to the pool when dropped.
@@ -198,6 +209,7 @@ impl Store {
             opts,
             clock: None,
             pool: Arc::new(Mutex::new(Vec::new())),
+            base: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -215,11 +227,23 @@ impl Store {
         let client = reused.unwrap_or_else(|| {
             // Random ids: unique across restarts without any stored counter
             // (deterministic under madsim, which seeds the generator).
-            let c = KvClient::new(self.nodes.clone(), random_u64() >> 1, self.opts.clone());
-            match &self.clock {
-                Some(clock) => c.with_clock(clock.clone()),
-                None => c,
+            let fresh = || {
+                let c = KvClient::new(self.nodes.clone(), random_u64() >> 1, self.opts.clone());
+                match &self.clock {
+                    Some(clock) => c.with_clock(clock.clone()),
+                    None => c,
+                }
+            };
+            if !self.opts.pipeline {
+                return fresh();
             }
+            let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
+            let base = base.get_or_insert_with(|| {
+                let mut b = fresh();
+                let _ = b.connect_all();
+                b
+            });
+            base.sibling(random_u64() >> 1)
         });
         Lease {
             client: Some(client),

@@ -220,9 +220,19 @@ impl OrderService {
 
     /// Drives the checkout of `order` until its record is terminal or the
     /// deadline (on [`Self::clock`]) passes. Ok(record) = terminal.
-    pub async fn drive(&self, order: &str, deadline: Deadline) -> Result<TxRecord, Status> {
+    /// `written`: the checkout record and the order as the caller's own
+    /// compare-and-set just wrote them (else they are read first).
+    pub async fn drive(
+        &self,
+        order: &str,
+        deadline: Deadline,
+        mut written: Option<Vec<Option<String>>>,
+    ) -> Result<TxRecord, Status> {
         let (okey, tkey) = (order_key(order), tx_key(order));
         let mut attempt = 0u32;
+        // What our own last compare-and-set wrote, when it succeeded: the
+        // store holds exactly that (or something newer, which the next
+        // compare-and-set will find out), so there is nothing to read back.
         loop {
             let left = deadline.left(&self.clock);
             if left.is_zero() {
@@ -230,13 +240,16 @@ impl OrderService {
                     "checkout of order {order} still running; it will be finished in the background"
                 )));
             }
-            let vals = match self.read(&[&tkey, &okey]).await {
-                Ok(v) => v,
-                Err(_) => {
-                    attempt += 1;
-                    backoff(&self.clock, attempt).await;
-                    continue;
-                }
+            let vals = match written.take() {
+                Some(v) => v,
+                None => match self.read(&[&tkey, &okey]).await {
+                    Ok(v) => v,
+                    Err(_) => {
+                        attempt += 1;
+                        backoff(&self.clock, attempt).await;
+                        continue;
+                    }
+                },
             };
             let (Some(rec_s), Some(order_s)) = (&vals[0], &vals[1]) else {
                 return Err(Status::internal(format!(
@@ -266,14 +279,20 @@ impl OrderService {
             let next_s = to_json(&next);
             let mut puts = vec![cmd::op_put(&tkey, &next_s)];
             let mut compares = vec![cmd::compare(&tkey, Some(rec_s))];
+            let mut order_next = order_s.clone();
             if paid {
                 let mut o: OrderRec = from_json(&okey, order_s)?;
                 o.paid = true;
+                order_next = to_json(&o);
                 compares.push(cmd::compare(&okey, Some(order_s)));
-                puts.push(cmd::op_put(&okey, &to_json(&o)));
+                puts.push(cmd::op_put(&okey, &order_next));
             }
             // Lost race or unknown outcome alike: re-read and follow.
-            let _ = self.store.client().txn(compares, puts, vec![]).await;
+            if let Ok(r) = self.store.client().txn(compares, puts, vec![]).await {
+                if r.succeeded {
+                    written = Some(vec![Some(next_s), Some(order_next)]);
+                }
+            }
         }
     }
 
@@ -291,6 +310,7 @@ impl OrderService {
         let (okey, tkey) = (order_key(order), tx_key(order));
         let mut attempt = 0u32;
         let mut started = false;
+        let mut written = None;
         loop {
             if deadline.passed(&self.clock) {
                 return Err(if started {
@@ -351,9 +371,10 @@ impl OrderService {
                     cmd::compare(&okey, Some(order_s)),
                     cmd::compare(&tkey, vals[1].as_deref()),
                 ];
-                let puts = vec![cmd::op_put(&tkey, &to_json(&rec))];
+                let rec_s = to_json(&rec);
+                let puts = vec![cmd::op_put(&tkey, &rec_s)];
                 match self.store.client().txn(compares, puts, vec![]).await {
-                    Ok(r) if r.succeeded => {}
+                    Ok(r) if r.succeeded => written = Some(vec![Some(rec_s), Some(order_s.clone())]),
                     Ok(_) => continue, // someone else started one: follow it
                     Err(e) => {
                         started |= e.is_unknown();
@@ -363,7 +384,7 @@ impl OrderService {
                     }
                 }
             }
-            let rec = self.drive(order, deadline).await?;
+            let rec = self.drive(order, deadline, written.take()).await?;
             if rec.phase == checkout::Phase::Done {
                 return Ok(pb::CheckoutResult {
                     order_id: order.to_string(),
@@ -422,7 +443,7 @@ impl OrderService {
                 hostio::coverage::hit("shop: the recovery loop took over a checkout");
                 tokio::spawn(async move {
                     let deadline = Deadline::after(&svc.clock, svc.deadline);
-                    if let Err(e) = svc.drive(&order, deadline).await {
+                    if let Err(e) = svc.drive(&order, deadline, None).await {
                         tracing::debug!(
                             "recovery of order {order}: {:?} {}",
                             e.code(),
