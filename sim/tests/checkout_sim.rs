@@ -147,7 +147,7 @@ fn the_same_checkout_seed_gives_the_same_trace() {
             &FaultSelection::parse("all", &sim::raft::KINDS).unwrap(),
         );
         let (a, b) = (runner::run(&Checkout, &s), runner::run(&Checkout, &s));
-        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
+        assert_eq!(a.trace_hash(), b.trace_hash(), "seed {seed}");
         assert!(a.client_ops > 0);
     }
 }

@@ -12,7 +12,7 @@ fn the_same_txn_seed_gives_the_same_trace() {
     for seed in [3, 4] {
         let s = Txn.generate(seed, None, &FaultSelection::parse("all", &KINDS).unwrap());
         let (a, b) = (runner::run(&Txn, &s), runner::run(&Txn, &s));
-        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
+        assert_eq!(a.trace_hash(), b.trace_hash(), "seed {seed}");
         assert!(a.client_ops > 0);
         assert!(a.passed(), "seed {seed}: {:?}", a.failures);
     }

@@ -395,7 +395,7 @@ fn print_result(r: &RunResult, wall: Duration) {
         r.history.ops.len(),
         r.sim_ms as f64 / 1e3,
         wall.as_secs_f64(),
-        r.trace_hash
+        r.trace_hash()
     );
     for f in &r.failures {
         println!("  [{}] {}", f.check, f.message);
@@ -628,13 +628,13 @@ fn cmd_run(
 /// divergence writes both histories, to find where they part.
 fn same_trace_again(c: &Common, sched: &Schedule, r: &RunResult) -> bool {
     let again = runner::run(c.scenario, sched);
-    if again.trace_hash == r.trace_hash {
-        println!("determinism: OK (two runs, trace {:016x})", r.trace_hash);
+    if again.trace_hash() == r.trace_hash() {
+        println!("determinism: OK (two runs, trace {:016x})", r.trace_hash());
         return true;
     }
     println!(
         "determinism: FAILED: trace {:016x} then {:016x}",
-        r.trace_hash, again.trace_hash
+        r.trace_hash(), again.trace_hash()
     );
     let _ = std::fs::create_dir_all(&c.out);
     for (name, h) in [("first", &r.history), ("second", &again.history)] {
@@ -963,7 +963,6 @@ mod tests {
             failures,
             history: checker::history::History::new(vec![]),
             lin: None,
-            trace_hash: 0,
             sim_ms: 0,
             client_ops: 0,
             check_wall: Duration::ZERO,

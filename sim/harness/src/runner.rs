@@ -20,9 +20,6 @@ pub struct RunResult {
     pub failures: Vec<Failure>,
     pub history: History,
     pub lin: Option<CheckResult>,
-    /// FNV-1a of the whole history (client ops, nemesis and the system's
-    /// events with their times).
-    pub trace_hash: u64,
     /// Simulated time the run took.
     pub sim_ms: u64,
     pub client_ops: usize,
@@ -40,6 +37,14 @@ impl RunResult {
 
     pub fn first_check(&self) -> Option<&'static str> {
         self.failures.first().map(|f| f.check)
+    }
+
+    /// FNV-1a of the whole history (client ops, nemesis and the system's
+    /// events with their times): two runs with the same hash ran the same.
+    /// Computed when asked (a sweep's seeds never ask; it serializes every
+    /// event).
+    pub fn trace_hash(&self) -> u64 {
+        trace_hash(&self.history)
     }
 }
 
@@ -145,7 +150,6 @@ fn judge(
         .count();
     RunResult {
         schedule: schedule.clone(),
-        trace_hash: trace_hash(&history),
         failures,
         history,
         lin: verdicts.lin,
