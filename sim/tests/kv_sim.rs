@@ -127,7 +127,8 @@ fn the_same_seed_gives_the_same_trace() {
         let (a, b) = (run(&s), run(&s));
         assert!(a.passed(), "seed {seed}: {:?}", a.failures);
         assert_eq!(
-            a.trace_hash(), b.trace_hash(),
+            a.trace_hash(),
+            b.trace_hash(),
             "seed {seed} is not deterministic"
         );
         assert!(
@@ -139,7 +140,11 @@ fn the_same_seed_gives_the_same_trace() {
     let a = run(&crash_partition_loss(5));
     assert_eq!(a.trace_hash(), run(&crash_partition_loss(5)).trace_hash());
     let b = run(&crash_partition_loss(6));
-    assert_ne!(a.trace_hash(), b.trace_hash(), "different seeds must differ");
+    assert_ne!(
+        a.trace_hash(),
+        b.trace_hash(),
+        "different seeds must differ"
+    );
 }
 
 #[test]
@@ -155,7 +160,8 @@ fn a_planted_bug_is_caught_and_replays_identically() {
         .expect("duplicate-apply found within 60 seeds");
     let again = run(&r.schedule);
     assert_eq!(
-        again.trace_hash(), r.trace_hash(),
+        again.trace_hash(),
+        r.trace_hash(),
         "seed {seed} replays bit for bit"
     );
     assert_eq!(again.first_check(), r.first_check());

@@ -634,7 +634,8 @@ fn same_trace_again(c: &Common, sched: &Schedule, r: &RunResult) -> bool {
     }
     println!(
         "determinism: FAILED: trace {:016x} then {:016x}",
-        r.trace_hash(), again.trace_hash()
+        r.trace_hash(),
+        again.trace_hash()
     );
     let _ = std::fs::create_dir_all(&c.out);
     for (name, h) in [("first", &r.history), ("second", &again.history)] {

@@ -374,7 +374,9 @@ impl OrderService {
                 let rec_s = to_json(&rec);
                 let puts = vec![cmd::op_put(&tkey, &rec_s)];
                 match self.store.client().txn(compares, puts, vec![]).await {
-                    Ok(r) if r.succeeded => written = Some(vec![Some(rec_s), Some(order_s.clone())]),
+                    Ok(r) if r.succeeded => {
+                        written = Some(vec![Some(rec_s), Some(order_s.clone())])
+                    }
                     Ok(_) => continue, // someone else started one: follow it
                     Err(e) => {
                         started |= e.is_unknown();
