@@ -628,15 +628,13 @@ fn cmd_run(
 /// divergence writes both histories, to find where they part.
 fn same_trace_again(c: &Common, sched: &Schedule, r: &RunResult) -> bool {
     let again = runner::run(c.scenario, sched);
-    if again.trace_hash() == r.trace_hash() {
-        println!("determinism: OK (two runs, trace {:016x})", r.trace_hash());
+    // Each hash serializes a whole history: take them once.
+    let (first, second) = (r.trace_hash(), again.trace_hash());
+    if first == second {
+        println!("determinism: OK (two runs, trace {first:016x})");
         return true;
     }
-    println!(
-        "determinism: FAILED: trace {:016x} then {:016x}",
-        r.trace_hash(),
-        again.trace_hash()
-    );
+    println!("determinism: FAILED: trace {first:016x} then {second:016x}");
     let _ = std::fs::create_dir_all(&c.out);
     for (name, h) in [("first", &r.history), ("second", &again.history)] {
         let path = c.out.join(format!("determinism-{name}.jsonl"));

@@ -240,6 +240,8 @@ impl Store {
             let mut base = self.base.lock().unwrap_or_else(|e| e.into_inner());
             let base = base.get_or_insert_with(|| {
                 let mut b = fresh();
+                // Only a malformed address fails here; each sibling's
+                // first call to that node reports it.
                 let _ = b.connect_all();
                 b
             });
