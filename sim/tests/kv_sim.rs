@@ -167,6 +167,60 @@ fn a_planted_bug_is_caught_and_replays_identically() {
     assert_eq!(again.first_check(), r.first_check());
 }
 
+/// A sweep's seeds and a shrink's candidates run for their verdict only
+/// (`runner::run_verdict`): the same run, with the same verdict, coverage
+/// and simulated time, whose history is the full one without the nodes'
+/// commit, applied and read events. A failing kv seed (the Raft check
+/// follows those events on the bus) and a passing checkout seed.
+#[test]
+fn a_run_for_its_verdict_is_the_same_run_without_the_bulky_events() {
+    let kv = Kv.generate(4, Some("stale-read"), &FaultSelection::Swarm);
+    let checkout = sim::scenarios::by_name("checkout").unwrap().generate(
+        2,
+        None,
+        &FaultSelection::parse("all", &KINDS).unwrap(),
+    );
+    for (s, fails) in [(kv, true), (checkout, false)] {
+        let scenario = sim::scenarios::by_name(&s.scenario).unwrap();
+        let (full, lean) = (runner::run(scenario, &s), runner::run_verdict(scenario, &s));
+        let checks = |r: &runner::RunResult| r.failures.iter().map(|f| f.check).collect::<Vec<_>>();
+        assert_eq!(!full.passed(), fails, "{}: {:?}", s.scenario, full.failures);
+        assert_eq!(checks(&full), checks(&lean), "{}", s.scenario);
+        assert_eq!(full.coverage, lean.coverage, "{}", s.scenario);
+        assert_eq!(
+            (full.sim_ms, full.client_ops),
+            (lean.sim_ms, lean.client_ops)
+        );
+        let bulky = ["commit", "applied", "read-arrived", "read-served"];
+        let key = |o: &checker::history::Op| {
+            (
+                o.process.clone(),
+                o.kind,
+                o.f.clone(),
+                o.key.clone(),
+                o.value.clone(),
+                o.time,
+            )
+        };
+        let kept: Vec<_> = full
+            .history
+            .ops
+            .iter()
+            .filter(|o| o.is_client() || !bulky.contains(&o.f.as_str()))
+            .map(key)
+            .collect();
+        let lean_ops: Vec<_> = lean.history.ops.iter().map(key).collect();
+        assert!(kept == lean_ops, "{}: the histories differ", s.scenario);
+        assert!(
+            lean_ops.len() * 2 < full.history.ops.len(),
+            "{}: {} of {} events left",
+            s.scenario,
+            lean_ops.len(),
+            full.history.ops.len()
+        );
+    }
+}
+
 /// Every failure kept in histories/ replays: with its planted bug it fails
 /// the same check, and with the bug off the same schedule passes. A failure
 /// of the system itself (no planted bug), since fixed, must pass.

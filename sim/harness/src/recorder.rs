@@ -4,6 +4,11 @@
 //! with simulated time. It records and nothing else: checks that follow
 //! events as they happen subscribe to the scenario's event bus
 //! ([`crate::events::Bus`]).
+//!
+//! A recorder made with [`Recorder::without_detail`] (a sweep's seeds, a
+//! shrink's candidates: they need a verdict, not a report) tells the
+//! scenario that the system's high-volume events (every commit, applied
+//! entry, read) need not be recorded: see [`Recorder::keeps_detail`].
 
 use checker::history::{History, Op, OpType, Process};
 use serde_json::{Map, Value};
@@ -17,6 +22,7 @@ pub struct Recorder(Arc<Mutex<Inner>>);
 struct Inner {
     start: Instant,
     ops: Vec<Op>,
+    detail: bool,
 }
 
 /// How an operation ended, for [`Recorder::op`].
@@ -76,10 +82,34 @@ impl Completion {
 
 impl Recorder {
     pub fn new() -> Recorder {
+        Recorder::with_detail(true)
+    }
+
+    /// A recorder for a run that only needs its verdict and coverage: see
+    /// [`Recorder::keeps_detail`].
+    pub fn without_detail() -> Recorder {
+        Recorder::with_detail(false)
+    }
+
+    fn with_detail(detail: bool) -> Recorder {
         Recorder(Arc::new(Mutex::new(Inner {
             start: Instant::now(),
             ops: Vec::new(),
+            detail,
         })))
+    }
+
+    /// Whether this run's history should hold the system's high-volume
+    /// events, which only reports and trace hashes read (every commit,
+    /// applied entry or read of a node; a scenario decides which of its
+    /// events those are). False in a sweep's seeds and a shrink's
+    /// candidates: checks that follow those events get them from the event
+    /// bus all the same, and a failing seed is run again with detail (it
+    /// runs the same) to write its report. Events that a scenario's
+    /// `check` or `coverage` reads from the history must be recorded
+    /// either way.
+    pub fn keeps_detail(&self) -> bool {
+        self.0.lock().unwrap().detail
     }
 
     fn push(

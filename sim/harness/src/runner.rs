@@ -89,6 +89,18 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 /// Runs `schedule` with `scenario` and checks it. Deterministic: the same
 /// schedule gives the same history, bit for bit.
 pub fn run(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
+    run_with(scenario, schedule, Recorder::new)
+}
+
+/// [`run`] for a verdict only (a sweep's seed, a shrink's candidate): the
+/// same run, with the same verdict and coverage, but its history leaves out
+/// the system's high-volume events (see [`Recorder::keeps_detail`]), so it
+/// is not the history to report or hash. About 5 % faster on `checkout`.
+pub fn run_verdict(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
+    run_with(scenario, schedule, Recorder::without_detail)
+}
+
+fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Recorder) -> RunResult {
     let mut rt =
         madsim::runtime::Runtime::with_seed_and_config(schedule.seed, madsim::Config::default());
     // Generous: the checks, not this limit, should catch a slow system.
@@ -99,7 +111,7 @@ pub fn run(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
     hostio::coverage::start();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         rt.block_on(async move {
-            let rec = Recorder::new();
+            let rec = recorder();
             *slot2.lock().unwrap() = Some((rec.clone(), 0));
             let ctx = RunCtx {
                 rec: rec.clone(),

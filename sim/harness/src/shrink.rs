@@ -2,9 +2,10 @@
 //! fails: drop faults (all, then one at a time), shorten them, end the
 //! workload phase after the last fault, then drop clients and operations.
 //! Greedy, like QuickCheck's shrinking; every candidate is a full
-//! deterministic run.
+//! deterministic run (without the detail a report needs, see
+//! `runner::run_verdict`; the smallest one runs again with it).
 
-use crate::runner::{run, RunResult};
+use crate::runner::{run, run_verdict, RunResult};
 use crate::scenario::Scenario;
 use crate::schedule::Schedule;
 
@@ -21,6 +22,7 @@ pub fn shrink(
     mut progress: impl FnMut(&str),
 ) -> Shrunk {
     let check = original.first_check().expect("shrink needs a failing run");
+    let original_schedule = original.schedule.clone();
     let mut best = original;
     let runs = std::cell::Cell::new(0usize);
     let mut try_candidate = |cand: Schedule, best: &mut RunResult, what: &str| -> bool {
@@ -28,7 +30,7 @@ pub fn shrink(
             return false;
         }
         runs.set(runs.get() + 1);
-        let r = run(scenario, &cand);
+        let r = run_verdict(scenario, &cand);
         if r.failures.iter().any(|f| f.check == check) {
             progress(&format!(
                 "{what}: still fails ({} faults, {} clients)",
@@ -130,9 +132,16 @@ pub fn shrink(
             break;
         }
     }
+    // With every event again, for the report (the original run was
+    // recorded so; a candidate that won was not).
+    let result = if best.schedule != original_schedule {
+        run(scenario, &best.schedule)
+    } else {
+        best
+    };
     Shrunk {
-        schedule: best.schedule.clone(),
-        result: best,
+        schedule: result.schedule.clone(),
+        result,
         runs: runs.get(),
     }
 }
