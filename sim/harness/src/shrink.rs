@@ -133,9 +133,23 @@ pub fn shrink(
         }
     }
     // With every event again, for the report (the original run was
-    // recorded so; a candidate that won was not).
+    // recorded so; a candidate that won was not). The same run: if it does
+    // not fail the same checks, say so rather than report a pass.
     let result = if best.schedule != original_schedule {
-        run(scenario, &best.schedule)
+        runs.set(runs.get() + 1);
+        let mut full = run(scenario, &best.schedule);
+        let checks = |r: &RunResult| r.failures.iter().map(|f| f.check).collect::<Vec<_>>();
+        if checks(&full) != checks(&best) {
+            let msg = format!(
+                "not deterministic: the shrunk schedule failed {:?} and, run again to record \
+                 its report, {:?}",
+                checks(&best),
+                checks(&full)
+            );
+            full.failures
+                .insert(0, crate::scenario::Failure::new("harness", msg));
+        }
+        full
     } else {
         best
     };
