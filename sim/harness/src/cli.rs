@@ -531,27 +531,11 @@ pub fn main(app: App) -> ExitCode {
 /// `run --summary`: one line of JSON for `sweep`.
 fn cmd_summary(c: &Common, seed: u64) -> Result<ExitCode, String> {
     quiet_panics();
-    let schedule = c.schedule(seed)?;
-    let r = runner::run_verdict(c.scenario, &schedule);
-    let mut first = r.failures.first().map(|f| (f.check, f.message.clone()));
+    let r = runner::run_verdict(c.scenario, &c.schedule(seed)?);
+    let mut first = None;
     if !r.passed() {
-        // Again with every event, for the report: the same run (its
-        // messages may differ where they cite events by their index).
-        let full = runner::run(c.scenario, &schedule);
-        let checks = |r: &RunResult| r.failures.iter().map(|f| f.check).collect::<Vec<_>>();
-        first = if checks(&full) == checks(&r) {
-            full.failures.first().map(|f| (f.check, f.message.clone()))
-        } else {
-            Some((
-                "harness",
-                format!(
-                    "not deterministic: the seed failed {:?} and, run again to record its \
-                     report, {:?}",
-                    checks(&r),
-                    checks(&full)
-                ),
-            ))
-        };
+        let full = runner::rerun_with_detail(c.scenario, &r);
+        first = full.failures.first().map(|f| (f.check, f.message.clone()));
         write_failure(c, &c.out, &full, &c.replay(seed))
             .map_err(|e| format!("cannot write results: {e}"))?;
     }

@@ -39,6 +39,11 @@ impl RunResult {
         self.failures.first().map(|f| f.check)
     }
 
+    /// The check of each failure, in order.
+    pub fn failed_checks(&self) -> Vec<&'static str> {
+        self.failures.iter().map(|f| f.check).collect()
+    }
+
     /// FNV-1a of the whole history (client ops, nemesis and the system's
     /// events with their times): two runs with the same hash ran the same.
     /// Computed when asked (a sweep's seeds never ask; it serializes every
@@ -98,6 +103,23 @@ pub fn run(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
 /// is not the history to report or hash. 6-13 % faster on `checkout`.
 pub fn run_verdict(scenario: &dyn Scenario, schedule: &Schedule) -> RunResult {
     run_with(scenario, schedule, Recorder::without_detail)
+}
+
+/// A failing [`run_verdict`] run again with every event, for its report:
+/// the same run, so it must fail the same checks (its messages may differ
+/// where they cite events by their index in the history). If it does not,
+/// a `harness` failure saying so comes first.
+pub fn rerun_with_detail(scenario: &dyn Scenario, verdict: &RunResult) -> RunResult {
+    let mut full = run(scenario, &verdict.schedule);
+    let (before, again) = (verdict.failed_checks(), full.failed_checks());
+    if before != again {
+        let msg = format!(
+            "not deterministic: the schedule failed {before:?} and, run again to record its \
+             report, {again:?}"
+        );
+        full.failures.insert(0, Failure::new("harness", msg));
+    }
+    full
 }
 
 fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Recorder) -> RunResult {

@@ -5,7 +5,7 @@
 //! deterministic run (without the detail a report needs, see
 //! `runner::run_verdict`; the smallest one runs again with it).
 
-use crate::runner::{run, run_verdict, RunResult};
+use crate::runner::{rerun_with_detail, run_verdict, RunResult};
 use crate::scenario::Scenario;
 use crate::schedule::Schedule;
 
@@ -133,23 +133,10 @@ pub fn shrink(
         }
     }
     // With every event again, for the report (the original run was
-    // recorded so; a candidate that won was not). The same run: if it does
-    // not fail the same checks, say so rather than report a pass.
+    // recorded so; a candidate that won was not).
     let result = if best.schedule != original_schedule {
         runs.set(runs.get() + 1);
-        let mut full = run(scenario, &best.schedule);
-        let checks = |r: &RunResult| r.failures.iter().map(|f| f.check).collect::<Vec<_>>();
-        if checks(&full) != checks(&best) {
-            let msg = format!(
-                "not deterministic: the shrunk schedule failed {:?} and, run again to record \
-                 its report, {:?}",
-                checks(&best),
-                checks(&full)
-            );
-            full.failures
-                .insert(0, crate::scenario::Failure::new("harness", msg));
-        }
-        full
+        rerun_with_detail(scenario, &best)
     } else {
         best
     };
