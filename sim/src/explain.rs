@@ -381,6 +381,9 @@ fn describe_fault(f: &Value) -> String {
     }
 }
 
+/// A node's log: (snapshot index, last index, runs of (first index, term)).
+type LogShape = (u64, u64, Vec<(u64, u64)>);
+
 /// A node's state as its events show it at one moment.
 #[derive(Clone, Debug, Default)]
 struct NodeState {
@@ -393,9 +396,8 @@ struct NodeState {
     applied: u64,
     commit: u64,
     snapshot: u64,
-    /// Its log from its latest election since it last started: (snapshot
-    /// index, last index, runs of (first index, term)).
-    log: Option<(u64, u64, Vec<(u64, u64)>)>,
+    /// Its log from its latest election since it last started.
+    log: Option<LogShape>,
     role: String,
     term: u64,
     down: bool,

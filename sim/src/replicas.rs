@@ -17,6 +17,10 @@ use std::time::Duration;
 /// At most this many differing keys and sessions per event.
 const MAX_ROWS: usize = 40;
 
+/// A replica's client sessions: client id -> (last sequence number, its
+/// encoded result).
+type Sessions = BTreeMap<u64, (u64, Vec<u8>)>;
+
 /// [`compare_replicas`], then, if it found a divergence, one
 /// `divergence` event per applied index at which replicas differ.
 pub async fn compare_and_record(
@@ -63,7 +67,7 @@ fn detail(group: &str, index: u64, replicas: &[(u64, u64, Option<KvSnapshot>)]) 
             })
         })
         .collect();
-    let sessions: Vec<Option<BTreeMap<u64, (u64, Vec<u8>)>>> = replicas
+    let sessions: Vec<Option<Sessions>> = replicas
         .iter()
         .map(|(_, _, s)| {
             s.as_ref().map(|s| {

@@ -397,6 +397,9 @@ pub async fn serve(
     Ok(())
 }
 
+/// Where a read's answer goes.
+type ReadReply = oneshot::Sender<Result<ReadAnswer, Status>>;
+
 struct Node {
     raft: Raft,
     store: RaftStore,
@@ -416,14 +419,10 @@ struct Node {
     /// Proposals waiting to be applied: index -> (term, reply).
     waiters: BTreeMap<u64, (u64, oneshot::Sender<Result<pb::WriteResult, Status>>)>,
     next_ctx: u64,
-    pending_reads: BTreeMap<u64, (ReadKind, oneshot::Sender<Result<ReadAnswer, Status>>)>,
-    /// Confirmed reads waiting for the state machine to reach their index.
-    ready_reads: Vec<(
-        u64,
-        u64,
-        ReadKind,
-        oneshot::Sender<Result<ReadAnswer, Status>>,
-    )>,
+    pending_reads: BTreeMap<u64, (ReadKind, ReadReply)>,
+    /// Confirmed reads waiting for the state machine to reach their index:
+    /// (context, read index, kind, reply).
+    ready_reads: Vec<(u64, u64, ReadKind, ReadReply)>,
     last_role: Option<(u64, Role, Option<NodeId>)>,
     last_commit: u64,
 }

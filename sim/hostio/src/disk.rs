@@ -411,7 +411,7 @@ impl SimDir {
         st.fault = None;
         if let Some(damage) = faults.damage {
             // One file, among those with a write to damage, sorted by name.
-            let mut rng = ChaCha8Rng::seed_from_u64(faults.seed ^ 0xda4a_9e);
+            let mut rng = ChaCha8Rng::seed_from_u64(faults.seed ^ 0x00da_4a9e);
             let names: Vec<String> = st.files.keys().cloned().collect();
             let start = if names.is_empty() {
                 0

@@ -648,7 +648,7 @@ fn planted_bugs_are_caught_by_the_random_schedule() {
 /// leader completeness and state machine safety throughout.
 fn random_schedule(seed: u64, bugs: Bugs) -> Result<(), String> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let n = if seed % 2 == 0 { 3 } else { 5 };
+    let n = if seed.is_multiple_of(2) { 3 } else { 5 };
     let mut net = Net::new(n, seed, move |c| c.bugs = bugs);
     net.compact_every = rng.random_range(5..40);
     let mut next_value = 0u64;

@@ -43,8 +43,11 @@ pub struct Api {
     /// Told of every access token the auth service accepted for this
     /// gateway, with the gateway's time it was judged at (the harness's
     /// expiry check); `None`: nobody listens.
-    pub audit: Option<std::sync::Arc<dyn Fn(&Accepted) + Send + Sync>>,
+    pub audit: Option<TokenAudit>,
 }
+
+/// The gateway's hook told of every accepted access token.
+pub type TokenAudit = std::sync::Arc<dyn Fn(&Accepted) + Send + Sync>;
 
 /// An access token accepted: its expiry (read from the token) and the
 /// gateway's time when it asked.
@@ -122,7 +125,7 @@ fn status(s: tonic::Status) -> async_graphql::Error {
 
 /// A whole number from a `Float!` argument (the schema's ids).
 fn whole(field: &str, v: f64) -> Res<i64> {
-    if v.fract() != 0.0 || !v.is_finite() || v < 1.0 || v > 9.0e15 {
+    if v.fract() != 0.0 || !v.is_finite() || !(1.0..=9.0e15).contains(&v) {
         return Err(gql_error(
             codes::BAD_USER_INPUT,
             format!("{field}: expected a whole number from 1, got {v}"),
@@ -841,7 +844,7 @@ mod tests {
             .unwrap();
         let r = rt.block_on(schema.execute(q));
         assert!(r.errors[0].message.contains("complex"), "{:?}", r.errors);
-        assert!(2 * super::KDF_FIELD_COMPLEXITY + 50 < super::COMPLEXITY_LIMIT);
+        const { assert!(2 * super::KDF_FIELD_COMPLEXITY + 50 < super::COMPLEXITY_LIMIT) };
     }
 
     #[test]
