@@ -689,14 +689,7 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     let budget = o.time_budget.as_deref().map(parse_duration).transpose()?;
     let mut floors = c.scenario.floors();
     for f in &o.floors {
-        let (name, share) = crate::coverage::parse_floor(f)?;
-        match floors.iter_mut().find(|x| x.counter == name) {
-            Some(x) => x.min_share = share,
-            None => floors.push(crate::scenario::Floor::new(
-                Box::leak(name.into_boxed_str()),
-                share,
-            )),
-        }
+        crate::coverage::set_floor(&mut floors, f)?;
     }
     let tally = Mutex::new(crate::coverage::Tally::new(&floors));
     let list: Vec<u64> = (a..b).filter(|s| s % sn == si).collect();
@@ -839,11 +832,11 @@ fn report_coverage(
     for r in &missed {
         let f = r.floor.as_ref().unwrap();
         println!(
-            "{}coverage floor missed: '{}' reached in {:.0} % of {} seeds, floor {:.0} %",
+            "{}coverage floor missed: '{}' reached in {:.0} % of {}, floor {:.0} %",
             if enforce { "" } else { "(not enforced) " },
             r.counter,
             f.share * 100.0,
-            f.applies_to,
+            f.seeds_text(),
             f.min_share * 100.0
         );
     }

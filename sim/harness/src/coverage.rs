@@ -32,7 +32,8 @@ pub struct Row {
     /// Of all seeds run.
     pub share: f64,
     /// The floor on it, if any: its minimum share, the seeds it applies
-    /// to, the share of those that reached it, and whether it holds.
+    /// to, the share of those that reached it, and whether it holds. A
+    /// counter with several floors has a row for each.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floor: Option<FloorResult>,
 }
@@ -43,6 +44,19 @@ pub struct FloorResult {
     pub applies_to: u64,
     pub share: f64,
     pub holds: bool,
+    /// The name of the seeds it applies to ([`Floor::of`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of: Option<&'static str>,
+}
+
+impl FloorResult {
+    /// "300 seeds", "120 mix seeds".
+    pub fn seeds_text(&self) -> String {
+        match self.of {
+            Some(of) => format!("{} {of} seeds", self.applies_to),
+            None => format!("{} seeds", self.applies_to),
+        }
+    }
 }
 
 impl Tally {
@@ -73,7 +87,8 @@ impl Tally {
         self.seeds
     }
 
-    /// Every counter reached and every floor's, by name.
+    /// Every counter reached and every floor's, by name; a counter with
+    /// several floors has a row per floor, in the order they were declared.
     pub fn rows(&self, floors: &[Floor]) -> Vec<Row> {
         let mut names: Vec<String> = self.reached.keys().cloned().collect();
         for f in floors {
@@ -83,29 +98,39 @@ impl Tally {
         }
         names.sort();
         let share = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        names
-            .into_iter()
-            .map(|name| {
-                let seeds = self.reached.get(&name).copied().unwrap_or(0);
-                let floor = floors.iter().position(|f| f.counter == name).map(|i| {
+        let mut rows = Vec::new();
+        for name in names {
+            let seeds = self.reached.get(&name).copied().unwrap_or(0);
+            let mut results: Vec<Option<FloorResult>> = floors
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.counter == name)
+                .map(|(i, f)| {
                     let (applies_to, hit) = self.floors[i];
                     let s = share(hit, applies_to);
-                    FloorResult {
-                        min_share: floors[i].min_share,
+                    Some(FloorResult {
+                        min_share: f.min_share,
                         applies_to,
                         share: s,
                         // No seed it applies to: nothing to hold.
-                        holds: applies_to == 0 || s >= floors[i].min_share,
-                    }
-                });
-                Row {
+                        holds: applies_to == 0 || s >= f.min_share,
+                        of: f.seeds,
+                    })
+                })
+                .collect();
+            if results.is_empty() {
+                results.push(None);
+            }
+            for floor in results {
+                rows.push(Row {
                     share: share(seeds, self.seeds),
-                    counter: name,
+                    counter: name.clone(),
                     seeds,
                     floor,
-                }
-            })
-            .collect()
+                });
+            }
+        }
+        rows
     }
 }
 
@@ -115,13 +140,14 @@ pub fn table(rows: &[Row], seeds: u64) -> String {
     for r in rows {
         let floor = match &r.floor {
             Some(f) if f.applies_to == 0 => format!(
-                "  floor {:>3.0} %: no seed it applies to",
-                f.min_share * 100.0
+                "  floor {:>3.0} %: no {}seed it applies to",
+                f.min_share * 100.0,
+                f.of.map(|o| format!("{o} ")).unwrap_or_default()
             ),
             Some(f) => format!(
-                "  floor {:>3.0} % of {} seeds: {:.0} %{}",
+                "  floor {:>3.0} % of {}: {:.0} %{}",
                 f.min_share * 100.0,
-                f.applies_to,
+                f.seeds_text(),
                 f.share * 100.0,
                 if f.holds { "" } else { "  MISSED" }
             ),
@@ -135,6 +161,21 @@ pub fn table(rows: &[Row], seeds: u64) -> String {
         );
     }
     out
+}
+
+/// Applies a `--floor NAME=PCT` flag: sets every floor of that counter (a
+/// counter may have one per kind of seed), or adds one over all seeds.
+pub fn set_floor(floors: &mut Vec<Floor>, flag: &str) -> Result<(), String> {
+    let (name, share) = parse_floor(flag)?;
+    let mut found = false;
+    for f in floors.iter_mut().filter(|f| f.counter == name) {
+        f.min_share = share;
+        found = true;
+    }
+    if !found {
+        floors.push(Floor::new(Box::leak(name.into_boxed_str()), share));
+    }
+    Ok(())
 }
 
 /// Parses `NAME=PCT` (e.g. `raft: a snapshot taken=30`).
@@ -197,6 +238,55 @@ mod tests {
         let never = row("never").floor.as_ref().unwrap();
         assert!(!never.holds && never.share == 0.0);
         assert!(table(&rows, 10).contains("never  floor   1 % of 10 seeds: 0 %  MISSED"));
+    }
+
+    #[test]
+    fn a_counter_may_have_a_floor_per_kind_of_seed() {
+        let even = |s: &Schedule| s.param::<String>("mode").as_deref() == Some("even");
+        let odd = |s: &Schedule| s.param::<String>("mode").as_deref() == Some("odd");
+        let mut floors = vec![
+            Floor::new("c", 0.8).when(even).of("even"),
+            Floor::new("c", 0.4).when(odd).of("odd"),
+        ];
+        let run = |floors: &[Floor]| {
+            let mut t = Tally::new(floors);
+            for seed in 0..10 {
+                // Every even seed reaches it, one odd seed in five.
+                let mut reached = BTreeMap::new();
+                if seed % 2 == 0 || seed == 1 {
+                    reached.insert("c".to_string(), 1);
+                }
+                t.add(floors, &schedule(seed), &reached);
+            }
+            t.rows(floors)
+        };
+        let rows = run(&floors);
+        assert_eq!(rows.len(), 2, "a row per floor: {rows:?}");
+        assert!(rows.iter().all(|r| r.counter == "c" && r.seeds == 6));
+        let (e, o) = (
+            rows[0].floor.as_ref().unwrap(),
+            rows[1].floor.as_ref().unwrap(),
+        );
+        assert_eq!((e.applies_to, e.share, e.holds), (5, 1.0, true));
+        assert_eq!((o.applies_to, o.share, o.holds), (5, 0.2, false));
+        let text = table(&rows, 10);
+        assert!(
+            text.contains("c  floor  80 % of 5 even seeds: 100 %\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("c  floor  40 % of 5 odd seeds: 20 %  MISSED"),
+            "{text}"
+        );
+        // --floor sets both; an unknown counter gets a floor of its own.
+        set_floor(&mut floors, "c=10").unwrap();
+        set_floor(&mut floors, "d=1").unwrap();
+        assert_eq!(floors.len(), 3);
+        assert!(floors[..2].iter().all(|f| f.min_share == 0.1));
+        assert!(run(&floors)
+            .iter()
+            .all(|r| r.counter != "c" || r.floor.as_ref().unwrap().holds));
+        assert!(set_floor(&mut floors, "c").is_err());
     }
 
     #[test]

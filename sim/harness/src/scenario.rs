@@ -24,6 +24,9 @@ pub struct Param {
 
 /// A coverage floor: in a sweep, at least `min_share` of the seeds it
 /// applies to must reach counter `counter`, or the sweep fails naming it.
+/// A counter may have several floors over different seeds (e.g. one per
+/// workload, where one workload reaches it far more often than another):
+/// each is checked and printed on its own, with the name of its seeds.
 #[derive(Clone, Copy, Debug)]
 pub struct Floor {
     pub counter: &'static str,
@@ -31,6 +34,8 @@ pub struct Floor {
     pub min_share: f64,
     /// Which seeds it applies to (e.g. only the 2PC ones); `None`: all.
     pub applies: Option<fn(&Schedule) -> bool>,
+    /// What those seeds are, for the table (e.g. "mix"); `None`: unnamed.
+    pub seeds: Option<&'static str>,
 }
 
 impl Floor {
@@ -39,6 +44,7 @@ impl Floor {
             counter,
             min_share,
             applies: None,
+            seeds: None,
         }
     }
 
@@ -46,6 +52,15 @@ impl Floor {
     pub fn when(self, f: fn(&Schedule) -> bool) -> Floor {
         Floor {
             applies: Some(f),
+            ..self
+        }
+    }
+
+    /// Names the seeds the floor applies to in the table and the failure
+    /// message ("floor 15 % of 120 mix seeds").
+    pub fn of(self, seeds: &'static str) -> Floor {
+        Floor {
+            seeds: Some(seeds),
             ..self
         }
     }
