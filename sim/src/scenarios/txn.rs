@@ -6,10 +6,10 @@
 //! one is one linearizable multi-key `Read`. The seeded nemesis as in `kv`;
 //! then everything heals, a transaction must succeed, every key the
 //! workload could have written is read (final reads, one read-only
-//! transaction per generation) and the replicas must converge. The history is checked strict-serializable by the checker's
-//! isolation checker (dependency cycles G0..G2 with process and realtime
-//! edges, aborted and intermediate reads, ...), and node events against
-//! the Raft invariants.
+//! transaction per generation) and the replicas must converge. The history
+//! is checked strict-serializable by the checker's isolation checker
+//! (dependency cycles G0..G2 with process and realtime edges, aborted and
+//! intermediate reads, ...), and node events against the Raft invariants.
 //!
 //! Keys live in generations: every [`GENERATION_MS`] the clients move to
 //! fresh keys, so lists stay short and a read stays cheap to check.
