@@ -368,8 +368,9 @@ fn a_sweep_passes_every_flag_to_its_runs_and_replay_commands() {
 }
 
 /// "0 failed" means something only with the coverage floors met: a sweep
-/// whose seeds reach a counter less often than its floor fails and names
-/// it; the scenario's own floors hold on the same seeds.
+/// whose seeds show a counter reached less often than its floor fails and
+/// names it (a shortfall chance explains does not); the scenario's own
+/// floors hold on the same seeds.
 #[test]
 fn a_sweep_fails_when_a_coverage_floor_is_missed() {
     let out_dir = std::env::temp_dir().join(format!("sim-floors-{}", std::process::id()));
@@ -403,8 +404,22 @@ fn a_sweep_fails_when_a_coverage_floor_is_missed() {
         text.contains("coverage floor missed: 'raft: a node restarted from its snapshot'"),
         "{text}"
     );
-    // A counter nothing bumps is missed too.
-    let (code, text) = sweep(&["--floor", "kv: something never done=1"]);
+    // A counter nothing bumps is missed too, with a floor 60 seeds can
+    // judge: never reached in 60 seeds happens with probability 0.0018
+    // for a counter reached in 10 % of seeds.
+    let (code, text) = sweep(&["--floor", "kv: something never done=10"]);
     assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("reached in 0 % of 60 seeds, floor 10 % (P = 0.0018 that a counter at the floor is reached this rarely)"),
+        "{text}"
+    );
+    // At 1 %, 60 seeds cannot tell it from a rare one (0.99^60 = 0.547):
+    // the table says so, and the sweep passes.
+    let (code, text) = sweep(&["--floor", "kv: something never done=1"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("kv: something never done  floor   1 % of 60 seeds: 0 %  below, within chance (P = 0.547)"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&out_dir);
 }

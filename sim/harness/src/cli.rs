@@ -820,6 +820,18 @@ fn report_coverage(
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("coverage written to {}", path.display());
+    for r in &rows {
+        if let Some(f) = r.floor.as_ref().filter(|f| f.below_by_chance()) {
+            println!(
+                "below its floor, within chance: '{}' reached in {:.0} % of {}, floor {:.0} % ({}; more seeds would tell)",
+                r.counter,
+                f.share * 100.0,
+                f.seeds_text(),
+                f.min_share * 100.0,
+                f.odds_text()
+            );
+        }
+    }
     let missed: Vec<&crate::coverage::Row> = rows
         .iter()
         .filter(|r| r.floor.as_ref().is_some_and(|f| !f.holds))
@@ -832,12 +844,13 @@ fn report_coverage(
     for r in &missed {
         let f = r.floor.as_ref().unwrap();
         println!(
-            "{}coverage floor missed: '{}' reached in {:.0} % of {}, floor {:.0} %",
+            "{}coverage floor missed: '{}' reached in {:.0} % of {}, floor {:.0} % ({})",
             if enforce { "" } else { "(not enforced) " },
             r.counter,
             f.share * 100.0,
             f.seeds_text(),
-            f.min_share * 100.0
+            f.min_share * 100.0,
+            f.odds_text()
         );
     }
     if !enforce {

@@ -3,6 +3,15 @@
 //! in how many seeds it was reached; and the scenario's floors, each a
 //! share of the seeds it applies to that must reach its counter. "0 failed"
 //! means something only with the floors met.
+//!
+//! A sweep is a sample: a counter whose seeds reach it in 3 % of all seeds
+//! is reached by none of 26 seeds about one sweep in two. So a floor is
+//! missed only when the sweep shows the counter's rate below it: were the
+//! counter reached in exactly the floor's share of the seeds, a sweep of
+//! that many seeds would reach it this rarely (or more rarely) with
+//! probability below [`SIGNIFICANCE`] (a one-sided exact binomial test).
+//! A share below the floor that so few seeds cannot tell from it is printed
+//! as such, and does not fail the sweep.
 
 use crate::scenario::Floor;
 use crate::schedule::Schedule;
@@ -12,6 +21,34 @@ use std::collections::BTreeMap;
 /// Fewer seeds than this: floors are reported, not enforced (a share of a
 /// handful of seeds says little).
 pub const MIN_SEEDS_FOR_FLOORS: u64 = 50;
+
+/// A floor is missed when a counter reached in exactly the floor's share
+/// of the seeds would give a sweep's count or fewer with a probability
+/// below this.
+pub const SIGNIFICANCE: f64 = 0.05;
+
+/// P(X <= k) for X ~ Binomial(n, p), summed in log space so that large
+/// sweeps do not underflow (0.65^10000 is 0 as an `f64`).
+pub fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
+    if k >= n || p <= 0.0 {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return 0.0;
+    }
+    let (lp, lq) = (p.ln(), (-p).ln_1p());
+    // ln P(X = i), from ln P(X = 0) = n ln(1 - p) upwards.
+    let mut terms = Vec::with_capacity(k as usize + 1);
+    let mut l = n as f64 * lq;
+    terms.push(l);
+    for i in 0..k {
+        l += ((n - i) as f64).ln() - ((i + 1) as f64).ln() + lp - lq;
+        terms.push(l);
+    }
+    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = terms.iter().map(|t| (t - max).exp()).sum();
+    (max + sum.ln()).exp().min(1.0)
+}
 
 /// The coverage of a sweep, seed by seed.
 #[derive(Default)]
@@ -43,6 +80,13 @@ pub struct FloorResult {
     pub min_share: f64,
     pub applies_to: u64,
     pub share: f64,
+    /// Were the counter reached in exactly `min_share` of the seeds: the
+    /// probability that this many seeds reach it as rarely as these did,
+    /// or more rarely (1 when the share is at or above the floor).
+    pub p_value: f64,
+    /// Not missed: at or above the floor, or below it by no more than
+    /// chance explains (`p_value` >= [`SIGNIFICANCE`]), or no seed it
+    /// applies to.
     pub holds: bool,
     /// The name of the seeds it applies to ([`Floor::of`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,6 +94,19 @@ pub struct FloorResult {
 }
 
 impl FloorResult {
+    /// Below its floor, but by no more than chance explains.
+    pub fn below_by_chance(&self) -> bool {
+        self.holds && self.applies_to > 0 && self.share < self.min_share
+    }
+
+    /// Why a missed floor is missed, or why one below its share is not.
+    pub fn odds_text(&self) -> String {
+        format!(
+            "P = {} that a counter at the floor is reached this rarely",
+            fmt_p(self.p_value)
+        )
+    }
+
     /// "300 seeds", "120 mix seeds".
     pub fn seeds_text(&self) -> String {
         match self.of {
@@ -108,12 +165,18 @@ impl Tally {
                 .map(|(i, f)| {
                     let (applies_to, hit) = self.floors[i];
                     let s = share(hit, applies_to);
+                    let p_value = if s >= f.min_share {
+                        1.0
+                    } else {
+                        binomial_cdf(hit, applies_to, f.min_share)
+                    };
                     Some(FloorResult {
                         min_share: f.min_share,
                         applies_to,
                         share: s,
+                        p_value,
                         // No seed it applies to: nothing to hold.
-                        holds: applies_to == 0 || s >= f.min_share,
+                        holds: applies_to == 0 || p_value >= SIGNIFICANCE,
                         of: f.seeds,
                     })
                 })
@@ -149,7 +212,13 @@ pub fn table(rows: &[Row], seeds: u64) -> String {
                 f.min_share * 100.0,
                 f.seeds_text(),
                 f.share * 100.0,
-                if f.holds { "" } else { "  MISSED" }
+                if !f.holds {
+                    format!("  MISSED (P = {})", fmt_p(f.p_value))
+                } else if f.below_by_chance() {
+                    format!("  below, within chance (P = {})", fmt_p(f.p_value))
+                } else {
+                    String::new()
+                }
             ),
             None => String::new(),
         };
@@ -161,6 +230,17 @@ pub fn table(rows: &[Row], seeds: u64) -> String {
         );
     }
     out
+}
+
+/// A probability in a line of text: "0.012", "0.547", "0.0018", "< 0.0001".
+fn fmt_p(p: f64) -> String {
+    if p < 1e-4 {
+        "< 0.0001".to_string()
+    } else if p < 0.01 {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.3}")
+    }
 }
 
 /// Applies a `--floor NAME=PCT` flag: sets every floor of that counter (a
@@ -201,7 +281,14 @@ mod tests {
     fn schedule(seed: u64) -> Schedule {
         let sel = FaultSelection::Only(vec![]);
         let mut s = Schedule::draw("x", seed, None, &HOST_KINDS, &sel, 3, 1_000);
-        s.set_param("mode", if seed % 2 == 0 { "even" } else { "odd" });
+        s.set_param(
+            "mode",
+            if seed.is_multiple_of(2) {
+                "even"
+            } else {
+                "odd"
+            },
+        );
         s
     }
 
@@ -235,9 +322,73 @@ mod tests {
         let r = &t2.rows(&[none])[0];
         assert!(r.floor.as_ref().unwrap().holds, "applies to no seed: holds");
         assert!(table(&t2.rows(&[none]), 1).contains("no seed it applies to"));
+        // Ten seeds cannot tell a counter never reached from one reached
+        // in 1 % of seeds (0.99^10 = 0.904).
         let never = row("never").floor.as_ref().unwrap();
-        assert!(!never.holds && never.share == 0.0);
-        assert!(table(&rows, 10).contains("never  floor   1 % of 10 seeds: 0 %  MISSED"));
+        assert!(never.holds && never.below_by_chance() && never.share == 0.0);
+        assert!((never.p_value - 0.99f64.powi(10)).abs() < 1e-12);
+        assert!(
+            table(&rows, 10)
+                .contains("never  floor   1 % of 10 seeds: 0 %  below, within chance (P = 0.904)"),
+            "{}",
+            table(&rows, 10)
+        );
+    }
+
+    /// A floor is missed when the sweep shows the counter below it, not
+    /// when a few seeds happen to fall short.
+    #[test]
+    fn a_floor_is_missed_only_when_the_seeds_show_the_rate_below_it() {
+        let floors = [Floor::new("r", 0.07)];
+        let sweep = |n: u64, hits: u64| {
+            let mut t = Tally::new(&floors);
+            for seed in 0..n {
+                let mut reached = BTreeMap::new();
+                if seed < hits {
+                    reached.insert("r".to_string(), 1);
+                }
+                t.add(&floors, &schedule(seed), &reached);
+            }
+            t.rows(&floors).remove(0).floor.unwrap()
+        };
+        // 6 of 200 (3 %) against 7 %: P(X <= 6) = 0.0119 for X ~ B(200, 0.07).
+        let f = sweep(200, 6);
+        assert!(!f.holds && (f.p_value - 0.011873).abs() < 1e-5, "{f:?}");
+        assert!(table(
+            &[Row {
+                counter: "r".into(),
+                seeds: 6,
+                share: 0.03,
+                floor: Some(f)
+            }],
+            200
+        )
+        .contains("r  floor   7 % of 200 seeds: 3 %  MISSED (P = 0.012)"));
+        // 2 of 40 (5 %) against 7 %: chance explains it.
+        let f = sweep(40, 2);
+        assert!(f.holds && f.below_by_chance() && f.p_value > 0.4, "{f:?}");
+        // At the floor or above: P = 1.
+        let f = sweep(100, 7);
+        assert!(f.holds && !f.below_by_chance() && f.p_value == 1.0);
+        // Never reached in 1000 seeds: far beyond chance.
+        let f = sweep(1000, 0);
+        assert!(!f.holds && f.p_value < 1e-30, "{f:?}");
+    }
+
+    #[test]
+    fn binomial_tails_match_known_values() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.max(1e-300);
+        assert!(close(binomial_cdf(0, 60, 0.01), 0.99f64.powi(60)));
+        // B(10, 0.5): P(X <= 3) = (1 + 10 + 45 + 120) / 1024.
+        assert!(close(binomial_cdf(3, 10, 0.5), 176.0 / 1024.0));
+        assert_eq!(binomial_cdf(10, 10, 0.5), 1.0);
+        assert_eq!(binomial_cdf(3, 10, 0.0), 1.0);
+        assert_eq!(binomial_cdf(9, 10, 1.0), 0.0);
+        // No underflow where (1 - p)^n does: 0.65^10000 is 0 as an f64.
+        let p = binomial_cdf(3400, 10_000, 0.35);
+        assert!(p > 0.0 && p < 0.05, "{p}");
+        let p = binomial_cdf(3500, 10_000, 0.35);
+        assert!(p > 0.5 && p < 0.51, "{p}");
     }
 
     #[test]
@@ -250,10 +401,10 @@ mod tests {
         ];
         let run = |floors: &[Floor]| {
             let mut t = Tally::new(floors);
-            for seed in 0..10 {
+            for seed in 0..100 {
                 // Every even seed reaches it, one odd seed in five.
                 let mut reached = BTreeMap::new();
-                if seed % 2 == 0 || seed == 1 {
+                if seed % 2 == 0 || seed % 10 == 1 {
                     reached.insert("c".to_string(), 1);
                 }
                 t.add(floors, &schedule(seed), &reached);
@@ -262,20 +413,20 @@ mod tests {
         };
         let rows = run(&floors);
         assert_eq!(rows.len(), 2, "a row per floor: {rows:?}");
-        assert!(rows.iter().all(|r| r.counter == "c" && r.seeds == 6));
+        assert!(rows.iter().all(|r| r.counter == "c" && r.seeds == 60));
         let (e, o) = (
             rows[0].floor.as_ref().unwrap(),
             rows[1].floor.as_ref().unwrap(),
         );
-        assert_eq!((e.applies_to, e.share, e.holds), (5, 1.0, true));
-        assert_eq!((o.applies_to, o.share, o.holds), (5, 0.2, false));
-        let text = table(&rows, 10);
+        assert_eq!((e.applies_to, e.share, e.holds), (50, 1.0, true));
+        assert_eq!((o.applies_to, o.share, o.holds), (50, 0.2, false));
+        let text = table(&rows, 100);
         assert!(
-            text.contains("c  floor  80 % of 5 even seeds: 100 %\n"),
+            text.contains("c  floor  80 % of 50 even seeds: 100 %\n"),
             "{text}"
         );
         assert!(
-            text.contains("c  floor  40 % of 5 odd seeds: 20 %  MISSED"),
+            text.contains("c  floor  40 % of 50 odd seeds: 20 %  MISSED"),
             "{text}"
         );
         // --floor sets both; an unknown counter gets a floor of its own.

@@ -213,10 +213,8 @@ fn history_coverage(h: &History) -> Vec<(String, u64)> {
                     clock_on_leader += u64::from(node.is_some() && node == leader);
                 }
             }
-            Process::Named(n) if op.f == "role" => {
-                if op.value["role"] == "Leader" {
-                    leader = n.strip_prefix('n').and_then(|id| id.parse().ok());
-                }
+            Process::Named(n) if op.f == "role" && op.value["role"] == "Leader" => {
+                leader = n.strip_prefix('n').and_then(|id| id.parse().ok());
             }
             Process::Client(_) if op.f == "get" && op.kind == OpType::Ok => {
                 reads += u64::from(!active.is_empty());
