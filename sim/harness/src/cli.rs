@@ -647,13 +647,22 @@ fn same_trace_again(c: &Common, sched: &Schedule, r: &RunResult) -> bool {
     false
 }
 
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not a number of workers: use 1 or more (e.g. --jobs 2 on 2 cores)"
+        )),
+    }
+}
+
 #[derive(clap::Args)]
 struct SweepOpts {
     /// Seed range A..B (B excluded).
     #[arg(long, default_value = "0..100")]
     seeds: String,
     /// Parallel workers (each seed runs in its own process).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_jobs)]
     jobs: usize,
     /// Run only the seeds s with s % N == I (I/N), to split a sweep across machines.
     #[arg(long)]
@@ -724,7 +733,7 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     let sim_ms = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..o.jobs.max(1) {
+        for _ in 0..o.jobs {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst) as usize;
                 if i >= list.len()
@@ -974,6 +983,15 @@ mod tests {
             client_ops: 0,
             check_wall: Duration::ZERO,
             coverage: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn jobs_must_be_at_least_one() {
+        assert_eq!(parse_jobs("2"), Ok(2));
+        for bad in ["0", "-1", "two"] {
+            let e = parse_jobs(bad).unwrap_err();
+            assert!(e.contains("use 1 or more"), "{e}");
         }
     }
 
