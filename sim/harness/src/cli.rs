@@ -133,6 +133,17 @@ struct Common {
 }
 
 impl Common {
+    /// Whether the scenario's floors apply: they are set for the fault
+    /// kinds seeds draw (`swarm`) or for every kind (`all`). With `none`
+    /// or a chosen list, a path those kinds cannot reach would miss its
+    /// floor with nothing wrong.
+    fn floors_apply(&self) -> bool {
+        match &self.selection {
+            FaultSelection::Swarm => true,
+            FaultSelection::Only(k) => k.len() == self.scenario.fault_kinds().len(),
+        }
+    }
+
     fn resolve(
         app: &'static App,
         a: CommonArgs,
@@ -676,7 +687,8 @@ struct SweepOpts {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-    /// Add or change a coverage floor: COUNTER=PERCENT of the seeds (repeatable).
+    /// Add or change a coverage floor: COUNTER=PERCENT of the seeds (repeatable;
+    /// enforced whatever --faults, the scenario's own floors only with swarm or all).
     #[arg(long = "floor")]
     floors: Vec<String>,
     /// Report the scenario's coverage floors without enforcing them.
@@ -848,13 +860,22 @@ fn report_coverage(
     if missed.is_empty() {
         return Ok(true);
     }
-    let enforce =
+    let sweep_counts =
         !o.no_floors && complete && tally.seeds() >= crate::coverage::MIN_SEEDS_FOR_FLOORS;
+    // Floors given with --floor are enforced whatever the fault kinds.
+    let flagged: Vec<String> = o
+        .floors
+        .iter()
+        .filter_map(|f| crate::coverage::parse_floor(f).ok().map(|(name, _)| name))
+        .collect();
+    let enforced = |r: &crate::coverage::Row| {
+        sweep_counts && (c.floors_apply() || flagged.contains(&r.counter))
+    };
     for r in &missed {
         let f = r.floor.as_ref().unwrap();
         println!(
             "{}coverage floor missed: '{}' reached in {:.0} % of {}, floor {:.0} % ({})",
-            if enforce { "" } else { "(not enforced) " },
+            if enforced(r) { "" } else { "(not enforced) " },
             r.counter,
             f.share * 100.0,
             f.seeds_text(),
@@ -862,19 +883,24 @@ fn report_coverage(
             f.odds_text()
         );
     }
-    if !enforce {
+    if missed.iter().any(|r| !enforced(r)) {
         println!(
             "floors not enforced: {}",
             if o.no_floors {
                 "--no-floors".to_string()
             } else if !complete {
                 "the sweep stopped early".to_string()
-            } else {
+            } else if !sweep_counts {
                 format!("fewer than {} seeds", crate::coverage::MIN_SEEDS_FOR_FLOORS)
+            } else {
+                format!(
+                    "--faults {}: the scenario's floors are set for the kinds seeds draw (swarm) or every kind (all); --floor COUNTER=PCT enforces one",
+                    c.faults
+                )
             }
         );
     }
-    Ok(!enforce)
+    Ok(!missed.iter().any(|r| enforced(r)))
 }
 
 fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String> {
