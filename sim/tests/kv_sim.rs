@@ -397,6 +397,16 @@ fn a_sweep_fails_when_a_coverage_floor_is_missed() {
     let json = std::fs::read_to_string(out_dir.join("coverage-kv.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["seeds"], 60);
+    let floors: Vec<&serde_json::Value> = v["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.get("floor"))
+        .collect();
+    assert!(
+        !floors.is_empty() && floors.iter().all(|f| f["enforced"] == true),
+        "{json}"
+    );
     // The same seeds, with a floor no sweep reaches: 100 % of the seeds
     // restarting a node from its snapshot.
     let (code, text) = sweep(&["--floor", "raft: a node restarted from its snapshot=100"]);
@@ -422,11 +432,19 @@ fn a_sweep_fails_when_a_coverage_floor_is_missed() {
         text.contains("kv: something never done  floor   1 % of 60 seeds: 0 %  below, within chance (P = 0.547)"),
         "{text}"
     );
+    // A counter nothing reached and the scenario does not know: likely
+    // a misspelt name, and the sweep says so.
+    assert!(
+        text.contains("--floor 'kv: something never done': no seed reached this counter, and the scenario declares no floor on it"),
+        "{text}"
+    );
     // Without faults no write is left unknown: the scenario's floors are
     // set for drawn kinds, so they are reported, not enforced; a floor
     // given with --floor still is.
     let (code, text) = sweep_with("none", &[]);
     assert_eq!(code, Some(0), "{text}");
+    let json = std::fs::read_to_string(out_dir.join("coverage-kv.json")).unwrap();
+    assert!(json.contains("\"enforced\": false"), "{json}");
     assert!(
         text.contains("(not enforced) coverage floor missed: 'client: a write of unknown outcome settled by its retry'")
             && text.contains("floors not enforced: --faults none: the scenario's floors are set for the kinds seeds draw"),

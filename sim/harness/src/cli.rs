@@ -813,8 +813,8 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     })
 }
 
-/// Prints the coverage table, writes it as JSON, and checks the floors
-/// (when the sweep ran to its end over enough seeds); false if one missed.
+/// Prints the coverage table, writes it as JSON, and checks the floors;
+/// false if a floor that is enforced (see `enforced` below) was missed.
 fn report_coverage(
     c: &Common,
     o: &SweepOpts,
@@ -822,8 +822,22 @@ fn report_coverage(
     tally: &crate::coverage::Tally,
     complete: bool,
 ) -> Result<bool, String> {
+    use crate::coverage::Row;
     let rows = tally.rows(floors);
     print!("{}", crate::coverage::table(&rows, tally.seeds()));
+    let sweep_counts =
+        !o.no_floors && complete && tally.seeds() >= crate::coverage::MIN_SEEDS_FOR_FLOORS;
+    // Floors given with --floor are enforced whatever the fault kinds
+    // (over the seeds they apply to: one that replaces a scenario's floor
+    // keeps its seeds).
+    let flagged: Vec<String> = o
+        .floors
+        .iter()
+        .filter_map(|f| crate::coverage::parse_floor(f).ok().map(|(name, _)| name))
+        .collect();
+    let enforced = |r: &Row| {
+        r.floor.is_some() && sweep_counts && (c.floors_apply() || flagged.contains(&r.counter))
+    };
     let path = o
         .coverage_out
         .clone()
@@ -832,15 +846,38 @@ fn report_coverage(
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    let mut counters = serde_json::to_value(&rows).expect("rows serialize");
+    for (v, r) in counters
+        .as_array_mut()
+        .expect("an array")
+        .iter_mut()
+        .zip(&rows)
+    {
+        if let Some(floor) = v.get_mut("floor") {
+            floor["enforced"] = serde_json::Value::Bool(enforced(r));
+        }
+    }
     let json = serde_json::json!({
         "scenario": c.scenario.name(),
         "args": c.args(),
         "seeds": tally.seeds(),
-        "counters": rows,
+        "counters": counters,
     });
     std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("coverage written to {}", path.display());
+    // A --floor on a counter nothing reached and the scenario does not
+    // know is most likely a misspelt name: say so, since a small floor
+    // over few seeds is not missed.
+    let declared = c.scenario.floors();
+    for name in &flagged {
+        let reached = rows.iter().any(|r| &r.counter == name && r.seeds > 0);
+        if !reached && !declared.iter().any(|f| f.counter == name) {
+            println!(
+                "--floor '{name}': no seed reached this counter, and the scenario declares no floor on it; check its name (`sim run` prints the counters a seed reached)"
+            );
+        }
+    }
     for r in &rows {
         if let Some(f) = r.floor.as_ref().filter(|f| f.below_by_chance()) {
             println!(
@@ -853,24 +890,10 @@ fn report_coverage(
             );
         }
     }
-    let missed: Vec<&crate::coverage::Row> = rows
+    let missed: Vec<&Row> = rows
         .iter()
         .filter(|r| r.floor.as_ref().is_some_and(|f| !f.holds))
         .collect();
-    if missed.is_empty() {
-        return Ok(true);
-    }
-    let sweep_counts =
-        !o.no_floors && complete && tally.seeds() >= crate::coverage::MIN_SEEDS_FOR_FLOORS;
-    // Floors given with --floor are enforced whatever the fault kinds.
-    let flagged: Vec<String> = o
-        .floors
-        .iter()
-        .filter_map(|f| crate::coverage::parse_floor(f).ok().map(|(name, _)| name))
-        .collect();
-    let enforced = |r: &crate::coverage::Row| {
-        sweep_counts && (c.floors_apply() || flagged.contains(&r.counter))
-    };
     for r in &missed {
         let f = r.floor.as_ref().unwrap();
         println!(

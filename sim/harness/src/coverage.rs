@@ -37,16 +37,19 @@ pub fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
         return 0.0;
     }
     let (lp, lq) = (p.ln(), (-p).ln_1p());
-    // ln P(X = i), from ln P(X = 0) = n ln(1 - p) upwards.
-    let mut terms = Vec::with_capacity(k as usize + 1);
+    // ln P(X = i), from ln P(X = 0) = n ln(1 - p) upwards, summed as
+    // exp(max) * sum, rescaled whenever a term exceeds the largest so far.
     let mut l = n as f64 * lq;
-    terms.push(l);
+    let (mut max, mut sum) = (l, 1.0f64);
     for i in 0..k {
         l += ((n - i) as f64).ln() - ((i + 1) as f64).ln() + lp - lq;
-        terms.push(l);
+        if l > max {
+            sum = sum * (max - l).exp() + 1.0;
+            max = l;
+        } else {
+            sum += (l - max).exp();
+        }
     }
-    let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = terms.iter().map(|t| (t - max).exp()).sum();
     (max + sum.ln()).exp().min(1.0)
 }
 
@@ -102,8 +105,8 @@ impl FloorResult {
     /// Why a missed floor is missed, or why one below its share is not.
     pub fn odds_text(&self) -> String {
         format!(
-            "P = {} that a counter at the floor is reached this rarely",
-            fmt_p(self.p_value)
+            "{} that a counter at the floor is reached this rarely",
+            p_text(self.p_value)
         )
     }
 
@@ -213,9 +216,9 @@ pub fn table(rows: &[Row], seeds: u64) -> String {
                 f.seeds_text(),
                 f.share * 100.0,
                 if !f.holds {
-                    format!("  MISSED (P = {})", fmt_p(f.p_value))
+                    format!("  MISSED ({})", p_text(f.p_value))
                 } else if f.below_by_chance() {
-                    format!("  below, within chance (P = {})", fmt_p(f.p_value))
+                    format!("  below, within chance ({})", p_text(f.p_value))
                 } else {
                     String::new()
                 }
@@ -232,14 +235,16 @@ pub fn table(rows: &[Row], seeds: u64) -> String {
     out
 }
 
-/// A probability in a line of text: "0.012", "0.547", "0.0018", "< 0.0001".
-fn fmt_p(p: f64) -> String {
+/// A probability in a line of text: "P = 0.012", "P = 0.547", "P = 0.0018",
+/// "P < 0.0001"; with four decimals near [`SIGNIFICANCE`], so that a
+/// missed floor never reads "P = 0.050" beside one within chance.
+fn p_text(p: f64) -> String {
     if p < 1e-4 {
-        "< 0.0001".to_string()
-    } else if p < 0.01 {
-        format!("{p:.4}")
+        "P < 0.0001".to_string()
+    } else if p < 0.01 || (0.04..0.06).contains(&p) {
+        format!("P = {p:.4}")
     } else {
-        format!("{p:.3}")
+        format!("P = {p:.3}")
     }
 }
 
@@ -389,6 +394,12 @@ mod tests {
         assert!(p > 0.0 && p < 0.05, "{p}");
         let p = binomial_cdf(3500, 10_000, 0.35);
         assert!(p > 0.5 && p < 0.51, "{p}");
+        // Printed: four decimals near the 5 % line.
+        assert_eq!(p_text(0.0496), "P = 0.0496");
+        assert_eq!(p_text(0.0504), "P = 0.0504");
+        assert_eq!(p_text(0.547), "P = 0.547");
+        assert_eq!(p_text(0.0018), "P = 0.0018");
+        assert_eq!(p_text(1e-9), "P < 0.0001");
     }
 
     #[test]
