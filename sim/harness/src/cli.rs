@@ -881,12 +881,8 @@ fn report_coverage(
     for r in &rows {
         if let Some(f) = r.floor.as_ref().filter(|f| f.below_by_chance()) {
             println!(
-                "below its floor, within chance: '{}' reached in {:.0} % of {}, floor {:.0} % ({}; more seeds would tell)",
-                r.counter,
-                f.share * 100.0,
-                f.seeds_text(),
-                f.min_share * 100.0,
-                f.odds_text()
+                "below its floor, within chance: {}",
+                f.shortfall_text(&r.counter, "; more seeds would tell")
             );
         }
     }
@@ -897,13 +893,9 @@ fn report_coverage(
     for r in &missed {
         let f = r.floor.as_ref().unwrap();
         println!(
-            "{}coverage floor missed: '{}' reached in {:.0} % of {}, floor {:.0} % ({})",
+            "{}coverage floor missed: {}",
             if enforced(r) { "" } else { "(not enforced) " },
-            r.counter,
-            f.share * 100.0,
-            f.seeds_text(),
-            f.min_share * 100.0,
-            f.odds_text()
+            f.shortfall_text(&r.counter, "")
         );
     }
     if missed.iter().any(|r| !enforced(r)) {

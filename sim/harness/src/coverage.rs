@@ -102,10 +102,15 @@ impl FloorResult {
         self.holds && self.applies_to > 0 && self.share < self.min_share
     }
 
-    /// Why a missed floor is missed, or why one below its share is not.
-    pub fn odds_text(&self) -> String {
+    /// A floor below its share, for a line of its own: "'C' reached in 3 %
+    /// of 200 seeds, floor 7 % (P = 0.012 that a counter at the floor is
+    /// reached this rarely{tail})".
+    pub fn shortfall_text(&self, counter: &str, tail: &str) -> String {
         format!(
-            "{} that a counter at the floor is reached this rarely",
+            "'{counter}' reached in {:.0} % of {}, floor {:.0} % ({} that a counter at the floor is reached this rarely{tail})",
+            self.share * 100.0,
+            self.seeds_text(),
+            self.min_share * 100.0,
             p_text(self.p_value)
         )
     }
@@ -241,7 +246,7 @@ pub fn table(rows: &[Row], seeds: u64) -> String {
 fn p_text(p: f64) -> String {
     if p < 1e-4 {
         "P < 0.0001".to_string()
-    } else if p < 0.01 || (0.04..0.06).contains(&p) {
+    } else if p < 0.01 || (SIGNIFICANCE * 0.8..SIGNIFICANCE * 1.2).contains(&p) {
         format!("P = {p:.4}")
     } else {
         format!("P = {p:.3}")
