@@ -672,9 +672,10 @@ struct SweepOpts {
     /// Seed range A..B (B excluded).
     #[arg(long, default_value = "0..100")]
     seeds: String,
-    /// Parallel workers (each seed runs in its own process).
-    #[arg(long, default_value_t = 1, value_parser = parse_jobs)]
-    jobs: usize,
+    /// Parallel workers (each seed runs in its own process) [default: the
+    /// machine's cores]
+    #[arg(long, value_parser = parse_jobs)]
+    jobs: Option<usize>,
     /// Run only the seeds s with s % N == I (I/N), to split a sweep across machines.
     #[arg(long)]
     shard: Option<String>,
@@ -713,9 +714,14 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
         crate::coverage::set_floor(&mut floors, f)?;
     }
     let tally = Mutex::new(crate::coverage::Tally::new(&floors));
+    // The sweep's own threads, outside any simulation: each seed runs in a
+    // child process.
+    let jobs = o.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     let list: Vec<u64> = (a..b).filter(|s| s % sn == si).collect();
     println!(
-        "sweep {} seeds {a}..{b}{} bug {} faults {} with {} jobs",
+        "sweep {} seeds {a}..{b}{} bug {} faults {} with {jobs} job{}",
         c.scenario.name(),
         if sn > 1 {
             format!(" shard {si}/{sn} ({} seeds)", list.len())
@@ -724,7 +730,7 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
         },
         c.bug.as_deref().unwrap_or("none"),
         c.faults,
-        o.jobs
+        if jobs == 1 { "" } else { "s" }
     );
     quiet_panics();
     let bar = if o.quiet {
@@ -745,7 +751,7 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     let sim_ms = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..o.jobs {
+        for _ in 0..jobs {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst) as usize;
                 if i >= list.len()
