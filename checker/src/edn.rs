@@ -16,6 +16,8 @@ pub enum Edn {
     Nil,
     Bool(bool),
     Int(i64),
+    /// An integer above `i64::MAX` that fits in 64 bits.
+    UInt(u64),
     Float(f64),
     Str(String),
     Keyword(String),
@@ -304,11 +306,27 @@ impl<'a> Reader<'a> {
         if let Ok(i) = t.parse::<i64>() {
             return Ok(Edn::Int(i));
         }
+        if let Ok(u) = t.parse::<u64>() {
+            return Ok(Edn::UInt(u));
+        }
+        if is_integer_literal(t) {
+            // As a float it would compare equal to its neighbours.
+            return self.err(format!(
+                "integer `{tok}` does not fit in 64 bits: the checker compares values \
+                 exactly and cannot hold it (write it as a string)"
+            ));
+        }
         if let Ok(f) = t.parse::<f64>() {
             return Ok(Edn::Float(f));
         }
         self.err(format!("malformed number `{tok}`"))
     }
+}
+
+/// Whether `t` is an integer literal: an optional sign and digits only.
+pub(crate) fn is_integer_literal(t: &str) -> bool {
+    let digits = t.strip_prefix(['-', '+']).unwrap_or(t);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Parses a whole text into its top-level values.
@@ -329,6 +347,7 @@ impl Edn {
             Edn::Nil => Value::Null,
             Edn::Bool(b) => Value::Bool(*b),
             Edn::Int(i) => Value::Number((*i).into()),
+            Edn::UInt(u) => Value::Number((*u).into()),
             Edn::Float(f) => Number::from_f64(*f)
                 .map(Value::Number)
                 .unwrap_or(Value::Null),
@@ -354,7 +373,7 @@ impl Edn {
         match self {
             Edn::Nil => "nil".into(),
             Edn::Bool(_) => "a boolean".into(),
-            Edn::Int(_) | Edn::Float(_) => "a number".into(),
+            Edn::Int(_) | Edn::UInt(_) | Edn::Float(_) => "a number".into(),
             Edn::Str(_) => "a string".into(),
             Edn::Keyword(k) => format!(":{k}"),
             Edn::Symbol(s) => format!("symbol {s}"),

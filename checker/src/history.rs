@@ -233,6 +233,54 @@ pub(crate) fn key_from_value(v: &Value) -> Result<Option<String>, String> {
     }
 }
 
+/// An integer literal outside strings in a JSON `line` that does not fit in
+/// 64 bits, as an error: serde_json would read it as a float, equal to its
+/// neighbours (2^64 and 2^64 + 1 are one float), and the checker compares
+/// values exactly.
+fn wide_integer(line: &str) -> Result<(), String> {
+    let bytes = line.as_bytes();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < bytes.len()
+                && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+            {
+                i += 1;
+            }
+            let t = &line[start..i];
+            if crate::edn::is_integer_literal(t)
+                && t.parse::<i64>().is_err()
+                && t.parse::<u64>().is_err()
+            {
+                return Err(format!(
+                    "integer {t} does not fit in 64 bits: the checker compares values exactly \
+                     and cannot hold it (write it as a string)"
+                ));
+            }
+            continue;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 impl History {
     /// A history with the native meaning ([`Semantics::Native`]).
     pub fn new(ops: Vec<Op>) -> History {
@@ -253,11 +301,17 @@ impl History {
     /// among the events.
     pub fn from_jsonl(text: &str) -> Result<History, ParseError> {
         let mut ops = Vec::new();
+        // Line of each explicit `index`: results name operations by it.
+        let mut indexes = std::collections::HashMap::new();
         for (lineno, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() {
                 continue;
             }
+            wide_integer(line).map_err(|message| ParseError {
+                line: lineno + 1,
+                message,
+            })?;
             let raw: RawOp = serde_json::from_str(line).map_err(|e| ParseError {
                 line: lineno + 1,
                 message: format!(
@@ -271,6 +325,17 @@ impl History {
                     message: m,
                 }
             })?;
+            if let Some(i) = raw.index {
+                if let Some(first) = indexes.insert(i, lineno + 1) {
+                    return Err(ParseError {
+                        line: lineno + 1,
+                        message: format!(
+                            "index {i} is also line {first}'s: an event's index must be unique \
+                             (or leave it out: it is then the event's position)"
+                        ),
+                    });
+                }
+            }
             let index = raw.index.unwrap_or(ops.len());
             ops.push(Op {
                 index,
@@ -345,12 +410,9 @@ impl History {
                         return Err(ParseError {
                             line: pos + 1,
                             message: format!(
-                                "event {} (index {}): process {} completes an operation ({}) it \
-                                 never invoked; every ok/fail/info of a client must follow its invoke",
-                                pos + 1,
-                                op.index,
-                                op.process,
-                                op.f
+                                "process {} completes an operation ({}, index {}) it never \
+                                 invoked; every ok/fail/info of a client must follow its invoke",
+                                op.process, op.f, op.index
                             ),
                         });
                     };

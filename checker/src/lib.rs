@@ -61,6 +61,7 @@ pub mod isolation;
 pub mod linear;
 pub mod model;
 pub mod report;
+pub mod stdout;
 pub mod vclock;
 
 pub use formats::{parse_auto, Format, ParseError};

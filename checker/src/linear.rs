@@ -226,7 +226,7 @@ pub fn check_model<M: Model>(
     }
     let nparts = parts.len();
 
-    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let deadline = opts.timeout.and_then(|t| Instant::now().checked_add(t));
     let first_fail = AtomicUsize::new(usize::MAX);
     let limits = Limits {
         deadline,

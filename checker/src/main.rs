@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 
 use checker::formats::{self, Format};
-use checker::history::{History, Semantics};
+use checker::history::{History, OpType, Semantics};
 use checker::isolation::{self, gen, Consistency, IsoOptions, IsoVerdict, TxnModel};
 use checker::linear::{self, Options, Verdict};
 use checker::model::ModelKind;
+use checker::stdout::out;
 use checker::vclock;
 
 #[derive(Parser)]
@@ -50,14 +51,14 @@ enum Cmd {
         /// Knossos's); default from the format (EDN: jepsen, others: native).
         #[arg(long)]
         semantics: Option<String>,
-        /// Give up (exit 2) after this many seconds.
-        #[arg(long)]
+        /// Give up (exit 2) after this many seconds (linearizability only).
+        #[arg(long, conflicts_with = "isolation")]
         timeout: Option<f64>,
         /// Worker threads for independent partitions (0 = one per core).
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, conflicts_with = "isolation")]
         threads: usize,
         /// Give up (exit 2) after this many cached search states per partition.
-        #[arg(long, default_value_t = 10_000_000)]
+        #[arg(long, default_value_t = 10_000_000, conflicts_with = "isolation")]
         max_cache: usize,
         /// Write a self-contained HTML report here.
         #[arg(long, alias = "html")]
@@ -87,7 +88,7 @@ enum Cmd {
         linearizable_keys: bool,
         /// With --isolation: search steps per strongly connected component
         /// before giving up on it (exit 2 unless an anomaly is found anyway).
-        #[arg(long, default_value_t = 20_000_000)]
+        #[arg(long, default_value_t = 20_000_000, requires = "isolation")]
         max_search_steps: u64,
         /// With --isolation: print the result as JSON instead of text.
         #[arg(long)]
@@ -163,43 +164,38 @@ Checks: order (some x before each y; missing-predecessor if no x), concurrency, 
 struct BadInput(String);
 
 fn read_history(file: &Path, format: &str) -> Result<(History, Format), BadInput> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
+    // `-` is standard input, as for most tools.
+    let text = if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+    .map_err(|e| BadInput(format!("cannot read {}: {e}", file.display())))?;
+    // A byte-order mark some editors write is not part of the history.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let parsed = if format == "auto" {
-        formats::parse_auto(&text)
+        formats::parse_auto(text)
     } else {
         let f = Format::by_name(format).ok_or_else(|| {
             BadInput(format!(
                 "unknown --format {format:?}: use auto, native, edn, etcd or porcupine-kv"
             ))
         })?;
-        formats::parse(&text, f).map(|h| (h, f))
+        formats::parse(text, f).map(|h| (h, f))
     };
     parsed.map_err(|e| {
         BadInput(format!(
-            "{}:{}: {} (fix the file, or pass --format if it was detected wrongly)",
+            "{}:{}: {} (fix the file{})",
             file.display(),
             e.line,
-            e.message
+            e.message,
+            if format == "auto" {
+                ", or pass --format if it was detected wrongly"
+            } else {
+                ""
+            }
         ))
     })
-}
-
-/// Writes to stdout. A reader that goes away (`checker convert ... | head`)
-/// ends the program quietly instead of panicking as `print!` would.
-fn out(text: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("error: cannot write to stdout: {e}");
-        std::process::exit(3);
-    }
 }
 
 macro_rules! outln {
@@ -235,6 +231,7 @@ fn main() -> ExitCode {
             max_search_steps,
             json,
         } => {
+            // clap refuses them with --isolation.
             let _ = (timeout, threads, max_cache);
             if model.is_some() || initial.is_some() {
                 eprintln!(
@@ -338,37 +335,68 @@ fn cmd_check(
     }
     let model = parse_model(model.as_deref(), format, &history)?;
     let initial = parse_initial(initial.as_deref(), format)?;
-    if let Some(t) = timeout {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(BadInput(
-                "--timeout must be a positive number of seconds".into(),
-            ));
-        }
-    }
+    let timeout = timeout
+        .map(|t| {
+            if t.is_nan() || t <= 0.0 {
+                return Err(BadInput(format!(
+                    "--timeout {t}: must be a positive number of seconds"
+                )));
+            }
+            // Beyond what a Duration holds (`inf` included): no time limit.
+            Ok(Duration::try_from_secs_f64(t).unwrap_or(Duration::MAX))
+        })
+        .transpose()?;
     let opts = Options {
-        timeout: timeout.map(Duration::from_secs_f64),
+        timeout,
         threads,
         max_cache_entries: max_cache,
         initial,
     };
+    let calls = history
+        .ops
+        .iter()
+        .filter(|o| o.is_client() && o.kind == OpType::Invoke)
+        .count();
+    if calls == 0 {
+        let named = history.ops.len();
+        outln!(
+            "{}: nothing to check: no client operation{}",
+            file.display(),
+            if named == 0 {
+                " (the history is empty)".to_string()
+            } else {
+                format!(
+                    " among its {named} events: a client's process is a number; events of \
+                     named processes (\"nemesis\", \"c1\"...) are not checked"
+                )
+            }
+        );
+        return Ok(ExitCode::from(2));
+    }
     let start = Instant::now();
     let result = linear::try_check(&history, model, &opts).map_err(|e| {
         BadInput(format!(
-            "{}: event {}: {} (pick another --model, or fix the history)",
+            "{}: event {}: {} ({})",
             file.display(),
             e.line,
-            e.message
+            e.message,
+            // An error of the history's structure is not the model's.
+            if e.message.contains("never invoked") {
+                "fix the history"
+            } else {
+                "pick another --model, or fix the history"
+            }
         ))
     })?;
     let elapsed = start.elapsed();
     outln!(
-        "{}: {} ({} format, {} semantics, {} model, {} ops, {} partitions, {:.1} ms)",
+        "{}: {} ({} format, {} semantics, {} model, {} operations, {} partitions, {:.1} ms)",
         file.display(),
         result.verdict.name(),
         format.name(),
         history.semantics.name(),
         model.name(),
-        history.ops.len(),
+        calls,
         result.partitions,
         elapsed.as_secs_f64() * 1e3
     );
@@ -661,17 +689,41 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
     let mut mismatches = 0;
     let mut totals: Vec<(String, Duration, usize)> = Vec::new();
     let mut grand = Duration::ZERO;
+    const VERDICTS: [&str; 3] = ["linearizable", "not-linearizable", "none"];
+    let verdict_of = |line: &str| {
+        line.split(',')
+            .nth(1)
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string()
+    };
+    // A first line whose second column is not a verdict is a header.
+    let header = csv
+        .lines()
+        .next()
+        .is_some_and(|l| !VERDICTS.contains(&verdict_of(l).as_str()));
+    let skip = usize::from(header);
     let width = csv
         .lines()
-        .skip(1)
+        .skip(skip)
         .map(|l| l.split(',').next().unwrap_or("").len())
         .max()
         .unwrap_or(0)
         .max(22);
-    for (i, line) in csv.lines().enumerate().skip(1) {
+    let mut files = 0;
+    for (i, line) in csv.lines().enumerate().skip(skip) {
         if line.trim().is_empty() {
             continue;
         }
+        let v = verdict_of(line);
+        if !VERDICTS.contains(&v.as_str()) {
+            return Err(BadInput(format!(
+                "{}:{}: expected verdict {v:?}: use linearizable, not-linearizable or none",
+                csv_path.display(),
+                i + 1
+            )));
+        }
+        files += 1;
         // file,expected[,model[,initial]]: the initial value (JSON) is
         // the rest of the line, so it may contain commas.
         let cols: Vec<&str> = line.splitn(4, ',').map(str::trim).collect();
@@ -726,6 +778,12 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
             None => totals.push((group, best, 1)),
         }
         grand += best;
+    }
+    if files == 0 {
+        return Err(BadInput(format!(
+            "{}: lists no file (one `file,verdict[,model[,initial]]` per line)",
+            csv_path.display()
+        )));
     }
     for (group, d, n) in &totals {
         outln!(
@@ -788,7 +846,7 @@ fn cmd_vclock(scheme_file: &Path, logs: &[PathBuf], json: bool) -> Result<ExitCo
 }
 
 fn cmd_convert(file: &Path, to: &str, format: &str) -> Result<ExitCode, BadInput> {
-    let (history, _) = read_history(file, format)?;
+    let (history, source) = read_history(file, format)?;
     let (text, target) = match to {
         "edn" => (history.to_edn(), Format::Edn),
         "native" | "jsonl" => (history.to_jsonl(), Format::Native),
@@ -798,18 +856,34 @@ fn cmd_convert(file: &Path, to: &str, format: &str) -> Result<ExitCode, BadInput
             )))
         }
     };
+    // The events are copied as they are; what they mean follows the format
+    // they are read in: its semantics and the state every key starts from.
+    let mut keep = Vec::new();
     if history.semantics != target.semantics() {
-        // The events are copied as they are; what they mean follows the
-        // format they are read in.
         eprintln!(
             "note: the events are copied unchanged, but {} histories are read with the {} \
              meaning and this one had the {} meaning (a fail, a read of null and the order \
-             differ: see checker/README.md); to keep its meaning, check the output with \
-             --semantics {}",
+             differ: see checker/README.md)",
             target.name(),
             target.semantics().name(),
             history.semantics.name(),
-            history.semantics.name()
+        );
+        keep.push(format!("--semantics {}", history.semantics.name()));
+    }
+    let initial = source.default_initial();
+    if initial != target.default_initial() {
+        eprintln!(
+            "note: {} histories start from {initial} in every register or key, {} ones from {}",
+            source.name(),
+            target.name(),
+            target.default_initial()
+        );
+        keep.push(format!("--initial '{initial}'"));
+    }
+    if !keep.is_empty() {
+        eprintln!(
+            "note: to keep the verdict, check the output with {}",
+            keep.join(" ")
         );
     }
     out(&text);

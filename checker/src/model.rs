@@ -907,6 +907,14 @@ impl Model for MultiRegisterModel {
                     }
                 }
                 "write" | "w" => ops.push(Micro::Write(slot, self.values.intern(v))),
+                "append" => {
+                    return Err(format!(
+                        "{}; appends make a list-append history, which is checked for \
+                         transactional isolation: add --isolation MODEL (e.g. --isolation \
+                         serializable)",
+                        bad()
+                    ))
+                }
                 _ => return Err(bad()),
             }
         }

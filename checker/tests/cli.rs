@@ -224,3 +224,203 @@ fn knossos_histories_from_the_command_line() {
     assert_eq!(code, 0);
     assert!(err.contains("--semantics jepsen"), "{err}");
 }
+
+/// A verdict must not depend on where stdout goes: `check bad | true`
+/// exits 1 and still writes its report.
+#[test]
+fn a_closed_pipe_keeps_the_verdict_and_the_report() {
+    use std::process::{Command, Stdio};
+    let d = temp_dir("pipe-verdict");
+    let bad = d.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        GOOD.replace("\"value\":3,\"time\":2600", "\"value\":4,\"time\":2600"),
+    )
+    .unwrap();
+    let report = d.join("r.html");
+    let child = Command::new(env!("CARGO_BIN_EXE_checker"))
+        .args(["check", bad.to_str().unwrap(), "--report"])
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader is gone before the checker writes a byte.
+    let mut child = child;
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(report.exists(), "the report was not written");
+}
+
+/// Integers beyond 64 bits would be read as floats, equal to their
+/// neighbours (2^64 and 2^64 + 1 are one float): refused, not misjudged.
+#[test]
+fn integers_beyond_64_bits_are_refused() {
+    let d = temp_dir("wide");
+    let wide = d.join("wide.jsonl");
+    std::fs::write(
+        &wide,
+        "{\"process\":1,\"type\":\"invoke\",\"f\":\"write\",\"value\":18446744073709551617}\n\
+         {\"process\":1,\"type\":\"ok\",\"f\":\"write\",\"value\":18446744073709551617}\n\
+         {\"process\":2,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\
+         {\"process\":2,\"type\":\"ok\",\"f\":\"read\",\"value\":18446744073709551616}\n",
+    )
+    .unwrap();
+    let (code, _, err) = checker(&["check", wide.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("wide.jsonl:1: integer 18446744073709551617 does not fit in 64 bits"),
+        "{err}"
+    );
+    let edn = d.join("wide.edn");
+    std::fs::write(
+        &edn,
+        "{:process 0 :type :invoke :f :write :value 18446744073709551617N}\n",
+    )
+    .unwrap();
+    let (code, _, err) = checker(&["check", edn.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("does not fit in 64 bits"), "{err}");
+    // The largest 64-bit values, in strings and not, are fine and exact.
+    let max = d.join("max.jsonl");
+    std::fs::write(
+        &max,
+        "{\"process\":1,\"type\":\"invoke\",\"f\":\"write\",\"value\":18446744073709551615,\"note\":\"99999999999999999999\"}\n\
+         {\"process\":1,\"type\":\"ok\",\"f\":\"write\",\"value\":18446744073709551615}\n\
+         {\"process\":2,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\
+         {\"process\":2,\"type\":\"ok\",\"f\":\"read\",\"value\":18446744073709551614}\n",
+    )
+    .unwrap();
+    let (code, out, err) = checker(&["check", max.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+}
+
+/// A history with no client operation has nothing to check (exit 2), and
+/// says why: a client's process is a number.
+#[test]
+fn nothing_to_check_is_not_a_pass() {
+    let d = temp_dir("nothing");
+    let named = d.join("named.jsonl");
+    std::fs::write(
+        &named,
+        "{\"process\":\"c1\",\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\
+         {\"process\":\"c1\",\"type\":\"ok\",\"f\":\"read\",\"value\":7}\n",
+    )
+    .unwrap();
+    let (code, out, _) = checker(&["check", named.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("nothing to check") && out.contains("process is a number"),
+        "{out}"
+    );
+    let empty = d.join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let (code, out, _) = checker(&["check", empty.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("the history is empty"), "{out}");
+}
+
+#[test]
+fn usage_mistakes_are_named() {
+    let d = temp_dir("usage");
+    let good = d.join("good.jsonl");
+    std::fs::write(&good, GOOD).unwrap();
+    let good = good.to_str().unwrap();
+    // A timeout beyond what a Duration holds is no limit, not a panic.
+    for t in ["1e300", "inf"] {
+        let (code, out, err) = checker(&["check", good, "--timeout", t]);
+        assert_eq!(code, 0, "--timeout {t}: {out}{err}");
+    }
+    let (code, _, err) = checker(&["check", good, "--timeout", "-1"]);
+    assert_eq!(code, 3, "{err}");
+    // Flags of the other kind of check are refused, not ignored.
+    let (code, _, err) = checker(&[
+        "check",
+        good,
+        "--isolation",
+        "serializable",
+        "--threads",
+        "2",
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+    let (code, _, err) = checker(&["check", good, "--max-search-steps", "5"]);
+    assert_eq!(code, 3, "{err}");
+    // A repeated index.
+    let dup = d.join("dup.jsonl");
+    std::fs::write(&dup, "{\"index\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n{\"index\":0,\"process\":1,\"type\":\"ok\",\"f\":\"read\"}\n").unwrap();
+    let (code, _, err) = checker(&["check", dup.to_str().unwrap(), "--format", "native"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("dup.jsonl:2: index 0 is also line 1's"),
+        "{err}"
+    );
+    assert!(!err.contains("pass --format"), "--format was given: {err}");
+    // An append is a list-append transaction: the message says --isolation.
+    let append = d.join("append.jsonl");
+    std::fs::write(&append, "{\"process\":1,\"type\":\"invoke\",\"f\":\"txn\",\"value\":[[\"append\",\"x\",1]]}\n{\"process\":1,\"type\":\"ok\",\"f\":\"txn\",\"value\":[[\"append\",\"x\",1]]}\n").unwrap();
+    let (code, _, err) = checker(&["check", append.to_str().unwrap()]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("add --isolation MODEL"), "{err}");
+}
+
+/// `-` is standard input; a byte-order mark is not part of the history.
+#[test]
+fn standard_input_and_a_byte_order_mark() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_checker"))
+        .args(["check", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("\u{feff}{GOOD}").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("-: linearizable"), "{stdout}");
+}
+
+/// `bench`: a list without a header is read whole; a wrong verdict word or
+/// an empty list is bad input, not "0 mismatches".
+#[test]
+fn bench_reads_its_list_strictly() {
+    let d = temp_dir("bench-list");
+    std::fs::write(d.join("good.jsonl"), GOOD).unwrap();
+    let dir = d.to_str().unwrap();
+    std::fs::write(d.join("expected.csv"), "good.jsonl,linearizable\n").unwrap();
+    let (code, out, _) = checker(&["bench", dir]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(1 files)"), "{out}");
+    std::fs::write(d.join("expected.csv"), "file,expected\ngood.jsonl,maybe\n").unwrap();
+    let (code, _, err) = checker(&["bench", dir]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("expected.csv:2: expected verdict \"maybe\""),
+        "{err}"
+    );
+    std::fs::write(d.join("expected.csv"), "file,expected\n").unwrap();
+    let (code, _, err) = checker(&["bench", dir]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("lists no file"), "{err}");
+}
+
+/// Converting a Porcupine kv history says how to keep its verdict: its
+/// keys start from "", native ones from null.
+#[test]
+fn convert_names_what_keeps_the_verdict() {
+    let kv = format!("{CORPUS}/kv/c01-ok.txt");
+    let (code, _, err) = checker(&["convert", &kv, "--to", "native"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("check the output with --initial '\"\"'"),
+        "{err}"
+    );
+}

@@ -12,6 +12,7 @@ use clap::Parser;
 
 use checker::formats::{self, Format};
 use checker::history::History;
+use checker::stdout::out;
 use shopcheck::invariants::{check_checkout, Verdict};
 
 #[derive(Parser)]
@@ -45,23 +46,6 @@ fn read_history(file: &Path) -> Result<History, BadInput> {
             e.message
         ))
     })
-}
-
-/// Writes to stdout. A reader that goes away (`shopcheck ... | head`) ends
-/// the program quietly instead of panicking as `print!` would.
-fn out(text: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-    {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("error: cannot write to stdout: {e}");
-        std::process::exit(3);
-    }
 }
 
 macro_rules! outln {
