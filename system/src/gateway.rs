@@ -27,8 +27,9 @@
 //!   that is not a non-negative integer or overflows);
 //! - 503 with `"done": false`: certainly not done (`ABORTED`, no replica
 //!   reachable): safe to retry;
-//! - 503 with `"done": "unknown"`: the outcome is unknown (`UNAVAILABLE`,
-//!   `DEADLINE_EXCEEDED`): it may or may not have happened. A write is not
+//! - 503 with `"done": "unknown"`: the outcome of a write is unknown
+//!   (`UNAVAILABLE`, `DEADLINE_EXCEEDED`): it may or may not have happened
+//!   (a read that fails so is `"done": false`: it changes nothing). A write is not
 //!   answered while its outcome is unknown: the gateway asks again (same
 //!   request id) until it is decided, for up to 120 s
 //!   (`GatewayConfig::write_deadline`); a checkout is answered only once its
@@ -226,6 +227,15 @@ pub fn status_to_http(s: &Status) -> ApiError {
     ApiError { status, body }
 }
 
+/// The HTTP answer to a failed read: a read changes nothing, so a 503 is
+/// `"done": false` (safe to retry), never "unknown".
+fn read_error(mut e: ApiError) -> ApiError {
+    if e.body.get("done").is_some() && e.status == StatusCode::SERVICE_UNAVAILABLE {
+        e.body["done"] = json!(false);
+    }
+    e
+}
+
 /// A number from the path: a non-negative decimal integer that fits `i64`.
 pub fn parse_amount(what: &str, s: &str) -> Result<i64, ApiError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -331,7 +341,8 @@ async fn stock_find(State(g): State<Gateway>, Params(item_id): Params<String>) -
         StockClient,
         find,
         pb::ItemId { item_id }
-    )?;
+    )
+    .map_err(read_error)?;
     Ok(Json(json!({ "stock": i.stock, "price": i.price })))
 }
 
@@ -411,7 +422,8 @@ async fn find_user(State(g): State<Gateway>, Params(user_id): Params<String>) ->
         PaymentClient,
         find,
         pb::UserId { user_id }
-    )?;
+    )
+    .map_err(read_error)?;
     Ok(Json(user_json(&u)))
 }
 
@@ -499,7 +511,8 @@ async fn order_find(State(g): State<Gateway>, Params(order_id): Params<String>) 
             order_id,
             attempt: String::new(),
         }
-    )?;
+    )
+    .map_err(read_error)?;
     Ok(Json(order_json(&o)))
 }
 
@@ -815,6 +828,12 @@ mod tests {
             assert_eq!(e.status.as_u16(), code, "{s:?}");
             assert_eq!(e.body["error"], json!(s.message()), "{s:?}");
             assert_eq!(e.body.get("done").cloned(), done, "{s:?}");
+            // A read changes nothing: its 503 is never "unknown".
+            let r = read_error(e);
+            assert_eq!(r.status.as_u16(), code, "{s:?}");
+            if code == 503 {
+                assert_eq!(r.body["done"], json!(false), "{s:?}");
+            }
         }
     }
 

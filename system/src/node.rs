@@ -369,7 +369,11 @@ pub async fn serve(
         .add_service(RaftTransportServer::new(TransportService {
             tx: tx.clone(),
         }))
-        .serve_with_shutdown(addr, shutdown);
+        // Not `shutdown`: a graceful drain waits for every connection to
+        // close, and the peers keep their Raft streams open, so it never
+        // ended while the node, still running, went on leading: a leader
+        // told to stop held the others in its term with its heartbeats.
+        .serve_with_shutdown(addr, std::future::pending::<()>());
     let node = Node {
         raft,
         store,
@@ -389,10 +393,14 @@ pub async fn serve(
         last_role: None,
         last_commit: 0,
     };
+    // On `shutdown` (SIGTERM, Ctrl-C) the node stops at once, as a crash
+    // does, but cleanly: every acknowledged write is already synced, and
+    // clients retry elsewhere with their sessions.
     tokio::select! {
         biased; // no random branch order: the same seed, the same run
         r = server => r?,
         r = node.run(rx) => r?,
+        () = shutdown => {}
     }
     Ok(())
 }

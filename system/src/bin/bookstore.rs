@@ -51,7 +51,8 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct ClusterArgs {
     /// Number of replicas.
-    #[arg(long, default_value_t = 3, global = true)]
+    #[arg(long, default_value_t = 3, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
     nodes: u64,
     /// Node i listens on 127.0.0.1:(base-port + i - 1) [default 7001]. With
     /// `node --group`, the shop's base port instead [default 7000].
@@ -60,6 +61,21 @@ struct ClusterArgs {
 }
 
 impl ClusterArgs {
+    /// Whether every node's port exists (`--base-port 65535 --nodes 3`
+    /// would name ports 65536 and 65537).
+    fn check(&self) -> anyhow::Result<()> {
+        let base = self.base_port.unwrap_or(7001) as u64;
+        if base + self.nodes - 1 > u16::MAX as u64 {
+            bail!(
+                "--base-port {base} with --nodes {} needs ports up to {}, above 65535: \
+                 choose a lower --base-port",
+                self.nodes,
+                base + self.nodes - 1
+            );
+        }
+        Ok(())
+    }
+
     fn peers(&self) -> BTreeMap<NodeId, String> {
         let base = self.base_port.unwrap_or(7001) as u64;
         (1..=self.nodes)
@@ -518,6 +534,25 @@ fn random_id() -> u64 {
     rand::random::<u64>() | 1
 }
 
+/// Fails with a message that names `what` and the address when `addr`
+/// (`127.0.0.1:7001`, `http://127.0.0.1:8000/...`; anything else is not
+/// checked) is already taken: the processes bind their ports later, in the
+/// background, where a taken port was only a line in a log while the
+/// command said it was running.
+fn check_free(what: &str, addr: &str) -> anyhow::Result<()> {
+    let hostport = addr.trim_start_matches("http://");
+    let hostport = hostport.split('/').next().unwrap_or_default();
+    if let Ok(a) = hostport.parse::<std::net::SocketAddr>() {
+        if let Err(e) = std::net::TcpListener::bind(a) {
+            bail!(
+                "{what} cannot listen on {a}: {e} (is another copy running? stop it, or \
+                 choose other ports: see --help)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.
 async fn terminated() {
     #[cfg(all(unix, not(madsim)))]
@@ -700,9 +735,19 @@ fn monotonic_ns() -> u64 {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Cmd::Cluster { cluster, .. }
+    | Cmd::Node { cluster, .. }
+    | Cmd::Kv { cluster, .. }
+    | Cmd::Status { cluster } = &cli.cmd
+    {
+        cluster.check()?;
+    }
     match cli.cmd {
         Cmd::Cluster { cluster, data_dir } => {
             let peers = cluster.peers();
+            for (id, addr) in &peers {
+                check_free(&format!("node {id}"), addr)?;
+            }
             let mut tasks = Vec::new();
             for &id in peers.keys() {
                 tasks.push(
@@ -725,9 +770,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "data in {}; try: bookstore kv put greeting hello; Ctrl-C to stop",
                 data_dir.display()
             );
-            for t in tasks {
-                t.await??;
-            }
+            // The first node to fail ends the cluster, with its error.
+            futures_util::future::try_join_all(tasks.into_iter().map(|t| async move { t.await? }))
+                .await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Node {
@@ -968,7 +1013,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(3))
                 }
                 Err(ClientError::Failed(m)) => {
-                    eprintln!("error: {m}\nis the cluster running? start it with `bookstore cluster` (addresses {})", cluster.peers().values().cloned().collect::<Vec<_>>().join(" "));
+                    let addrs = cluster
+                        .peers()
+                        .values()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    // Nodes that answer "not leader" run, but none leads:
+                    // no majority reaches the others.
+                    let hint = if m.contains("not leader") {
+                        format!("nodes answer but none leads: is a majority of {addrs} running and connected? see `bookstore status`")
+                    } else {
+                        format!("is the cluster running? start it with `bookstore cluster` (addresses {addrs})")
+                    };
+                    eprintln!("error: {m}\n{hint}");
                     Ok(ExitCode::from(2))
                 }
             }
@@ -1846,6 +1904,9 @@ mod real {
         ) -> anyhow::Result<()> {
             let stop = terminated();
             tokio::pin!(stop);
+            for p in &self.procs {
+                check_free(&p.name, &p.addr)?;
+            }
             for i in 0..self.procs.len() {
                 self.spawn(i)?;
             }
