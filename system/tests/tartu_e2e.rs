@@ -538,6 +538,12 @@ fn the_course_contract_over_http_with_its_vector_clock_log_and_queue() {
         assert!(r.body["error"]["message"].is_string());
         let r = http.get("/orders/o-unknown").await.unwrap();
         assert_eq!(r.status, 404);
+        // An id that is not UTF-8 once decoded: a JSON 400, not axum's text.
+        let r = http.get("/orders/%ff%fe").await.unwrap();
+        assert_eq!(
+            (r.status, r.body["error"]["code"].clone()),
+            (400, json!("INVALID_ORDER_ID"))
+        );
 
         // The books database through its service: set, find, update,
         // stock, delete; a title belongs to one book.

@@ -702,7 +702,16 @@ mod http {
         }
     }
 
-    async fn order_status(State(o): State<Orchestrator>, Path(id): Path<String>) -> Response {
+    async fn order_status(
+        State(o): State<Orchestrator>,
+        id: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    ) -> Response {
+        // axum's own rejection (an id that is not UTF-8 once decoded) is
+        // plain text; every answer of this API is JSON.
+        let id = match id {
+            Ok(Path(id)) => id,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "INVALID_ORDER_ID", e.body_text()),
+        };
         match o.status(&id).await {
             Ok(Some(s)) => Json(s).into_response(),
             Ok(None) => error(
