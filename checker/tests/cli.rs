@@ -1,6 +1,6 @@
 //! The `checker` binary: exit codes, messages, convert, bench.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/porcupine");
@@ -21,6 +21,23 @@ fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("checker-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Writes `text` to `d/name` and runs `checker check` on it with `extra`.
+fn check_text(d: &Path, name: &str, text: &str, extra: &[&str]) -> (i32, String, String) {
+    let path = d.join(name);
+    std::fs::write(&path, text).unwrap();
+    let mut args = vec!["check", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    checker(&args)
+}
+
+/// A client's invoke and ok lines of a native history.
+fn call(process: &str, f: &str, invoke: &str, ok: &str) -> String {
+    format!(
+        "{{\"process\":{process},\"type\":\"invoke\",\"f\":\"{f}\",\"value\":{invoke}}}\n\
+         {{\"process\":{process},\"type\":\"ok\",\"f\":\"{f}\",\"value\":{ok}}}\n"
+    )
 }
 
 const GOOD: &str = r#"{"process":1,"type":"invoke","f":"put","key":"x","value":3,"time":1000}
@@ -258,41 +275,26 @@ fn a_closed_pipe_keeps_the_verdict_and_the_report() {
 #[test]
 fn integers_beyond_64_bits_are_refused() {
     let d = temp_dir("wide");
-    let wide = d.join("wide.jsonl");
-    std::fs::write(
-        &wide,
-        "{\"process\":1,\"type\":\"invoke\",\"f\":\"write\",\"value\":18446744073709551617}\n\
-         {\"process\":1,\"type\":\"ok\",\"f\":\"write\",\"value\":18446744073709551617}\n\
-         {\"process\":2,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\
-         {\"process\":2,\"type\":\"ok\",\"f\":\"read\",\"value\":18446744073709551616}\n",
-    )
-    .unwrap();
-    let (code, _, err) = checker(&["check", wide.to_str().unwrap()]);
+    let wide = call("1", "write", "18446744073709551617", "18446744073709551617")
+        + &call("2", "read", "null", "18446744073709551616");
+    let (code, _, err) = check_text(&d, "wide.jsonl", &wide, &[]);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("wide.jsonl:1: integer 18446744073709551617 does not fit in 64 bits"),
         "{err}"
     );
-    let edn = d.join("wide.edn");
-    std::fs::write(
-        &edn,
-        "{:process 0 :type :invoke :f :write :value 18446744073709551617N}\n",
-    )
-    .unwrap();
-    let (code, _, err) = checker(&["check", edn.to_str().unwrap()]);
+    let edn = "{:process 0 :type :invoke :f :write :value 18446744073709551617N}\n";
+    let (code, _, err) = check_text(&d, "wide.edn", edn, &[]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("does not fit in 64 bits"), "{err}");
-    // The largest 64-bit values, in strings and not, are fine and exact.
-    let max = d.join("max.jsonl");
-    std::fs::write(
-        &max,
-        "{\"process\":1,\"type\":\"invoke\",\"f\":\"write\",\"value\":18446744073709551615,\"note\":\"99999999999999999999\"}\n\
-         {\"process\":1,\"type\":\"ok\",\"f\":\"write\",\"value\":18446744073709551615}\n\
-         {\"process\":2,\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\
-         {\"process\":2,\"type\":\"ok\",\"f\":\"read\",\"value\":18446744073709551614}\n",
-    )
-    .unwrap();
-    let (code, out, err) = checker(&["check", max.to_str().unwrap()]);
+    // The largest 64-bit values are fine and exact; digits in a string are
+    // not a number.
+    let max = call("1", "write", "18446744073709551615", "18446744073709551615").replacen(
+        "}",
+        ",\"note\":\"99999999999999999999\"}",
+        1,
+    ) + &call("2", "read", "null", "18446744073709551614");
+    let (code, out, err) = check_text(&d, "max.jsonl", &max, &[]);
     assert_eq!(code, 1, "{out}{err}");
 }
 
@@ -301,22 +303,14 @@ fn integers_beyond_64_bits_are_refused() {
 #[test]
 fn nothing_to_check_is_not_a_pass() {
     let d = temp_dir("nothing");
-    let named = d.join("named.jsonl");
-    std::fs::write(
-        &named,
-        "{\"process\":\"c1\",\"type\":\"invoke\",\"f\":\"read\",\"value\":null}\n\
-         {\"process\":\"c1\",\"type\":\"ok\",\"f\":\"read\",\"value\":7}\n",
-    )
-    .unwrap();
-    let (code, out, _) = checker(&["check", named.to_str().unwrap()]);
+    let named = call("\"c1\"", "read", "null", "7");
+    let (code, out, _) = check_text(&d, "named.jsonl", &named, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("nothing to check") && out.contains("process is a number"),
         "{out}"
     );
-    let empty = d.join("empty.jsonl");
-    std::fs::write(&empty, "").unwrap();
-    let (code, out, _) = checker(&["check", empty.to_str().unwrap()]);
+    let (code, out, _) = check_text(&d, "empty.jsonl", "", &[]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("the history is empty"), "{out}");
 }
@@ -348,9 +342,8 @@ fn usage_mistakes_are_named() {
     let (code, _, err) = checker(&["check", good, "--max-search-steps", "5"]);
     assert_eq!(code, 3, "{err}");
     // A repeated index.
-    let dup = d.join("dup.jsonl");
-    std::fs::write(&dup, "{\"index\":0,\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n{\"index\":0,\"process\":1,\"type\":\"ok\",\"f\":\"read\"}\n").unwrap();
-    let (code, _, err) = checker(&["check", dup.to_str().unwrap(), "--format", "native"]);
+    let dup = call("1", "read", "null", "null").replace("{\"process", "{\"index\":0,\"process");
+    let (code, _, err) = check_text(&d, "dup.jsonl", &dup, &["--format", "native"]);
     assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("dup.jsonl:2: index 0 is also line 1's"),
@@ -358,9 +351,13 @@ fn usage_mistakes_are_named() {
     );
     assert!(!err.contains("pass --format"), "--format was given: {err}");
     // An append is a list-append transaction: the message says --isolation.
-    let append = d.join("append.jsonl");
-    std::fs::write(&append, "{\"process\":1,\"type\":\"invoke\",\"f\":\"txn\",\"value\":[[\"append\",\"x\",1]]}\n{\"process\":1,\"type\":\"ok\",\"f\":\"txn\",\"value\":[[\"append\",\"x\",1]]}\n").unwrap();
-    let (code, _, err) = checker(&["check", append.to_str().unwrap()]);
+    let append = call(
+        "1",
+        "txn",
+        "[[\"append\",\"x\",1]]",
+        "[[\"append\",\"x\",1]]",
+    );
+    let (code, _, err) = check_text(&d, "append.jsonl", &append, &[]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("add --isolation MODEL"), "{err}");
 }
