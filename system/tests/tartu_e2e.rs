@@ -653,6 +653,17 @@ fn the_course_contract_over_http_with_its_vector_clock_log_and_queue() {
         assert_eq!(r1.body["orderId"], r2.body["orderId"]);
         assert_eq!(r1.body["status"], "Order Approved", "{:?}", r1.body);
         approved.push(r1.body["orderId"].as_str().unwrap().to_string());
+        // The key reused for another order: refused, not the first order's
+        // answer (the queue keeps the first order).
+        let mut other = order(15);
+        other["items"][0]["quantity"] = json!(3);
+        let r3 = post(http, &other, Some("client-key-1")).await;
+        assert_eq!(
+            (r3.status, r3.body["error"]["code"].clone()),
+            (422, json!("IDEMPOTENCY_KEY_REUSED")),
+            "{:?}",
+            r3.body
+        );
 
         // Every approved order was queued and is executed once by the
         // executors (two-phase commit over stock and payment); nothing else

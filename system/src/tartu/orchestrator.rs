@@ -10,7 +10,7 @@
 //!   An unknown book is found by check (a) and answered 422 with both the
 //!   rejection and the error body. A client that sends an `Idempotency-Key`
 //!   header gets the same order id for every retry with that key, and the
-//!   order is queued at most once.
+//!   order is queued at most once; the key sent with another order is 422.
 //! - `GET /books`: the catalogue; `GET /orders/<id>`: an order's status;
 //!   `GET /health`.
 //! - CORS: any origin may call (the course's page is served from another
@@ -622,6 +622,39 @@ mod http {
         }
     }
 
+    /// Binds an `Idempotency-Key`'s order id to its order (a digest of the
+    /// parsed body, in the state store under `idem/<id>`): a retry with
+    /// the same order goes on; the key reused for another order is 422.
+    /// Without this, the second order got the first one's answer and id
+    /// ("Order Approved") while the queue kept the first.
+    async fn claim_key(o: &Orchestrator, id: &str, order: &Checkout) -> Result<(), Box<Response>> {
+        let digest = format!(
+            "{:016x}",
+            fnv(&serde_json::to_string(order).expect("serialises"))
+        );
+        let key = format!("idem/{id}");
+        let r = o.state.client().cas(&key, None, Some(&digest)).await;
+        match r {
+            Ok(w) if w.succeeded || w.previous.as_deref() == Some(&digest) => Ok(()),
+            Ok(_) => Err(Box::new(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                "this Idempotency-Key was sent before with a different order: a new order \
+                 needs a new key",
+            ))),
+            Err(e) => {
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    format!("order store: {e}; please try again with the same Idempotency-Key"),
+                );
+                r.headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                Err(Box::new(r))
+            }
+        }
+    }
+
     async fn checkout(State(o): State<Orchestrator>, headers: HeaderMap, body: Body) -> Response {
         let bytes = match axum::body::to_bytes(body, tartu_core::request::MAX_BODY).await {
             Ok(b) => b,
@@ -644,6 +677,11 @@ mod http {
             Ok(id) => id,
             Err(r) => return *r,
         };
+        if headers.contains_key("idempotency-key") {
+            if let Err(r) = claim_key(&o, &id, &order).await {
+                return *r;
+            }
+        }
         match o.checkout(&id, &order).await {
             Outcome::Approved(books) => Json(json!({
                 "orderId": id,
