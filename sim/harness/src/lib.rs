@@ -14,7 +14,8 @@
 //! partition and clock faults), what clients do (recorded with
 //! [`recorder::Recorder::op`]), and how the history is judged. Then
 //! [`cli::main`] gives you `run`, `sweep`, `shrink`, `schedule` and
-//! `bench`. `examples/counter.rs` is a complete one in about 60 lines.
+//! `bench`. `sim/examples/register` (the workspace's `register-example`) is
+//! a complete one: a tonic register, its scenario and its test.
 //!
 //! Layout, in the order a run uses it: [`schedule`] (what a seed draws:
 //! faults as data), [`sim`] (hosts and the network), [`nemesis`] (plays the
