@@ -690,18 +690,11 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
     let mut totals: Vec<(String, Duration, usize)> = Vec::new();
     let mut grand = Duration::ZERO;
     const VERDICTS: [&str; 3] = ["linearizable", "not-linearizable", "none"];
-    let verdict_of = |line: &str| {
-        line.split(',')
-            .nth(1)
-            .map(str::trim)
-            .unwrap_or("")
-            .to_string()
-    };
     // A first line whose second column is not a verdict is a header.
     let header = csv
         .lines()
         .next()
-        .is_some_and(|l| !VERDICTS.contains(&verdict_of(l).as_str()));
+        .is_some_and(|l| !VERDICTS.contains(&l.split(',').nth(1).map_or("", str::trim)));
     let skip = usize::from(header);
     let width = csv
         .lines()
@@ -710,20 +703,10 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         .max()
         .unwrap_or(0)
         .max(22);
-    let mut files = 0;
     for (i, line) in csv.lines().enumerate().skip(skip) {
         if line.trim().is_empty() {
             continue;
         }
-        let v = verdict_of(line);
-        if !VERDICTS.contains(&v.as_str()) {
-            return Err(BadInput(format!(
-                "{}:{}: expected verdict {v:?}: use linearizable, not-linearizable or none",
-                csv_path.display(),
-                i + 1
-            )));
-        }
-        files += 1;
         // file,expected[,model[,initial]]: the initial value (JSON) is
         // the rest of the line, so it may contain commas.
         let cols: Vec<&str> = line.splitn(4, ',').map(str::trim).collect();
@@ -735,6 +718,13 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
             )));
         };
         let (file, expected) = (*file, *expected);
+        if !VERDICTS.contains(&expected) {
+            return Err(BadInput(format!(
+                "{}:{}: expected verdict {expected:?}: use linearizable, not-linearizable or none",
+                csv_path.display(),
+                i + 1
+            )));
+        }
         let (history, format) = read_history(&dir.join(file), "auto")?;
         let at = |e: BadInput| BadInput(format!("{}:{}: {}", csv_path.display(), i + 1, e.0));
         let model = rest.first().filter(|m| !m.is_empty()).copied();
@@ -779,7 +769,7 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         }
         grand += best;
     }
-    if files == 0 {
+    if totals.is_empty() {
         return Err(BadInput(format!(
             "{}: lists no file (one `file,verdict[,model[,initial]]` per line)",
             csv_path.display()
