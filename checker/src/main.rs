@@ -45,6 +45,7 @@ enum Cmd {
         model: Option<String>,
         /// Initial value as JSON (e.g. `null`, `0`, `""`; for multi-register an
         /// object such as `{"x":0,"y":0}` gives each register's); default from the format.
+        /// Not for mutex, which starts free.
         #[arg(long)]
         initial: Option<String>,
         /// What the events mean: native (also Porcupine's) or jepsen (also
@@ -334,7 +335,7 @@ fn cmd_check(
             .ok_or_else(|| BadInput(format!("unknown --semantics {s:?}: use native or jepsen")))?;
     }
     let model = parse_model(model.as_deref(), format, &history)?;
-    let initial = parse_initial(initial.as_deref(), format)?;
+    let initial = parse_initial(initial.as_deref(), format, model)?;
     let timeout = timeout
         .map(|t| {
             if t.is_nan() || t <= 0.0 {
@@ -671,8 +672,15 @@ fn parse_model(
     }
 }
 
-fn parse_initial(initial: Option<&str>, format: Format) -> Result<serde_json::Value, BadInput> {
+fn parse_initial(
+    initial: Option<&str>,
+    format: Format,
+    model: ModelKind,
+) -> Result<serde_json::Value, BadInput> {
     match initial {
+        Some(s) if model == ModelKind::Mutex => Err(BadInput(format!(
+            "--initial {s} does not apply to the mutex model: a mutex starts free"
+        ))),
         Some(s) => serde_json::from_str(s).map_err(|e| {
             BadInput(format!(
                 "--initial must be a JSON value such as null, 0 or '\"\"' (got {s:?}: {e})"
@@ -730,7 +738,7 @@ fn cmd_bench(dir: &Path, threads: usize, repeat: usize) -> Result<ExitCode, BadI
         let model = rest.first().filter(|m| !m.is_empty()).copied();
         let model = parse_model(model, format, &history).map_err(at)?;
         let initial = rest.get(1).filter(|s| !s.is_empty()).copied();
-        let initial = parse_initial(initial, format).map_err(at)?;
+        let initial = parse_initial(initial, format, model).map_err(at)?;
         let opts = Options {
             threads,
             initial,

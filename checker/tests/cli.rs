@@ -99,6 +99,21 @@ fn exit_codes() {
     assert_eq!(code, 3);
     assert!(err.contains("not supported by the mutex model"), "{err}");
 
+    // A mutex starts free: an --initial value would be ignored, so it is refused.
+    let (code, _, err) = checker(&[
+        "check",
+        good.to_str().unwrap(),
+        "--model",
+        "mutex",
+        "--initial",
+        "1",
+    ]);
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("--initial 1 does not apply to the mutex model"),
+        "{err}"
+    );
+
     let (code, _, err) = checker(&["check", good.to_str().unwrap(), "--model", "queue"]);
     assert_eq!(code, 3);
     assert!(
