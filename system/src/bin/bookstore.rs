@@ -450,6 +450,10 @@ enum Cmd {
         ports: PadPorts,
     },
     /// Key-value commands against a running cluster.
+    ///
+    /// Exit status: 0 done; 1 a cas whose compare failed (nothing written);
+    /// 2 failed, nothing written (e.g. no node answers, or none leads);
+    /// 3 the write may or may not have been applied (read the key to know).
     Kv {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -457,6 +461,9 @@ enum Cmd {
         op: KvOp,
     },
     /// Show every node's role, term, commit and applied index.
+    ///
+    /// Exit status: 0 every node answers; 2 some node does not (the cluster
+    /// may still serve with a majority: see which node leads).
     Status {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -491,22 +498,33 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum KvOp {
+    /// Set KEY to VALUE (linearizable; printed: OK).
     Put {
+        /// The key (any UTF-8 text).
         key: String,
+        /// The new value (any UTF-8 text).
         value: String,
     },
+    /// Print KEY's value, read through the leader (linearizable); an absent
+    /// key prints "(absent)" and exits 0.
     Get {
+        /// The key.
         key: String,
     },
+    /// Remove KEY (removing an absent key is not an error).
     Delete {
+        /// The key.
         key: String,
     },
     /// Set KEY to --new (or delete it without --new) if it equals --expected
     /// (or is absent without --expected).
     Cas {
+        /// The key.
         key: String,
+        /// The value KEY must hold for the swap (omit: KEY must be absent).
         #[arg(long)]
         expected: Option<String>,
+        /// The value to set (omit: delete KEY).
         #[arg(long)]
         new: Option<String>,
     },
@@ -766,8 +784,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 peers.len(),
                 peers.values().cloned().collect::<Vec<_>>().join(" ")
             );
+            // The kv command must name the same cluster: its flags when
+            // they are not the defaults.
+            let mut flags = String::new();
+            if cluster.nodes != 3 {
+                flags += &format!(" --nodes {}", cluster.nodes);
+            }
+            if let Some(p) = cluster.base_port.filter(|&p| p != 7001) {
+                flags += &format!(" --base-port {p}");
+            }
             println!(
-                "data in {}; try: bookstore kv put greeting hello; Ctrl-C to stop",
+                "data in {}; try: bookstore kv{flags} put greeting hello; Ctrl-C to stop",
                 data_dir.display()
             );
             // The first node to fail ends the cluster, with its error.
