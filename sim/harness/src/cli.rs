@@ -50,7 +50,8 @@ struct CommonArgs {
     /// Scenario to run (default: the first one listed in --help).
     #[arg(long)]
     scenario: Option<String>,
-    /// Turn on a planted bug of the scenario (see --help for their names).
+    /// Turn on a planted bug of the scenario (see --help for their names;
+    /// `none`: no bug).
     #[arg(long)]
     bug: Option<String>,
     /// Fault kinds: `swarm` (each seed draws a subset), `all`, `none`, or a
@@ -68,9 +69,13 @@ enum Cmd {
     Run {
         #[command(flatten)]
         common: CommonArgs,
+        /// The seed: it draws the run's faults, workload and options.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Replay a schedule written by `shrink` (or by a failing run).
+        /// Replay a schedule written by `shrink` (or by a failing run). The
+        /// file says what the run is: --seed, --scenario, --faults and the
+        /// scenario's options cannot be given with it; --bug NAME (or
+        /// --bug none) replaces the file's bug.
         #[arg(long)]
         schedule: Option<PathBuf>,
         /// Run twice and compare the hashes of the whole trace.
@@ -95,11 +100,12 @@ enum Cmd {
     Shrink {
         #[command(flatten)]
         common: CommonArgs,
+        /// The failing seed to shrink.
         #[arg(long)]
         seed: u64,
-        /// Most candidate runs to try.
-        #[arg(long, default_value_t = 200)]
-        max_runs: usize,
+        /// Most candidate runs to try (at least 1).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+        max_runs: u64,
     },
     /// Print the schedules seeds draw (JSON, one per line), without running them.
     Schedule {
@@ -113,8 +119,9 @@ enum Cmd {
     Bench {
         #[command(flatten)]
         common: CommonArgs,
-        #[arg(long, default_value_t = 20)]
-        seeds: u64,
+        /// Seeds to run: a number N (seeds 0..N) or a range A..B (B excluded).
+        #[arg(long, default_value = "20")]
+        seeds: String,
     },
 }
 
@@ -146,9 +153,12 @@ impl Common {
 
     fn resolve(
         app: &'static App,
-        a: CommonArgs,
+        mut a: CommonArgs,
         set: Vec<(String, String)>,
     ) -> Result<Common, String> {
+        if a.bug.as_deref() == Some("none") {
+            a.bug = None;
+        }
         let names: Vec<&str> = app.scenarios.iter().map(|s| s.name()).collect();
         let scenario = match &a.scenario {
             None => *app.scenarios.first().ok_or("no scenario registered")?,
@@ -159,18 +169,7 @@ impl Common {
                 .ok_or_else(|| format!("unknown scenario '{n}'; known: {}", names.join(", ")))?,
         };
         if let Some(b) = &a.bug {
-            let bugs = scenario.bugs();
-            if !bugs.contains(&b.as_str()) {
-                return Err(format!(
-                    "unknown bug '{b}' for scenario {}; known: {}",
-                    scenario.name(),
-                    if bugs.is_empty() {
-                        "none".to_string()
-                    } else {
-                        bugs.join(", ")
-                    }
-                ));
-            }
+            check_bug(app, scenario, b)?;
         }
         let own: Vec<&str> = scenario.params().iter().map(|p| p.name).collect();
         for (name, _) in &set {
@@ -187,12 +186,34 @@ impl Common {
                 ));
             }
         }
-        let selection = FaultSelection::parse(&a.faults, &scenario.fault_kinds())?;
+        let kinds = scenario.fault_kinds();
+        let selection = FaultSelection::parse(&a.faults, &kinds).map_err(|e| {
+            // A kind of another scenario: say whose.
+            for k in a.faults.split(',').map(str::trim) {
+                let owners = owners(app, |s| s.fault_kinds().contains(&k));
+                if !kinds.contains(&k) && !owners.is_empty() {
+                    return format!(
+                        "fault kind '{k}' is one of --scenario {}'s, not of {}'s (its kinds: {})",
+                        owners.join(" or "),
+                        scenario.name(),
+                        kinds.join(", ")
+                    );
+                }
+            }
+            e
+        })?;
+        // A list as the replay command and the sweep print it back:
+        // `crash, pause` is `crash,pause`.
+        let faults = match a.faults.as_str() {
+            "swarm" | "all" | "none" => a.faults,
+            list => list.split(',').map(str::trim).collect::<Vec<_>>().join(","),
+        };
+        check_dir("--out", &a.out)?;
         let c = Common {
             app,
             scenario,
             bug: a.bug,
-            faults: a.faults,
+            faults,
             selection,
             out: a.out,
             set,
@@ -230,12 +251,91 @@ impl Common {
     }
 
     fn replay(&self, seed: u64) -> String {
-        format!(
-            "{} run {} --seed {seed}",
-            self.app.replay,
-            self.args().join(" ")
-        )
+        let args: Vec<String> = self.args().iter().map(|a| sh_quote(a)).collect();
+        format!("{} run {} --seed {seed}", self.app.replay, args.join(" "))
     }
+}
+
+/// The scenarios of `app` for which `has` holds, by name.
+fn owners(app: &App, has: impl Fn(&dyn Scenario) -> bool) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    for &s in &app.scenarios {
+        if has(s) {
+            names.push(s.name());
+        }
+    }
+    names
+}
+
+/// `--bug NAME` must be one of the scenario's bugs; one of another
+/// scenario's is named as such.
+fn check_bug(app: &App, scenario: &dyn Scenario, b: &str) -> Result<(), String> {
+    let bugs = scenario.bugs();
+    if bugs.contains(&b) {
+        return Ok(());
+    }
+    let owners = owners(app, |s| s.bugs().contains(&b));
+    if !owners.is_empty() {
+        return Err(format!(
+            "'{b}' is a bug of --scenario {}, not of {}: add --scenario {}",
+            owners.join(" or "),
+            scenario.name(),
+            owners[0]
+        ));
+    }
+    Err(format!(
+        "unknown bug '{b}' for scenario {}; known: {}",
+        scenario.name(),
+        if bugs.is_empty() {
+            "none".to_string()
+        } else {
+            bugs.join(", ")
+        }
+    ))
+}
+
+/// An argument as a POSIX shell reads it back: as it is when a shell would
+/// leave it alone, else in single quotes (so a printed replay command can
+/// be pasted).
+fn sh_quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+/// That `path` can be the directory a command writes into: it is one, or
+/// the nearest of its ancestors that exists is one. Checked before any
+/// run, so that a long sweep or shrink does not end on it.
+fn check_dir(flag: &str, path: &Path) -> Result<(), String> {
+    let mut p = Some(path);
+    while let Some(q) = p.filter(|q| !q.as_os_str().is_empty()) {
+        match std::fs::metadata(q) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(format!(
+                    "{flag} {}: {} is a file, not a directory",
+                    path.display(),
+                    q.display()
+                ))
+            }
+            // Not there, or under a file (ENOTDIR): the parent tells.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                p = q.parent()
+            }
+            Err(e) => return Err(format!("{flag} {}: {}: {e}", path.display(), q.display())),
+        }
+    }
+    Ok(())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -252,17 +352,32 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("bad duration unit in '{s}': use s, m or h")),
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration '{s}': too long"))
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
-    let err = || format!("bad seed range '{s}': use A..B, e.g. 0..1000");
+    let err = || format!("bad seed range '{s}': use A..B, e.g. 0..1000 (seeds are 0 or more)");
     let (a, b) = s.split_once("..").ok_or_else(err)?;
-    let (a, b) = (a.parse().map_err(|_| err())?, b.parse().map_err(|_| err())?);
+    let (a, b): (u64, u64) = (a.parse().map_err(|_| err())?, b.parse().map_err(|_| err())?);
     if a >= b {
-        return Err(err());
+        return Err(format!(
+            "seed range '{s}' has no seed: B is excluded, so A must be below B (e.g. {a}..{})",
+            a.saturating_add(1)
+        ));
     }
     Ok((a, b))
+}
+
+/// The seeds of `a..b` that shard `i/n` runs (those with s % n == i), as
+/// the first one and how many: a sweep never lists them, so any range
+/// costs nothing before its first seed.
+fn shard_seeds(a: u64, b: u64, i: u64, n: u64) -> (u64, u64) {
+    let first = a as u128 + (i as u128 + n as u128 - (a % n) as u128) % n as u128;
+    if first >= b as u128 {
+        return (a, 0);
+    }
+    let first = first as u64;
+    (first, (b - 1 - first) / n + 1)
 }
 
 fn parse_shard(s: &str) -> Result<(u64, u64), String> {
@@ -275,18 +390,38 @@ fn parse_shard(s: &str) -> Result<(u64, u64), String> {
     Ok((i, n))
 }
 
-/// Writes history, report, schedule and replay command; returns the directory.
-fn write_failure(c: &Common, out: &Path, r: &RunResult, replay: &str) -> std::io::Result<PathBuf> {
-    let s = &r.schedule;
+/// A run's name in `--out`: scenario, seed and bug.
+fn run_name(s: &Schedule) -> String {
     let mut name = format!("{}-seed-{}", s.scenario, s.seed);
     if let Some(b) = &s.bug {
         name += &format!("-{b}");
     }
-    let dir = out.join(name);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("history.jsonl"), r.history.to_jsonl())?;
-    std::fs::write(
-        dir.join("schedule.json"),
+    name
+}
+
+/// `std::fs::write`, with the path in its error.
+fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The files a failing run writes into its directory.
+const RUN_FILES: &str = "{history.jsonl,report.html,schedule.json,failure.txt,replay.txt}";
+
+/// Writes history, report, schedule, failures and replay command into
+/// OUT/NAME (NAME from [`run_name`], then `suffix`); returns the directory.
+fn write_failure(
+    c: &Common,
+    out: &Path,
+    suffix: &str,
+    r: &RunResult,
+    replay: &str,
+) -> Result<PathBuf, String> {
+    let s = &r.schedule;
+    let dir = out.join(run_name(s) + suffix);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    write_file(&dir.join("history.jsonl"), r.history.to_jsonl())?;
+    write_file(
+        &dir.join("schedule.json"),
         serde_json::to_string_pretty(s).unwrap(),
     )?;
     let title = format!(
@@ -296,15 +431,15 @@ fn write_failure(c: &Common, out: &Path, r: &RunResult, replay: &str) -> std::io
         r.failures.first().map_or("passed", |f| f.check)
     );
     if let Some(page) = c.scenario.report(r, &title) {
-        std::fs::write(dir.join("report.html"), with_verdict(&page, r))?;
+        write_file(&dir.join("report.html"), with_verdict(&page, r))?;
     }
     let failures: Vec<String> = r
         .failures
         .iter()
         .map(|f| format!("[{}] {}", f.check, f.message))
         .collect();
-    std::fs::write(dir.join("failure.txt"), failures.join("\n") + "\n")?;
-    std::fs::write(dir.join("replay.txt"), format!("{replay}\n"))?;
+    write_file(&dir.join("failure.txt"), failures.join("\n") + "\n")?;
+    write_file(&dir.join("replay.txt"), format!("{replay}\n"))?;
     Ok(dir)
 }
 
@@ -362,6 +497,7 @@ fn run_in_child(c: &Common, seed: u64) -> Child {
         sim_ms: 0,
         failure: Some(("harness".into(), why)),
         coverage: BTreeMap::new(),
+        unwritten: None,
     };
     let out = match cmd.output() {
         Ok(o) => o,
@@ -379,6 +515,7 @@ fn run_in_child(c: &Common, seed: u64) -> Child {
                 )
             }),
             coverage: serde_json::from_value(v["coverage"].clone()).unwrap_or_default(),
+            unwritten: v["unwritten"].as_str().map(str::to_string),
         },
         Err(_) => died(format!(
             "the child run died ({}): {}",
@@ -396,6 +533,19 @@ struct Child {
     sim_ms: u64,
     failure: Option<(String, String)>,
     coverage: BTreeMap<String, u64>,
+    /// Why its files could not be written, if they could not.
+    unwritten: Option<String>,
+}
+
+/// At most `n` bytes of `s`, cut at a character boundary.
+fn clip(s: &mut String, n: usize) {
+    if s.len() > n {
+        let mut at = n;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
 }
 
 fn print_result(r: &RunResult, wall: Duration) {
@@ -408,9 +558,7 @@ fn print_result(r: &RunResult, wall: Duration) {
         wall.as_secs_f64(),
         r.trace_hash()
     );
-    for f in &r.failures {
-        println!("  [{}] {}", f.check, f.message);
-    }
+    print_failures(r);
     let reached: Vec<String> = r
         .coverage
         .iter()
@@ -424,6 +572,26 @@ fn print_result(r: &RunResult, wall: Duration) {
             reached.join(", ")
         }
     );
+}
+
+/// A run's failures, one line each; the same line again (e.g. one check
+/// failing the same way for several clients) is counted, not repeated.
+fn print_failures(r: &RunResult) {
+    let mut lines: Vec<(String, usize)> = Vec::new();
+    for f in &r.failures {
+        let line = format!("[{}] {}", f.check, f.message);
+        match lines.iter_mut().find(|(l, _)| *l == line) {
+            Some((_, n)) => *n += 1,
+            None => lines.push((line, 1)),
+        }
+    }
+    for (line, n) in lines {
+        if n == 1 {
+            println!("  {line}");
+        } else {
+            println!("  {line} (x{n})");
+        }
+    }
 }
 
 fn quiet_panics() {
@@ -449,8 +617,11 @@ fn all_params(app: &App) -> Vec<(Param, Vec<&'static str>)> {
     out
 }
 
-/// Parses the command line and runs the subcommand; exit code 0 passed,
-/// 1 a check failed, 2 bad usage.
+/// Parses the command line and runs the subcommand. Exit status: 0 passed
+/// (`shrink`: shrunk; `schedule`, `bench`: done); 1 a check failed, a
+/// coverage floor was missed, or `--check-determinism` found two traces;
+/// 2 the command could not do what was asked (bad usage, a file it cannot
+/// read or write, `shrink` of a seed that passes).
 pub fn main(app: App) -> ExitCode {
     let app: &'static App = Box::leak(Box::new(app));
     let params = all_params(app);
@@ -475,7 +646,10 @@ pub fn main(app: App) -> ExitCode {
     let mut cmd = Cli::command()
         .name(app.name)
         .about(app.about)
-        .after_help(format!("Scenarios:\n{}", scenarios.join("\n")));
+        .after_help(format!(
+            "Scenarios:\n{}\n\nExit status: 0 passed; 1 a check failed, a coverage floor was missed, or --check-determinism found two traces; 2 the command could not do what was asked (bad usage, a file it cannot read or write, shrink of a seed that passes).",
+            scenarios.join("\n")
+        ));
     for sub in ["run", "sweep", "shrink", "schedule", "bench"] {
         let params = params.clone();
         cmd = cmd.mut_subcommand(sub, move |mut sc| {
@@ -503,8 +677,15 @@ pub fn main(app: App) -> ExitCode {
     let result = match cli.cmd {
         Cmd::Run {
             common,
+            schedule: Some(path),
+            check_determinism,
+            write,
+            ..
+        } => run_schedule(app, sub, common, &set, &path, check_determinism, write),
+        Cmd::Run {
+            common,
             seed,
-            schedule,
+            schedule: None,
             check_determinism,
             write,
             summary,
@@ -512,7 +693,13 @@ pub fn main(app: App) -> ExitCode {
             if summary {
                 cmd_summary(&c, seed)
             } else {
-                cmd_run(&c, seed, schedule.as_deref(), check_determinism, write)
+                cmd_run(
+                    &c,
+                    c.schedule(seed)?,
+                    c.replay(seed),
+                    check_determinism,
+                    write,
+                )
             }
         }),
         Cmd::Sweep { common, opts } => {
@@ -522,12 +709,13 @@ pub fn main(app: App) -> ExitCode {
             common,
             seed,
             max_runs,
-        } => Common::resolve(app, common, set).and_then(|c| cmd_shrink(&c, seed, max_runs)),
+        } => Common::resolve(app, common, set)
+            .and_then(|c| cmd_shrink(&c, seed, max_runs.try_into().unwrap_or(usize::MAX))),
         Cmd::Schedule { common, seeds } => {
             Common::resolve(app, common, set).and_then(|c| cmd_schedule(&c, &seeds))
         }
         Cmd::Bench { common, seeds } => {
-            Common::resolve(app, common, set).and_then(|c| cmd_bench(&c, seeds))
+            Common::resolve(app, common, set).and_then(|c| cmd_bench(&c, &seeds))
         }
     };
     match result {
@@ -543,62 +731,99 @@ pub fn main(app: App) -> ExitCode {
 fn cmd_summary(c: &Common, seed: u64) -> Result<ExitCode, String> {
     quiet_panics();
     let r = runner::run_verdict(c.scenario, &c.schedule(seed)?);
-    let mut first = None;
+    let (mut first, mut unwritten) = (None, None);
     if !r.passed() {
         let full = runner::rerun_with_detail(c.scenario, &r);
         first = full.failures.first().map(|f| (f.check, f.message.clone()));
-        write_failure(c, &c.out, &full, &c.replay(seed))
-            .map_err(|e| format!("cannot write results: {e}"))?;
+        unwritten = write_failure(c, &c.out, "", &full, &c.replay(seed)).err();
     }
     println!(
         "{}",
-        serde_json::json!({"sim_ms": r.sim_ms, "failure": first, "coverage": r.coverage})
+        serde_json::json!({"sim_ms": r.sim_ms, "failure": first, "coverage": r.coverage, "unwritten": unwritten})
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_schedule(c: &Common, path: &Path) -> Result<Schedule, String> {
+/// A schedule file, of one of `app`'s scenarios.
+fn read_schedule(app: &App, path: &Path) -> Result<Schedule, String> {
+    if path.is_dir() {
+        let inside = path.join("schedule.json");
+        return Err(if inside.is_file() {
+            format!(
+                "{} is a directory: did you mean {}?",
+                path.display(),
+                inside.display()
+            )
+        } else {
+            format!("{} is a directory, not a schedule file", path.display())
+        });
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let s: Schedule = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a schedule: {e}", path.display()))?;
-    if s.scenario != c.scenario.name() {
-        let known = c.app.scenarios.iter().any(|x| x.name() == s.scenario);
-        if !known {
-            return Err(format!(
-                "{} is a schedule of scenario '{}', which this binary does not have",
-                path.display(),
-                s.scenario
-            ));
-        }
+    if !app.scenarios.iter().any(|x| x.name() == s.scenario) {
+        return Err(format!(
+            "{} is a schedule of scenario '{}', which this binary does not have",
+            path.display(),
+            s.scenario
+        ));
     }
     Ok(s)
 }
 
-fn cmd_run(
-    c: &Common,
-    seed: u64,
-    schedule: Option<&Path>,
+/// `run --schedule FILE`: the file says what the run is, so the flags that
+/// choose a run are refused rather than ignored; `--bug` replaces its bug
+/// (`--bug none` replays it without).
+fn run_schedule(
+    app: &'static App,
+    sub: &clap::ArgMatches,
+    mut common: CommonArgs,
+    set: &[(String, String)],
+    path: &Path,
     check_determinism: bool,
     write: bool,
 ) -> Result<ExitCode, String> {
-    let (sched, replay) = match schedule {
-        Some(path) => (
-            read_schedule(c, path)?,
-            format!("{} run --schedule {}", c.app.replay, path.display()),
-        ),
-        None => (c.schedule(seed)?, c.replay(seed)),
-    };
-    let scenario = *c
-        .app
-        .scenarios
-        .iter()
-        .find(|s| s.name() == sched.scenario)
-        .expect("checked by read_schedule");
-    let c = &Common {
-        scenario,
-        ..c.clone()
-    };
+    use clap::parser::ValueSource;
+    let mut given: Vec<String> = ["seed", "scenario", "faults"]
+        .into_iter()
+        .filter(|n| sub.value_source(n) == Some(ValueSource::CommandLine))
+        .map(|n| format!("--{n}"))
+        .collect();
+    given.extend(set.iter().map(|(n, _)| format!("--{n}")));
+    if !given.is_empty() {
+        return Err(format!(
+            "{} cannot be given with --schedule: the file says what the run is (edit a copy to change it); only --bug NAME, or --bug none, replaces the file's bug",
+            given.join(", ")
+        ));
+    }
+    let mut sched = read_schedule(app, path)?;
+    let bug = common.bug.take();
+    common.scenario = Some(sched.scenario.clone());
+    let c = Common::resolve(app, common, Vec::new())?;
+    let mut replay = format!(
+        "{} run --schedule {}",
+        app.replay,
+        sh_quote(&path.display().to_string())
+    );
+    if let Some(b) = bug {
+        sched.bug = (b != "none").then(|| b.clone());
+        replay += &format!(" --bug {}", sh_quote(&b));
+    }
+    sched
+        .check(&c.scenario.fault_kinds(), &c.scenario.bugs())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    cmd_run(&c, sched, replay, check_determinism, write)
+}
+
+fn cmd_run(
+    c: &Common,
+    sched: Schedule,
+    replay: String,
+    check_determinism: bool,
+    write: bool,
+) -> Result<ExitCode, String> {
+    let scenario = c.scenario;
     println!(
         "scenario {} seed {} bug {}",
         sched.scenario,
@@ -623,12 +848,12 @@ fn cmd_run(
     if r.passed() && !write {
         return Ok(ExitCode::SUCCESS);
     }
-    let dir =
-        write_failure(c, &c.out, &r, &replay).map_err(|e| format!("cannot write results: {e}"))?;
-    println!(
-        "wrote {}/{{history.jsonl,report.html,schedule.json,failure.txt}}",
-        dir.display()
-    );
+    match write_failure(c, &c.out, "", &r, &replay) {
+        Ok(dir) => println!("wrote {}/{RUN_FILES}", dir.display()),
+        // A failed check stays exit 1: the files are not the verdict.
+        Err(e) if !r.passed() => eprintln!("error: {e}"),
+        Err(e) => return Err(e),
+    }
     println!("replay: {replay}");
     Ok(if r.passed() {
         ExitCode::SUCCESS
@@ -709,6 +934,25 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
         .transpose()?
         .unwrap_or((0, 1));
     let budget = o.time_budget.as_deref().map(parse_duration).transpose()?;
+    if budget == Some(Duration::ZERO) {
+        return Err("--time-budget 0 would run no seed: give a positive time, e.g. 10m".into());
+    }
+    let (first, count) = shard_seeds(a, b, si, sn);
+    if count == 0 {
+        return Err(format!("--shard {si}/{sn} leaves no seed of {a}..{b}"));
+    }
+    if let Some(p) = &o.coverage_out {
+        if p.is_dir() {
+            return Err(format!(
+                "--coverage-out {}: a directory; name a file, e.g. {}",
+                p.display(),
+                p.join("coverage.json").display()
+            ));
+        }
+        if let Some(dir) = p.parent() {
+            check_dir("--coverage-out", dir)?;
+        }
+    }
     let mut floors = c.scenario.floors();
     for f in &o.floors {
         crate::coverage::set_floor(&mut floors, f)?;
@@ -719,12 +963,11 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     let jobs = o.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let list: Vec<u64> = (a..b).filter(|s| s % sn == si).collect();
     println!(
         "sweep {} seeds {a}..{b}{} bug {} faults {} with {jobs} job{}",
         c.scenario.name(),
         if sn > 1 {
-            format!(" shard {si}/{sn} ({} seeds)", list.len())
+            format!(" shard {si}/{sn} ({count} seeds)")
         } else {
             String::new()
         },
@@ -736,7 +979,7 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     let bar = if o.quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(list.len() as u64)
+        indicatif::ProgressBar::new(count)
     };
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -753,24 +996,30 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst) as usize;
-                if i >= list.len()
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                // The first seed always runs: a sweep that ran none
+                // would pass having tested nothing.
+                if i >= count
                     || stop.load(Ordering::SeqCst)
-                    || budget.is_some_and(|b| start.elapsed() >= b)
+                    || (i > 0 && budget.is_some_and(|b| start.elapsed() >= b))
                 {
                     return;
                 }
-                let seed = list[i];
+                let seed = first + i * sn;
                 let child = run_in_child(c, seed);
                 sim_ms.fetch_add(child.sim_ms, Ordering::Relaxed);
                 if let Ok(s) = c.schedule(seed) {
                     tally.lock().unwrap().add(&floors, &s, &child.coverage);
                 }
                 if let Some((check, mut msg)) = child.failure {
-                    msg.truncate(200);
+                    clip(&mut msg, 200);
+                    let unwritten = child
+                        .unwritten
+                        .map(|e| format!("\n    its files were not written: {e}"))
+                        .unwrap_or_default();
                     failed.lock().unwrap().push((
                         seed,
-                        format!("[{check}] {msg}\n    replay: {}", c.replay(seed)),
+                        format!("[{check}] {msg}\n    replay: {}{unwritten}", c.replay(seed)),
                     ));
                     if o.stop_on_failure {
                         stop.store(true, Ordering::SeqCst);
@@ -792,11 +1041,10 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
         sim_ms.load(Ordering::Relaxed) as f64 / 1e3 / wall,
         failed.len()
     );
-    if (n as usize) < list.len() {
+    if n < count {
         println!(
-            "stopped early: {} of {} seeds not run (time budget or --stop-on-failure)",
-            list.len() - n as usize,
-            list.len()
+            "stopped early: {} of {count} seeds not run (time budget or --stop-on-failure)",
+            count - n
         );
     }
     for (seed, msg) in &failed {
@@ -805,13 +1053,7 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     if let Some((first, _)) = failed.first() {
         println!("first failing seed: {first}");
     }
-    let floors_ok = report_coverage(
-        c,
-        o,
-        &floors,
-        &tally.into_inner().unwrap(),
-        n == list.len() as u64,
-    )?;
+    let floors_ok = report_coverage(c, o, &floors, &tally.into_inner().unwrap(), n == count)?;
     Ok(if failed.is_empty() && floors_ok {
         ExitCode::SUCCESS
     } else {
@@ -941,24 +1183,34 @@ fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String
     );
     let shrunk = crate::shrink::shrink(c.scenario, original, max_runs, |m| println!("  {m}"));
     let s = &shrunk.schedule;
-    std::fs::create_dir_all(&c.out).map_err(|e| e.to_string())?;
-    let mut name = format!("{}-seed-{seed}", s.scenario);
-    if let Some(b) = &s.bug {
-        name += &format!("-{b}");
-    }
-    let path = c.out.join(format!("{name}.shrunk.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(s).unwrap()).map_err(|e| e.to_string())?;
-    let replay = format!("{} run --schedule {}", c.app.replay, path.display());
-    let fdir = write_failure(c, &c.out, &shrunk.result, &replay).map_err(|e| e.to_string())?;
-    println!(
-        "minimal schedule after {} runs: {} faults, {} clients, {} ops per client, {} ms, {} client ops",
-        shrunk.runs,
+    // Beside the seed's own files (a run of the seed wrote OUT/NAME), not
+    // over them.
+    let name = run_name(s) + ".shrunk";
+    let path = c.out.join(format!("{name}.json"));
+    std::fs::create_dir_all(&c.out)
+        .map_err(|e| format!("cannot create {}: {e}", c.out.display()))?;
+    write_file(&path, serde_json::to_string_pretty(s).unwrap())?;
+    let replay = format!(
+        "{} run --schedule {}",
+        c.app.replay,
+        sh_quote(&path.display().to_string())
+    );
+    let fdir = write_failure(c, &c.out, ".shrunk", &shrunk.result, &replay)?;
+    let what = format!(
+        "{} faults, {} clients, {} ops per client, {} ms, {} client ops",
         s.faults.len(),
         s.clients,
         s.ops_per_client,
         s.duration_ms,
         shrunk.result.client_ops
     );
+    if shrunk.complete {
+        println!("minimal schedule after {} runs: {what}", shrunk.runs);
+    } else {
+        println!(
+            "stopped by --max-runs {max_runs} (not minimal: more runs would shrink further): {what}"
+        );
+    }
     for f in &s.faults {
         println!(
             "  at {} ms for {} ms: {}",
@@ -967,10 +1219,12 @@ fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String
             serde_json::to_string(&f.fault).unwrap()
         );
     }
-    for f in &shrunk.result.failures {
-        println!("  [{}] {}", f.check, f.message);
-    }
-    println!("wrote {} and {}", path.display(), fdir.display());
+    print_failures(&shrunk.result);
+    println!(
+        "wrote {} and {}/{RUN_FILES}",
+        path.display(),
+        fdir.display()
+    );
     println!("replay: {replay}");
     Ok(ExitCode::SUCCESS)
 }
@@ -983,32 +1237,54 @@ fn cmd_schedule(c: &Common, seeds: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_bench(c: &Common, seeds: u64) -> Result<ExitCode, String> {
+fn cmd_bench(c: &Common, seeds: &str) -> Result<ExitCode, String> {
+    let (a, b) = if seeds.contains("..") {
+        parse_range(seeds)?
+    } else {
+        match seeds.parse::<u64>() {
+            Ok(n) if n > 0 => (0, n),
+            _ => {
+                return Err(format!(
+                    "bad --seeds '{seeds}': a number of seeds N (seeds 0..N) or a range A..B"
+                ))
+            }
+        }
+    };
     quiet_panics();
     let start = Instant::now();
-    let (mut sim_ms, mut ops, mut events, mut failed) = (0u64, 0usize, 0usize, 0);
+    let (mut sim_ms, mut ops, mut events) = (0u64, 0usize, 0usize);
+    let mut failed = Vec::new();
     let mut check = Duration::ZERO;
-    for seed in 0..seeds {
+    for seed in a..b {
         let r = runner::run(c.scenario, &c.schedule(seed)?);
         sim_ms += r.sim_ms;
         ops += r.client_ops;
         events += r.history.ops.len();
-        failed += (!r.passed()) as usize;
+        if !r.passed() {
+            failed.push(seed.to_string());
+        }
         check += r.check_wall;
     }
     let wall = start.elapsed().as_secs_f64();
+    let n = b - a;
     println!(
-        "{seeds} seeds of {} on one core: {:.1} simulated s in {wall:.2} wall s ({:.2} s of it checking)",
+        "{n} seeds of {} on one core: {:.1} simulated s in {wall:.2} wall s ({:.2} s of it checking)",
         c.scenario.name(),
         sim_ms as f64 / 1e3,
         check.as_secs_f64()
     );
     println!(
-        "  {:.0}x real time, {:.0} seeds/min, {:.0} client ops/s, {:.0} history events/s, {failed} failed",
+        "  {:.0}x real time, {:.0} seeds/min, {:.0} client ops/s, {:.0} history events/s, {} failed{}",
         sim_ms as f64 / 1e3 / wall,
-        seeds as f64 * 60.0 / wall,
+        n as f64 * 60.0 / wall,
         ops as f64 / wall,
-        events as f64 / wall
+        events as f64 / wall,
+        failed.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" (seeds {}: `run --seed N` replays one)", failed.join(", "))
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -1031,6 +1307,75 @@ mod tests {
             check_wall: Duration::ZERO,
             coverage: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn replay_arguments_are_quoted_for_a_shell() {
+        assert_eq!(sh_quote("pause-leader,partition"), "pause-leader,partition");
+        assert_eq!(sh_quote("sim-out/kv-seed-4.json"), "sim-out/kv-seed-4.json");
+        assert_eq!(sh_quote("my dir/s.json"), "'my dir/s.json'");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+        assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn a_shard_of_a_range_is_counted_not_listed() {
+        let list =
+            |a: u64, b: u64, i: u64, n: u64| (a..b).filter(|s| s % n == i).collect::<Vec<_>>();
+        for (a, b, i, n) in [
+            (0, 10, 0, 1),
+            (0, 10, 1, 3),
+            (5, 6, 2, 3),
+            (7, 100, 3, 4),
+            (0, 1, 1, 3),
+        ] {
+            let (first, count) = shard_seeds(a, b, i, n);
+            let got: Vec<u64> = (0..count).map(|k| first + k * n).collect();
+            assert_eq!(got, list(a, b, i, n), "{a}..{b} {i}/{n}");
+        }
+        assert_eq!(shard_seeds(0, u64::MAX, 0, 1), (0, u64::MAX));
+        assert_eq!(
+            shard_seeds(u64::MAX - 1, u64::MAX, 1, u64::MAX),
+            (u64::MAX - 1, 0)
+        );
+    }
+
+    #[test]
+    fn seed_ranges_say_what_is_wrong() {
+        assert_eq!(parse_range("0..10"), Ok((0, 10)));
+        let e = parse_range("5..5").unwrap_err();
+        assert!(e.contains("no seed") && e.contains("5..6"), "{e}");
+        assert!(parse_range("10..5")
+            .unwrap_err()
+            .contains("A must be below B"));
+        assert!(parse_range("-1..5").unwrap_err().contains("0 or more"));
+        assert!(parse_duration("99999999999999999999s")
+            .unwrap_err()
+            .contains("too long"));
+    }
+
+    #[test]
+    fn the_out_directory_is_checked_before_any_run() {
+        let d = std::env::temp_dir().join(format!("harness-check-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let file = d.join("afile");
+        std::fs::write(&file, "x").unwrap();
+        assert_eq!(check_dir("--out", &d), Ok(()));
+        assert_eq!(check_dir("--out", &d.join("new/deeper")), Ok(()));
+        assert_eq!(check_dir("--out", Path::new("relative-new-dir")), Ok(()));
+        let e = check_dir("--out", &file.join("out")).unwrap_err();
+        assert!(e.contains("afile is a file, not a directory"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn clipping_keeps_whole_characters() {
+        let mut s = "ab→c".to_string();
+        clip(&mut s, 3);
+        assert_eq!(s, "ab");
+        let mut s = "abc".to_string();
+        clip(&mut s, 200);
+        assert_eq!(s, "abc");
     }
 
     #[test]

@@ -146,7 +146,23 @@ fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Reco
         })
     }));
     let (rec, sim_ms) = slot.lock().unwrap().take().expect("the runtime started");
-    let outcome = outcome.map_err(|p| Failure::new("panic", panic_message(p)));
+    let outcome = outcome.map_err(|p| {
+        let msg = panic_message(p);
+        // madsim's own limit, not a panic of the system under test.
+        if msg.starts_with("time limit exceeded") {
+            Failure::new(
+                "liveness",
+                format!(
+                    "the run did not end within its simulated time limit ({} s: the workload \
+                     phase, {} ms, plus 300 s); its clients or the system never finished",
+                    schedule.duration_ms / 1000 + 300,
+                    schedule.duration_ms
+                ),
+            )
+        } else {
+            Failure::new("panic", msg)
+        }
+    });
     let coverage = hostio::coverage::take();
     judge(scenario, schedule, rec, sim_ms, &checks, outcome, coverage)
 }

@@ -227,20 +227,51 @@ pub struct FaultConfig {
 }
 
 impl fmt::Display for FaultConfig {
+    /// The kinds, how often and how long, and the rates of the kinds that
+    /// are on (a rate of a kind that is off would read as a fault to come).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kinds.is_empty() {
+            return write!(f, "no faults");
+        }
         write!(
             f,
-            "faults [{}] every ~{} ms for ~{} ms; loss <= {:.2}, latency <= {} ms, clock jumps <= {} ms, drift <= {} ppm, corrupt torn writes {:.0} %, damaged synced writes {:.0} %",
+            "faults [{}] every ~{} ms for ~{} ms",
             self.kinds.join(" "),
             self.mean_interval_ms,
             self.mean_duration_ms,
-            self.max_loss_rate,
-            self.max_latency_ms,
-            self.max_clock_jump_ms,
-            self.max_drift_ppm,
-            self.corrupt_rate * 100.0,
-            self.damage_rate * 100.0
-        )
+        )?;
+        let on = |k: &str| self.kinds.iter().any(|x| x == k);
+        let mut rates = Vec::new();
+        if on("loss") {
+            rates.push(format!("loss <= {:.2}", self.max_loss_rate));
+        }
+        if on("latency") {
+            rates.push(format!("latency <= {} ms", self.max_latency_ms));
+        }
+        if on("clock") {
+            rates.push(format!(
+                "clock jumps <= {} ms, drift <= {} ppm",
+                self.max_clock_jump_ms, self.max_drift_ppm
+            ));
+        }
+        // A scenario's own crash kinds (e.g. `crash-voter`) may tear and
+        // corrupt writes at the same rate.
+        if self.kinds.iter().any(|k| k.contains("crash")) {
+            rates.push(format!(
+                "corrupt torn writes {:.0} %",
+                self.corrupt_rate * 100.0
+            ));
+        }
+        if on("crash") {
+            rates.push(format!(
+                "damaged synced writes {:.0} %",
+                self.damage_rate * 100.0
+            ));
+        }
+        if !rates.is_empty() {
+            write!(f, "; {}", rates.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -290,6 +321,156 @@ impl Schedule {
             name.to_string(),
             serde_json::to_value(value).expect("a parameter serializes"),
         );
+    }
+}
+
+/// The longest time a schedule may name (a workload phase, a fault, a
+/// clock jump, a delay): a day, far beyond any run, and far from overflow.
+pub const MAX_SCHEDULE_MS: u64 = 86_400_000;
+
+impl Schedule {
+    /// Checks a schedule read from a file (perhaps edited by hand, or
+    /// written by another version) against its scenario: its bug (`bugs`),
+    /// each fault's kind (`kinds`, the scenario's; `island` is played for
+    /// any scenario), hosts, rates and names, and the times. A fault that
+    /// names one of the harness's kinds but lacks its fields is refused
+    /// here: it would be read as a scenario's own kind and never played.
+    pub fn check(&self, kinds: &[&str], bugs: &[&str]) -> Result<(), String> {
+        if let Some(b) = &self.bug {
+            if !bugs.contains(&b.as_str()) {
+                return Err(format!(
+                    "bug '{b}' is not a bug of scenario {} (its bugs: {})",
+                    self.scenario,
+                    if bugs.is_empty() {
+                        "none".to_string()
+                    } else {
+                        bugs.join(", ")
+                    }
+                ));
+            }
+        }
+        if self.nodes == 0 {
+            return Err("nodes is 0: faults target hosts 1..=nodes".into());
+        }
+        if self.clients == 0 {
+            return Err("clients is 0: a run needs a client".into());
+        }
+        if self.duration_ms > MAX_SCHEDULE_MS {
+            return Err(format!(
+                "duration_ms {} is above a day ({MAX_SCHEDULE_MS} ms)",
+                self.duration_ms
+            ));
+        }
+        let host = |what: &str, n: u64| -> Result<(), String> {
+            if n == 0 || n > self.nodes {
+                Err(format!(
+                    "{what} {n} is not a host (hosts are 1..={})",
+                    self.nodes
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let rate = |what: &str, r: f64| -> Result<(), String> {
+            if (0.0..=1.0).contains(&r) {
+                Ok(())
+            } else {
+                Err(format!("{what} {r} is not a probability (0 to 1)"))
+            }
+        };
+        let ms = |what: &str, n: u64| -> Result<(), String> {
+            if n > MAX_SCHEDULE_MS {
+                Err(format!("{what} {n} ms is above a day"))
+            } else {
+                Ok(())
+            }
+        };
+        for (i, e) in self.faults.iter().enumerate() {
+            let at = |m: String| format!("fault {i} ({} at {} ms): {m}", e.fault.kind(), e.at_ms);
+            ms("at_ms", e.at_ms).map_err(at)?;
+            ms("duration_ms", e.duration_ms).map_err(at)?;
+            let kind = e.fault.kind();
+            if kind != "island" && !kinds.contains(&kind) {
+                return Err(at(format!(
+                    "scenario {} does not play this kind (its kinds: {})",
+                    self.scenario,
+                    kinds.join(", ")
+                )));
+            }
+            match &e.fault {
+                Fault::Crash { node, damage, .. } => {
+                    host("node", *node).map_err(at)?;
+                    if let Some(d) = damage {
+                        if hostio::disk::Damage::by_name(d).is_none() {
+                            return Err(at(format!(
+                                "damage '{d}' is not one of rot, lost-write, misdirected-write"
+                            )));
+                        }
+                    }
+                }
+                Fault::Pause { node } | Fault::ClockDrift { node, .. } => {
+                    host("node", *node).map_err(at)?
+                }
+                Fault::Partition { groups } => {
+                    for n in groups.iter().flatten() {
+                        host("host", *n).map_err(at)?;
+                    }
+                }
+                Fault::OneWay { from, to } => {
+                    host("from", *from).map_err(at)?;
+                    host("to", *to).map_err(at)?;
+                }
+                Fault::Bridge {
+                    bridge,
+                    left,
+                    right,
+                } => {
+                    host("bridge", *bridge).map_err(at)?;
+                    for n in left.iter().chain(right) {
+                        host("host", *n).map_err(at)?;
+                    }
+                }
+                Fault::Loss { rate: r } => rate("rate", *r).map_err(at)?,
+                Fault::Latency { min_ms, max_ms } => {
+                    ms("max_ms", *max_ms).map_err(at)?;
+                    if min_ms > max_ms {
+                        return Err(at(format!("min_ms {min_ms} is above max_ms {max_ms}")));
+                    }
+                }
+                Fault::ClockJump { node, offset_ms } => {
+                    host("node", *node).map_err(at)?;
+                    ms("offset_ms", offset_ms.unsigned_abs()).map_err(at)?;
+                }
+                Fault::Island { node, .. } => host("node", *node).map_err(at)?,
+                Fault::Reorder {
+                    duplicate,
+                    reorder,
+                    max_delay_ms,
+                } => {
+                    rate("duplicate", *duplicate).map_err(at)?;
+                    rate("reorder", *reorder).map_err(at)?;
+                    ms("max_delay_ms", *max_delay_ms).map_err(at)?;
+                }
+                Fault::DiskError { node, error } => {
+                    host("node", *node).map_err(at)?;
+                    if hostio::disk::IoFault::by_name(error).is_none() {
+                        return Err(at(format!(
+                            "error '{error}' is not one of append, sync, write, nospace"
+                        )));
+                    }
+                }
+                Fault::Custom(c) => {
+                    if HOST_KINDS.contains(&c.kind.as_str()) || c.kind == "island" {
+                        return Err(at(format!(
+                            "not a valid {} fault: {} (`schedule` prints faults of each kind with their fields)",
+                            c.kind,
+                            serde_json::to_string(&c.fields).unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -597,6 +778,77 @@ mod tests {
             20_000,
             &no_custom_faults,
         )
+    }
+
+    #[test]
+    fn a_schedule_file_is_checked_against_its_scenario() {
+        let all = FaultSelection::parse("all", &HOST_KINDS).unwrap();
+        let mut s = Schedule::draw("x", 3, Some("b1"), &HOST_KINDS, &all, 3, 20_000);
+        let (kinds, bugs) = (&HOST_KINDS[..], &["b1"][..]);
+        assert_eq!(s.check(kinds, bugs), Ok(()));
+        for seed in 0..50 {
+            let d = Schedule::draw("x", seed, None, &HOST_KINDS, &all, 3, 20_000);
+            assert_eq!(d.check(kinds, bugs), Ok(()), "seed {seed}");
+        }
+        let bad = |edit: &dyn Fn(&mut Schedule), want: &str| {
+            let mut t = s.clone();
+            edit(&mut t);
+            let e = t.check(kinds, bugs).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        };
+        let at = |f: Fault| FaultEvent {
+            at_ms: 5,
+            duration_ms: 10,
+            fault: f,
+        };
+        bad(
+            &|t| t.bug = Some("other".into()),
+            "bug 'other' is not a bug of scenario x",
+        );
+        bad(&|t| t.nodes = 0, "nodes is 0");
+        bad(&|t| t.duration_ms = u64::MAX, "above a day");
+        bad(
+            &|t| t.faults = vec![at(Fault::Pause { node: 9 })],
+            "node 9 is not a host (hosts are 1..=3)",
+        );
+        bad(
+            &|t| t.faults = vec![at(Fault::Loss { rate: 2.0 })],
+            "rate 2 is not a probability",
+        );
+        bad(
+            &|t| {
+                t.faults = vec![at(Fault::DiskError {
+                    node: 1,
+                    error: "kaboom".into(),
+                })]
+            },
+            "error 'kaboom' is not one of append, sync, write, nospace",
+        );
+        bad(
+            &|t| {
+                t.faults = vec![FaultEvent {
+                    at_ms: 5,
+                    duration_ms: u64::MAX,
+                    fault: Fault::Pause { node: 1 },
+                }]
+            },
+            "fault 0 (pause at 5 ms): duration_ms",
+        );
+        // A crash without its torn_write is read as a scenario's own kind:
+        // refused, not silently never played.
+        let half: Fault = serde_json::from_str(r#"{"kind":"crash","node":1}"#).unwrap();
+        assert!(matches!(half, Fault::Custom(_)));
+        bad(
+            &|t| t.faults = vec![at(half.clone())],
+            "not a valid crash fault",
+        );
+        let meteor: Fault = serde_json::from_str(r#"{"kind":"meteor"}"#).unwrap();
+        bad(
+            &|t| t.faults = vec![at(meteor.clone())],
+            "scenario x does not play this kind",
+        );
+        s.bug = None;
+        assert_eq!(s.check(kinds, &[]), Ok(()));
     }
 
     #[test]

@@ -12,7 +12,12 @@ use crate::schedule::Schedule;
 pub struct Shrunk {
     pub schedule: Schedule,
     pub result: RunResult,
+    /// Candidate schedules run (not counting the final run with every
+    /// event, for the report).
     pub runs: usize,
+    /// False when `max_runs` stopped the shrink before every step was
+    /// tried: the schedule may not be minimal.
+    pub complete: bool,
 }
 
 pub fn shrink(
@@ -25,8 +30,13 @@ pub fn shrink(
     let original_schedule = original.schedule.clone();
     let mut best = original;
     let runs = std::cell::Cell::new(0usize);
+    let out_of_runs = std::cell::Cell::new(false);
     let mut try_candidate = |cand: Schedule, best: &mut RunResult, what: &str| -> bool {
-        if runs.get() >= max_runs || cand == best.schedule {
+        if cand == best.schedule {
+            return false;
+        }
+        if runs.get() >= max_runs {
+            out_of_runs.set(true);
             return false;
         }
         runs.set(runs.get() + 1);
@@ -135,7 +145,6 @@ pub fn shrink(
     // With every event again, for the report (the original run was
     // recorded so; a candidate that won was not).
     let result = if best.schedule != original_schedule {
-        runs.set(runs.get() + 1);
         rerun_with_detail(scenario, &best)
     } else {
         best
@@ -144,5 +153,6 @@ pub fn shrink(
         schedule: result.schedule.clone(),
         result,
         runs: runs.get(),
+        complete: !out_of_runs.get(),
     }
 }
