@@ -86,7 +86,9 @@ impl RaftChecker {
             }
             NodeEvent::Applied { index, term, digest } => match self.applied.get(&index) {
                 Some(&(t, d, first)) if (t, d) != (term, digest) => self.fail(format!(
-                    "node {node} applied entry {index} of term {term} (digest {digest:x}) but node {first} applied entry {index} of term {t} (digest {d:x}): a committed entry was lost or replaced"
+                    "node {node} applied entry {index} of term {term} (digest {}) but node {first} applied entry {index} of term {t} (digest {}): a committed entry was lost or replaced",
+                    show_digest(digest),
+                    show_digest(d)
                 )),
                 Some(_) => {}
                 None => {
@@ -157,6 +159,17 @@ impl RaftChecker {
 
 fn show_vote(v: Option<u64>) -> String {
     v.map_or("none".into(), |n| format!("for node {n}"))
+}
+
+/// An applied entry's digest as a message shows it: an empty entry (a new
+/// leader's first, whose digest is FNV's offset basis) says so, since two
+/// of them in different terms show the same digest.
+fn show_digest(d: u64) -> String {
+    if d == bookstore::node::digest(&[]) {
+        format!("{d:x}, an empty entry")
+    } else {
+        format!("{d:x}")
+    }
 }
 
 #[cfg(test)]
@@ -346,5 +359,15 @@ mod tests {
         c.observe(3, &applied(5, 3, 0xbb));
         assert_eq!(c.violations.len(), 1);
         assert!(c.violations[0].contains("committed entry was lost or replaced"));
+        // Two empty entries (new leaders' first) in different terms.
+        let empty = bookstore::node::digest(&[]);
+        let mut c = RaftChecker::default();
+        c.observe(1, &applied(7, 9, empty));
+        c.observe(3, &applied(7, 8, empty));
+        assert!(
+            c.violations[0].contains("of term 9 (digest cbf29ce484222325, an empty entry)"),
+            "{:?}",
+            c.violations
+        );
     }
 }

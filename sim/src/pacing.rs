@@ -23,6 +23,21 @@ pub struct Pacing {
     pub busy: Vec<(u64, u64)>,
 }
 
+/// The largest `--think-ms`: pauses then reach 200 s, and a longer one
+/// would outlast the run's time limit (the workload phase plus 300 s).
+pub const MAX_THINK_MS: u64 = 100_000;
+
+/// A `--think-ms` value (kv's and txn's).
+pub fn parse_think_ms(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(t) if t <= MAX_THINK_MS => Ok(t),
+        Ok(t) => Err(format!(
+            "{t} ms is too long: at most {MAX_THINK_MS} (clients pause up to twice this, and a run ends 300 s after its workload phase)"
+        )),
+        Err(_) => Err("expected a number of milliseconds".to_string()),
+    }
+}
+
 impl Pacing {
     /// Clients that never pause (`Pacing::default()`).
     pub fn is_back_to_back(&self) -> bool {
@@ -82,7 +97,7 @@ impl fmt::Display for Pacing {
         write!(
             f,
             "clients pause 0..{} ms (mean {}) before each operation, back to back in {} busy windows",
-            2 * self.think_ms,
+            self.think_ms.saturating_mul(2),
             self.think_ms,
             self.busy.len()
         )?;

@@ -240,17 +240,16 @@ fn first_difference(
     };
     let (sa, sb) = (sessions(a), sessions(b));
     let clients: std::collections::BTreeSet<u64> = sa.keys().chain(sb.keys()).copied().collect();
-    let seq = |v: Option<&(u64, Vec<u8>)>| {
-        v.map_or("no session".to_string(), |s| format!("last seq {}", s.0))
-    };
+    let seq =
+        |v: Option<&(u64, Vec<u8>)>| v.map_or("none".to_string(), |s| format!("last seq {}", s.0));
     let differs = clients.into_iter().find(|c| sa.get(c) != sb.get(c));
     match differs {
         Some(c) if sa.get(&c).map(|s| s.0) == sb.get(&c).map(|s| s.0) => format!(
-            "the session of client {c} has {} with different results on replicas {na} and {nb}",
+            "client {c}'s session has {} on replicas {na} and {nb}, with different results",
             seq(sa.get(&c))
         ),
         Some(c) => format!(
-            "the session of client {c} has {} on replica {na} and {} on replica {nb}",
+            "client {c}'s session: {} on replica {na}, {} on replica {nb}",
             seq(sa.get(&c)),
             seq(sb.get(&c))
         ),

@@ -45,7 +45,7 @@ impl Scenario for Kv {
         vec![
             Param {
                 name: "think-ms",
-                help: "mean pause in ms before each client operation outside the busy windows (drawn from 0 to twice this); 0 = back to back all the time (default: drawn from the seed)",
+                help: "mean pause in ms before each client operation outside the busy windows (drawn from 0 to twice this); 0 = back to back all the time, at most 100000 (default: drawn from the seed)",
             },
             Param {
                 name: "pipeline",
@@ -86,9 +86,7 @@ impl Scenario for Kv {
     fn set_param(&self, s: &mut Schedule, name: &str, value: &str) -> Result<(), String> {
         match name {
             "think-ms" => {
-                let t: u64 = value
-                    .parse()
-                    .map_err(|_| "expected a number of milliseconds".to_string())?;
+                let t = crate::pacing::parse_think_ms(value)?;
                 let mut p = pacing(s);
                 p.think_ms = t;
                 s.set_param("pacing", p);

@@ -78,7 +78,7 @@ impl Scenario for Txn {
             },
             Param {
                 name: "think-ms",
-                help: "mean pause in ms before each transaction (drawn from 0 to twice this; default: drawn from the seed)",
+                help: "mean pause in ms before each transaction (drawn from 0 to twice this; at most 100000; default: drawn from the seed)",
             },
         ]
     }
@@ -119,9 +119,7 @@ impl Scenario for Txn {
             }
             "txn-model" => Err(format!("expected one of {}", MODELS.join(", "))),
             "think-ms" => {
-                let t: u64 = value
-                    .parse()
-                    .map_err(|_| "expected a number of milliseconds".to_string())?;
+                let t = crate::pacing::parse_think_ms(value)?;
                 s.set_param("think_ms", t);
                 Ok(())
             }
