@@ -71,7 +71,7 @@ pub async fn client_loop(p: u64, mut c: KvClient, rec: Recorder, w: Workload) {
     let mut seen: BTreeMap<String, Option<i64>> = BTreeMap::new();
     for _ in 0..w.max_ops {
         if w.pacing.think_ms > 0 {
-            let drawn = rng.random_range(0..=2 * w.pacing.think_ms);
+            let drawn = rng.random_range(0..=w.pacing.think_ms.saturating_mul(2));
             let now = w.start.elapsed().as_millis() as u64;
             let pause = w.pacing.pause_ms(now, drawn);
             if pause > 0 {

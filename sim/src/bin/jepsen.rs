@@ -4,7 +4,7 @@
 
 #[cfg(not(madsim))]
 mod real {
-    use clap::Parser;
+    use clap::{CommandFactory, FromArgMatches, Parser};
     use std::path::PathBuf;
 
     #[derive(Parser)]
@@ -28,20 +28,22 @@ mod real {
         /// Draws the fault schedule (and the clients' choices).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// How long clients and faults run before everything heals.
-        #[arg(long, default_value_t = 60)]
+        /// How long clients and faults run before everything heals (1 to
+        /// 86400).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         seconds: u64,
-        /// kv: the nodes.
+        /// kv: the nodes (3 to 7).
         #[arg(long, default_value_t = 3)]
         nodes: u64,
         /// kv: the clients; tartu: the clients posting checkouts.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
         clients: u64,
         /// kv: the keys.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         keys: u64,
-        /// Mean pause of a client before each operation (0..2x), in ms.
-        #[arg(long, default_value_t = 10)]
+        /// kv, checkout (mix): mean pause of a client before each operation (0..2x), in ms
+        /// (at most 100000).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=sim::pacing::MAX_THINK_MS))]
         think_ms: u64,
         /// Fault kinds, comma-separated, or `all` (kill, pause, clock,
         /// partition, one-way, loss, latency), or `none`.
@@ -55,7 +57,9 @@ mod real {
         /// to base+1189; space parallel runs 1200 apart).
         #[arg(long, default_value_t = 27000)]
         base_port: u16,
-        /// Output folder (emptied first) [default: target/jepsen/WORKLOAD-seed-SEED].
+        /// Output folder, emptied first: it must be new, empty, or a jepsen
+        /// output (with its .jepsen-out file) [default:
+        /// target/jepsen/WORKLOAD-seed-SEED].
         #[arg(long)]
         out: Option<PathBuf>,
         /// The bookstore binary [default: beside this one].
@@ -67,7 +71,7 @@ mod real {
         snapshot_every: u64,
         /// Run seeds SEED, SEED+1, ... up to this many runs, stopping at
         /// the first that is not valid (each in its own output folder).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
         runs: u64,
         /// kv: the clients share one connection per node and pipeline
         /// their gets and puts on its stream (what `bookstore bench` does).
@@ -76,11 +80,39 @@ mod real {
     }
 
     pub fn main() -> std::process::ExitCode {
-        let cli = Cli::parse();
+        let matches = Cli::command().get_matches();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        // Options of another workload would be ignored: refused instead.
+        let given =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        for (id, flag, owners) in [
+            ("mode", "--mode", &["checkout"][..]),
+            ("shop_workload", "--shop-workload", &["checkout"]),
+            ("nodes", "--nodes", &["kv"]),
+            ("keys", "--keys", &["kv"]),
+            ("pipeline", "--pipeline", &["kv"]),
+            ("think_ms", "--think-ms", &["kv", "checkout"]),
+            ("clients", "--clients", &["kv", "tartu"]),
+        ] {
+            if given(id) && !owners.contains(&cli.workload.as_str()) {
+                eprintln!(
+                    "jepsen: {flag} applies to --workload {} only",
+                    owners.join(" or ")
+                );
+                return std::process::ExitCode::from(2);
+            }
+        }
+        if cli.seed.checked_add(cli.runs - 1).is_none() {
+            eprintln!(
+                "jepsen: --seed {} with --runs {}: the seeds pass 2^64",
+                cli.seed, cli.runs
+            );
+            return std::process::ExitCode::from(2);
+        }
         let kinds = sim::jepsen::KINDS;
         let faults: Vec<String> = match cli.faults.as_str() {
             "all" => kinds.iter().map(|k| k.to_string()).collect(),
-            "none" | "" => Vec::new(),
+            "none" => Vec::new(),
             list => {
                 let mut out = Vec::new();
                 for k in list.split(',').map(str::trim) {
@@ -131,7 +163,7 @@ mod real {
                 .and_then(|p| p.parent().map(|d| d.join("bookstore")))
                 .unwrap_or_else(|| PathBuf::from("bookstore"))
         });
-        let runs = cli.runs.max(1);
+        let runs = cli.runs;
         for k in 0..runs {
             let seed = cli.seed + k;
             let out = match &cli.out {
@@ -145,7 +177,7 @@ mod real {
                 seconds: cli.seconds,
                 nodes: cli.nodes,
                 clients: cli.clients,
-                keys: cli.keys.max(1),
+                keys: cli.keys,
                 think_ms: cli.think_ms,
                 faults: faults.clone(),
                 bug: cli.bug.clone(),
@@ -169,13 +201,7 @@ mod real {
                     println!(
                         "run {} of {runs} (seed {seed}) ended with exit code {code}; replay: {}",
                         k + 1,
-                        replay(
-                            seed,
-                            &cli.workload,
-                            &cli.faults,
-                            cli.seconds,
-                            cli.bug.as_deref()
-                        )
+                        replay(seed)
                     );
                 }
                 return std::process::ExitCode::from(code);
@@ -187,9 +213,35 @@ mod real {
         std::process::ExitCode::SUCCESS
     }
 
-    fn replay(seed: u64, workload: &str, faults: &str, seconds: u64, bug: Option<&str>) -> String {
-        let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
-        format!("ci/jepsen --workload {workload} --seed {seed} --seconds {seconds} --faults {faults}{bug} (same schedule; the run itself is real time, not replayed bit for bit)")
+    /// The command that runs `seed` again as this run did: every flag
+    /// given, but `--runs`, and `--seed` set to this seed.
+    fn replay(seed: u64) -> String {
+        let mut out = vec!["ci/jepsen".to_string()];
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            if a == "--runs" || a == "--seed" {
+                args.next();
+            } else if !a.starts_with("--runs=") && !a.starts_with("--seed=") {
+                out.push(sh_quote(&a));
+            }
+        }
+        out.push(format!("--seed {seed}"));
+        format!(
+            "{} (same schedule; the run itself is real time, not replayed bit for bit)",
+            out.join(" ")
+        )
+    }
+
+    /// An argument as a shell reads it back.
+    fn sh_quote(a: &str) -> String {
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+        if plain {
+            a.to_string()
+        } else {
+            format!("'{}'", a.replace('\'', "'\\''"))
+        }
     }
 }
 

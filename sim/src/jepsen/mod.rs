@@ -484,6 +484,83 @@ fn io<T>(r: std::io::Result<T>, what: impl FnOnce() -> String) -> Result<T, Stri
     r.map_err(|e| format!("{}: {e}", what()))
 }
 
+/// The proxied links of a run, as (from, to): every directed link inside
+/// a Raft group, and (0, p) for every process's link from its users
+/// (executors listen nowhere).
+fn links_of(s: &Schedule) -> Vec<(u64, u64)> {
+    let tartu = s.workload == "tartu";
+    let mut pairs: Vec<(u64, u64)> = (1..=s.procs())
+        .filter(|&b| !tartu || b < tartu::FIRST_EXECUTOR)
+        .map(|b| (0, b))
+        .collect();
+    for g in &s.groups() {
+        for &a in g {
+            for &b in g {
+                if a != b {
+                    pairs.push((a, b));
+                }
+            }
+        }
+    }
+    pairs
+}
+
+/// That the run can listen on `addr` (127.0.0.1:N): N is a port, and
+/// free. A node that cannot bind its port would otherwise show as a
+/// liveness failure of the system (exit 1) rather than a run that could
+/// not start (exit 2).
+fn check_port(addr: &str, base: u16) -> Result<(), String> {
+    let n: u64 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    if n > u16::MAX as u64 {
+        return Err(format!(
+            "--base-port {base} puts a process or proxy on port {n}, above 65535: use --base-port {} or lower",
+            base as u64 - (n - u16::MAX as u64)
+        ));
+    }
+    std::net::TcpListener::bind(addr).map(drop).map_err(|e| {
+        format!("cannot listen on {addr} (another run on these ports? pass --base-port): {e}")
+    })
+}
+
+/// The file that marks a folder as a jepsen output, which a run may empty.
+const OUT_MARKER: &str = ".jepsen-out";
+
+/// Empties and creates the output folder, refusing to empty one that is
+/// not a jepsen output (a typo such as `--out .` would lose its files):
+/// a new or empty folder, one with [`OUT_MARKER`], or one under
+/// `target/jepsen/` (the default place) is fine.
+fn prepare_out(out: &Path) -> Result<(), String> {
+    if out.exists() && !out.is_dir() {
+        return Err(format!("--out {}: a file, not a folder", out.display()));
+    }
+    if let Ok(mut entries) = std::fs::read_dir(out) {
+        let comps: Vec<_> = out.components().map(|c| c.as_os_str().to_owned()).collect();
+        let default_place = comps
+            .windows(2)
+            .any(|w| w[0] == "target" && w[1] == "jepsen");
+        let ours = out.join(OUT_MARKER).exists() || default_place;
+        if entries.next().is_some() && !ours {
+            return Err(format!(
+                "--out {}: the folder is not empty and is not a jepsen output (it has no {OUT_MARKER}), and a run empties its folder first: pass a new or empty folder",
+                out.display()
+            ));
+        }
+        io(std::fs::remove_dir_all(out), || {
+            format!("cannot empty {}", out.display())
+        })?;
+    }
+    io(std::fs::create_dir_all(out), || {
+        format!("cannot create {}", out.display())
+    })?;
+    io(std::fs::write(out.join(OUT_MARKER), ""), || {
+        format!("cannot write {}", out.join(OUT_MARKER).display())
+    })
+}
+
 /// What a workload did: its liveness and convergence failures.
 struct Ran {
     live: Vec<String>,
@@ -503,11 +580,34 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
             o.bookstore.display()
         ));
     }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&o.bookstore).map_or(0, |m| m.permissions().mode());
+        if mode & 0o111 == 0 {
+            return Err(format!(
+                "{} is not executable: pass the bookstore binary with --bookstore PATH",
+                o.bookstore.display()
+            ));
+        }
+    }
     let s = draw(o);
-    let _ = std::fs::remove_dir_all(&o.out);
-    io(std::fs::create_dir_all(&o.out), || {
-        format!("cannot create {}", o.out.display())
-    })?;
+    // Before anything is touched: every port the run listens on.
+    let ports = Ports(o.base_port);
+    let mut addrs: Vec<String> = (1..=s.procs())
+        .filter(|&b| s.workload != "tartu" || b < tartu::FIRST_EXECUTOR)
+        .map(|b| ports.node(b))
+        .collect();
+    addrs.extend(links_of(&s).iter().map(|&(a, b)| {
+        if a == 0 {
+            ports.client(b)
+        } else {
+            ports.link(a, b)
+        }
+    }));
+    for a in &addrs {
+        check_port(a, o.base_port)?;
+    }
+    prepare_out(&o.out)?;
     io(
         std::fs::write(
             o.out.join("schedule.json"),
@@ -515,7 +615,6 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         ),
         || "cannot write schedule.json".into(),
     )?;
-    let ports = Ports(o.base_port);
     let shop = s.workload == "checkout";
     let tartu = s.workload == "tartu";
     let groups = s.groups();
@@ -557,21 +656,7 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     // Proxies: every directed link inside a Raft group, and every
     // process's link from its users.
     let mut links = BTreeMap::new();
-    // (Executors listen nowhere.)
-    let mut pairs: Vec<(u64, u64)> = (1..=procs_n)
-        .filter(|&b| !tartu || b < tartu::FIRST_EXECUTOR)
-        .map(|b| (0, b))
-        .collect();
-    for g in &groups {
-        for &a in g {
-            for &b in g {
-                if a != b {
-                    pairs.push((a, b));
-                }
-            }
-        }
-    }
-    for (a, b) in pairs {
+    for (a, b) in links_of(&s) {
         let (listen, name) = if a == 0 {
             (ports.client(b), format!("users->p{b}"))
         } else {
@@ -969,24 +1054,41 @@ fn nemesis(
 }
 
 /// Plays the schedule while the clients run, waits for both, then heals
-/// everything; returns the processes that died on their own.
+/// everything; returns the processes that died on their own. A client
+/// task that panicked makes the run no test at all (its operations
+/// stopped, and a history without them could pass): an error, exit 2.
 async fn play_then_heal(
     s: &Schedule,
     cluster: &Arc<Cluster>,
     rec: &Recorder,
     start: Instant,
     clients: Vec<tokio::task::JoinHandle<()>>,
-) -> Vec<String> {
+) -> Result<Vec<String>, String> {
     let lanes = nemesis(s, cluster, start);
     let progress = progress(rec, start);
     for l in lanes {
         let _ = l.await;
     }
-    for c in clients {
-        let _ = c.await;
+    let mut panicked = None;
+    for (i, c) in clients.into_iter().enumerate() {
+        if let Err(e) = c.await {
+            if e.is_panic() && panicked.is_none() {
+                let p = e.into_panic();
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|m| m.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                panicked = Some(format!("client task {i} panicked: {msg}"));
+            }
+        }
     }
     progress.abort();
-    heal(s, cluster, rec)
+    let died = heal(s, cluster, rec);
+    match panicked {
+        Some(p) => Err(format!("{p}; no verdict: the run's workload did not run")),
+        None => Ok(died),
+    }
 }
 
 /// Prints how many operations completed, every 10 s.
@@ -1069,7 +1171,7 @@ async fn run_kv(
             w,
         )));
     }
-    let died = play_then_heal(s, cluster, rec, start, clients).await;
+    let died = play_then_heal(s, cluster, rec, start, clients).await?;
     let p = s.clients;
     let mut client = KvClient::new(
         client_peers.clone(),
@@ -1156,7 +1258,7 @@ async fn run_checkout(
             }
         }));
     }
-    let died = play_then_heal(s, cluster, rec, start, clients).await;
+    let died = play_then_heal(s, cluster, rec, start, clients).await?;
     let (fin, mut live, diverged) = shopload::after_heal(&shop, t).await;
     match fin {
         Ok(v) => rec.named("final", "final", v),

@@ -179,7 +179,7 @@ pub(super) async fn run(
             }
         }));
     }
-    let died = play_then_heal(s, cluster, rec, start, tasks).await;
+    let died = play_then_heal(s, cluster, rec, start, tasks).await?;
 
     let (fin, mut live, diverged) = settle(t).await;
     match fin {
