@@ -1313,6 +1313,50 @@ fn read_events(dir: &Path, nodes: &[u64], wall0: u64) -> Vec<(u64, u64, NodeEven
 mod tests {
     use super::*;
 
+    #[test]
+    fn out_is_emptied_only_when_it_is_a_jepsen_output() {
+        let d = std::env::temp_dir().join(format!("jepsen-out-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        // A folder of the user's: refused, and left as it was.
+        let mine = d.join("mine");
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::write(mine.join("thesis.txt"), "x").unwrap();
+        let e = prepare_out(&mine).unwrap_err();
+        assert!(e.contains("not a jepsen output"), "{e}");
+        assert!(mine.join("thesis.txt").exists());
+        // New, empty, or a jepsen output (marked): emptied and marked.
+        for out in [d.join("new/deeper"), d.join("empty")] {
+            let _ = std::fs::create_dir_all(d.join("empty"));
+            prepare_out(&out).unwrap();
+            assert!(out.join(OUT_MARKER).exists());
+            std::fs::write(out.join("history.jsonl"), "x").unwrap();
+            prepare_out(&out).unwrap();
+            assert!(!out.join("history.jsonl").exists());
+        }
+        let file = d.join("afile");
+        std::fs::write(&file, "x").unwrap();
+        assert!(prepare_out(&file)
+            .unwrap_err()
+            .contains("a file, not a folder"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn ports_are_in_range_and_free_before_a_run() {
+        let e = check_port("127.0.0.1:66022", 65000).unwrap_err();
+        assert!(
+            e.contains("port 66022, above 65535: use --base-port 64513 or lower"),
+            "{e}"
+        );
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap().to_string();
+        assert!(check_port(&addr, 1)
+            .unwrap_err()
+            .contains("cannot listen on"));
+        drop(held);
+        assert_eq!(check_port(&addr, 1), Ok(()));
+    }
+
     fn opts(seed: u64, faults: &[&str]) -> Options {
         Options {
             workload: "kv".into(),
