@@ -232,6 +232,10 @@ pub fn status_to_http(s: &Status) -> ApiError {
 fn read_error(mut e: ApiError) -> ApiError {
     if e.body.get("done").is_some() && e.status == StatusCode::SERVICE_UNAVAILABLE {
         e.body["done"] = json!(false);
+        // The store's words ("outcome unknown: ...") are a write's.
+        let m = e.body["error"].as_str().unwrap_or_default();
+        let m = m.strip_prefix("outcome unknown: ").unwrap_or(m);
+        e.body["error"] = json!(format!("not done (a read; send it again): {m}"));
     }
     e
 }
@@ -520,7 +524,23 @@ async fn add_item(
     State(g): State<Gateway>,
     Params((order_id, item_id, quantity)): Params<(String, String, String)>,
 ) -> Answer {
-    let quantity = parse_amount("quantity", &quantity)?;
+    // A quantity is at least 1: the same words for `-1` as for `0` (which
+    // the order service refuses), so one message says what to send.
+    let positive = || {
+        ApiError::bad_request(format!(
+            "bad quantity '{quantity}': expected a positive integer"
+        ))
+    };
+    let quantity = parse_amount("quantity", &quantity).map_err(|e| {
+        if quantity.starts_with('-') {
+            positive()
+        } else {
+            e
+        }
+    })?;
+    if quantity == 0 {
+        return Err(positive());
+    }
     let o = until_known(&g, |request_id| {
         let (reps, total) = (g.orders.pick(), g.cfg.total_timeout);
         let req = pb::AddItemRequest {
@@ -833,6 +853,9 @@ mod tests {
             assert_eq!(r.status.as_u16(), code, "{s:?}");
             if code == 503 {
                 assert_eq!(r.body["done"], json!(false), "{s:?}");
+                let m = r.body["error"].as_str().unwrap();
+                assert!(m.starts_with("not done (a read; send it again): "), "{m}");
+                assert!(!m.contains("outcome unknown"), "{m}");
             }
         }
     }
@@ -911,6 +934,16 @@ mod tests {
             assert_eq!(status, 400, "{m} {p}: {body}");
             assert!(body["error"].as_str().unwrap().contains("bad"), "{p}");
             assert_eq!(ctype, "application/json", "{p}");
+        }
+        // A quantity is positive: -1 and 0 get the same words.
+        for q in ["-1", "0"] {
+            let p = format!("/orders/addItem/o/i/{q}");
+            let (status, body, _) = send(offline(), "POST", &p).await;
+            assert_eq!(status, 400, "{p}: {body}");
+            assert_eq!(
+                body["error"],
+                json!(format!("bad quantity '{q}': expected a positive integer"))
+            );
         }
     }
 

@@ -560,6 +560,15 @@ fn random_id() -> u64 {
 fn check_free(what: &str, addr: &str) -> anyhow::Result<()> {
     let hostport = addr.trim_start_matches("http://");
     let hostport = hostport.split('/').next().unwrap_or_default();
+    // Ports computed from a base port may pass 65535 (and then no process
+    // could ever listen there).
+    if let Some(n) = hostport
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u64>().ok())
+        .filter(|&n| n > u16::MAX as u64)
+    {
+        bail!("{what} would listen on port {n}, above 65535: choose a lower --base-port (or port: see --help)");
+    }
     if let Ok(a) = hostport.parse::<std::net::SocketAddr>() {
         if let Err(e) = std::net::TcpListener::bind(a) {
             bail!(
@@ -1751,6 +1760,8 @@ mod real {
 
     pub async fn gateway(port: u16, ports: ShopPorts) -> anyhow::Result<()> {
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        // "listening" only once the port is free to listen on.
+        super::check_free("gateway", &addr.to_string())?;
         println!("gateway listening on http://{addr}");
         bookstore::gateway::serve(
             &ports.topology(),
