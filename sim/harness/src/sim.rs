@@ -47,6 +47,20 @@ pub struct Supervisor {
     node: std::sync::Arc<std::sync::Mutex<Option<madsim::task::NodeId>>>,
     /// Where the restart timer runs (not on the host, whose tasks die).
     runner: NodeHandle,
+    /// What the supervisor and the nemesis both change: a restart timer
+    /// must not start a process that was started meanwhile (madsim would
+    /// run a second copy beside the first, which keeps its ports), nor
+    /// one that a crash fault holds down.
+    life: std::sync::Arc<std::sync::Mutex<Life>>,
+}
+
+/// A host's process, as its supervisor and the nemesis see it.
+#[derive(Default)]
+struct Life {
+    /// Counts the process's starts.
+    incarnation: u64,
+    /// Down for a crash fault, until the nemesis restarts it.
+    crashed: bool,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -56,17 +70,36 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    /// Stops the host's process now and starts it again after `delay`.
+    /// Stops the host's process (at once, from the supervisor's own task)
+    /// and starts it again after `delay`, unless it was started meanwhile
+    /// (by a crash fault's end, or an earlier request of the same process)
+    /// or a crash fault holds it down (its end starts it).
     pub fn restart_after(&self, delay: Duration) {
         let Some(id) = *self.node.lock().unwrap() else {
             return;
         };
+        let life = self.life.clone();
+        let born = life.lock().unwrap().incarnation;
         self.runner.spawn(async move {
             let h = Handle::current();
             h.kill(id);
             tokio::time::sleep(delay).await;
-            h.restart(id);
+            let mut l = life.lock().unwrap();
+            if l.incarnation == born && !l.crashed {
+                l.incarnation += 1;
+                drop(l);
+                h.restart(id);
+            }
         });
+    }
+
+    /// The nemesis crashed the host (`true`) or started it again.
+    fn crashed(&self, down: bool) {
+        let mut l = self.life.lock().unwrap();
+        l.crashed = down;
+        if !down {
+            l.incarnation += 1;
+        }
     }
 }
 
@@ -132,6 +165,7 @@ impl Sim {
             supervisor: Supervisor {
                 node: Default::default(),
                 runner: self.supervisor.clone(),
+                life: Default::default(),
             },
         };
         let e = env.clone();
@@ -218,6 +252,7 @@ impl Sim {
                 damage,
             });
             n.down = true;
+            n.env.supervisor.crashed(true);
         }
     }
 
@@ -228,6 +263,7 @@ impl Sim {
             Handle::current().restart(n.handle.id());
             n.down = false;
             n.paused = false;
+            n.env.supervisor.crashed(false);
         }
     }
 
@@ -440,6 +476,7 @@ impl Sim {
         for n in self.hosts.values_mut() {
             if n.down {
                 handle.restart(n.handle.id());
+                n.env.supervisor.crashed(false);
             } else if n.paused {
                 handle.resume(n.handle.id());
             }
@@ -449,5 +486,66 @@ impl Sim {
         }
         self.net_faults.clear();
         self.apply_network();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    /// The supervisor's restart timers and the nemesis's crashes both start
+    /// and stop a host: a timer must not start a process that a crash's
+    /// end started meanwhile (madsim would run a second copy beside it,
+    /// whose ports stay taken), nor one a crash fault holds down.
+    #[madsim::test]
+    async fn a_restart_timer_does_not_start_a_process_started_meanwhile() {
+        let (starts, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let mut sim = Sim::new(1);
+        let (s, r) = (starts.clone(), refused.clone());
+        let env = sim.host(1, "h", move |h: HostEnv| {
+            let (s, r) = (s.clone(), r.clone());
+            async move {
+                s.fetch_add(1, SeqCst);
+                match madsim::net::Endpoint::bind((h.ip, 7000)).await {
+                    Ok(_port) => std::future::pending::<()>().await,
+                    Err(_) => {
+                        r.fetch_add(1, SeqCst);
+                    }
+                }
+            }
+        });
+        let ms = |n| tokio::time::sleep(Duration::from_millis(n));
+        ms(100).await;
+        assert_eq!(starts.load(SeqCst), 1);
+        // The process fail-stops, to be started in 1 s; a crash fault
+        // starts and ends meanwhile, and its end starts the process.
+        env.supervisor.restart_after(Duration::from_secs(1));
+        ms(100).await;
+        sim.crash(1, false, false);
+        ms(200).await;
+        sim.restart(1);
+        ms(2_000).await;
+        assert_eq!(starts.load(SeqCst), 2, "the timer started it again");
+        // A timer that fires while a crash fault holds the host down.
+        env.supervisor.restart_after(Duration::from_millis(100));
+        ms(10).await;
+        sim.crash(1, false, false);
+        ms(1_000).await;
+        assert_eq!(starts.load(SeqCst), 2, "started during a crash fault");
+        sim.restart(1);
+        ms(100).await;
+        assert_eq!(starts.load(SeqCst), 3);
+        // Two requests of one process: one start.
+        env.supervisor.restart_after(Duration::from_millis(100));
+        env.supervisor.restart_after(Duration::from_millis(100));
+        ms(1_000).await;
+        assert_eq!(starts.load(SeqCst), 4, "two requests, two starts");
+        assert_eq!(
+            refused.load(SeqCst),
+            0,
+            "a port still held by an earlier copy"
+        );
     }
 }
