@@ -404,11 +404,24 @@ fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
     std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// The files a failing run writes into its directory.
-const RUN_FILES: &str = "{history.jsonl,report.html,schedule.json,failure.txt,replay.txt}";
+/// The files [`write_failure`] wrote into `dir`, as `dir/{a,b,...}`.
+fn written(dir: &Path) -> String {
+    let files: Vec<&str> = [
+        "history.jsonl",
+        "report.html",
+        "schedule.json",
+        "failure.txt",
+        "replay.txt",
+    ]
+    .into_iter()
+    .filter(|f| dir.join(f).exists())
+    .collect();
+    format!("{}/{{{}}}", dir.display(), files.join(","))
+}
 
-/// Writes history, report, schedule, failures and replay command into
-/// OUT/NAME (NAME from [`run_name`], then `suffix`); returns the directory.
+/// Writes history, report (if the scenario draws one), schedule, failures
+/// and replay command into OUT/NAME (NAME from [`run_name`], then
+/// `suffix`); returns the directory.
 fn write_failure(
     c: &Common,
     out: &Path,
@@ -419,6 +432,8 @@ fn write_failure(
     let s = &r.schedule;
     let dir = out.join(run_name(s) + suffix);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // A report of an earlier run there is not this run's.
+    let _ = std::fs::remove_file(dir.join("report.html"));
     write_file(&dir.join("history.jsonl"), r.history.to_jsonl())?;
     write_file(
         &dir.join("schedule.json"),
@@ -697,6 +712,7 @@ pub fn main(app: App) -> ExitCode {
                     &c,
                     c.schedule(seed)?,
                     c.replay(seed),
+                    "",
                     check_determinism,
                     write,
                 )
@@ -813,13 +829,27 @@ fn run_schedule(
     sched
         .check(&c.scenario.fault_kinds(), &c.scenario.bugs())
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    cmd_run(&c, sched, replay, check_determinism, write)
+    // Not over the seed's own folder: a shrunk schedule's run goes where
+    // `shrink` wrote it, any other file's beside the seed's.
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let suffix = if stem.ends_with(".shrunk") {
+        ".shrunk"
+    } else {
+        ".replay"
+    };
+    cmd_run(&c, sched, replay, suffix, check_determinism, write)
 }
 
+/// `suffix` names the folder a failing run writes (see [`write_failure`]):
+/// "" for a seed, ".shrunk" or ".replay" for a schedule file.
 fn cmd_run(
     c: &Common,
     sched: Schedule,
     replay: String,
+    suffix: &str,
     check_determinism: bool,
     write: bool,
 ) -> Result<ExitCode, String> {
@@ -848,8 +878,8 @@ fn cmd_run(
     if r.passed() && !write {
         return Ok(ExitCode::SUCCESS);
     }
-    match write_failure(c, &c.out, "", &r, &replay) {
-        Ok(dir) => println!("wrote {}/{RUN_FILES}", dir.display()),
+    match write_failure(c, &c.out, suffix, &r, &replay) {
+        Ok(dir) => println!("wrote {}", written(&dir)),
         // A failed check stays exit 1: the files are not the verdict.
         Err(e) if !r.passed() => eprintln!("error: {e}"),
         Err(e) => return Err(e),
@@ -1122,7 +1152,8 @@ fn report_coverage(
         let reached = rows.iter().any(|r| &r.counter == name && r.seeds > 0);
         if !reached && !declared.iter().any(|f| f.counter == name) {
             println!(
-                "--floor '{name}': no seed reached this counter, and the scenario declares no floor on it; check its name (`sim run` prints the counters a seed reached)"
+                "--floor '{name}': no seed reached this counter, and the scenario declares no floor on it; check its name (`{} run` prints the counters a seed reached)",
+                c.app.name
             );
         }
     }
@@ -1200,7 +1231,11 @@ fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String
         "{} faults, {} clients, {} ops per client, {} ms, {} client ops",
         s.faults.len(),
         s.clients,
-        s.ops_per_client,
+        if s.ops_per_client == u64::MAX {
+            "unlimited".to_string()
+        } else {
+            s.ops_per_client.to_string()
+        },
         s.duration_ms,
         shrunk.result.client_ops
     );
@@ -1220,11 +1255,7 @@ fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String
         );
     }
     print_failures(&shrunk.result);
-    println!(
-        "wrote {} and {}/{RUN_FILES}",
-        path.display(),
-        fdir.display()
-    );
+    println!("wrote {} and {}", path.display(), written(&fdir));
     println!("replay: {replay}");
     Ok(ExitCode::SUCCESS)
 }

@@ -49,3 +49,5 @@ pub mod shrink;
 pub mod sim;
 
 pub use hostio;
+/// The generator a [`schedule::DrawCustom`] draws from.
+pub use rand_chacha;

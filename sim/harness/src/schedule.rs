@@ -479,6 +479,12 @@ impl Schedule {
     /// `hosts` fault targets, the harness's fault kinds `kinds` (as
     /// `--faults` selected them) over a workload phase of `duration_ms`.
     /// Set `clients`, `ops_per_client` and `params` on the result.
+    ///
+    /// `crash` faults come as a disk fails: a torn unsynced tail, corrupted
+    /// in some seeds, and in about half of the seeds a damaged synced
+    /// write (rot, lost or misdirected: see `hostio::disk::Damage`),
+    /// which a service with a single copy of its data cannot repair; call
+    /// [`Schedule::without_synced_damage`] if yours should not face it.
     pub fn draw(
         scenario: &str,
         seed: u64,
@@ -488,9 +494,36 @@ impl Schedule {
         hosts: u64,
         duration_ms: u64,
     ) -> Schedule {
+        Schedule::draw_with(
+            scenario,
+            seed,
+            bug,
+            kinds,
+            selection,
+            hosts,
+            duration_ms,
+            &no_custom_faults,
+        )
+    }
+
+    /// [`Schedule::draw`] for a scenario with fault kinds of its own:
+    /// `kinds` lists the harness's kinds and yours, and `custom` draws
+    /// yours (as a [`Fault::custom`], played by your
+    /// [`crate::nemesis::FaultPlugin`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn draw_with(
+        scenario: &str,
+        seed: u64,
+        bug: Option<&str>,
+        kinds: &[&str],
+        selection: &FaultSelection,
+        hosts: u64,
+        duration_ms: u64,
+        custom: DrawCustom<'_>,
+    ) -> Schedule {
         let targets = Targets { hosts };
         let (config, faults) =
-            Draw::new(seed).faults(kinds, selection, &targets, duration_ms, &no_custom_faults);
+            Draw::new(seed).faults(kinds, selection, &targets, duration_ms, custom);
         Schedule {
             scenario: scenario.to_string(),
             seed,
@@ -503,6 +536,20 @@ impl Schedule {
             faults,
             params: Map::new(),
         }
+    }
+}
+
+impl Schedule {
+    /// The same schedule with no damage to synced writes in its crashes
+    /// (each crash still loses what was not synced, and may tear it).
+    pub fn without_synced_damage(mut self) -> Schedule {
+        for f in &mut self.faults {
+            if let Fault::Crash { damage, .. } = &mut f.fault {
+                *damage = None;
+            }
+        }
+        self.config.damage_rate = 0.0;
+        self
     }
 }
 
@@ -543,6 +590,18 @@ impl Draw {
         duration_ms: u64,
         custom: DrawCustom<'_>,
     ) -> (FaultConfig, Vec<FaultEvent>) {
+        for k in kinds {
+            let need = match *k {
+                "partition" | "one-way" => 2,
+                "bridge" => 3,
+                _ => 1,
+            };
+            assert!(
+                targets.hosts >= need,
+                "fault kind '{k}' needs at least {need} hosts, and this scenario's faults target {}: leave it out of the scenario's fault_kinds()",
+                targets.hosts
+            );
+        }
         let rng = &mut self.rng;
         let kinds: Vec<String> = match selection {
             FaultSelection::Only(k) => k.clone(),
@@ -849,6 +908,44 @@ mod tests {
         );
         s.bug = None;
         assert_eq!(s.check(kinds, &[]), Ok(()));
+    }
+
+    #[test]
+    fn synced_damage_can_be_left_out_and_kinds_need_their_hosts() {
+        let all = FaultSelection::parse("all", &HOST_KINDS).unwrap();
+        let damaged = (0..50)
+            .map(|seed| Schedule::draw("x", seed, None, &HOST_KINDS, &all, 3, 20_000))
+            .find(|s| {
+                s.faults.iter().any(|f| {
+                    matches!(
+                        f.fault,
+                        Fault::Crash {
+                            damage: Some(_),
+                            ..
+                        }
+                    )
+                })
+            })
+            .expect("a seed with damage among 50");
+        let kept = damaged.clone().without_synced_damage();
+        assert_eq!(kept.config.damage_rate, 0.0);
+        assert!(kept.faults.iter().all(|f| !matches!(
+            f.fault,
+            Fault::Crash {
+                damage: Some(_),
+                ..
+            }
+        )));
+        assert_eq!(kept.faults.len(), damaged.faults.len());
+        let one_host = std::panic::catch_unwind(|| {
+            Schedule::draw("x", 1, None, &["crash", "partition"], &all, 1, 20_000)
+        });
+        let msg = one_host.unwrap_err();
+        let msg = msg.downcast_ref::<String>().unwrap();
+        assert!(
+            msg.contains("fault kind 'partition' needs at least 2 hosts"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -26,9 +26,15 @@ async fn call<T>(op: impl AsyncFnOnce(Client<Channel>) -> Result<T, Status>) -> 
         .unwrap_or(Err("timed out".into()))
 }
 
-/// 150 operations, writes and reads in turn, 50 ms apart.
-async fn client(p: u64, rec: Recorder) {
-    for i in 0..150 {
+/// 150 operations, writes and reads in turn, 50 ms apart, or fewer: a
+/// client stops after the schedule's `ops_per_client` operations or at the
+/// end of its workload phase (the shrinker lowers both).
+async fn client(p: u64, rec: Recorder, ops: u64, phase: Duration) {
+    let end = tokio::time::Instant::now() + phase;
+    for i in 0..150u64.min(ops) {
+        if tokio::time::Instant::now() >= end {
+            break;
+        }
         let v = (p * 1_000 + i) as i64;
         if i % 2 == 0 {
             let w = async { call(async |mut c| c.write(Value { value: v }).await).await };
@@ -68,7 +74,11 @@ impl Scenario for RegisterScenario {
             sim.host(1, "register", move |h| {
                 crate::serve(Arc::new(h.disk), h.clock, (h.ip, 7000).into(), bug)
             });
-            let spawn = |p| sim.client(p).spawn(client(p, ctx.rec.clone()));
+            let phase = Duration::from_millis(s.duration_ms);
+            let spawn = |p| {
+                sim.client(p)
+                    .spawn(client(p, ctx.rec.clone(), s.ops_per_client, phase))
+            };
             let clients: Vec<_> = (1..=s.clients).map(spawn).collect();
             nemesis::play(&mut sim, &ctx, &s.faults, s.duration_ms).await;
             sim.heal_all();
