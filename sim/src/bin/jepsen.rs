@@ -65,9 +65,9 @@ mod real {
         /// The bookstore binary [default: beside this one].
         #[arg(long)]
         bookstore: Option<PathBuf>,
-        /// Nodes snapshot every N applied entries (small: snapshots and
-        /// their transfer happen in a short run).
-        #[arg(long, default_value_t = 100)]
+        /// Nodes snapshot every N applied entries, N at least 1 (small:
+        /// snapshots and their transfer happen in a short run).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
         snapshot_every: u64,
         /// Run seeds SEED, SEED+1, ... up to this many runs, stopping at
         /// the first that is not valid (each in its own output folder).
