@@ -4,10 +4,12 @@
 Usage: python3 ci/pad_graphiql_test.py GRAPHQL_URL SCREENSHOT.png
 
 Loads GraphiQL from the gateway (every script and style it needs is served
-by the gateway: the browser is offline except for it), runs the default
-query and waits for the greeting in the response pane; then types a
-registerUser mutation and a query into the editor, runs each and checks the
-answers. Saves a screenshot and exits 0; on any failure, or any console
+by the gateway: the browser is offline except for it), opens the Docs pane
+and checks that the schema loaded (the introspection query GraphiQL sends on
+load was answered: the pane shows the root types Query and Mutation, not
+"Error fetching schema"), runs the default query and waits for the greeting
+in the response pane; then types a registerUser mutation and a query into
+the editor, runs each and checks the answers. Saves a screenshot and exits 0; on any failure, or any console
 error or uncaught page exception, prints what the page showed and exits 1.
 
 Uses the system Chromium ($CHROMIUM, default /usr/bin/chromium).
@@ -46,6 +48,31 @@ def run(page, query, want):
         raise Failure(f"no {want!r} in the response pane; it shows: {response_text(page)!r}")
 
 
+def check_schema(page):
+    """The Docs pane shows the schema: GraphiQL's introspection worked."""
+    docs = page.locator(".graphiql-doc-explorer")
+    if docs.count() == 0:
+        page.locator('button[aria-label="Show Documentation Explorer"]').click()
+    try:
+        page.wait_for_selector(
+            ".graphiql-doc-explorer-root-type, .graphiql-doc-explorer-error",
+            timeout=TIMEOUT_MS,
+        )
+    except Exception:
+        raise Failure(f"the Docs pane shows neither the schema nor an error: {docs.inner_text(timeout=2000)!r}")
+    text = docs.inner_text(timeout=2000)
+    if page.locator(".graphiql-doc-explorer-error").count() > 0 or "Error fetching schema" in text:
+        raise Failure(
+            f"the Docs pane says {text!r}: GraphiQL's introspection query was refused; "
+            f"the response pane shows: {response_text(page)!r}"
+        )
+    for want in ["query: Query", "mutation: Mutation"]:
+        if want not in " ".join(text.split()):
+            raise Failure(f"the Docs pane does not show {want!r}: {text!r}")
+    # Closed again: the screenshot shows the editor and the response.
+    page.locator('button[aria-label="Hide Documentation Explorer"]').click()
+
+
 def main():
     url, shot = sys.argv[1], sys.argv[2]
     origin = urlparse(url).netloc
@@ -72,6 +99,7 @@ def main():
         try:
             page.goto(url, timeout=TIMEOUT_MS)
             page.wait_for_selector(".graphiql-execute-button", timeout=TIMEOUT_MS)
+            check_schema(page)
             run(page, None, "Hello from the bookstore")
             run(
                 page,
@@ -92,7 +120,7 @@ def main():
             return 1
         finally:
             browser.close()
-    print(f"GraphiQL page: 1 passed (default query, a typed mutation and query; screenshot {shot})")
+    print(f"GraphiQL page: 1 passed (schema in the Docs pane, default query, a typed mutation and query; screenshot {shot})")
     return 0
 
 

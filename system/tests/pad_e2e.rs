@@ -8,8 +8,11 @@
 //!    auth failure (wrong password, unknown e-mail, no, forged, tampered,
 //!    revoked token, a reused refresh token revoking its login, a non-admin
 //!    catalogue write); 26 kinds of malformed requests and input, each
-//!    answered with an error and a code, never a 5xx; GraphiQL's page and
-//!    assets; the registry's view.
+//!    answered with an error and a code, never a 5xx; the HTTP refusals
+//!    (other methods, GraphQL over GET, a body over the limit) as JSON;
+//!    GraphiQL's page and assets and the standard introspection query it
+//!    sends; the registry's view, also after a pause longer than a lease;
+//!    a read while its store group is stopped: UNAVAILABLE, not done.
 //! 2. The same flow while a catalog, cart, orders, payment, auth replica
 //!    and a gateway are SIGKILLed one after another: every order ends in a
 //!    final status, and units and money add up.
@@ -400,6 +403,21 @@ fn the_course_flow_and_every_error() {
         let m = make("Free", -1.0, 1);
         let a = q(g, m["query"].as_str().unwrap(), m["vars"].clone(), Some(&admin)).await;
         assert_eq!(code(&a), "BAD_USER_INPUT", "a negative price: {}", a.body);
+        // A long list of categories: refused at once, definitely, naming
+        // the field and the limit; repeats count once in the product.
+        let m = make("Many", 1.0, 1);
+        let mut vars = m["vars"].clone();
+        vars["c"] = json!(vec![cat; 100_000]);
+        let t = Instant::now();
+        let a = q(g, m["query"].as_str().unwrap(), vars, Some(&admin)).await;
+        assert_eq!(code(&a), "BAD_USER_INPUT", "{}", a.body);
+        assert_eq!(a.body["errors"][0]["message"], "categoriesIds: at most 100 ids, got 100000");
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        let mut vars = m["vars"].clone();
+        vars["c"] = json!(vec![cat; 100]);
+        let a = q(g, m["query"].as_str().unwrap(), vars, Some(&admin)).await;
+        let many = data(&a, "createProduct");
+        assert_eq!(many["categories"].as_array().map(Vec::len), Some(1), "{}", a.body);
         let m = make("Nowhere", 1.0, 1);
         let mut vars = m["vars"].clone();
         vars["c"] = json!([424242]);
@@ -410,18 +428,80 @@ fn the_course_flow_and_every_error() {
             a.body
         );
         assert_eq!(units(g, dune).await, 3, "no malformed request changed anything");
+        // The messages name what to fix.
+        let a = q(g, ADD, json!({"p": 999, "q": 1}), Some(&reader)).await;
+        assert_eq!(a.body["errors"][0]["message"], "productId: no product 999");
+        let a = g
+            .raw(
+                "POST",
+                "/graphql",
+                &[("authorization", &format!("BEARER {reader}"))],
+                serde_json::to_vec(&json!({"query": CART})).unwrap(),
+            )
+            .await
+            .unwrap();
+        data(&a, "cart");
 
-        // GraphiQL (served by the gateway itself) and the registry's view.
-        let page = g.raw("GET", "/graphql", &[], Vec::new()).await.unwrap();
+        // HTTP refusals: JSON in GraphQL's shape, saying what to send.
+        for (method, path, accept, status) in [
+            ("GET", "/graphql?query=%7Bhello%7D", "application/json", 405),
+            ("GET", "/graphql", "*/*", 405),
+            ("PUT", "/graphql", "*/*", 405),
+            ("OPTIONS", "/graphql", "*/*", 405),
+            ("POST", "/status", "*/*", 405),
+        ] {
+            let a = g.raw(method, path, &[("accept", accept)], Vec::new()).await.unwrap();
+            assert_eq!(a.status, status, "{method} {path}: {}", a.body);
+            assert_eq!(code(&a), "BAD_REQUEST", "{method} {path}");
+            let m = a.body["errors"][0]["message"].as_str().unwrap();
+            assert!(m.contains("POST /graphql with a JSON body"), "{method} {path}: {m}");
+        }
+        let big = format!("{{\"query\": \"{{ hello }}\", \"pad\": \"{}\"}}", "x".repeat(3 << 20));
+        let a = g.raw("POST", "/graphql", &[], big.into_bytes()).await.unwrap();
+        assert_eq!(a.status, 413);
+        assert_eq!(code(&a), "BAD_REQUEST");
+        assert!(a.body["errors"][0]["message"].as_str().unwrap().contains("2097152 bytes"), "{}", a.body);
+
+        // GraphiQL (served by the gateway itself, to browsers), the
+        // standard introspection query it sends on load, and the registry's
+        // view.
+        let page = g.raw("GET", "/graphql", &[("accept", "text/html")], Vec::new()).await.unwrap();
         assert_eq!(page.status, 200);
+        let a = q(g, include_str!("../src/pad/introspection.graphql"), json!({}), None).await;
+        assert!(a.body.get("errors").is_none(), "introspection: {}", a.body);
+        assert_eq!(a.body["data"]["__schema"]["queryType"]["name"], "Query");
         for asset in ["/graphiql/graphiql.min.js", "/graphiql/graphiql.min.css", "/graphiql/react.production.min.js", "/graphiql/react-dom.production.min.js"] {
             assert_eq!(g.raw("GET", asset, &[], Vec::new()).await.unwrap().status, 200, "{asset}");
         }
-        let s = g2.get("/status").await.unwrap();
-        assert_eq!(s.status, 200);
-        for svc in bookstore::pad::SERVICES {
-            assert_eq!(s.body["routable"][svc].as_array().map(Vec::len), Some(2), "{svc}: {}", s.body);
+        // After a pause longer than a lease, the first look shows
+        // everything up (not an old listing whose leases all lapsed).
+        for pause in [0, 4] {
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+            let s = g2.get("/status").await.unwrap();
+            assert_eq!(s.status, 200);
+            for svc in bookstore::pad::SERVICES {
+                assert_eq!(s.body["routable"][svc].as_array().map(Vec::len), Some(2), "after {pause} s, {svc}: {}", s.body);
+            }
         }
+
+        // A read while the cart's store group is stopped: UNAVAILABLE, not
+        // done (a read changes nothing), never "outcome unknown".
+        let stopped: Vec<u32> = (1..=3).map(|i| pad.pid(&format!("cart-kv-{i}")).expect("pid")).collect();
+        for &pid in &stopped {
+            // SAFETY: kill(2) with pids the supervisor wrote for its children.
+            assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+        }
+        let t = Instant::now();
+        let a = g.query(CART, json!({}), Some(&reader)).await;
+        eprintln!("cart read with its store stopped: {:.1} s, {:?}", t.elapsed().as_secs_f64(), a.as_ref().map(|a| &a.body));
+        for &pid in &stopped {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+        }
+        let a = a.expect("an HTTP answer");
+        assert_eq!(code(&a), "UNAVAILABLE", "{}", a.body);
+        let m = a.body["errors"][0]["message"].as_str().unwrap();
+        assert!(m.starts_with("not done (a read): send again"), "{m}");
     });
 }
 

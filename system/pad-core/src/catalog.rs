@@ -12,6 +12,10 @@ pub const URL_MAX: usize = 2_000;
 pub const PRICE_MAX_CENTS: i64 = 100_000_000;
 /// The most units of one product.
 pub const UNITS_MAX: i64 = 1_000_000_000;
+/// The most ids in a product's `categoriesIds` (as sent, repeats
+/// included): the catalogue reads and compares each category it names, so
+/// a longer list is refused before the store is touched.
+pub const CATEGORIES_MAX: usize = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Category {
@@ -80,6 +84,21 @@ pub fn price_cents(price: f64) -> Result<i64, Refusal> {
     Ok(cents as i64)
 }
 
+/// A product's category ids as sent, at most [`CATEGORIES_MAX`] of them:
+/// sorted, each once; or why not.
+pub fn category_ids(ids: &[i64]) -> Result<Vec<i64>, Refusal> {
+    if ids.len() > CATEGORIES_MAX {
+        return Err(Refusal::input(format!(
+            "categoriesIds: at most {CATEGORIES_MAX} ids, got {}",
+            ids.len()
+        )));
+    }
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// A new product's fields, checked (the category ids must also exist:
 /// `known` says which do), or why not.
 pub fn product(
@@ -98,9 +117,7 @@ pub fn product(
             "unitsAvailable: expected 0 to {UNITS_MAX}, got {units_available}"
         )));
     }
-    let mut ids = category_ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = self::category_ids(category_ids)?;
     if let Some(id) = ids.iter().find(|&&id| !known(id)) {
         return Err(Refusal::new(
             crate::codes::NOT_FOUND,
@@ -156,6 +173,19 @@ mod tests {
             (crate::codes::NOT_FOUND, "categoriesIds: no category 3")
         );
         assert!(category("  ", "d").is_err());
+        // A long list is refused, naming the field and the limit; repeats
+        // count once in the product but as sent against the limit.
+        let e = product("x", 1.0, None, 1, &vec![1; 100_000], known).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                crate::codes::BAD_USER_INPUT,
+                "categoriesIds: at most 100 ids, got 100000"
+            )
+        );
+        let p = product("x", 1.0, None, 1, &[2; CATEGORIES_MAX], known).unwrap();
+        assert_eq!(p.category_ids, vec![2]);
+        assert_eq!(category_ids(&[3, 1, 3, 2, 1]).unwrap(), vec![1, 2, 3]);
         assert_eq!(
             category(" Novels ", "long ones").unwrap(),
             ("Novels".into(), "long ones".into())

@@ -111,7 +111,9 @@ pub async fn categories(kv: &mut KvClient) -> Result<Vec<Category>, CatalogError
 }
 
 /// A new product; its categories must exist (and still exist when it is
-/// written: the transaction compares them).
+/// written: the transaction compares them). The list is checked first (at
+/// most [`catalog::CATEGORIES_MAX`] ids) and each category is read and
+/// compared once, however often the list repeats it.
 pub async fn create_product(
     kv: &mut KvClient,
     name: &str,
@@ -120,6 +122,7 @@ pub async fn create_product(
     units_available: i64,
     category_ids: &[i64],
 ) -> Result<Product, CatalogError> {
+    let category_ids = &catalog::category_ids(category_ids)?[..];
     let keys: Vec<String> = category_ids.iter().map(|&id| cat_key(id)).collect();
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let found = if refs.is_empty() {

@@ -1,18 +1,26 @@
 //! The API gateway over HTTP (real mode): the course's GraphQL schema
-//! ([`super::graphql`]) at `POST /graphql`, the GraphiQL page at
-//! `GET /graphql` (and `/graphiql`), everything it loads served from the
-//! binary (it works offline), the registry's view at `GET /status` (`routable`: per service, the
-//! addresses calls go to; `instances`: every registered instance, up,
-//! unhealthy or lapsed, with the time left on its lease).
+//! ([`super::graphql`]) at `POST /graphql` (a JSON body of at most
+//! [`BODY_LIMIT`] bytes), the GraphiQL page at `GET /graphql` for browsers
+//! (`Accept: text/html`; and at `/graphiql`), everything it loads served
+//! from the binary (it works offline), the registry's view at `GET /status`
+//! (`routable`: per service, the addresses calls go to; `instances`: every
+//! registered instance, up, unhealthy or lapsed, with the time left on its
+//! lease; from a listing at most [`super::rpc::VIEW_TTL`] old, asked for
+//! if the one at hand is older).
 //!
-//! A body that is not a GraphQL request (not JSON, no `query`) is answered
-//! 400 with a GraphQL-shaped JSON error; an executed request is answered 200
-//! with `data` and `errors`, every error with `extensions.code`.
+//! Every error is JSON in GraphQL's shape, with `extensions.code`: a body
+//! that is not a GraphQL request (not JSON, a batch, no `query`) is
+//! answered 400 `BAD_REQUEST`, a body over the limit 413, another method
+//! 405 (with `Allow`), a `GET /graphql` that is not a browser's (GraphQL
+//! over GET is not served) 405; an executed request is answered 200 with
+//! `data` and `errors`.
 
 use super::graphql::{Creds, PadSchema};
 use super::rpc::Discovery;
 use axum::body::Bytes;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -36,9 +44,16 @@ fn asset(ct: &'static str, body: &'static str) -> Response {
         .into_response()
 }
 
-fn bad_request(message: String) -> Response {
+/// The largest request body read (2 MiB); a larger one is answered 413.
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// How a request must be sent (the end of the errors about sending).
+const HOW: &str = "send POST /graphql with a JSON body {\"query\": \"...\", \"variables\": {...}}";
+
+/// An error in GraphQL's shape, with code `BAD_REQUEST`.
+fn request_error(status: StatusCode, message: String) -> Response {
     (
-        StatusCode::BAD_REQUEST,
+        status,
         axum::Json(json!({
             "data": null,
             "errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}],
@@ -47,14 +62,58 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
-/// The credentials in a request's headers.
+fn bad_request(message: String) -> Response {
+    request_error(StatusCode::BAD_REQUEST, message)
+}
+
+/// A body the gateway could not read: too large (413) or cut off.
+fn body_rejected(r: BytesRejection) -> Response {
+    let status = r.status();
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("the body is over {BODY_LIMIT} bytes (2 MiB): {HOW} under that size")
+    } else {
+        format!("the body could not be read ({}): {HOW}", r.body_text())
+    };
+    request_error(status, message)
+}
+
+/// Does the request accept an HTML page (a browser's navigation)?
+fn accepts_html(h: &HeaderMap) -> bool {
+    h.get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/html"))
+}
+
+/// `GET /graphql`: GraphiQL for a browser; anyone else is told to POST
+/// (GraphQL over GET is not served: 405).
+fn graphql_get(h: &HeaderMap, uri: &Uri) -> Response {
+    if accepts_html(h) {
+        return asset("text/html; charset=utf-8", PAGE);
+    }
+    let has_query = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some("query")));
+    let message = if has_query {
+        format!("GraphQL over GET is not served: {HOW}")
+    } else {
+        format!("GET /graphql is GraphiQL's page, for browsers (Accept: text/html); to run GraphQL, {HOW}")
+    };
+    let mut r = request_error(StatusCode::METHOD_NOT_ALLOWED, message);
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}
+
+/// The credentials in a request's headers (the scheme `Bearer` in any
+/// case, RFC 7235).
 pub fn creds(h: &HeaderMap) -> Creds {
     let bearer = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
+            let (scheme, token) = v.trim_start().split_once([' ', '\t'])?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
         })
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty());
@@ -85,6 +144,12 @@ pub async fn execute(schema: &PadSchema, headers: &HeaderMap, body: &[u8]) -> Re
             ))
         }
     };
+    if v.is_array() {
+        return bad_request(
+            "batched requests (a JSON array) are not supported: send one request per POST, {\"query\": \"...\", \"variables\": {...}}"
+                .into(),
+        );
+    }
     if !v.get("query").is_some_and(Value::is_string) {
         return bad_request(
             "no \"query\" string in the body: send {\"query\": \"...\", \"variables\": {...}}"
@@ -145,21 +210,31 @@ pub fn router(schema: PadSchema, disc: Discovery, name: String) -> Router {
             let disc = disc.clone();
             let name = name.clone();
             async move {
-                match disc.listing().await {
-                    Some((all, now)) => {
+                // A fresh listing: an old one's leases would show lapsed.
+                match disc.fresh_listing().await {
+                    Some(l) => {
+                        let (all, now) = (&l.instances, l.registry_now_ms);
                         let routable: std::collections::BTreeMap<&str, Vec<&str>> = super::SERVICES
                             .iter()
                             .map(|s| {
-                                let up = pad_core::registry::routable(&all, s, now);
+                                let up = pad_core::registry::routable(all, s, now);
                                 (*s, up.iter().map(|i| i.addr.as_str()).collect())
                             })
                             .collect();
-                        axum::Json(json!({
+                        let age_ms = l.age.as_millis() as u64;
+                        let mut body = json!({
                             "gateway": name,
                             "registry_now_ms": now,
+                            "listing_age_ms": age_ms,
                             "routable": routable,
-                            "instances": pad_core::registry::view(&all, now),
-                        }))
+                            "instances": pad_core::registry::view(all, now),
+                        });
+                        if l.age > super::rpc::VIEW_TTL {
+                            body["warning"] = json!(format!(
+                                "the registry did not answer: this listing is {age_ms} ms old, and leases renewed since show as lapsed"
+                            ));
+                        }
+                        axum::Json(body)
                     }
                     .into_response(),
                     None => (
@@ -176,10 +251,17 @@ pub fn router(schema: PadSchema, disc: Discovery, name: String) -> Router {
     Router::new()
         .route(
             "/graphql",
-            get(page).post(move |h: HeaderMap, body: Bytes| {
-                let schema = schema.clone();
-                async move { execute(&schema, &h, &body).await }
-            }),
+            get(|h: HeaderMap, uri: Uri| async move { graphql_get(&h, &uri) }).post(
+                move |h: HeaderMap, body: Result<Bytes, BytesRejection>| {
+                    let schema = schema.clone();
+                    async move {
+                        match body {
+                            Ok(body) => execute(&schema, &h, &body).await,
+                            Err(r) => body_rejected(r),
+                        }
+                    }
+                },
+            ),
         )
         .route("/graphiql", get(page))
         .route("/", get(page))
@@ -208,6 +290,18 @@ pub fn router(schema: PadSchema, disc: Discovery, name: String) -> Router {
                 axum::Json(json!({"error": "no such page: POST /graphql, GET /graphql (GraphiQL), GET /status"})),
             )
         })
+        // After every route: it applies to those before it. The `Allow`
+        // header is axum's.
+        .method_not_allowed_fallback(|m: Method, uri: Uri| async move {
+            request_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "{m} is not allowed on {}: {HOW} (GET /graphql is GraphiQL's page, GET /status the registry's view)",
+                    uri.path()
+                ),
+            )
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// Serves the gateway on `addr` until `shutdown` completes.
@@ -369,5 +463,231 @@ pub mod client {
         pub async fn get(&self, path: &str) -> Result<Answer, String> {
             self.raw("GET", path, &[], Vec::new()).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pad::rpc::testing::{serve, StubRegistry};
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn disc(registry: &str) -> Discovery {
+        Discovery::new(
+            vec![registry.to_string()],
+            crate::clock::Clock::new(),
+            Duration::from_millis(500),
+        )
+    }
+
+    /// The gateway's routes over a registry at `registry`.
+    fn gateway(registry: &str) -> Router {
+        let clock = crate::clock::Clock::new();
+        let schema = super::super::graphql::schema(super::super::graphql::Api {
+            disc: disc(registry),
+            wall: crate::tartu::WallClock::system(clock),
+            deadline: Duration::from_secs(1),
+            audit: None,
+        });
+        router(schema, disc(registry), "test".into())
+    }
+
+    struct Got {
+        status: StatusCode,
+        headers: HeaderMap,
+        text: String,
+        json: Value,
+    }
+
+    async fn send(app: &Router, req: Request<Body>) -> Got {
+        let r = app.clone().oneshot(req).await.unwrap();
+        let (status, headers) = (r.status(), r.headers().clone());
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Got {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    fn req(method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Request<Body> {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Body::from(body)).unwrap()
+    }
+
+    /// A GraphQL-shaped error with code BAD_REQUEST; its message.
+    fn message(g: &Got) -> &str {
+        assert_eq!(g.json["data"], Value::Null, "{}", g.text);
+        assert_eq!(
+            g.json["errors"][0]["extensions"]["code"], "BAD_REQUEST",
+            "{}",
+            g.text
+        );
+        g.json["errors"][0]["message"].as_str().unwrap()
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_standard_introspection_query_is_answered_over_http() {
+        rt().block_on(async {
+            let app = gateway("127.0.0.1:9");
+            let body = serde_json::to_vec(&json!({
+                "query": include_str!("introspection.graphql"),
+                "operationName": "IntrospectionQuery",
+            }))
+            .unwrap();
+            let g = send(
+                &app,
+                req(
+                    "POST",
+                    "/graphql",
+                    &[("content-type", "application/json")],
+                    body,
+                ),
+            )
+            .await;
+            assert_eq!(g.status, StatusCode::OK);
+            assert!(g.json.get("errors").is_none(), "{}", g.text);
+            assert_eq!(g.json["data"]["__schema"]["queryType"]["name"], "Query");
+        });
+    }
+
+    /// GraphiQL goes to browsers only; GraphQL over GET, other methods, a
+    /// body over the limit and a batch get a JSON error that says what to
+    /// send.
+    #[test]
+    fn every_refusal_is_json_and_says_what_to_send() {
+        rt().block_on(async {
+            let app = gateway("127.0.0.1:9");
+            let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+            let g = send(&app, req("GET", "/graphql", &[("accept", browser)], vec![])).await;
+            assert_eq!(g.status, StatusCode::OK);
+            assert!(g.text.starts_with("<!doctype html>"));
+            for (uri, accept, want) in [
+                ("/graphql?query=%7Bhello%7D", "application/json", "GraphQL over GET is not served"),
+                ("/graphql?query=%7Bhello%7D", "*/*", "GraphQL over GET is not served"),
+                ("/graphql", "*/*", "GET /graphql is GraphiQL's page, for browsers"),
+                ("/graphql", "application/json", "GET /graphql is GraphiQL's page, for browsers"),
+            ] {
+                let g = send(&app, req("GET", uri, &[("accept", accept)], vec![])).await;
+                assert_eq!(g.status, StatusCode::METHOD_NOT_ALLOWED, "{uri} {accept}");
+                assert_eq!(g.headers[header::ALLOW], "POST");
+                let m = message(&g);
+                assert!(m.starts_with(want), "{m}");
+                assert!(m.contains("send POST /graphql with a JSON body"), "{m}");
+            }
+            for (method, uri) in [
+                ("PUT", "/graphql"),
+                ("DELETE", "/graphql"),
+                ("OPTIONS", "/graphql"),
+                ("POST", "/status"),
+                ("POST", "/"),
+            ] {
+                let g = send(&app, req(method, uri, &[], b"{}".to_vec())).await;
+                assert_eq!(g.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+                assert!(g.headers.contains_key(header::ALLOW), "{method} {uri}");
+                let m = message(&g);
+                assert!(m.starts_with(&format!("{method} is not allowed on {uri}:")), "{m}");
+            }
+            let big = format!(
+                "{{\"query\": \"{{ hello }}\", \"pad\": \"{}\"}}",
+                "x".repeat(3 << 20)
+            );
+            let g = send(&app, req("POST", "/graphql", &[], big.into_bytes())).await;
+            assert_eq!(g.status, StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(
+                message(&g),
+                "the body is over 2097152 bytes (2 MiB): send POST /graphql with a JSON body {\"query\": \"...\", \"variables\": {...}} under that size"
+            );
+            let batch = br#"[{"query": "{ hello }"}, {"query": "{ hello }"}]"#.to_vec();
+            let g = send(&app, req("POST", "/graphql", &[], batch)).await;
+            assert_eq!(g.status, StatusCode::BAD_REQUEST);
+            assert!(message(&g).starts_with("batched requests (a JSON array) are not supported"));
+            // Just under the limit is read and run.
+            let fits = format!(
+                "{{\"query\": \"{{ hello }}\", \"extensions\": {{\"pad\": \"{}\"}}}}",
+                "x".repeat(BODY_LIMIT - 100)
+            );
+            let g = send(&app, req("POST", "/graphql", &[], fits.into_bytes())).await;
+            assert_eq!(g.status, StatusCode::OK, "{}", &g.text[..200.min(g.text.len())]);
+            assert!(g.json["data"]["hello"].is_string());
+        });
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let bearer = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            creds(&h).bearer
+        };
+        for v in [
+            "Bearer tok",
+            "bearer tok",
+            "BEARER tok",
+            "BeArEr  tok ",
+            "Bearer\ttok",
+        ] {
+            assert_eq!(bearer(v).as_deref(), Some("tok"), "{v:?}");
+        }
+        for v in ["Basic tok", "tok", "Bearer", "Bearer ", "Bearertok"] {
+            assert_eq!(bearer(v), None, "{v:?}");
+        }
+    }
+
+    /// `/status` after a pause longer than the leases: every instance up,
+    /// from a listing asked for then (it used to show the old listing, every
+    /// lease lapsed).
+    #[test]
+    fn status_after_a_pause_shows_a_fresh_listing() {
+        rt().block_on(async {
+            let registry = serve(StubRegistry {
+                instances: super::super::SERVICES
+                    .iter()
+                    .map(|s| (s.to_string(), "127.0.0.1:9".to_string()))
+                    .collect(),
+                lease_ms: 300,
+                lists: Default::default(),
+            })
+            .await;
+            let app = gateway(&registry);
+            for pause in [0, 700, 700] {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                let g = send(&app, req("GET", "/status", &[], vec![])).await;
+                assert_eq!(g.status, StatusCode::OK);
+                for s in super::super::SERVICES {
+                    assert_eq!(
+                        g.json["routable"][s].as_array().map(Vec::len),
+                        Some(1),
+                        "after {pause} ms: {}",
+                        g.text
+                    );
+                }
+                assert!(
+                    g.json["listing_age_ms"].as_u64().unwrap() < 500,
+                    "{}",
+                    g.text
+                );
+                assert!(g.json.get("warning").is_none(), "{}", g.text);
+            }
+        });
     }
 }

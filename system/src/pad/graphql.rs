@@ -16,19 +16,36 @@
 //! Errors carry `extensions.code`: `BAD_USER_INPUT` (the message names the
 //! field), `UNAUTHENTICATED` (no, malformed, forged, expired or revoked
 //! token: never which), `INVALID_CREDENTIALS`, `FORBIDDEN`, `EMAIL_TAKEN`,
-//! `NOT_FOUND`, `UNAVAILABLE` (certainly not done: send again) and
-//! `OUTCOME_UNKNOWN` (may have been done: read before sending again).
+//! `NOT_FOUND`, `UNAVAILABLE` (certainly not done: send again; every read
+//! that no instance answered, since a read changes nothing) and
+//! `OUTCOME_UNKNOWN` (a write that may have been done: read before sending
+//! again).
+//!
+//! Limits ([`Limits`]): fields nest at most [`DEPTH_LIMIT`] deep, not
+//! counting introspection's `ofType` (a single object, never a list: a
+//! chain of them cannot multiply an answer, and the standard introspection
+//! query that GraphiQL and other tools send nests nine of them); a request
+//! costs at most [`COMPLEXITY_LIMIT`] (every field 1 once its fragments are
+//! inlined, `login` and `registerUser` [`KDF_FIELD_COMPLEXITY`]).
 
 use super::pb;
-use super::rpc::{status_error, Discovery};
+use super::rpc::{status_error, status_refusal, Discovery, READ_NOT_DONE};
 use super::PadError;
 use crate::client::ClientError;
 use crate::tartu::WallClock;
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextValidation,
+};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{
-    Context, EmptySubscription, Enum, ErrorExtensions, InputObject, Object, Schema, SimpleObject,
+    Context, EmptySubscription, Enum, ErrorExtensions, InputObject, Object, Schema, ServerError,
+    ServerResult, SimpleObject, ValidationResult,
 };
 use pad_core::codes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+use tonic::transport::Channel;
 
 pub type PadSchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -72,14 +89,171 @@ pub struct Creds {
 pub const KDF_FIELD_COMPLEXITY: usize = 200;
 /// A request's complexity limit (every other field costs 1).
 pub const COMPLEXITY_LIMIT: usize = 500;
+/// How deep a request's fields may nest, `ofType` not counted (the
+/// standard introspection query nests 6: `__schema types fields args type
+/// name`, then up to nine `ofType`).
+pub const DEPTH_LIMIT: usize = 10;
+/// How deep selection sets and fragment spreads may nest, everything
+/// counted (what async-graphql allows).
+pub const NESTING_LIMIT: usize = 32;
 
 /// The schema, resolving through `api`.
 pub fn schema(api: Api) -> PadSchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .data(api)
-        .limit_depth(10)
-        .limit_complexity(COMPLEXITY_LIMIT)
+        .limit_recursive_depth(NESTING_LIMIT)
+        .extension(Limits)
         .finish()
+}
+
+/// The request limits, as an async-graphql extension: depth (with
+/// `ofType` free, see [`DEPTH_LIMIT`]), the number of fields once fragments
+/// are inlined (before any other check, which would inline them too: a
+/// fragment spread twice in a fragment spread twice... would make them
+/// visit exponentially many), fragment cycles, and the complexity, each
+/// refused with a message that gives the limit.
+pub struct Limits;
+
+impl ExtensionFactory for Limits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(Limits)
+    }
+}
+
+fn limit_error(message: String) -> ServerError {
+    ServerError::new(message, None)
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for Limits {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        // Parsed here (async-graphql keeps the document), checked before
+        // anything walks it.
+        check_shape(request.parsed_query()?).map_err(limit_error)?;
+        next.run(ctx, request).await
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let r = next.run(ctx).await?;
+        if r.complexity > COMPLEXITY_LIMIT {
+            return Err(vec![limit_error(format!(
+                "the query is too complex: {} > {COMPLEXITY_LIMIT} (every field costs 1, login and registerUser {KDF_FIELD_COMPLEXITY} each: at most two of those per request)",
+                r.complexity
+            ))]);
+        }
+        Ok(r)
+    }
+}
+
+/// What a selection set amounts to once its fragments are inlined.
+#[derive(Clone, Copy, Default)]
+struct Shape {
+    /// Fields nested, `ofType` not counted.
+    depth: usize,
+    /// Selection sets and spreads nested, everything counted.
+    nesting: usize,
+    /// Fields (saturating).
+    fields: usize,
+}
+
+/// Checks a document against [`DEPTH_LIMIT`], [`NESTING_LIMIT`] and, for
+/// the fields once fragments are inlined, [`COMPLEXITY_LIMIT`] (each costs
+/// at least 1), in time linear in the document (each fragment is walked
+/// once); a fragment that spreads itself is refused.
+fn check_shape(doc: &ExecutableDocument) -> Result<(), String> {
+    /// `None` while a fragment is being walked (a cycle if met again).
+    type Memo<'a> = BTreeMap<&'a str, Option<Shape>>;
+    fn walk<'a>(
+        doc: &'a ExecutableDocument,
+        set: &'a SelectionSet,
+        level: usize,
+        memo: &mut Memo<'a>,
+    ) -> Result<Shape, String> {
+        if level > NESTING_LIMIT {
+            return Err(format!(
+                "the query nests selections and fragments more than {NESTING_LIMIT} deep"
+            ));
+        }
+        let mut out = Shape::default();
+        for sel in &set.items {
+            let inner = match &sel.node {
+                Selection::Field(f) => {
+                    let s = walk(doc, &f.node.selection_set.node, level + 1, memo)?;
+                    let own = usize::from(f.node.name.node.as_str() != "ofType");
+                    Shape {
+                        depth: s.depth + own,
+                        nesting: s.nesting + 1,
+                        fields: s.fields.saturating_add(1),
+                    }
+                }
+                Selection::InlineFragment(i) => {
+                    let s = walk(doc, &i.node.selection_set.node, level + 1, memo)?;
+                    Shape {
+                        nesting: s.nesting + 1,
+                        ..s
+                    }
+                }
+                Selection::FragmentSpread(sp) => {
+                    let name = sp.node.fragment_name.node.as_str();
+                    let s = match memo.get(name) {
+                        Some(Some(s)) => *s,
+                        Some(None) => {
+                            return Err(format!("fragment {name} spreads itself"));
+                        }
+                        None => match doc.fragments.get(&sp.node.fragment_name.node) {
+                            // Unknown: validation says so.
+                            None => Shape::default(),
+                            Some(fr) => {
+                                memo.insert(name, None);
+                                let s = walk(doc, &fr.node.selection_set.node, level + 1, memo)?;
+                                memo.insert(name, Some(s));
+                                s
+                            }
+                        },
+                    };
+                    if level + 1 + s.nesting > NESTING_LIMIT {
+                        return Err(format!(
+                            "the query nests selections and fragments more than {NESTING_LIMIT} deep"
+                        ));
+                    }
+                    Shape {
+                        nesting: s.nesting + 1,
+                        ..s
+                    }
+                }
+            };
+            out.depth = out.depth.max(inner.depth);
+            out.nesting = out.nesting.max(inner.nesting);
+            out.fields = out.fields.saturating_add(inner.fields);
+        }
+        Ok(out)
+    }
+    let mut memo = Memo::new();
+    for (_, op) in doc.operations.iter() {
+        let s = walk(doc, &op.node.selection_set.node, 0, &mut memo)?;
+        if s.depth > DEPTH_LIMIT {
+            return Err(format!(
+                "the query is nested too deep: {} > {DEPTH_LIMIT} levels of fields (ofType not counted)",
+                s.depth
+            ));
+        }
+        if s.fields > COMPLEXITY_LIMIT {
+            return Err(format!(
+                "the query is too complex: {} fields once its fragments are inlined > {COMPLEXITY_LIMIT}",
+                s.fields
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a document once on this thread, outside any simulation: the
@@ -123,12 +297,37 @@ fn status(s: tonic::Status) -> async_graphql::Error {
     pad_error(status_error(s))
 }
 
+/// The code an error carries.
+fn code_of(e: &async_graphql::Error) -> Option<&str> {
+    match e.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(c) => Some(c.as_str()),
+        _ => None,
+    }
+}
+
+/// A read's error: a refusal as is; anything else certainly did nothing
+/// (a read changes nothing), so UNAVAILABLE, send again.
+fn read_error(s: tonic::Status) -> async_graphql::Error {
+    if let Some(r) = status_refusal(&s) {
+        return gql_error(r.code, r.message);
+    }
+    let m = s.message();
+    let m = m.strip_prefix(READ_NOT_DONE).unwrap_or(m);
+    gql_error(codes::UNAVAILABLE, format!("{READ_NOT_DONE}{m}"))
+}
+
 /// A whole number from a `Float!` argument (the schema's ids).
 fn whole(field: &str, v: f64) -> Res<i64> {
     if v.fract() != 0.0 || !v.is_finite() || !(1.0..=9.0e15).contains(&v) {
+        // 1e300 as 1e300, not its 301 digits.
+        let shown = if v.abs() < 1e16 {
+            format!("{v}")
+        } else {
+            format!("{v:e}")
+        };
         return Err(gql_error(
             codes::BAD_USER_INPUT,
-            format!("{field}: expected a whole number from 1, got {v}"),
+            format!("{field}: expected a whole number from 1, got {shown}"),
         ));
     }
     Ok(v as i64)
@@ -137,6 +336,19 @@ fn whole(field: &str, v: f64) -> Res<i64> {
 impl Api {
     fn now_ms(&self) -> u64 {
         self.wall.now_ms()
+    }
+
+    /// A read from `service` ([`Discovery::read`]); its failures are
+    /// UNAVAILABLE (not done: send again), refusals stay refusals.
+    async fn read<T, F, Fut>(&self, service: &str, f: F) -> Res<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.disc
+            .read(service, self.deadline, f)
+            .await
+            .map_err(read_error)
     }
 
     /// The identity of the request's access token (UNAUTHENTICATED
@@ -156,14 +368,13 @@ impl Api {
             .and_then(|_| pad_core::auth::peek(&token))
             .map(|c| c.exp);
         let req = pb::TokenAt { token, now_ms };
+        // A read: a failure leaves the request not done, whatever it is.
         let who = self
-            .disc
-            .call("auth", self.deadline, true, |ch| {
+            .read("auth", |ch| {
                 let req = req.clone();
                 async move { pb::auth_client::AuthClient::new(ch).authenticate(req).await }
             })
-            .await
-            .map_err(status)?;
+            .await?;
         if let Some(audit) = &self.audit {
             audit(&Accepted {
                 user: who.user,
@@ -186,14 +397,12 @@ impl Api {
     }
 
     async fn product(&self, id: i64) -> Res<pb::Product> {
-        self.disc
-            .call("catalog", self.deadline, true, |ch| async move {
-                pb::catalog_client::CatalogClient::new(ch)
-                    .get_product(pb::ProductRef { id })
-                    .await
-            })
-            .await
-            .map_err(status)
+        self.read("catalog", |ch| async move {
+            pb::catalog_client::CatalogClient::new(ch)
+                .get_product(pb::ProductRef { id })
+                .await
+        })
+        .await
     }
 
     async fn cart_change(
@@ -393,14 +602,12 @@ impl Query {
         let who = a.who(ctx).await?;
         let id = whole("orderId", order_id)?;
         let o = a
-            .disc
-            .call("orders", a.deadline, true, |ch| async move {
+            .read("orders", |ch| async move {
                 pb::orders_client::OrdersClient::new(ch)
                     .status(pb::OrderRef { id })
                     .await
             })
-            .await
-            .map_err(status)?;
+            .await?;
         // Someone else's order is as unknown as a missing one.
         let value = if o.user == who.user {
             OrderStatus::from_name(&o.status)
@@ -417,14 +624,12 @@ impl Query {
     async fn categories(&self, ctx: &Context<'_>) -> Res<Vec<CategoryGql>> {
         let a = api(ctx);
         let cs = a
-            .disc
-            .call("catalog", a.deadline, true, |ch| async move {
+            .read("catalog", |ch| async move {
                 pb::catalog_client::CatalogClient::new(ch)
                     .list_categories(pb::Empty {})
                     .await
             })
-            .await
-            .map_err(status)?;
+            .await?;
         Ok(cs
             .categories
             .into_iter()
@@ -446,20 +651,18 @@ impl Query {
         let who = a.who(ctx).await?;
         let user = who.user;
         let c = a
-            .disc
-            .call("cart", a.deadline, true, |ch| async move {
+            .read("cart", |ch| async move {
                 pb::carts_client::CartsClient::new(ch)
                     .get(pb::UserRef { user })
                     .await
             })
-            .await
-            .map_err(status)?;
+            .await?;
         let mut items = Vec::new();
         for l in c.items {
             // A product gone from the catalogue shows without name and price.
             let p = match a.product(l.product).await {
                 Ok(p) => Some(p),
-                Err(e) if e.message.contains("no product") => None,
+                Err(e) if code_of(&e) == Some(codes::NOT_FOUND) => None,
                 Err(e) => return Err(e),
             };
             items.push(CartItemGql {
@@ -613,12 +816,17 @@ impl Mutation {
     ) -> Res<ProductGql> {
         let a = api(ctx);
         a.admin(ctx).await?;
+        // A list too long to read is refused here, definitely (the catalog
+        // checks it too); each id is sent once.
+        let ids: Vec<i64> = input.categories_ids.into_iter().map(i64::from).collect();
+        let category_ids =
+            pad_core::catalog::category_ids(&ids).map_err(|r| gql_error(r.code, r.message))?;
         let req = pb::NewProduct {
             name: input.name,
             price: input.price,
             image_url: input.image_url.unwrap_or_default(),
             units_available: input.units_available as i64,
-            category_ids: input.categories_ids.into_iter().map(i64::from).collect(),
+            category_ids,
         };
         let p = a
             .disc
@@ -639,7 +847,15 @@ impl Mutation {
         let a = api(ctx);
         a.who(ctx).await?;
         // The product must exist (a cart holds only what can be ordered).
-        a.product(input.product_id as i64).await?;
+        let id = input.product_id as i64;
+        a.product(id).await.map_err(|e| {
+            if code_of(&e) == Some(codes::NOT_FOUND) {
+                // The argument here is productId.
+                gql_error(codes::NOT_FOUND, format!("productId: no product {id}"))
+            } else {
+                e
+            }
+        })?;
         a.cart_change(
             ctx,
             "add",
@@ -822,15 +1038,137 @@ mod tests {
         out
     }
 
+    /// The schema as the gateway builds it, over a registry nobody
+    /// answers at (nothing here calls a service).
+    #[cfg(not(madsim))]
+    fn offline() -> super::PadSchema {
+        let clock = crate::clock::Clock::new();
+        super::schema(super::Api {
+            disc: super::Discovery::new(
+                vec!["127.0.0.1:9".into()],
+                clock.clone(),
+                std::time::Duration::from_millis(200),
+            ),
+            wall: crate::tartu::WallClock::system(clock),
+            deadline: std::time::Duration::from_secs(1),
+            audit: None,
+        })
+    }
+
+    #[cfg(not(madsim))]
+    fn run(schema: &super::PadSchema, q: &str) -> async_graphql::Response {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(schema.execute(q))
+    }
+
+    /// The standard introspection query (GraphiQL's, every option on, nine
+    /// `ofType`) gets the schema back: GraphiQL's docs, completion and
+    /// validation work, and so do the tools that send the same.
+    #[cfg(not(madsim))]
+    #[test]
+    fn the_standard_introspection_query_gets_the_schema() {
+        let q = include_str!("introspection.graphql");
+        assert_eq!(q.matches("ofType {").count(), 9);
+        let r = run(&offline(), q);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let v = r.data.into_json().unwrap();
+        assert_eq!(v["__schema"]["queryType"]["name"], "Query");
+        assert_eq!(v["__schema"]["mutationType"]["name"], "Mutation");
+        let types = v["__schema"]["types"].as_array().unwrap();
+        assert!(
+            types.iter().any(|t| t["name"] == "ProductGraphqlType"),
+            "{types:?}"
+        );
+        // graphql-js's default (no options) too.
+        let plain = q
+            .replace("    description\n    queryType", "    queryType")
+            .replace("  specifiedByURL\n  isOneOf\n", "")
+            .replace("      isRepeatable\n", "");
+        assert_ne!(plain, q);
+        let r = run(&offline(), &plain);
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+    }
+
+    /// Deep and hostile documents are refused before anything runs, each
+    /// with its limit in the message.
+    #[cfg(not(madsim))]
+    #[test]
+    fn deep_and_exploding_queries_are_refused_with_their_limit() {
+        let schema = offline();
+        let error = |q: &str| {
+            let r = run(&schema, q);
+            assert!(r.data == async_graphql::Value::Null, "{q}: {:?}", r.data);
+            r.errors
+                .first()
+                .map(|e| e.message.clone())
+                .unwrap_or_default()
+        };
+        // 11 levels of fields that multiply the answer.
+        let deep = "{ __schema { types { fields { type { fields { type { fields { type { fields { type { name } } } } } } } } } } }";
+        assert_eq!(
+            error(deep),
+            "the query is nested too deep: 11 > 10 levels of fields (ofType not counted)"
+        );
+        // 10 levels are fine, and 20 ofType in a row cost nothing.
+        let ten = "{ __schema { types { fields { type { fields { type { fields { type { name } } } } } } } } }";
+        assert!(run(&schema, ten).errors.is_empty());
+        let chain = format!(
+            "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+            "ofType {".repeat(20),
+            "}".repeat(20)
+        );
+        assert!(run(&schema, &chain).errors.is_empty(), "{chain}");
+        // Too many nested selections, ofType or not.
+        let nested = format!(
+            "{{ __schema {{ types {{ {} name {} }} }} }}",
+            "ofType {".repeat(40),
+            "}".repeat(40)
+        );
+        assert!(error(&nested).contains("32"), "{}", error(&nested));
+        // A fragment bomb: 40 fragments each spreading the next twice (2^40
+        // fields inlined) is refused at once, without inlining them.
+        let mut bomb = String::from("{ ...F0 }\n");
+        for i in 0..40 {
+            bomb.push_str(&format!(
+                "fragment F{i} on Query {{ a: hello ...F{} ...F{} }}\n",
+                i + 1,
+                i + 1
+            ));
+        }
+        bomb.push_str("fragment F40 on Query { hello }\n");
+        let t = std::time::Instant::now();
+        let m = error(&bomb);
+        assert!(m.starts_with("the query "), "{m}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        // A fragment that spreads itself.
+        let cycle = "{ ...A } fragment A on Query { hello ...B } fragment B on Query { ...A }";
+        assert_eq!(error(cycle), "fragment A spreads itself");
+        // Many fields.
+        let wide = format!(
+            "{{ {} }}",
+            (0..501)
+                .map(|i| format!("h{i}: hello"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert_eq!(
+            error(&wide),
+            "the query is too complex: 501 fields once its fragments are inlined > 500"
+        );
+    }
+
     /// Three aliased logins are refused before any runs (the schema has no
-    /// backend here: it would fail at the first otherwise).
+    /// backend here: it would fail at the first otherwise), saying why.
     #[cfg(not(madsim))]
     #[test]
     fn a_request_holds_at_most_two_password_hashing_fields() {
-        use async_graphql::{EmptySubscription, Schema};
-        let schema = Schema::build(super::Query, super::Mutation, EmptySubscription)
-            .limit_complexity(super::COMPLEXITY_LIMIT)
-            .finish();
         let login =
             |a: &str| format!("{a}: login(input: {{email: \"a@b.co\", password: \"12345678\"}})");
         let q = format!(
@@ -839,12 +1177,21 @@ mod tests {
             login("b"),
             login("c")
         );
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let r = rt.block_on(schema.execute(q));
-        assert!(r.errors[0].message.contains("complex"), "{:?}", r.errors);
+        let r = run(&offline(), &q);
+        assert_eq!(
+            r.errors[0].message,
+            "the query is too complex: 600 > 500 (every field costs 1, login and registerUser 200 each: at most two of those per request)"
+        );
         const { assert!(2 * super::KDF_FIELD_COMPLEXITY + 50 < super::COMPLEXITY_LIMIT) };
+    }
+
+    /// An id out of range is shown as given, not as its digits.
+    #[test]
+    fn a_huge_id_is_shown_short() {
+        let m = super::whole("orderId", 1e300).unwrap_err().message;
+        assert_eq!(m, "orderId: expected a whole number from 1, got 1e300");
+        let m = super::whole("id", 1.5).unwrap_err().message;
+        assert_eq!(m, "id: expected a whole number from 1, got 1.5");
     }
 
     #[test]

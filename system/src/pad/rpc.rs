@@ -17,7 +17,9 @@
 //! instances, and a circuit breaker per instance that opens after
 //! [`BREAKER_FAILURES`] failures in a row and lets one call through again
 //! after [`BREAKER_OPEN`]. Only calls that certainly did nothing, or are
-//! idempotent, are retried.
+//! idempotent, are retried. A read ([`Discovery::read`]) changes nothing:
+//! retried like an idempotent call, it ends "not done" when no attempt
+//! answered, never "outcome unknown".
 
 use super::pb;
 use super::PadError;
@@ -147,12 +149,35 @@ struct Breaker {
     open_until: Option<Duration>,
 }
 
+/// The registry's listing for a status page ([`Discovery::fresh_listing`]).
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub instances: Vec<Instance>,
+    /// The registry's time now, as reckoned from the listing.
+    pub registry_now_ms: u64,
+    /// How long ago the listing was asked for.
+    pub age: Duration,
+}
+
 /// Told of every instance a call is sent to: the service and the instance
 /// (an audit hook: the simulator checks routing against the leases).
 pub type RouteHook = Arc<dyn Fn(&str, &Instance) + Send + Sync>;
 
 /// With planted bug `pad-stale-view`: how long a listing is kept.
 const STALE_VIEW_TTL: Duration = Duration::from_secs(10);
+
+/// What a call does, which decides how a failed attempt is judged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Changes nothing: retried; a failure is "not done" (send again).
+    Read,
+    /// May change something, the same however often it is sent: retried;
+    /// an attempt without an answer makes the outcome unknown.
+    Idempotent,
+    /// May change something, once per sending: never sent again after an
+    /// attempt without an answer (outcome unknown).
+    Once,
+}
 
 /// Where the platform's services are, as the registry says.
 #[derive(Clone)]
@@ -274,11 +299,7 @@ impl Discovery {
     /// answer, the older one serves and its leases age with it). Only the
     /// first call, with no listing yet, waits for the registry.
     async fn view(&self) -> Option<View> {
-        let ttl = if self.stale_view {
-            STALE_VIEW_TTL
-        } else {
-            VIEW_TTL
-        };
+        let ttl = self.ttl();
         let fresh = |v: &Option<View>| {
             v.as_ref()
                 .is_some_and(|v| self.clock.now().saturating_sub(v.fetched_at) < ttl)
@@ -313,6 +334,15 @@ impl Discovery {
         self.refresh().await
     }
 
+    /// How long a listing is used before it is asked again.
+    fn ttl(&self) -> Duration {
+        if self.stale_view {
+            STALE_VIEW_TTL
+        } else {
+            VIEW_TTL
+        }
+    }
+
     /// Asks the registry for the listing and keeps it (the old one when the
     /// registry does not answer).
     async fn refresh(&self) -> Option<View> {
@@ -338,10 +368,40 @@ impl Discovery {
     }
 
     /// Every instance of the registry's listing, with the registry's time
-    /// as reckoned now (the gateway's status page).
+    /// as reckoned now.
     pub async fn listing(&self) -> Option<(Vec<Instance>, u64)> {
         let v = self.view().await?;
         Some((v.instances.clone(), self.reckon(&v)))
+    }
+
+    /// Like [`Discovery::listing`], but a listing older than [`VIEW_TTL`]
+    /// is not served as is: this waits for a fresh one (the gateway's status
+    /// page: calls go on with the old listing while a new one is asked for,
+    /// but a page that shows leases must not show an old listing's leases
+    /// as lapsed). With the listing's age: more than [`VIEW_TTL`] only when
+    /// the registry did not answer.
+    pub async fn fresh_listing(&self) -> Option<Listing> {
+        let ttl = self.ttl();
+        let age = |v: &View| self.clock.now().saturating_sub(v.fetched_at);
+        let cached = self.view.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let v = match cached {
+            Some(v) if age(&v) < ttl => v,
+            _ => {
+                // One fetch at a time (a refresh under way is waited for,
+                // and then its listing serves).
+                let _one = self.refreshing.lock().await;
+                let cached = self.view.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                match cached {
+                    Some(v) if age(&v) < ttl => v,
+                    _ => self.refresh().await?,
+                }
+            }
+        };
+        Some(Listing {
+            registry_now_ms: self.reckon(&v),
+            age: age(&v),
+            instances: v.instances,
+        })
     }
 
     /// The instances of `service` a call may go to: lease running, healthy.
@@ -392,6 +452,37 @@ impl Discovery {
         service: &str,
         total: Duration,
         idempotent: bool,
+        f: F,
+    ) -> Result<T, Status>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let kind = if idempotent {
+            Kind::Idempotent
+        } else {
+            Kind::Once
+        };
+        self.call_as(service, total, kind, f).await
+    }
+
+    /// Calls `f`, a read (it changes nothing), as [`Discovery::call`] does
+    /// an idempotent call; but when no attempt answers, the error is "not
+    /// done" (marked so: send again), never "outcome unknown", and a
+    /// refusal after an attempt without an answer stays a refusal.
+    pub async fn read<T, F, Fut>(&self, service: &str, total: Duration, f: F) -> Result<T, Status>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_as(service, total, Kind::Read, f).await
+    }
+
+    async fn call_as<T, F, Fut>(
+        &self,
+        service: &str,
+        total: Duration,
+        kind: Kind,
         mut f: F,
     ) -> Result<T, Status>
     where
@@ -455,14 +546,18 @@ impl Discovery {
                 self.record(&pick.addr, false);
                 if !not_done(&status) {
                     self.forget(&pick.addr);
-                    if !idempotent {
-                        return Err(unknown_status(format!(
-                            "outcome unknown: {service} at {}: {}",
-                            pick.addr,
-                            status.message()
-                        )));
+                    match kind {
+                        Kind::Once => {
+                            return Err(unknown_status(format!(
+                                "outcome unknown: {service} at {}: {}",
+                                pick.addr,
+                                status.message()
+                            )))
+                        }
+                        Kind::Idempotent => maybe_done = true,
+                        // A read that did not answer changed nothing.
+                        Kind::Read => {}
                     }
-                    maybe_done = true;
                 }
                 status
             };
@@ -472,20 +567,207 @@ impl Discovery {
                     "{service}: gave up after {attempt} attempts, last: {}",
                     last.message()
                 );
-                return Err(if maybe_done {
-                    unknown_status(format!("outcome unknown: {msg}"))
-                } else {
-                    not_done_status(format!("not done: {msg}"))
-                });
+                return Err(gave_up(kind, maybe_done, msg));
             }
             backoff(clock, pause).await;
             if deadline.passed(clock) {
-                return Err(if maybe_done {
-                    unknown_status(format!("outcome unknown: {service}: deadline passed"))
-                } else {
-                    not_done_status(format!("not done: {service}: deadline passed"))
-                });
+                return Err(gave_up(
+                    kind,
+                    maybe_done,
+                    format!("{service}: deadline passed"),
+                ));
             }
         }
+    }
+}
+
+/// How the error of a read that no instance answered begins.
+pub const READ_NOT_DONE: &str = "not done (a read): send again: ";
+
+/// The error of a call that gave up: unknown when an attempt may have taken
+/// effect, else not done (a read's says so).
+fn gave_up(kind: Kind, maybe_done: bool, msg: String) -> Status {
+    if maybe_done {
+        unknown_status(format!("outcome unknown: {msg}"))
+    } else if kind == Kind::Read {
+        not_done_status(format!("{READ_NOT_DONE}{msg}"))
+    } else {
+        not_done_status(format!("not done: {msg}"))
+    }
+}
+
+/// A registry to test against: it lists the instances it was given, each
+/// with a lease of `lease_ms` from the moment it answers (as if every
+/// instance had just beaten), and counts the listings it gave.
+#[cfg(all(test, not(madsim)))]
+pub(crate) mod testing {
+    use super::pb;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    pub struct StubRegistry {
+        pub instances: Vec<(String, String)>,
+        pub lease_ms: u64,
+        pub lists: Arc<AtomicUsize>,
+    }
+
+    fn now_ms() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    #[tonic::async_trait]
+    impl pb::registry_server::Registry for StubRegistry {
+        async fn beat(
+            &self,
+            _: tonic::Request<pb::Heartbeat>,
+        ) -> Result<tonic::Response<pb::Lease>, tonic::Status> {
+            Err(tonic::Status::unimplemented("a stub"))
+        }
+
+        async fn list(
+            &self,
+            _: tonic::Request<pb::Empty>,
+        ) -> Result<tonic::Response<pb::Instances>, tonic::Status> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            let now_ms = now_ms();
+            Ok(tonic::Response::new(pb::Instances {
+                instances: self
+                    .instances
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (service, addr))| pb::InstanceView {
+                        service: service.clone(),
+                        id: i.to_string(),
+                        addr: addr.clone(),
+                        healthy: true,
+                        since_ms: now_ms,
+                        lease_until_ms: now_ms + self.lease_ms,
+                    })
+                    .collect(),
+                now_ms,
+            }))
+        }
+    }
+
+    /// Serves `stub` on a free loopback port (until the runtime ends); its
+    /// address.
+    pub async fn serve(stub: StubRegistry) -> String {
+        let incoming =
+            tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = incoming.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::registry_server::RegistryServer::new(stub))
+                .serve_with_incoming(incoming),
+        );
+        addr
+    }
+
+    /// A loopback address that takes connections and never answers; the
+    /// accepted sockets are kept open until the runtime ends.
+    pub async fn silent() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        addr
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+mod tests {
+    use super::testing::{serve, silent, StubRegistry};
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A cart service that takes the connection and never answers: a read
+    /// of it ends UNAVAILABLE-like (not done, send again), an idempotent
+    /// write outcome unknown, a write sent once outcome unknown at the
+    /// first silence.
+    #[test]
+    fn a_read_that_no_instance_answers_is_not_done() {
+        rt().block_on(async {
+            let cart = silent().await;
+            let registry = serve(StubRegistry {
+                instances: vec![("cart".into(), cart)],
+                lease_ms: 60_000,
+                lists: Default::default(),
+            })
+            .await;
+            let disc = Discovery::new(vec![registry], Clock::new(), Duration::from_millis(200));
+            let get = |ch| async move {
+                pb::carts_client::CartsClient::new(ch)
+                    .get(pb::UserRef { user: 1 })
+                    .await
+            };
+            let total = Duration::from_millis(1500);
+            let s = disc.read("cart", total, get).await.unwrap_err();
+            assert!(not_done(&s), "{s:?}");
+            assert!(s.message().starts_with(READ_NOT_DONE), "{}", s.message());
+            assert!(
+                s.message().contains("gave up after 3 attempts"),
+                "{}",
+                s.message()
+            );
+            let s = disc.call("cart", total, true, get).await.unwrap_err();
+            assert!(!not_done(&s), "{s:?}");
+            assert!(
+                s.message().starts_with("outcome unknown"),
+                "{}",
+                s.message()
+            );
+            let s = disc.call("cart", total, false, get).await.unwrap_err();
+            assert!(!not_done(&s), "{s:?}");
+        });
+    }
+
+    /// A status page never serves an old listing: with leases of 300 ms,
+    /// a listing 700 ms old would show every instance lapsed; the fresh
+    /// one asked for shows them up.
+    #[test]
+    fn a_status_listing_is_fresh() {
+        rt().block_on(async {
+            let lists = Arc::new(AtomicUsize::new(0));
+            let registry = serve(StubRegistry {
+                instances: vec![("cart".into(), "127.0.0.1:9".into())],
+                lease_ms: 300,
+                lists: lists.clone(),
+            })
+            .await;
+            let disc = Discovery::new(vec![registry], Clock::new(), Duration::from_millis(500));
+            let l = disc.fresh_listing().await.unwrap();
+            assert_eq!(
+                pad_core::registry::routable(&l.instances, "cart", l.registry_now_ms).len(),
+                1
+            );
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let before = lists.load(Ordering::SeqCst);
+            // What calls would use at once: the old listing, its lease
+            // lapsed (a new one is asked for in the background).
+            let (all, now) = disc.listing().await.unwrap();
+            assert!(pad_core::registry::routable(&all, "cart", now).is_empty());
+            let l = disc.fresh_listing().await.unwrap();
+            assert!(l.age < VIEW_TTL, "{:?}", l.age);
+            assert_eq!(
+                pad_core::registry::routable(&l.instances, "cart", l.registry_now_ms).len(),
+                1,
+                "{l:?}"
+            );
+            assert!(lists.load(Ordering::SeqCst) > before);
+        });
     }
 }
