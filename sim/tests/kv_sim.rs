@@ -458,3 +458,30 @@ fn a_sweep_fails_when_a_coverage_floor_is_missed() {
     );
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// `schedule` and `bench` write no files: `--out` with them is refused, not
+/// silently ignored.
+#[test]
+fn commands_that_write_nothing_refuse_out() {
+    for cmd in ["schedule", "bench"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+            .args([
+                cmd,
+                "--scenario",
+                "kv",
+                "--seeds",
+                "0..1",
+                "--out",
+                "somewhere",
+            ])
+            .output()
+            .expect("the sim binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("--out somewhere: `") && stderr.contains("writes no files"),
+            "{cmd}: {stderr}"
+        );
+        assert!(!std::path::Path::new("somewhere").exists());
+    }
+}

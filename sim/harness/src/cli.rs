@@ -58,9 +58,10 @@ struct CommonArgs {
     /// comma-separated list of the scenario's kinds.
     #[arg(long, default_value = "swarm")]
     faults: String,
-    /// Where failing runs write their history, report and schedule.
-    #[arg(long, default_value = "sim-out")]
-    out: PathBuf,
+    /// Where failing runs write their history, report and schedule
+    /// (default: sim-out). `schedule` and `bench` write nothing.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -208,14 +209,15 @@ impl Common {
             "swarm" | "all" | "none" => a.faults,
             list => list.split(',').map(str::trim).collect::<Vec<_>>().join(","),
         };
-        check_dir("--out", &a.out)?;
+        let out = a.out.unwrap_or_else(|| PathBuf::from("sim-out"));
+        check_dir("--out", &out)?;
         let c = Common {
             app,
             scenario,
             bug: a.bug,
             faults,
             selection,
-            out: a.out,
+            out,
             set,
         };
         // A bad option value is an error now, not in the middle of a sweep.
@@ -727,11 +729,13 @@ pub fn main(app: App) -> ExitCode {
             max_runs,
         } => Common::resolve(app, common, set)
             .and_then(|c| cmd_shrink(&c, seed, max_runs.try_into().unwrap_or(usize::MAX))),
-        Cmd::Schedule { common, seeds } => {
-            Common::resolve(app, common, set).and_then(|c| cmd_schedule(&c, &seeds))
-        }
+        Cmd::Schedule { common, seeds } => no_out("schedule", "prints the schedules", &common)
+            .and_then(|_| Common::resolve(app, common, set))
+            .and_then(|c| cmd_schedule(&c, &seeds)),
         Cmd::Bench { common, seeds } => {
-            Common::resolve(app, common, set).and_then(|c| cmd_bench(&c, &seeds))
+            no_out("bench", "prints figures and the failing seeds", &common)
+                .and_then(|_| Common::resolve(app, common, set))
+                .and_then(|c| cmd_bench(&c, &seeds))
         }
     };
     match result {
@@ -1258,6 +1262,18 @@ fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String
     println!("wrote {} and {}", path.display(), written(&fdir));
     println!("replay: {replay}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--out` where a command writes no file: an error, not silently ignored.
+fn no_out(cmd: &str, what: &str, common: &CommonArgs) -> Result<(), String> {
+    match &common.out {
+        Some(dir) => Err(format!(
+            "--out {}: `{cmd}` writes no files (it {what}); leave --out out, or use `run` \
+             to write a seed's history, report and schedule",
+            dir.display()
+        )),
+        None => Ok(()),
+    }
 }
 
 fn cmd_schedule(c: &Common, seeds: &str) -> Result<ExitCode, String> {

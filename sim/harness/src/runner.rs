@@ -126,7 +126,8 @@ fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Reco
     let mut rt =
         madsim::runtime::Runtime::with_seed_and_config(schedule.seed, madsim::Config::default());
     // Generous: the checks, not this limit, should catch a slow system.
-    rt.set_time_limit(Duration::from_millis(schedule.duration_ms) + Duration::from_secs(300));
+    let limit = Duration::from_millis(schedule.duration_ms) + Duration::from_secs(300);
+    rt.set_time_limit(limit);
     let checks = Checks::default();
     let slot: Arc<Mutex<Option<(Recorder, u64)>>> = Arc::new(Mutex::new(None));
     let (slot2, checks2) = (slot.clone(), checks.clone());
@@ -145,11 +146,12 @@ fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Reco
             live
         })
     }));
-    let (rec, sim_ms) = slot.lock().unwrap().take().expect("the runtime started");
+    let (rec, mut sim_ms) = slot.lock().unwrap().take().expect("the runtime started");
     let outcome = outcome.map_err(|p| {
         let msg = panic_message(p);
         // madsim's own limit, not a panic of the system under test.
         if msg.starts_with("time limit exceeded") {
+            sim_ms = limit.as_millis() as u64;
             Failure::new(
                 "liveness",
                 format!(
@@ -180,6 +182,12 @@ fn judge(
     mut coverage: BTreeMap<String, u64>,
 ) -> RunResult {
     let history = rec.take_history();
+    // A run that panicked never said how long it ran: at least until its
+    // last event.
+    let sim_ms = match (&outcome, sim_ms) {
+        (Err(_), 0) => history.ops.iter().filter_map(|o| o.time).max().unwrap_or(0) / 1_000_000,
+        _ => sim_ms,
+    };
     for (name, n) in scenario.coverage(schedule, &history) {
         if n > 0 {
             *coverage.entry(name).or_default() += n;
@@ -241,5 +249,65 @@ mod tests {
         let mut other = h.clone();
         other.ops[1].time = Some(10);
         assert_ne!(trace_hash(&h), trace_hash(&other));
+    }
+}
+
+/// A run that panics or never ends still says how long it ran.
+#[cfg(all(test, madsim))]
+mod stuck {
+    use super::*;
+    use crate::scenario::{RunFuture, Verdicts};
+    use crate::schedule::FaultSelection;
+
+    /// Records one event 2 s in, then panics or never ends.
+    struct Stuck {
+        panic: bool,
+    }
+
+    impl Scenario for Stuck {
+        fn name(&self) -> &'static str {
+            "stuck"
+        }
+        fn about(&self) -> &'static str {
+            "records one event, then panics or hangs"
+        }
+        fn generate(&self, seed: u64, bug: Option<&str>, faults: &FaultSelection) -> Schedule {
+            Schedule::draw("stuck", seed, bug, &[], faults, 1, 1_000)
+        }
+        fn run<'a>(&'a self, _s: &'a Schedule, ctx: RunCtx) -> RunFuture<'a> {
+            Box::pin(async move {
+                madsim::time::sleep(Duration::from_secs(2)).await;
+                ctx.rec.event("client", "hello", serde_json::Value::Null);
+                if self.panic {
+                    panic!("the system under test panicked");
+                }
+                // Busy forever (a deadlock with no timer left is madsim's
+                // "all tasks blocked" panic, not its time limit).
+                loop {
+                    madsim::time::sleep(Duration::from_secs(1)).await;
+                }
+            })
+        }
+        fn check(&self, _s: &Schedule, _h: &History) -> Verdicts {
+            Verdicts::default()
+        }
+    }
+
+    #[test]
+    fn a_run_past_its_time_limit_or_a_panic_reports_its_simulated_time() {
+        let none = FaultSelection::Only(vec![]);
+        let hang = Stuck { panic: false };
+        let r = run_verdict(&hang, &hang.generate(1, None, &none));
+        assert_eq!(r.failed_checks(), vec!["liveness"]);
+        assert!(
+            r.failures[0].message.contains("time limit"),
+            "{:?}",
+            r.failures
+        );
+        assert_eq!(r.sim_ms, 1_000 + 300_000);
+        let panics = Stuck { panic: true };
+        let r = run_verdict(&panics, &panics.generate(1, None, &none));
+        assert_eq!(r.failed_checks(), vec!["panic"]);
+        assert_eq!(r.sim_ms, 2_000);
     }
 }
