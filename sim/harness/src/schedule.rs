@@ -296,7 +296,10 @@ pub struct Schedule {
     pub nodes: u64,
     pub clients: u64,
     /// Each client stops after this many operations (or at the end of the
-    /// workload phase).
+    /// workload phase). `u64::MAX`, no limit, is `null` in the JSON: as a
+    /// number it is above 2^53, and tools that read JSON numbers as
+    /// doubles (jq, JavaScript) would write it back as another number.
+    #[serde(with = "unlimited")]
     pub ops_per_client: u64,
     /// Length of the workload phase, during which faults happen.
     pub duration_ms: u64,
@@ -825,6 +828,22 @@ fn draw_host_fault(
     })
 }
 
+/// `ops_per_client`: `u64::MAX` as `null`; a number otherwise.
+mod unlimited {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        match *n {
+            u64::MAX => s.serialize_none(),
+            n => s.serialize_u64(n),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.unwrap_or(u64::MAX))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1014,6 +1033,16 @@ mod tests {
         let back: Schedule = serde_json::from_value(v).unwrap();
         assert_eq!(back.param::<u64>("keys"), Some(4));
         assert_eq!(back, s);
+        // No limit is null, which every JSON tool writes back unchanged.
+        s.ops_per_client = u64::MAX;
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["ops_per_client"], serde_json::Value::Null);
+        let back: Schedule = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(text.contains("\"ops_per_client\":null"), "{text}");
+        let back: Schedule = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.ops_per_client, u64::MAX);
     }
 
     #[test]
