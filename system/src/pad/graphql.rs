@@ -143,7 +143,18 @@ impl Extension for Limits {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let r = next.run(ctx).await?;
+        let r = next.run(ctx).await.map_err(|mut errors| {
+            // async-graphql's validation walks the document more than once,
+            // and some errors ("Schema is not configured for
+            // subscriptions.") come back once per walk: say each once.
+            let mut seen = std::collections::BTreeSet::new();
+            errors.retain(|e| {
+                let at: Vec<(usize, usize)> =
+                    e.locations.iter().map(|p| (p.line, p.column)).collect();
+                seen.insert((e.message.clone(), at))
+            });
+            errors
+        })?;
         if r.complexity > COMPLEXITY_LIMIT {
             return Err(vec![limit_error(format!(
                 "the query is too complex: {} > {COMPLEXITY_LIMIT} (every field costs 1, login and registerUser {KDF_FIELD_COMPLEXITY} each: at most two of those per request)",
@@ -1062,6 +1073,20 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(schema.execute(q))
+    }
+
+    /// A subscription (the schema has none) is refused with one error, not
+    /// one per validation walk.
+    #[cfg(not(madsim))]
+    #[test]
+    fn an_error_of_validation_is_said_once() {
+        let schema = offline();
+        let r = run(&schema, "subscription { x }");
+        let messages: Vec<&str> = r.errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["Schema is not configured for subscriptions."]);
+        // Two different errors stay two.
+        let r = run(&schema, "{ nope1 nope2 }");
+        assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
     }
 
     /// The standard introspection query (GraphiQL's, every option on, nine
