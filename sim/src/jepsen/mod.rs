@@ -1252,7 +1252,7 @@ async fn run_checkout(
                     shopload::mix_op(&shop, &rec, p, &init, &mut rng).await;
                     if think_ms > 0 {
                         let pause = rng.random_range(0..=2 * think_ms);
-                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                        pause_until(pause, stop_at).await;
                     }
                 }
             }
@@ -1266,6 +1266,13 @@ async fn run_checkout(
     }
     live.extend(died);
     Ok(Ran { live, diverged })
+}
+
+/// A client's think pause, cut short at the end of the run: a long pause
+/// drawn near the end must not keep the run going past `--seconds`.
+pub(crate) async fn pause_until(pause_ms: u64, stop_at: Instant) {
+    let end = Instant::now() + Duration::from_millis(pause_ms);
+    tokio::time::sleep_until(end.min(stop_at)).await;
 }
 
 /// CLOCK_MONOTONIC in ns: what `bookstore node --events` stamps events

@@ -152,7 +152,7 @@ pub(super) async fn run(
                 checkout(&orch, &rec, p, &format!("o-{p}-{i}"), intent, &order).await;
                 i += 1;
                 let pause = rng.random_range(0..=2 * think_ms);
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                super::pause_until(pause, stop_at).await;
             }
         }));
     }
@@ -169,7 +169,10 @@ pub(super) async fn run(
         tasks.push(tokio::spawn(async move {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0b00_c5ef_u64);
             while Instant::now() < stop_at {
-                tokio::time::sleep(Duration::from_millis(rng.random_range(300..=1_500))).await;
+                super::pause_until(rng.random_range(300..=1_500), stop_at).await;
+                if Instant::now() >= stop_at {
+                    break;
+                }
                 let id = if rng.random_bool(0.7) {
                     ids[rng.random_range(0..5)].0.clone()
                 } else {
