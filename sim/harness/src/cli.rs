@@ -20,6 +20,7 @@
 use crate::runner::{self, RunResult};
 use crate::scenario::{Param, Scenario};
 use crate::schedule::{FaultSelection, Schedule};
+use crate::sh_quote;
 use clap::{Arg, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -296,20 +297,6 @@ fn check_bug(app: &App, scenario: &dyn Scenario, b: &str) -> Result<(), String> 
     ))
 }
 
-/// An argument as a POSIX shell reads it back: as it is when a shell would
-/// leave it alone, else in single quotes (so a printed replay command can
-/// be pasted).
-fn sh_quote(a: &str) -> String {
-    let plain = !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
-    if plain {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
-    }
-}
-
 /// That `path` can be the directory a command writes into: it is one, or
 /// the nearest of its ancestors that exists is one. Checked before any
 /// run, so that a long sweep or shrink does not end on it.
@@ -556,13 +543,7 @@ struct Child {
 
 /// At most `n` bytes of `s`, cut at a character boundary.
 fn clip(s: &mut String, n: usize) {
-    if s.len() > n {
-        let mut at = n;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
-    }
+    s.truncate(s.floor_char_boundary(n));
 }
 
 fn print_result(r: &RunResult, wall: Duration) {

@@ -51,3 +51,17 @@ pub mod sim;
 pub use hostio;
 /// The generator a [`schedule::DrawCustom`] draws from.
 pub use rand_chacha;
+
+/// An argument as a POSIX shell reads it back: as it is when a shell would
+/// leave it alone, else in single quotes, so that a printed replay command
+/// (of `sim`, or of Jepsen mode's real runs) can be pasted.
+pub fn sh_quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}

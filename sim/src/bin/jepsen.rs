@@ -5,6 +5,7 @@
 #[cfg(not(madsim))]
 mod real {
     use clap::{CommandFactory, FromArgMatches, Parser};
+    use harness::sh_quote;
     use std::path::PathBuf;
 
     #[derive(Parser)]
@@ -230,18 +231,6 @@ mod real {
             "{} (same schedule; the run itself is real time, not replayed bit for bit)",
             out.join(" ")
         )
-    }
-
-    /// An argument as a shell reads it back.
-    fn sh_quote(a: &str) -> String {
-        let plain = !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c));
-        if plain {
-            a.to_string()
-        } else {
-            format!("'{}'", a.replace('\'', "'\\''"))
-        }
     }
 }
 

@@ -168,7 +168,7 @@ pub(super) async fn run(
         let (rec, p, seed) = (rec.clone(), s.clients + 1, s.seed);
         tasks.push(tokio::spawn(async move {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0b00_c5ef_u64);
-            while Instant::now() < stop_at {
+            loop {
                 super::pause_until(rng.random_range(300..=1_500), stop_at).await;
                 if Instant::now() >= stop_at {
                     break;

@@ -469,7 +469,7 @@ pub mod client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pad::rpc::testing::{serve, StubRegistry};
+    use crate::pad::rpc::testing::{rt, serve, StubRegistry};
     use axum::body::Body;
     use axum::http::Request;
     use std::time::Duration;
@@ -535,14 +535,6 @@ mod tests {
             g.text
         );
         g.json["errors"][0]["message"].as_str().unwrap()
-    }
-
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
     }
 
     #[test]

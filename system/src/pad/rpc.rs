@@ -605,6 +605,15 @@ pub(crate) mod testing {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
+    /// A runtime for a test that serves and calls over real sockets.
+    pub fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     pub struct StubRegistry {
         pub instances: Vec<(String, String)>,
         pub lease_ms: u64,
@@ -683,16 +692,8 @@ pub(crate) mod testing {
 
 #[cfg(all(test, not(madsim)))]
 mod tests {
-    use super::testing::{serve, silent, StubRegistry};
+    use super::testing::{rt, serve, silent, StubRegistry};
     use super::*;
-
-    fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    }
 
     /// A cart service that takes the connection and never answers: a read
     /// of it ends UNAVAILABLE-like (not done, send again), an idempotent
