@@ -1320,6 +1320,25 @@ fn read_events(dir: &Path, nodes: &[u64], wall0: u64) -> Vec<(u64, u64, NodeEven
 mod tests {
     use super::*;
 
+    /// A think pause ends at the end of the run, however long it was drawn.
+    #[test]
+    fn a_think_pause_ends_with_the_run() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let stop_at = Instant::now() + Duration::from_millis(20);
+            let cut = tokio::time::timeout(Duration::from_secs(5), pause_until(60_000, stop_at));
+            assert!(cut.await.is_ok(), "a 60 s pause outlasted the run");
+            assert!(Instant::now() >= stop_at);
+            // A short one is not stretched to the end.
+            let stop_at = Instant::now() + Duration::from_secs(60);
+            let short = tokio::time::timeout(Duration::from_secs(5), pause_until(10, stop_at));
+            assert!(short.await.is_ok());
+        });
+    }
+
     #[test]
     fn out_is_emptied_only_when_it_is_a_jepsen_output() {
         let d = std::env::temp_dir().join(format!("jepsen-out-test-{}", std::process::id()));
