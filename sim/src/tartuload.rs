@@ -51,89 +51,14 @@ pub fn report_page(failures: &[(&str, &str)], history: &History, title: &str) ->
 }
 
 /// [`report_page`] for any system: `about` says what ran and what was
-/// checked.
+/// checked (the harness's page, see [`harness::report::failures_page`]).
 pub fn report_page_about(
     failures: &[(&str, &str)],
     history: &History,
     title: &str,
     about: &str,
 ) -> String {
-    let ops = history.ops.len();
-    let esc = |t: &str| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
-    let mut body = String::new();
-    for (check, message) in failures {
-        body += &format!(
-            "<div class=\"failure\"><h3>[{}]</h3><pre>{}</pre></div>\n",
-            esc(check),
-            esc(message)
-        );
-    }
-    if failures.is_empty() {
-        body += "<p>Every check passed.</p>";
-    }
-    body += &faults_table(history, &esc);
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font-family:sans-serif;margin:1.5em}}pre{{white-space:pre-wrap;background:#f6f6f6;padding:.6em}}\
-         .failure h3{{color:#b00020;margin-bottom:.2em}}\
-         table.faults{{border-collapse:collapse}}table.faults td,table.faults th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}</style></head>\
-         <body data-rendered=\"ok\"><h1>{t}</h1>\
-         <p>{about} {ops} operations in the history.</p>{body}</body></html>",
-        t = esc(title),
-        about = esc(about)
-    )
-}
-
-/// The faults the nemesis played, each with when it started and ended
-/// (the history's time, in seconds), so a failure's time can be read
-/// against them.
-fn faults_table(h: &History, esc: &dyn Fn(&str) -> String) -> String {
-    let secs = |t: Option<u64>| t.map_or("?".to_string(), |t| format!("{:.3}", t as f64 / 1e9));
-    // A fault in parts (the simulator's leader churn, crash-voter) records
-    // a start and an end per part under one id.
-    let mut ends: BTreeMap<(u64, String), Option<u64>> = BTreeMap::new();
-    let mut starts = Vec::new();
-    for op in &h.ops {
-        if !matches!(&op.process, Process::Named(n) if n == "nemesis") {
-            continue;
-        }
-        let part = op.value["part"].to_string();
-        match (op.f.as_str(), op.value["id"].as_u64()) {
-            ("start", Some(id)) => starts.push((id, part, op.time, op.value["fault"].clone())),
-            ("end", Some(id)) => {
-                ends.insert((id, part), op.time);
-            }
-            _ => {}
-        }
-    }
-    if starts.is_empty() {
-        return String::new();
-    }
-    let mut rows = String::new();
-    for (id, part, at, fault) in starts {
-        let mut kind = fault["kind"].as_str().unwrap_or("?").to_string();
-        if part != "null" {
-            kind += &format!(" (part {part})");
-        }
-        let mut what = fault.clone();
-        if let Some(m) = what.as_object_mut() {
-            m.remove("kind");
-        }
-        rows += &format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            secs(at),
-            ends.get(&(id, part)).map_or("-".to_string(), |t| secs(*t)),
-            esc(&kind),
-            esc(&what.to_string())
-        );
-    }
-    format!(
-        "<h2>Faults</h2><table class=\"faults\"><tr><th>start (s)</th><th>end (s)</th><th>kind</th><th>target</th></tr>{rows}</table>"
-    )
+    harness::report::failures_page(failures, history, title, about)
 }
 
 /// What an order is meant to be.
@@ -448,10 +373,8 @@ pub fn vclock_violations(events: &[VcEvent]) -> Vec<String> {
         Err(e) => return vec![format!("the log does not parse: {e}")],
     };
     let r = checker::vclock::check(&scheme, &parsed);
-    let mut out: Vec<String> = r
-        .violations
+    r.violations
         .iter()
-        .take(5)
         .map(|v| {
             let evs: Vec<String> = v
                 .events
@@ -474,11 +397,7 @@ pub fn vclock_violations(events: &[VcEvent]) -> Vec<String> {
                 evs.join("; ")
             )
         })
-        .collect();
-    if r.violations.len() > 5 {
-        out.push(format!("... {} violations in all", r.violations.len()));
-    }
-    out
+        .collect()
 }
 
 /// What the clients heard about one order.
@@ -777,11 +696,6 @@ pub fn fencing_violations(effects: &[Accepted]) -> Vec<String> {
                 ));
             }
         }
-    }
-    let n = out.len();
-    out.truncate(5);
-    if n > 5 {
-        out.push(format!("... {n} violations in all"));
     }
     out
 }

@@ -22,7 +22,8 @@
 //! faults; a scenario's own fault kinds through a [`nemesis::FaultPlugin`]
 //! and triggers), [`recorder`] (the history), [`events`] (the system's
 //! events for checks that follow them), [`runner`] (one seed, checked),
-//! [`shrink`], [`cli`].
+//! [`shrink`], [`cli`]; [`report`] draws the page of a failing run that
+//! its scenario does not draw itself.
 //!
 //! It knows nothing of any system under test: the bookstore's scenarios
 //! (Raft, the shop) live in the `sim` crate and use this one like any
@@ -39,6 +40,7 @@ pub mod failure;
 #[cfg(madsim)]
 pub mod nemesis;
 pub mod recorder;
+pub mod report;
 #[cfg(madsim)]
 pub mod runner;
 #[cfg(madsim)]

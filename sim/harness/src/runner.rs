@@ -310,4 +310,16 @@ mod stuck {
         assert_eq!(r.failed_checks(), vec!["panic"]);
         assert_eq!(r.sim_ms, 2_000);
     }
+    #[test]
+    fn a_scenario_without_a_report_of_its_own_gets_the_failures_page() {
+        let none = FaultSelection::Only(vec![]);
+        let panics = Stuck { panic: true };
+        let r = run_verdict(&panics, &panics.generate(1, None, &none));
+        assert!(r.lin.is_none());
+        let page = panics.report(&r, "stuck seed 1: panic").expect("a page");
+        assert!(page.contains("<h3>[panic]</h3>"), "{page}");
+        assert!(page.contains("the system under test panicked"), "{page}");
+        assert!(page.contains("records one event, then panics or hangs"), "{page}");
+        assert!(page.contains("No fault was played."), "{page}");
+    }
 }

@@ -206,10 +206,21 @@ pub trait Scenario: Send + Sync {
         Vec::new()
     }
     /// An HTML page that explains a run (default: the linearizability
-    /// report, when there is a linearizability result).
+    /// report when there is a linearizability result, else
+    /// [`report::failures_page`](crate::report::failures_page): the failed
+    /// checks, the clients' operations and the faults, with
+    /// [`Scenario::about`] as what ran). `None` writes no page.
     fn report(&self, r: &RunResult, title: &str) -> Option<String> {
-        r.lin
-            .as_ref()
-            .map(|lin| checker::report::html(&r.history, lin, title))
+        Some(match &r.lin {
+            Some(lin) => checker::report::html(&r.history, lin, title),
+            None => {
+                let failures: Vec<(&str, &str)> = r
+                    .failures
+                    .iter()
+                    .map(|f| (f.check, f.message.as_str()))
+                    .collect();
+                crate::report::failures_page(&failures, &r.history, title, self.about())
+            }
+        })
     }
 }
