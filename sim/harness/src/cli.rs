@@ -254,8 +254,13 @@ impl Common {
     }
 
     fn replay(&self, seed: u64) -> String {
+        self.command("run", seed)
+    }
+
+    /// The command line of `sub` (run, shrink) for `seed` with these flags.
+    fn command(&self, sub: &str, seed: u64) -> String {
         let args: Vec<String> = self.args().iter().map(|a| sh_quote(a)).collect();
-        format!("{} run {} --seed {seed}", self.app.replay, args.join(" "))
+        format!("{} {sub} {} --seed {seed}", self.app.replay, args.join(" "))
     }
 }
 
@@ -406,6 +411,20 @@ fn written(dir: &Path) -> String {
     .filter(|f| dir.join(f).exists())
     .collect();
     format!("{}/{{{}}}", dir.display(), files.join(","))
+}
+
+/// The faults a schedule plays, counted by kind: after a shrink or an
+/// edit they are fewer than the drawn configuration's kinds suggest.
+fn scheduled(s: &Schedule) -> String {
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &s.faults {
+        *kinds.entry(f.fault.kind()).or_default() += 1;
+    }
+    let each: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    match s.faults.len() {
+        0 => "0 faults scheduled".to_string(),
+        n => format!("{n} faults scheduled: {}", each.join(", ")),
+    }
 }
 
 /// Writes history, report (if the scenario draws one), schedule, failures
@@ -572,24 +591,52 @@ fn print_result(r: &RunResult, wall: Duration) {
     );
 }
 
+/// A check's failures shown on the terminal; the rest are counted
+/// (`failure.txt` and the report list every one).
+const SHOWN_PER_CHECK: usize = 10;
+
 /// A run's failures, one line each; the same line again (e.g. one check
-/// failing the same way for several clients) is counted, not repeated.
+/// failing the same way for several clients) is counted, not repeated;
+/// past [`SHOWN_PER_CHECK`] lines of one check, the rest are counted.
 fn print_failures(r: &RunResult) {
-    let mut lines: Vec<(String, usize)> = Vec::new();
+    for line in failure_lines(r) {
+        println!("  {line}");
+    }
+}
+
+fn failure_lines(r: &RunResult) -> Vec<String> {
+    let mut lines: Vec<(&str, String, usize)> = Vec::new();
     for f in &r.failures {
         let line = format!("[{}] {}", f.check, f.message);
-        match lines.iter_mut().find(|(l, _)| *l == line) {
-            Some((_, n)) => *n += 1,
-            None => lines.push((line, 1)),
+        match lines.iter_mut().find(|(_, l, _)| *l == line) {
+            Some((_, _, n)) => *n += 1,
+            None => lines.push((f.check, line, 1)),
         }
     }
-    for (line, n) in lines {
-        if n == 1 {
-            println!("  {line}");
+    let mut out = Vec::new();
+    let mut hidden: Vec<(&str, usize)> = Vec::new();
+    for (check, line, n) in &lines {
+        let shown = out
+            .iter()
+            .filter(|(c, _): &&(&str, String)| c == check)
+            .count();
+        if shown < SHOWN_PER_CHECK {
+            let l = if *n == 1 { line.clone() } else { format!("{line} (x{n})") };
+            out.push((*check, l));
         } else {
-            println!("  {line} (x{n})");
+            match hidden.iter_mut().find(|(c, _)| c == check) {
+                Some((_, k)) => *k += n,
+                None => hidden.push((check, *n)),
+            }
         }
     }
+    let mut text: Vec<String> = out.into_iter().map(|(_, l)| l).collect();
+    for (check, k) in hidden {
+        text.push(format!(
+            "[{check}] ... and {k} more (failure.txt and the report list them all)"
+        ));
+    }
+    text
 }
 
 fn quiet_panics() {
@@ -852,7 +899,7 @@ fn cmd_run(
     for line in scenario.describe(&sched) {
         println!("{line}");
     }
-    println!("{} faults scheduled", sched.faults.len());
+    println!("{}", scheduled(&sched));
     quiet_panics();
     let t = Instant::now();
     let r = runner::run(scenario, &sched);
@@ -863,13 +910,29 @@ fn cmd_run(
     if r.passed() && !write {
         return Ok(ExitCode::SUCCESS);
     }
-    match write_failure(c, &c.out, suffix, &r, &replay) {
-        Ok(dir) => println!("wrote {}", written(&dir)),
+    let dir = match write_failure(c, &c.out, suffix, &r, &replay) {
+        Ok(dir) => {
+            println!("wrote {}", written(&dir));
+            Some(dir)
+        }
         // A failed check stays exit 1: the files are not the verdict.
-        Err(e) if !r.passed() => eprintln!("error: {e}"),
+        Err(e) if !r.passed() => {
+            eprintln!("error: {e}");
+            None
+        }
         Err(e) => return Err(e),
-    }
+    };
     println!("replay: {replay}");
+    if let Some(report) = dir.map(|d| d.join("report.html")).filter(|p| p.exists()) {
+        println!("report: {} (open it in a browser)", report.display());
+    }
+    // A seed's failure (not a file's) with faults to leave out.
+    if !r.passed() && suffix.is_empty() && !sched.faults.is_empty() {
+        println!(
+            "shrink: {} (the fewest faults, clients and operations that still fail)",
+            c.command("shrink", sched.seed)
+        );
+    }
     Ok(if r.passed() {
         ExitCode::SUCCESS
     } else {
@@ -1413,6 +1476,24 @@ mod tests {
             let e = parse_jobs(bad).unwrap_err();
             assert!(e.contains("use 1 or more"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_terminal_shows_ten_failures_of_a_check_and_counts_the_rest() {
+        let mut fs: Vec<Failure> = (0..14)
+            .map(|i| Failure::new("vclock", format!("violation {i}")))
+            .collect();
+        fs.push(Failure::new("vclock", "violation 0"));
+        fs.push(Failure::new("liveness", "stuck"));
+        let lines = failure_lines(&result(fs));
+        assert_eq!(lines.len(), 12, "{lines:#?}");
+        assert_eq!(lines[0], "[vclock] violation 0 (x2)");
+        assert_eq!(lines[9], "[vclock] violation 9");
+        assert_eq!(lines[10], "[liveness] stuck");
+        assert_eq!(
+            lines[11],
+            "[vclock] ... and 4 more (failure.txt and the report list them all)"
+        );
     }
 
     #[test]

@@ -235,7 +235,7 @@ impl fmt::Display for FaultConfig {
         }
         write!(
             f,
-            "faults [{}] every ~{} ms for ~{} ms",
+            "faults drawn from [{}] every ~{} ms for ~{} ms",
             self.kinds.join(" "),
             self.mean_interval_ms,
             self.mean_duration_ms,
