@@ -86,9 +86,14 @@ impl RaftChecker {
             }
             NodeEvent::Applied { index, term, digest } => match self.applied.get(&index) {
                 Some(&(t, d, first)) if (t, d) != (term, digest) => self.fail(format!(
-                    "node {node} applied entry {index} of term {term} (digest {}) but node {first} applied entry {index} of term {t} (digest {}): a committed entry was lost or replaced",
+                    "node {node} applied entry {index} of term {term} (digest {}) but node {first} had applied entry {index} of term {t} (digest {}){}: a committed entry was lost or replaced",
                     show_digest(digest),
-                    show_digest(d)
+                    show_digest(d),
+                    if first == node {
+                        " before (the same node, two different entries at one index)"
+                    } else {
+                        ""
+                    }
                 )),
                 Some(_) => {}
                 None => {
@@ -118,8 +123,14 @@ impl RaftChecker {
         if h <= snapshot_index {
             return;
         }
+        // Entries of `term` are the ones it appended since it won (no
+        // other node leads that term): the log it won with ends before them.
+        let won_with = runs
+            .iter()
+            .find(|&&(_, t)| t == term)
+            .map_or(last_index, |&(first, _)| first - 1);
         let term_at = |i: u64| -> Option<u64> {
-            if i > last_index {
+            if i > won_with {
                 return None;
             }
             let k = runs.partition_point(|&(first, _)| first <= i);
@@ -133,7 +144,7 @@ impl RaftChecker {
         if let Some((i, t, first)) = missing {
             let has = match term_at(i) {
                 Some(lt) => format!("an entry of term {lt} there"),
-                None => format!("a log ending at {last_index}"),
+                None => format!("a log ending at index {won_with}"),
             };
             self.fail(format!(
                 "node {node} became leader of term {term} with {has}, but entry {i} of term {t} (applied by node {first}) was committed before term {term}: a leader lacks a committed entry"
@@ -333,8 +344,17 @@ mod tests {
         c.observe(2, &elected(4, 3, vec![(1, 1)]));
         c.observe(2, &elected(5, 5, vec![(1, 1), (4, 3)]));
         assert_eq!(c.violations.len(), 2, "{:?}", c.violations);
-        assert!(c.violations[0].contains("log ending at 3"));
+        assert!(c.violations[0].contains("log ending at index 3"));
         assert!(c.violations[1].contains("entry 4 of term 2"));
+        // A new leader's log ends with the empty entry it appends on
+        // winning: the message names the log it won with, not that entry.
+        c.observe(3, &elected(6, 4, vec![(1, 1), (4, 6)]));
+        assert_eq!(c.violations.len(), 3, "{:?}", c.violations);
+        assert!(
+            c.violations[2].starts_with("node 3 became leader of term 6 with a log ending at index 3, but entry 4 of term 2"),
+            "{}",
+            c.violations[2]
+        );
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub fn parse_violation(msg: &str) -> Option<Violation> {
     }
     if let Some(p) = scan(
         msg,
-        "node {} applied entry {} of term {} (digest {}) but node {} applied entry {} of term {} (digest {})",
+        "node {} applied entry {} of term {} (digest {}) but node {} had applied entry {} of term {} (digest {})",
     ) {
         return Some(Violation::Replaced {
             node: num(p[0])?,
@@ -1017,7 +1017,15 @@ impl LogDiagram {
                 let has = self.cells.get(&(leader, index)).and_then(|c| c.term);
                 format!(
                     ". Row n{leader} is its log when it won term {term}: at index {index} it holds {}, while n{applied_by} had applied entry {index} of term {entry_term}, committed before.",
-                    has.map_or("nothing".to_string(), |t| format!("an entry of term {t}"))
+                    match has {
+                        None => "nothing".to_string(),
+                        // Its own first entry of the term, appended on
+                        // winning: the log it won with ended before it.
+                        Some(t) if t == term => format!(
+                            "only the empty entry of term {term} it appended on winning"
+                        ),
+                        Some(t) => format!("an entry of term {t}"),
+                    }
                 )
             }
             Violation::Replaced {
