@@ -201,11 +201,14 @@ ol.lin { font-size: 12px; columns: 3; }
   function show(v) { return v === null || v === undefined ? "nil" : JSON.stringify(v); }
 
   var summary = document.getElementById("summary");
-  var v = el("span", "verdict " + data.verdict, data.verdict);
-  summary.appendChild(v);
   var clientOps = data.ops.filter(function (o) { return o.client; }).length;
-  summary.appendChild(document.createTextNode("  " + clientOps + " client operations, " +
-    data.partitions + " partition(s), " + data.events + " events"));
+  // No client operation: the verdict holds of nothing.
+  var v = el("span", "verdict " + data.verdict, data.verdict +
+    (clientOps === 0 && data.verdict === "linearizable" ? " (no client operation to check)" : ""));
+  summary.appendChild(v);
+  summary.appendChild(document.createTextNode("  " + clientOps + " client operations on " +
+    data.partitions + (data.partitions === 1 ? " key" : " keys") + " (each checked on its own), " +
+    data.events + " events"));
   if (data.explanation) summary.appendChild(el("pre", "", data.explanation));
   if (data.unknown_reason) summary.appendChild(el("pre", "", "unknown: " + data.unknown_reason));
 

@@ -156,7 +156,8 @@ pub async fn liveness(
         .await;
     if put.kind != OpType::Ok {
         failures.push(format!(
-            "no write succeeded within {LIVENESS_BOUND:?} after healing: {}",
+            "no write succeeded within {} s after healing: {}",
+            LIVENESS_BOUND.as_secs(),
             put.error.unwrap_or_default()
         ));
         return failures;
@@ -193,7 +194,19 @@ pub async fn liveness(
             break;
         }
         if Instant::now() >= deadline {
-            failures.push(format!("nodes did not converge within {LIVENESS_BOUND:?} after healing: (commit, applied) per node {applied:?}"));
+            let per_node: Vec<String> = applied
+                .iter()
+                .zip(1..)
+                .map(|(a, id)| match a {
+                    Some((commit, ap)) => format!("node {id} commit {commit} applied {ap}"),
+                    None => format!("node {id} did not answer"),
+                })
+                .collect();
+            failures.push(format!(
+                "nodes did not converge within {} s after healing (every node must apply entry {max_commit}, the highest commit): {}",
+                LIVENESS_BOUND.as_secs(),
+                per_node.join(", ")
+            ));
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
