@@ -222,6 +222,7 @@ pub fn try_check_checkout(history: &History) -> Result<InvariantResult, InputErr
     entities(&input, &mut out);
     let mut books = Books::collect(&input, &mut stats, &mut out)?;
     books.charge_paid_orders(&input, &mut stats, &mut out)?;
+    books.note_unpaid_checkouts(&input);
     answers(&input, &books, &mut out);
     for (id, l) in &books.stock {
         let fin = input.fin.items[id].0;
@@ -587,6 +588,10 @@ struct Ledger {
     /// Updates with unknown outcome: (signed amount, index).
     unknown: Vec<(i128, usize)>,
     ops: Vec<usize>,
+    /// Refused or unknown checkouts of orders not paid in the final state
+    /// that hold this item (or belong to this user): what a reservation
+    /// or charge never given back comes from, so a loss names them.
+    unpaid_checkouts: Vec<usize>,
 }
 
 /// The checkouts of one order, by outcome.
@@ -717,6 +722,28 @@ impl Books {
             }
         }
         Ok(books)
+    }
+
+    /// Notes on each item's and user's ledger the checkouts (refused or
+    /// unknown) of the orders not paid in the final state.
+    fn note_unpaid_checkouts(&mut self, input: &Input) {
+        for (id, o) in input.fin.orders.iter().filter(|(_, o)| !o.paid) {
+            let Some(c) = self.checkouts.get(id) else {
+                continue;
+            };
+            let ops: Vec<usize> = c.failed.iter().chain(&c.unknown).copied().collect();
+            if ops.is_empty() {
+                continue;
+            }
+            for (item, _) in &o.items {
+                if let Some(l) = self.stock.get_mut(item) {
+                    l.unpaid_checkouts.extend(&ops);
+                }
+            }
+            if let Some(l) = self.credit.get_mut(&o.user) {
+                l.unpaid_checkouts.extend(&ops);
+            }
+        }
     }
 
     /// Takes the items sold and the money charged by the orders paid in the
@@ -902,11 +929,28 @@ fn conserve(w: &Words, id: &str, l: &Ledger, fin: i128, input: &Input) -> Option
             ops.join(", ")
         );
     }
+    // A loss: the checkouts of unpaid orders are where a reservation or a
+    // charge not given back comes from.
+    let mut ops = l.ops.clone();
+    if fin < closest && !l.unpaid_checkouts.is_empty() {
+        let mut u = l.unpaid_checkouts.clone();
+        u.sort_unstable();
+        u.dedup();
+        const SHOWN: usize = 10;
+        let more = u.len().saturating_sub(SHOWN);
+        let _ = write!(
+            message,
+            "; refused or unknown checkouts of orders left unpaid, which may have kept it: {}{}",
+            list(&u[..u.len().min(SHOWN)]),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+        ops.extend(u);
+    }
     Some(Violation {
         kind,
         subject: id.to_string(),
         message,
-        ops: sorted(l.ops.iter().copied().chain(input.state_ops())),
+        ops: sorted(ops.into_iter().chain(input.state_ops())),
     })
 }
 

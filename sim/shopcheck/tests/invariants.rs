@@ -221,6 +221,14 @@ fn reservation_never_released_loses_stock() {
         m.contains("stock lost: initial 5, added 0, subtracted 0, sold 0, final 4, expected 5"),
         "{m}"
     );
+    // The refused checkout (its invocation is event 1) is named, and is
+    // among the violation's events: it is where the stock went.
+    let checkout = b.lines.iter().position(|l| l["f"] == "checkout").unwrap();
+    assert!(
+        m.contains(&format!("checkouts of orders left unpaid, which may have kept it: #{checkout}")),
+        "{m}"
+    );
+    assert!(b.check().violations[0].ops.contains(&checkout), "{:?}", b.check().violations[0].ops);
 }
 
 #[test]
