@@ -409,11 +409,9 @@ fn the_course_flow_and_every_error() {
         let m = make("Many", 1.0, 1);
         let mut vars = m["vars"].clone();
         vars["c"] = json!(vec![cat; 100_000]);
-        let t = Instant::now();
         let a = q(g, m["query"].as_str().unwrap(), vars, Some(&admin)).await;
         assert_eq!(code(&a), "BAD_USER_INPUT", "{}", a.body);
         assert_eq!(a.body["errors"][0]["message"], "categoriesIds: at most 100 ids, got 100000");
-        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         let mut vars = m["vars"].clone();
         vars["c"] = json!(vec![cat; 100]);
         let a = q(g, m["query"].as_str().unwrap(), vars, Some(&admin)).await;

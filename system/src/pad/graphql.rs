@@ -1259,14 +1259,10 @@ mod tests {
             ));
         }
         bomb.push_str("fragment F40 on Query { hello }\n");
-        let t = std::time::Instant::now();
+        // Refused before any inlining: inlined, its 2^40 fields would not
+        // be counted in a lifetime, so the test would hang, not pass.
         let m = error(&bomb);
         assert!(m.starts_with("the query "), "{m}");
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(2),
-            "{:?}",
-            t.elapsed()
-        );
         // A fragment that spreads itself.
         let cycle = "{ ...A } fragment A on Query { hello ...B } fragment B on Query { ...A }";
         assert_eq!(error(cycle), "fragment A spreads itself");
