@@ -466,40 +466,15 @@ fn write_failure(
     Ok(dir)
 }
 
-/// The page with the run's verdict on top: every failed check in red with
-/// its message (a page drawn by one check, e.g. the linearizability
-/// timeline, would otherwise show that check's verdict only, green while
-/// the Raft check failed), or a green line when the run passed.
+/// The page with the run's verdict on top (see
+/// [`report::with_verdict`](crate::report::with_verdict)).
 pub fn with_verdict(page: &str, r: &RunResult) -> String {
-    let esc = checker::report::escape_html;
-    let banner = if r.failures.is_empty() {
-        "<div id=\"sim-verdict\" style=\"background:#1b7f3b;color:#fff;padding:10px 16px;font:15px sans-serif\">PASS: every check of this run held</div>".to_string()
-    } else {
-        let items: Vec<String> = r
-            .failures
-            .iter()
-            .map(|f| {
-                format!(
-                    "<li><b>[{}]</b> {}</li>",
-                    esc(f.check),
-                    esc(&f.message).replace('\n', "<br>")
-                )
-            })
-            .collect();
-        format!(
-            "<div id=\"sim-verdict\" style=\"background:#b00020;color:#fff;padding:10px 16px;font:15px sans-serif\"><div style=\"font-size:18px;font-weight:bold\">FAILED: {}</div><ul style=\"margin:6px 0 0 0;padding-left:20px\">{}</ul><div style=\"margin-top:6px;opacity:.85\">Below, the scenario's report: its sections on the failed checks, if it has any, then the page of the {} check.</div></div>",
-            esc(r.failures[0].check),
-            items.join(""),
-            if r.lin.is_some() { "linearizability" } else { "scenario's" }
-        )
-    };
-    match page
-        .find("<body")
-        .and_then(|i| page[i..].find('>').map(|j| i + j + 1))
-    {
-        Some(at) => format!("{}{banner}{}", &page[..at], &page[at..]),
-        None => format!("{banner}{page}"),
-    }
+    let failures: Vec<(&str, &str)> = r
+        .failures
+        .iter()
+        .map(|f| (f.check, f.message.as_str()))
+        .collect();
+    crate::report::with_verdict(page, &failures, r.lin.is_some())
 }
 
 /// Runs one seed in a child process (`run --summary`), so that what one

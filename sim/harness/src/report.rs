@@ -53,6 +53,41 @@ pub fn failures_page(
     )
 }
 
+/// `page` with the run's verdict on top: every failed check (`failures`:
+/// check, message) in red with its message (a page drawn by one check,
+/// e.g. the linearizability timeline, would otherwise show that check's
+/// verdict only, green while the Raft check failed), or a green line when
+/// the run passed. `lin`: the page below is the linearizability check's.
+pub fn with_verdict(page: &str, failures: &[(&str, &str)], lin: bool) -> String {
+    let banner = if failures.is_empty() {
+        "<div id=\"sim-verdict\" style=\"background:#1b7f3b;color:#fff;padding:10px 16px;font:15px sans-serif\">PASS: every check of this run held</div>".to_string()
+    } else {
+        let items: Vec<String> = failures
+            .iter()
+            .map(|(check, message)| {
+                format!(
+                    "<li><b>[{}]</b> {}</li>",
+                    esc(check),
+                    esc(message).replace('\n', "<br>")
+                )
+            })
+            .collect();
+        format!(
+            "<div id=\"sim-verdict\" style=\"background:#b00020;color:#fff;padding:10px 16px;font:15px sans-serif\"><div style=\"font-size:18px;font-weight:bold\">FAILED: {}</div><ul style=\"margin:6px 0 0 0;padding-left:20px\">{}</ul><div style=\"margin-top:6px;opacity:.85\">Below, the scenario's report: its sections on the failed checks, if it has any, then the page of the {} check.</div></div>",
+            esc(failures[0].0),
+            items.join(""),
+            if lin { "linearizability" } else { "scenario's" }
+        )
+    };
+    match page
+        .find("<body")
+        .and_then(|i| page[i..].find('>').map(|j| i + j + 1))
+    {
+        Some(at) => format!("{}{banner}{}", &page[..at], &page[at..]),
+        None => format!("{banner}{page}"),
+    }
+}
+
 /// The clients' operations by name: how many were invoked, acknowledged
 /// (`ok`), certainly not done (`fail`) and of unknown outcome (`info`, or
 /// never completed).

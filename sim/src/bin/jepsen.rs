@@ -202,8 +202,10 @@ mod real {
                     println!(
                         "run {} of {runs} (seed {seed}) ended with exit code {code}; replay: {}",
                         k + 1,
-                        replay(seed)
+                        replay(seed, runs > 1)
                     );
+                } else if code == 1 {
+                    println!("replay: {}", replay(seed, false));
                 }
                 return std::process::ExitCode::from(code);
             }
@@ -215,13 +217,29 @@ mod real {
     }
 
     /// The command that runs `seed` again as this run did: every flag
-    /// given, but `--runs`, and `--seed` set to this seed.
-    fn replay(seed: u64) -> String {
+    /// given, but `--runs`, and `--seed` set to this seed; of several runs
+    /// (`several`), `--out DIR` is the run's own `DIR/seed-N` (a folder
+    /// of several runs is not one run's output, and is refused).
+    fn replay(seed: u64, several: bool) -> String {
         let mut out = vec!["ci/jepsen".to_string()];
         let mut args = std::env::args().skip(1);
+        let own = |dir: &str| {
+            if several {
+                PathBuf::from(dir).join(format!("seed-{seed}")).display().to_string()
+            } else {
+                dir.to_string()
+            }
+        };
         while let Some(a) = args.next() {
             if a == "--runs" || a == "--seed" {
                 args.next();
+            } else if a == "--out" {
+                out.push(a);
+                if let Some(dir) = args.next() {
+                    out.push(sh_quote(&own(&dir)));
+                }
+            } else if let Some(dir) = a.strip_prefix("--out=") {
+                out.push(format!("--out={}", sh_quote(&own(dir))));
             } else if !a.starts_with("--runs=") && !a.starts_with("--seed=") {
                 out.push(sh_quote(&a));
             }

@@ -880,7 +880,12 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         }
     }
     let mut unknown = None;
-    let title = format!("jepsen {} seed {}", s.workload, s.seed);
+    let title = format!(
+        "jepsen {} seed {}{}",
+        s.workload,
+        s.seed,
+        o.bug.as_deref().map_or(String::new(), |b| format!(" bug {b}"))
+    );
     let verdict;
     let page = if tartu {
         let (f, summary) = tartu::check(&history, &o.out, wall0);
@@ -893,7 +898,14 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
     } else if shop {
         let inv = shopcheck::invariants::check_checkout(&history);
         use shopcheck::invariants::Verdict;
-        verdict = format!("{:?}", inv.verdict);
+        verdict = format!(
+            "checkout invariants {}",
+            match inv.verdict {
+                Verdict::Valid => "ok",
+                Verdict::Invalid => "FAILED",
+                Verdict::BadInput => "not checkable",
+            }
+        );
         match inv.verdict {
             Verdict::Valid => {}
             Verdict::Invalid => {
@@ -920,7 +932,14 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
                 ..Default::default()
             },
         );
-        verdict = format!("linearizability {:?}", lin.verdict);
+        verdict = format!(
+            "linearizability {}",
+            match lin.verdict {
+                checker::Verdict::Linearizable => "ok",
+                checker::Verdict::NotLinearizable => "FAILED",
+                checker::Verdict::Unknown => "unknown",
+            }
+        );
         match lin.verdict {
             checker::Verdict::Linearizable => {}
             checker::Verdict::NotLinearizable => failures.push((
@@ -957,6 +976,13 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         &shown,
         if shop || tartu { &group_refs } else { &[] },
     );
+    // The verdict on top, as the simulator's reports have it (none when
+    // there is no verdict).
+    let page = if unknown.is_some() && failures.is_empty() {
+        page
+    } else {
+        harness::report::with_verdict(&page, &shown, !shop && !tartu)
+    };
     io(
         std::fs::write(o.out.join("history.jsonl"), history.to_jsonl()),
         || "cannot write history.jsonl".into(),
@@ -972,12 +998,12 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
             .count()
     };
     println!(
-        "{client_ops} client operations in {:.1} s ({} ok, {} failed, {} unknown); {} faults played; {} node events checked",
+        "{client_ops} client operations in {:.1} s ({} ok, {} certainly not done, {} of unknown outcome); {}; {} node events checked",
         elapsed.as_secs_f64(),
         count(OpType::Ok),
         count(OpType::Fail),
         count(OpType::Info),
-        s.faults.len(),
+        played(&history),
         events.len()
     );
     println!(
@@ -1007,6 +1033,16 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         "wrote {}/{{history.jsonl,report.html,schedule.json,*.log,n*.events.jsonl}}",
         o.out.display()
     );
+    if !failures.is_empty() || unknown.is_some() {
+        println!("report: {} (open it in a browser)", o.out.join("report.html").display());
+        let history = o.out.join("history.jsonl");
+        let h = harness::sh_quote(&history.display().to_string());
+        if shop {
+            println!("check again: cargo run --release -p shopcheck -- {h} --report checkout.html");
+        } else if !tartu {
+            println!("check again: cargo run --release -p checker -- check {h} --report kv.html");
+        }
+    }
     println!(
         "{}",
         if !failures.is_empty() {
@@ -1023,6 +1059,40 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         client_ops,
         history,
     })
+}
+
+/// The faults the history shows started, by kind as the schedule names
+/// them, and those a signal or restart failed for.
+fn played(h: &History) -> String {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failed = 0;
+    for op in &h.ops {
+        if !matches!(&op.process, Process::Named(n) if n == "nemesis") {
+            continue;
+        }
+        match op.f.as_str() {
+            "start" => {
+                let k = match op.value["fault"]["kind"].as_str().unwrap_or("?") {
+                    "crash" => "kill",
+                    k => k,
+                };
+                *kinds.entry(k.to_string()).or_default() += 1;
+            }
+            "signal-failed" | "restart-failed" => failed += 1,
+            _ => {}
+        }
+    }
+    let n: usize = kinds.values().sum();
+    let each: Vec<String> = kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
+    let mut out = if n == 0 {
+        "no fault played".to_string()
+    } else {
+        format!("{n} faults played: {}", each.join(", "))
+    };
+    if failed > 0 {
+        out += &format!(" ({failed} of them failed to signal or restart a process: see the history's nemesis events)");
+    }
+    out
 }
 
 /// Plays the schedule: one task per lane (processes; network), each
