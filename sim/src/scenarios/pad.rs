@@ -1141,14 +1141,17 @@ impl Leases {
             match lapsed_at(addr, *t) {
                 None if out.len() >= 5 => {}
                 None => out.push(format!(
-                    "gateway {gw} sent a {service} call to {addr} at {t} ms, before any registry replica had taken a heartbeat from it"
+                    "gateway {gw} called {service} at {addr} at {}, before any registry replica had taken a heartbeat from it",
+                    secs(*t)
                 )),
                 Some(l) if *t > l + bound => {
                     if out.len() < 5 {
                         out.push(format!(
-                            "gateway {gw} sent a {service} call to {addr} at {t} ms, {} ms after its lease lapsed (at {l} ms: last heartbeat taken at {} ms, lease {LEASE_MS} ms); bound {bound} ms ({} ms of registry clock spread, {} ms of the gateway's, {ROUTING_SLACK_MS} ms)",
+                            "gateway {gw} called {service} at {addr} at {}, {} ms after its lease lapsed (at {}: last heartbeat taken at {}, lease {LEASE_MS} ms); bound {bound} ms ({} ms of registry clock spread, {} ms of the gateway's, {ROUTING_SLACK_MS} ms)",
+                            secs(*t),
                             t - l,
-                            l - LEASE_MS,
+                            secs(l),
+                            secs(l - LEASE_MS),
                             self.registry_err.width(),
                             g.width()
                         ));
@@ -1191,6 +1194,12 @@ async fn read_state(t: &Topology) -> Result<Value, String> {
         }
     }
     Ok(json!({"orders": os, "catalog": cat, "payment": pay}))
+}
+
+/// A moment of the run, from simulated milliseconds, in seconds as the
+/// report's fault table shows it.
+fn secs(ms: u64) -> String {
+    format!("{:.3} s", ms as f64 / 1e3)
 }
 
 /// The `orders` and `conservation` checks on the final state.
