@@ -423,6 +423,7 @@ fn scheduled(s: &Schedule) -> String {
     let each: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
     match s.faults.len() {
         0 => "0 faults scheduled".to_string(),
+        1 => format!("1 fault scheduled: {}", each.join(", ")),
         n => format!("{n} faults scheduled: {}", each.join(", ")),
     }
 }

@@ -26,6 +26,8 @@ pub fn failures_page(
     about: &str,
 ) -> String {
     let ops = history.ops.len();
+    // A scenario's one-line `about` has no full stop.
+    let stop = if about.trim_end().ends_with('.') { "" } else { "." };
     let mut body = String::new();
     for (check, message) in failures {
         body += &format!(
@@ -47,7 +49,7 @@ pub fn failures_page(
          table.faults td,table.faults th,table.ops td,table.ops th{{border:1px solid #ccc;padding:.2em .5em;text-align:left}}\
          table.ops td.n{{text-align:right}}</style></head>\
          <body data-rendered=\"ok\"><h1>{t}</h1>\
-         <p>{about} {ops} events in the history.</p>{body}</body></html>",
+         <p>{about}{stop} {ops} events in the history.</p>{body}</body></html>",
         t = esc(title),
         about = esc(about)
     )
@@ -201,6 +203,9 @@ mod tests {
             "<td><code>read</code></td><td class=\"n\">1</td><td class=\"n\">1</td>"
         ), "{page}");
         assert!(page.contains("<td>1.500</td><td>3.000</td><td>crash</td>"), "{page}");
+        assert!(page.contains("A test. 7 events in the history."), "{page}");
+        let no_stop = failures_page(&[], &h, "t", "a test");
+        assert!(no_stop.contains("a test. 7 events in the history."), "{no_stop}");
         let passed = failures_page(&[], &history(""), "t", "A test.");
         assert!(passed.contains("Every check passed.") && passed.contains("No fault was played."));
     }

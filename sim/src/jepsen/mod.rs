@@ -1087,7 +1087,11 @@ fn played(h: &History) -> String {
     let mut out = if n == 0 {
         "no fault played".to_string()
     } else {
-        format!("{n} faults played: {}", each.join(", "))
+        format!(
+            "{n} {} played: {}",
+            if n == 1 { "fault" } else { "faults" },
+            each.join(", ")
+        )
     };
     if failed > 0 {
         out += &format!(" ({failed} of them failed to signal or restart a process: see the history's nemesis events)");
