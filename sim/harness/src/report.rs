@@ -64,16 +64,28 @@ pub fn with_verdict(page: &str, failures: &[(&str, &str)], lin: bool) -> String 
     let banner = if failures.is_empty() {
         "<div id=\"sim-verdict\" style=\"background:#1b7f3b;color:#fff;padding:10px 16px;font:15px sans-serif\">PASS: every check of this run held</div>".to_string()
     } else {
-        let items: Vec<String> = failures
-            .iter()
-            .map(|(check, message)| {
-                format!(
+        // At most 10 per check: a check with hundreds of violations
+        // would push the page below out of sight; the page lists them all.
+        let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut items: Vec<String> = Vec::new();
+        for (check, message) in failures {
+            let n = shown.entry(check).or_default();
+            *n += 1;
+            if *n <= 10 {
+                items.push(format!(
                     "<li><b>[{}]</b> {}</li>",
                     esc(check),
                     esc(message).replace('\n', "<br>")
-                )
-            })
-            .collect();
+                ));
+            }
+        }
+        for (check, n) in shown.iter().filter(|(_, n)| **n > 10) {
+            items.push(format!(
+                "<li><b>[{}]</b> ... and {} more (see below and failure.txt)</li>",
+                esc(check),
+                n - 10
+            ));
+        }
         format!(
             "<div id=\"sim-verdict\" style=\"background:#b00020;color:#fff;padding:10px 16px;font:15px sans-serif\"><div style=\"font-size:18px;font-weight:bold\">FAILED: {}</div><ul style=\"margin:6px 0 0 0;padding-left:20px\">{}</ul><div style=\"margin-top:6px;opacity:.85\">Below, the scenario's report: its sections on the failed checks, if it has any, then the page of the {} check.</div></div>",
             esc(failures[0].0),
@@ -204,6 +216,11 @@ mod tests {
         ), "{page}");
         assert!(page.contains("<td>1.500</td><td>3.000</td><td>crash</td>"), "{page}");
         assert!(page.contains("A test. 7 events in the history."), "{page}");
+        let many: Vec<(&str, String)> = (0..12).map(|i| ("vclock", format!("v{i}"))).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(c, m)| (*c, m.as_str())).collect();
+        let banner = with_verdict("<body></body>", &many, false);
+        assert!(banner.contains("v9</li>") && !banner.contains("v10</li>"), "{banner}");
+        assert!(banner.contains("[vclock]</b> ... and 2 more"), "{banner}");
         let no_stop = failures_page(&[], &h, "t", "a test");
         assert!(no_stop.contains("a test. 7 events in the history."), "{no_stop}");
         let passed = failures_page(&[], &history(""), "t", "A test.");
