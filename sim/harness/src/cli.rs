@@ -597,7 +597,11 @@ fn failure_lines(r: &RunResult) -> Vec<String> {
             .filter(|(c, _): &&(&str, String)| c == check)
             .count();
         if shown < SHOWN_PER_CHECK {
-            let l = if *n == 1 { line.clone() } else { format!("{line} (x{n})") };
+            let l = if *n == 1 {
+                line.clone()
+            } else {
+                format!("{line} (x{n})")
+            };
             out.push((*check, l));
         } else {
             match hidden.iter_mut().find(|(c, _)| c == check) {

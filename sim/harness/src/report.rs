@@ -27,7 +27,11 @@ pub fn failures_page(
 ) -> String {
     let ops = history.ops.len();
     // A scenario's one-line `about` has no full stop.
-    let stop = if about.trim_end().ends_with('.') { "" } else { "." };
+    let stop = if about.trim_end().ends_with('.') {
+        ""
+    } else {
+        "."
+    };
     let mut body = String::new();
     for (check, message) in failures {
         body += &format!(
@@ -108,7 +112,11 @@ pub fn with_verdict(page: &str, failures: &[(&str, &str)], lin: bool) -> String 
 pub fn ops_table(h: &History) -> String {
     // f -> [invoked, ok, fail, info]
     let mut counts: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
-    for op in h.ops.iter().filter(|o| matches!(o.process, Process::Client(_))) {
+    for op in h
+        .ops
+        .iter()
+        .filter(|o| matches!(o.process, Process::Client(_)))
+    {
         let c = counts.entry(op.f.as_str()).or_default();
         let i = match op.kind {
             OpType::Invoke => 0,
@@ -206,23 +214,36 @@ mod tests {
 "#,
         );
         let page = failures_page(&[("counter", "read 1 <after> 2")], &h, "t", "A test.");
-        assert!(page.contains("<h3>[counter]</h3><pre>read 1 &lt;after&gt; 2</pre>"), "{page}");
+        assert!(
+            page.contains("<h3>[counter]</h3><pre>read 1 &lt;after&gt; 2</pre>"),
+            "{page}"
+        );
         // write: 2 invoked, none acknowledged, 1 info and 1 never completed.
         assert!(page.contains(
             "<td><code>write</code></td><td class=\"n\">2</td><td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">2</td>"
         ), "{page}");
-        assert!(page.contains(
-            "<td><code>read</code></td><td class=\"n\">1</td><td class=\"n\">1</td>"
-        ), "{page}");
-        assert!(page.contains("<td>1.500</td><td>3.000</td><td>crash</td>"), "{page}");
+        assert!(
+            page.contains("<td><code>read</code></td><td class=\"n\">1</td><td class=\"n\">1</td>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td>1.500</td><td>3.000</td><td>crash</td>"),
+            "{page}"
+        );
         assert!(page.contains("A test. 7 events in the history."), "{page}");
         let many: Vec<(&str, String)> = (0..12).map(|i| ("vclock", format!("v{i}"))).collect();
         let many: Vec<(&str, &str)> = many.iter().map(|(c, m)| (*c, m.as_str())).collect();
         let banner = with_verdict("<body></body>", &many, false);
-        assert!(banner.contains("v9</li>") && !banner.contains("v10</li>"), "{banner}");
+        assert!(
+            banner.contains("v9</li>") && !banner.contains("v10</li>"),
+            "{banner}"
+        );
         assert!(banner.contains("[vclock]</b> ... and 2 more"), "{banner}");
         let no_stop = failures_page(&[], &h, "t", "a test");
-        assert!(no_stop.contains("a test. 7 events in the history."), "{no_stop}");
+        assert!(
+            no_stop.contains("a test. 7 events in the history."),
+            "{no_stop}"
+        );
         let passed = failures_page(&[], &history(""), "t", "A test.");
         assert!(passed.contains("Every check passed.") && passed.contains("No fault was played."));
     }

@@ -319,7 +319,10 @@ mod stuck {
         let page = panics.report(&r, "stuck seed 1: panic").expect("a page");
         assert!(page.contains("<h3>[panic]</h3>"), "{page}");
         assert!(page.contains("the system under test panicked"), "{page}");
-        assert!(page.contains("records one event, then panics or hangs"), "{page}");
+        assert!(
+            page.contains("records one event, then panics or hangs"),
+            "{page}"
+        );
         assert!(page.contains("No fault was played."), "{page}");
     }
 }

@@ -938,7 +938,8 @@ fn conserve(w: &Words, id: &str, l: &Ledger, fin: i128, input: &Input) -> Option
         u.dedup();
         const SHOWN: usize = 10;
         let more = u.len().saturating_sub(SHOWN);
-        let _ = write!(
+        let _ =
+            write!(
             message,
             "; refused or unknown checkouts of orders left unpaid, which may have kept it: {}{}",
             list(&u[..u.len().min(SHOWN)]),

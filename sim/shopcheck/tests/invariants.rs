@@ -225,10 +225,16 @@ fn reservation_never_released_loses_stock() {
     // among the violation's events: it is where the stock went.
     let checkout = b.lines.iter().position(|l| l["f"] == "checkout").unwrap();
     assert!(
-        m.contains(&format!("checkouts of orders left unpaid, which may have kept it: #{checkout}")),
+        m.contains(&format!(
+            "checkouts of orders left unpaid, which may have kept it: #{checkout}"
+        )),
         "{m}"
     );
-    assert!(b.check().violations[0].ops.contains(&checkout), "{:?}", b.check().violations[0].ops);
+    assert!(
+        b.check().violations[0].ops.contains(&checkout),
+        "{:?}",
+        b.check().violations[0].ops
+    );
 }
 
 #[test]

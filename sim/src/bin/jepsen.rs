@@ -225,7 +225,10 @@ mod real {
         let mut args = std::env::args().skip(1);
         let own = |dir: &str| {
             if several {
-                PathBuf::from(dir).join(format!("seed-{seed}")).display().to_string()
+                PathBuf::from(dir)
+                    .join(format!("seed-{seed}"))
+                    .display()
+                    .to_string()
             } else {
                 dir.to_string()
             }

@@ -884,7 +884,9 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         "jepsen {} seed {}{}",
         s.workload,
         s.seed,
-        o.bug.as_deref().map_or(String::new(), |b| format!(" bug {b}"))
+        o.bug
+            .as_deref()
+            .map_or(String::new(), |b| format!(" bug {b}"))
     );
     let verdict;
     let page = if tartu {
@@ -1034,7 +1036,10 @@ pub async fn run(o: &Options) -> Result<Outcome, String> {
         o.out.display()
     );
     if !failures.is_empty() || unknown.is_some() {
-        println!("report: {} (open it in a browser)", o.out.join("report.html").display());
+        println!(
+            "report: {} (open it in a browser)",
+            o.out.join("report.html").display()
+        );
         let history = o.out.join("history.jsonl");
         let h = harness::sh_quote(&history.display().to_string());
         if shop {
