@@ -39,7 +39,7 @@ pub const GROUPS: [&[u64]; 3] = [&[1, 2, 3], &[4, 5, 6], &[7, 8, 9]];
 /// The report's page: the failing checks' messages (or that every check
 /// passed) and what was checked.
 pub fn report_page(failures: &[(&str, &str)], history: &History, title: &str) -> String {
-    report_page_about(
+    harness::report::failures_page(
         failures,
         history,
         title,
@@ -48,17 +48,6 @@ pub fn report_page(failures: &[(&str, &str)], history: &History, title: &str) ->
          two-phase commit atomicity and liveness of approved orders, mutual exclusion of the executors (fencing tokens the participants accepted), conservation of stock and money, \
          Raft and replica convergence per store group.",
     )
-}
-
-/// [`report_page`] for any system: `about` says what ran and what was
-/// checked (the harness's page, see [`harness::report::failures_page`]).
-pub fn report_page_about(
-    failures: &[(&str, &str)],
-    history: &History,
-    title: &str,
-    about: &str,
-) -> String {
-    harness::report::failures_page(failures, history, title, about)
 }
 
 /// What an order is meant to be.

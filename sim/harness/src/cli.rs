@@ -17,6 +17,7 @@
 //! }
 //! ```
 
+use crate::report::SHOWN_PER_CHECK;
 use crate::runner::{self, RunResult};
 use crate::scenario::{Param, Scenario};
 use crate::schedule::{FaultSelection, Schedule};
@@ -566,10 +567,6 @@ fn print_result(r: &RunResult, wall: Duration) {
         }
     );
 }
-
-/// A check's failures shown on the terminal; the rest are counted
-/// (`failure.txt` and the report list every one).
-const SHOWN_PER_CHECK: usize = 10;
 
 /// A run's failures, one line each; the same line again (e.g. one check
 /// failing the same way for several clients) is counted, not repeated;

@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 
 use checker::history::{History, OpType, Process};
 
+/// A check's failures listed in the verdict banner and on the terminal;
+/// the rest are counted (the page below and `failure.txt` list every one).
+pub const SHOWN_PER_CHECK: usize = 10;
+
 /// HTML-escaped text.
 fn esc(t: &str) -> String {
     checker::report::escape_html(t)
@@ -68,14 +72,14 @@ pub fn with_verdict(page: &str, failures: &[(&str, &str)], lin: bool) -> String 
     let banner = if failures.is_empty() {
         "<div id=\"sim-verdict\" style=\"background:#1b7f3b;color:#fff;padding:10px 16px;font:15px sans-serif\">PASS: every check of this run held</div>".to_string()
     } else {
-        // At most 10 per check: a check with hundreds of violations
+        // At most SHOWN_PER_CHECK per check: a check with hundreds of violations
         // would push the page below out of sight; the page lists them all.
         let mut shown: BTreeMap<&str, usize> = BTreeMap::new();
         let mut items: Vec<String> = Vec::new();
         for (check, message) in failures {
             let n = shown.entry(check).or_default();
             *n += 1;
-            if *n <= 10 {
+            if *n <= SHOWN_PER_CHECK {
                 items.push(format!(
                     "<li><b>[{}]</b> {}</li>",
                     esc(check),
@@ -83,11 +87,11 @@ pub fn with_verdict(page: &str, failures: &[(&str, &str)], lin: bool) -> String 
                 ));
             }
         }
-        for (check, n) in shown.iter().filter(|(_, n)| **n > 10) {
+        for (check, n) in shown.iter().filter(|(_, n)| **n > SHOWN_PER_CHECK) {
             items.push(format!(
                 "<li><b>[{}]</b> ... and {} more (see below and failure.txt)</li>",
                 esc(check),
-                n - 10
+                n - SHOWN_PER_CHECK
             ));
         }
         format!(

@@ -184,7 +184,7 @@ impl Scenario for Pad {
             .iter()
             .map(|f| (f.check, f.message.as_str()))
             .collect();
-        let page = crate::tartuload::report_page_about(
+        let page = harness::report::failures_page(
             &failures,
             &r.history,
             title,
