@@ -695,8 +695,7 @@ impl Node {
                 vote: self.synced_hs.vote,
                 commit: status.commit,
             };
-            let snap = log.snapshot().clone();
-            self.store.save_snapshot(&snap, &hs, &rest)?;
+            self.store.save_snapshot(log.snapshot(), &hs, &rest)?;
         }
         let s = self.raft.status();
         let role = (s.term, s.role, s.leader);

@@ -42,7 +42,7 @@ use prost::Message;
 use raft::{Entry, HardState, Persisted, Snapshot};
 use std::io;
 use std::sync::Arc;
-use storage::{read_checked, write_checked, Dir, Recovery, ReplayOpts, Wal};
+use storage::{read_checked, write_checked_with, Dir, Recovery, ReplayOpts, Wal};
 
 const WAL: &str = "raft.wal";
 const SNAPSHOT: &str = "snapshot";
@@ -368,11 +368,9 @@ impl RaftStore {
         hs: &HardState,
         rest: &[Entry],
     ) -> io::Result<()> {
-        write_checked(
-            self.dir.as_ref(),
-            SNAPSHOT,
-            &snapshot_to_pb(snap.clone()).encode_to_vec(),
-        )?;
+        write_checked_with(self.dir.as_ref(), SNAPSHOT, snapshot_pb_len(snap), |buf| {
+            encode_snapshot_pb(snap, buf)
+        })?;
         self.term = self.term.max(hs.term);
         self.set_end(
             rest.last()

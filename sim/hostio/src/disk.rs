@@ -33,6 +33,11 @@ pub trait Dir: Send + Sync + 'static {
     fn truncate(&self, name: &str, len: u64) -> io::Result<()>;
     /// Replaces the file with `data`; durable and atomic (old or new contents, never a mix).
     fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()>;
+    /// [`Dir::write_atomic`] of a buffer the caller hands over (the
+    /// simulated disk keeps it instead of copying it).
+    fn write_atomic_owned(&self, name: &str, data: Vec<u8>) -> io::Result<()> {
+        self.write_atomic(name, &data)
+    }
     /// Deletes the file durably. Removing an absent file is not an error.
     fn remove(&self, name: &str) -> io::Result<()>;
     /// File names, sorted.
@@ -517,8 +522,9 @@ impl Dir for SimDir {
     fn sync(&self, name: &str) -> io::Result<()> {
         let mut st = self.begin(name, IoFault::FailNextSync)?;
         if let Some(f) = st.files.get_mut(name) {
-            let mut tail = std::mem::take(&mut f.unsynced);
-            f.durable.append(&mut tail);
+            // `unsynced` keeps its buffer for the next appends.
+            f.durable.extend_from_slice(&f.unsynced);
+            f.unsynced.clear();
             f.durable_exists = true;
         }
         Ok(())
@@ -540,9 +546,12 @@ impl Dir for SimDir {
     }
 
     fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.write_atomic_owned(name, data.to_vec())
+    }
+
+    fn write_atomic_owned(&self, name: &str, data: Vec<u8>) -> io::Result<()> {
         let mut st = self.begin_with(name, IoFault::FailNextWrite, true)?;
-        st.files
-            .insert(name.to_string(), SimFile::durable(data.to_vec()));
+        st.files.insert(name.to_string(), SimFile::durable(data));
         Ok(())
     }
 

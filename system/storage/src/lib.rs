@@ -348,13 +348,29 @@ const CHECKED_HEADER: usize = 16;
 
 /// Writes a whole file with a checksum header, atomically and durably.
 pub fn write_checked(dir: &dyn Dir, name: &str, payload: &[u8]) -> io::Result<()> {
-    let len_bytes = (payload.len() as u64).to_le_bytes();
-    let mut buf = Vec::with_capacity(CHECKED_HEADER + payload.len());
-    buf.extend_from_slice(CHECKED_MAGIC);
-    buf.extend_from_slice(&len_bytes);
-    buf.extend_from_slice(&crc_with_len(&len_bytes, payload).to_le_bytes());
-    buf.extend_from_slice(payload);
-    dir.write_atomic(name, &buf)
+    write_checked_with(dir, name, payload.len(), |buf| {
+        buf.extend_from_slice(payload)
+    })
+}
+
+/// [`write_checked`] of a payload that `build` appends to the file's
+/// buffer (`size`: its expected length, for the buffer's capacity): a large
+/// payload (a snapshot) is written without copies of its own.
+pub fn write_checked_with(
+    dir: &dyn Dir,
+    name: &str,
+    size: usize,
+    build: impl FnOnce(&mut Vec<u8>),
+) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(CHECKED_HEADER + size);
+    buf.resize(CHECKED_HEADER, 0);
+    build(&mut buf);
+    let len_bytes = ((buf.len() - CHECKED_HEADER) as u64).to_le_bytes();
+    let crc = crc_with_len(&len_bytes, &buf[CHECKED_HEADER..]);
+    buf[0..4].copy_from_slice(CHECKED_MAGIC);
+    buf[4..12].copy_from_slice(&len_bytes);
+    buf[12..16].copy_from_slice(&crc.to_le_bytes());
+    dir.write_atomic_owned(name, buf)
 }
 
 /// Reads a file written by [`write_checked`]. `None` if absent; `InvalidData`
