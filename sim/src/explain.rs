@@ -793,7 +793,7 @@ const STYLE: &str = r#"<style>
 .rx { font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; background: #fff; border: 1px solid #ccc; border-left: 5px solid #b00020; margin: 12px 0; padding: 10px 14px; }
 .rx h2 { font-size: 17px; margin: 0 0 6px; }
 .rx h3 { font-size: 14px; margin: 12px 0 4px; }
-.rx .rx-msg { background: #fff4f4; border: 1px solid #f0c0c0; padding: 6px 8px; margin: 6px 0; }
+.rx .rx-msg { background: #fff4f4; border: 1px solid #f0c0c0; padding: 6px 8px; margin: 6px 0; white-space: pre-wrap; }
 .rx table.rx-log { border-collapse: separate; border-spacing: 3px; margin: 6px 0; }
 .rx table.rx-log th { font-weight: 600; font-size: 12px; color: #555; padding: 0 4px; white-space: nowrap; }
 .rx table.rx-log th.rx-focus { color: #b00020; }
@@ -820,6 +820,7 @@ const STYLE: &str = r#"<style>
 .rx table.rx-div th { background: #f3f3f3; }
 .rx table.rx-div td.rx-odd { background: #ffd6d6; font-weight: 700; }
 .rx table.rx-div td.rx-same { background: #e6f4ea; }
+.rx table.rx-div tr.rx-restart td { background: #ffd6d6; font-weight: 600; }
 </style>"#;
 
 impl LogDiagram {
@@ -1420,6 +1421,146 @@ pub fn raft_section(h: &History, failures: &[(&str, &str)]) -> String {
     o
 }
 
+/// The host a panic message names: "node 3 stopped: ..." (a store node),
+/// "... service on host 12 stopped: ...", "... replica on host 21 stopped:
+/// ...". `None` when it names none (an assertion's own message).
+fn panicked_host(msg: &str) -> Option<u64> {
+    let head = msg
+        .split(" stopped: ")
+        .next()
+        .filter(|h| h.len() < msg.len())?;
+    let n = head
+        .strip_prefix("node ")
+        .or_else(|| head.rsplit_once(" on host ").map(|(_, n)| n))?;
+    n.parse().ok()
+}
+
+/// What a disk damage's name in a crash fault means.
+fn damage_words(name: &str) -> &'static str {
+    match name {
+        "rot" => "a bit of one synced write flipped",
+        "lost-write" => "one synced write lost (zeros where it was)",
+        "misdirected-write" => "one synced write landed on an earlier one",
+        _ => "synced data damaged",
+    }
+}
+
+/// The section for a run that a panic stopped: the message, the faults
+/// that hit the host it names (or, when it names none, the faults that
+/// started or ended in its last second: a restart's recovery is where a
+/// damaged disk shows), with a crash's disk faults in words, and the node
+/// lanes of its last seconds. Empty without a `panic` failure.
+pub fn panic_section(h: &History, failures: &[(&str, &str)]) -> String {
+    let Some(&(_, msg)) = failures.iter().find(|f| f.0 == "panic") else {
+        return String::new();
+    };
+    let host = panicked_host(msg);
+    let (lanes_of, t0, t_end) = lanes(h);
+    let stop = h.ops.iter().filter_map(|o| o.time).max().unwrap_or(t_end);
+    let spans = fault_spans(h);
+    let last_second =
+        |f: &&FaultSpan| f.end.unwrap_or(f.start).max(f.start) + 1_000_000_000 >= stop;
+    let (about, shown): (String, Vec<&FaultSpan>) = match host {
+        Some(n) => (
+            format!("The faults on host {n}"),
+            spans.iter().filter(|f| f.node == Some(n)).collect(),
+        ),
+        None => (
+            "The message names no host: the faults that started or ended in the run's last second"
+                .into(),
+            spans.iter().filter(last_second).collect(),
+        ),
+    };
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<div class=\"rx\" id=\"panic-explain\"><h2>Why the run stopped: {}</h2><div class=\"rx-msg\">{}</div>",
+        host.map_or_else(|| "a panic".to_string(), |n| format!("host {n} stopped at {}", secs(stop))),
+        esc(msg)
+    );
+    let _ = write!(o, "<h3>{}</h3>", esc(&about));
+    if shown.is_empty() {
+        o += "<div class=\"rx-note\">none</div>";
+    } else {
+        o += "<table class=\"rx-div\"><tr><th>fault</th><th>from</th><th>to</th><th>disk</th></tr>";
+        for f in &shown {
+            let end = f.end.map_or_else(|| "the end".to_string(), secs);
+            // A restart at the moment the run stopped: its recovery is
+            // what failed.
+            let at_stop = f.end.is_some_and(|e| e + 1_000_000_000 >= stop) && f.kind == "crash";
+            let disk = if f.kind == "crash" {
+                let fault = fault_value(h, f);
+                let mut d = Vec::new();
+                if let Some(name) = fault["damage"].as_str() {
+                    d.push(format!("<b>{}</b>", damage_words(name)));
+                }
+                if fault["torn_write"].as_bool() == Some(true) {
+                    d.push(if fault["corrupt"].as_bool() == Some(true) {
+                        "an unsynced tail kept whole, with a corrupt byte".to_string()
+                    } else {
+                        "a torn prefix of an unsynced tail kept".to_string()
+                    });
+                }
+                if d.is_empty() {
+                    "unsynced writes lost".to_string()
+                } else {
+                    d.join("; ")
+                }
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                o,
+                "<tr{}><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
+                if at_stop { " class=\"rx-restart\"" } else { "" },
+                esc(&f.what),
+                secs(f.start),
+                end,
+                if at_stop {
+                    " (restarted: the run stopped then)"
+                } else {
+                    ""
+                },
+                disk
+            );
+        }
+        o += "</table>";
+    }
+    if !lanes_of.is_empty() {
+        let za = stop.saturating_sub(3_000_000_000).max(t0);
+        let _ = write!(
+            o,
+            "<h3>Node lanes of the last seconds ({} to {})</h3><div class=\"rx-note\">One row per node: its role in each term (thick outline: leader, hatched: candidate, dark: down), then the faults. The red line is where the run stopped.</div>",
+            secs(za),
+            secs(stop)
+        );
+        o += &lanes_svg(
+            h,
+            za,
+            stop.max(za + 1),
+            Some(stop),
+            None,
+            &[],
+            "panic-lanes",
+        );
+    }
+    o += "</div>";
+    o
+}
+
+/// The `fault` object of the nemesis event that started `f`.
+fn fault_value<'a>(h: &'a History, f: &FaultSpan) -> &'a Value {
+    h.ops
+        .iter()
+        .find(|op| {
+            matches!(&op.process, Process::Named(n) if n == "nemesis")
+                && op.f == "start"
+                && op.value["id"].as_u64() == Some(f.id)
+                && op.value["part"].as_u64() == f.part
+        })
+        .map_or(&Value::Null, |op| &op.value["fault"])
+}
+
 /// One replica's side of a divergence.
 #[derive(Clone, Debug, Default)]
 struct DivergenceTable {
@@ -1731,7 +1872,7 @@ pub fn sections_in(h: &History, failures: &[(&str, &str)], groups: &[&[u64]]) ->
         Some(g) => raft_section(&only_nodes(h, g), failures),
         None => raft_section(h, failures),
     };
-    let body = raft + &divergence_section(h, failures);
+    let body = panic_section(h, failures) + &raft + &divergence_section(h, failures);
     if body.is_empty() {
         body
     } else {
@@ -2194,5 +2335,83 @@ mod tests {
         assert_eq!(t[1].rows[0].1[&2], "\"5\"");
         let html = divergence_section(&h, &refs(&f));
         assert!(html.contains("<td class=\"rx-odd\">no session</td>"));
+    }
+
+    #[test]
+    fn a_panic_message_names_its_host() {
+        assert_eq!(panicked_host("node 3 stopped: wal record: bad"), Some(3));
+        assert_eq!(
+            panicked_host("stock service on host 12 stopped: store unavailable"),
+            Some(12)
+        );
+        assert_eq!(
+            panicked_host("catalog replica on host 21 stopped: x stopped: y"),
+            Some(21)
+        );
+        assert_eq!(
+            panicked_host("assertion `left == right` failed: recovered log has a gap"),
+            None
+        );
+        assert_eq!(panicked_host("node x stopped: y"), None);
+    }
+
+    /// A node that restarted after a crash which rotted a synced write,
+    /// and stopped on replaying its log (`histories/kv-wal-no-checksum`).
+    fn stopped_on_restart() -> History {
+        let mut h = Hist::new();
+        h.leader(1, 1, 1, vec![(1, 1)]);
+        h.apply(1, 1, 1, 1);
+        let crash =
+            serde_json::json!({"kind": "crash", "node": 2, "damage": "rot", "torn_write": false});
+        h.nemesis("start", serde_json::json!({"id": 4, "fault": crash}));
+        h.nemesis(
+            "start",
+            serde_json::json!({"id": 5, "fault": {"kind": "loss", "rate": 0.1}}),
+        );
+        h.nemesis(
+            "end",
+            serde_json::json!({"id": 5, "fault": {"kind": "loss", "rate": 0.1}}),
+        );
+        h.nemesis("end", serde_json::json!({"id": 4, "fault": crash}));
+        h.done().0
+    }
+
+    #[test]
+    fn a_panic_gets_the_faults_of_its_host_and_the_last_seconds() {
+        let h = stopped_on_restart();
+        assert_eq!(panic_section(&h, &[("raft", "x")]), "");
+        let html = panic_section(
+            &h,
+            &[("panic", "node 2 stopped: wal record: invalid tag value: 0")],
+        );
+        assert!(
+            html.contains("Why the run stopped: host 2 stopped at 0.008 s"),
+            "{html}"
+        );
+        assert!(html.contains("The faults on host 2"));
+        assert!(html.contains("<b>a bit of one synced write flipped</b>"));
+        assert!(html.contains("class=\"rx-restart\""));
+        assert!(html.contains("(restarted: the run stopped then)"));
+        // The loss names no host: not one of host 2's faults (the lanes
+        // below show every fault).
+        let table = &html[html.find("<table").unwrap()..html.find("</table>").unwrap()];
+        assert!(table.contains("crash damage=rot node=2") && !table.contains("loss rate"));
+        assert!(html.contains("id=\"panic-lanes\""));
+        // A message without a host: the faults of the last second.
+        let html = panic_section(
+            &h,
+            &[("panic", "assertion failed: recovered log has a gap")],
+        );
+        assert!(html.contains("names no host"));
+        assert!(html.contains("crash damage=rot node=2"));
+        assert!(html.contains("loss rate=0.1"));
+        // On top of the page, with the style.
+        let page = above(
+            "<html><body><p>page</p></body></html>".into(),
+            &h,
+            &[("panic", "node 2 stopped: x")],
+        );
+        assert!(page.contains("<body><style>"));
+        assert!(page.find("panic-explain") < page.find("<p>page</p>"));
     }
 }
