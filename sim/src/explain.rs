@@ -1423,8 +1423,13 @@ pub fn raft_section(h: &History, failures: &[(&str, &str)]) -> String {
 
 /// The host a panic message names: "node 3 stopped: ..." (a store node),
 /// "... service on host 12 stopped: ...", "... replica on host 21 stopped:
-/// ...". `None` when it names none (an assertion's own message).
+/// ...", or "on host 2: ..." (the harness's prefix for a panic on a host).
+/// `None` when it names none (a panic outside the hosts).
 fn panicked_host(msg: &str) -> Option<u64> {
+    // The harness's prefix for a panic on a host whose message names none.
+    if let Some(rest) = msg.strip_prefix("on host ") {
+        return rest.split_once(": ")?.0.parse().ok();
+    }
     let head = msg
         .split(" stopped: ")
         .next()
@@ -1435,99 +1440,122 @@ fn panicked_host(msg: &str) -> Option<u64> {
     n.parse().ok()
 }
 
-/// What a disk damage's name in a crash fault means.
-fn damage_words(name: &str) -> &'static str {
-    match name {
-        "rot" => "a bit of one synced write flipped",
-        "lost-write" => "one synced write lost (zeros where it was)",
-        "misdirected-write" => "one synced write landed on an earlier one",
-        _ => "synced data damaged",
+/// What a crash fault drew for the disk, in words: the damage to synced
+/// data and the tail of unsynced data it keeps.
+fn crash_disk_words(fault: &Value) -> String {
+    let mut d = Vec::new();
+    if let Some(name) = fault["damage"].as_str() {
+        d.push(format!(
+            "<b>{}</b>",
+            match name {
+                "rot" => "flip a bit of one synced write",
+                "lost-write" => "lose one synced write (zeros where it was)",
+                "misdirected-write" => "land one synced write on an earlier one",
+                _ => "damage synced data",
+            }
+        ));
+    }
+    if fault["torn_write"].as_bool() == Some(true) {
+        d.push(if fault["corrupt"].as_bool() == Some(true) {
+            "<b>keep an unsynced tail whole, with a corrupt byte</b>".to_string()
+        } else {
+            "keep a torn prefix of an unsynced tail".to_string()
+        });
+    }
+    if d.is_empty() {
+        "lose the unsynced writes".to_string()
+    } else {
+        d.join("; ")
     }
 }
 
-/// The section for a run that a panic stopped: the message, the faults
-/// that hit the host it names (or, when it names none, the faults that
-/// started or ended in its last second: a restart's recovery is where a
-/// damaged disk shows), with a crash's disk faults in words, and the node
-/// lanes of its last seconds. Empty without a `panic` failure.
+/// The section for a run that a panic stopped: the message; the faults
+/// aimed at the host it names (crashes, pauses, clocks, disks), or, when
+/// it names none, the faults in effect in its last second; a crash's disk
+/// faults in words; the restart at which the run stopped (a damaged disk
+/// shows when the node replays it); and the node lanes of its last
+/// seconds, which show the network's faults too. Empty without a `panic`
+/// failure.
 pub fn panic_section(h: &History, failures: &[(&str, &str)]) -> String {
     let Some(&(_, msg)) = failures.iter().find(|f| f.0 == "panic") else {
         return String::new();
     };
     let host = panicked_host(msg);
-    let (lanes_of, t0, t_end) = lanes(h);
-    let stop = h.ops.iter().filter_map(|o| o.time).max().unwrap_or(t_end);
+    let (lanes_of, t0, _) = lanes(h);
+    let stop = h.ops.iter().filter_map(|o| o.time).max();
+    let at = stop.unwrap_or(0);
     let spans = fault_spans(h);
+    const SECOND: u64 = 1_000_000_000;
+    // Started, ended or still in effect in the last second.
     let last_second =
-        |f: &&FaultSpan| f.end.unwrap_or(f.start).max(f.start) + 1_000_000_000 >= stop;
+        |f: &&FaultSpan| f.start + SECOND >= at || f.end.is_none_or(|e| e + SECOND >= at);
     let (about, shown): (String, Vec<&FaultSpan>) = match host {
         Some(n) => (
-            format!("The faults on host {n}"),
+            format!("The faults aimed at host {n} (crashes, pauses, clocks, disks; the network's are in the lanes below)"),
             spans.iter().filter(|f| f.node == Some(n)).collect(),
         ),
         None => (
-            "The message names no host: the faults that started or ended in the run's last second"
-                .into(),
+            "The message names no host: the faults in effect in the run's last second".into(),
             spans.iter().filter(last_second).collect(),
         ),
     };
+    // The last restart before the run stopped, if it was in its last
+    // second: its recovery is likely what failed.
+    let restart = shown
+        .iter()
+        .filter(|f| f.kind == "crash")
+        .filter_map(|f| f.end.map(|e| (e, f.id, f.part)))
+        .filter(|(e, _, _)| e + SECOND >= at)
+        .max();
     let mut o = String::new();
     let _ = write!(
         o,
-        "<div class=\"rx\" id=\"panic-explain\"><h2>Why the run stopped: {}</h2><div class=\"rx-msg\">{}</div>",
-        host.map_or_else(|| "a panic".to_string(), |n| format!("host {n} stopped at {}", secs(stop))),
+        "<div class=\"rx\" id=\"panic-explain\"><h2>Why the run stopped: a panic{}</h2><div class=\"rx-msg\">{}</div>",
+        host.map_or_else(String::new, |n| format!(" on host {n}")),
         esc(msg)
     );
+    if let Some(t) = stop {
+        let _ = write!(
+            o,
+            "<div class=\"rx-note\">The run stopped at {}.</div>",
+            secs(t)
+        );
+    }
     let _ = write!(o, "<h3>{}</h3>", esc(&about));
     if shown.is_empty() {
         o += "<div class=\"rx-note\">none</div>";
     } else {
-        o += "<table class=\"rx-div\"><tr><th>fault</th><th>from</th><th>to</th><th>disk</th></tr>";
+        o += "<table class=\"rx-div\"><tr><th>fault</th><th>from</th><th>to</th><th>what the crash drew for the disk</th></tr>";
         for f in &shown {
-            let end = f.end.map_or_else(|| "the end".to_string(), secs);
-            // A restart at the moment the run stopped: its recovery is
-            // what failed.
-            let at_stop = f.end.is_some_and(|e| e + 1_000_000_000 >= stop) && f.kind == "crash";
+            let marked = restart.is_some_and(|(_, id, part)| id == f.id && part == f.part);
+            let end = match f.end {
+                None => "the end".to_string(),
+                Some(e) if marked => format!(
+                    "{} (restarted, {} ms before the run stopped)",
+                    secs(e),
+                    at.saturating_sub(e) / 1_000_000
+                ),
+                Some(e) => secs(e),
+            };
             let disk = if f.kind == "crash" {
-                let fault = fault_value(h, f);
-                let mut d = Vec::new();
-                if let Some(name) = fault["damage"].as_str() {
-                    d.push(format!("<b>{}</b>", damage_words(name)));
-                }
-                if fault["torn_write"].as_bool() == Some(true) {
-                    d.push(if fault["corrupt"].as_bool() == Some(true) {
-                        "an unsynced tail kept whole, with a corrupt byte".to_string()
-                    } else {
-                        "a torn prefix of an unsynced tail kept".to_string()
-                    });
-                }
-                if d.is_empty() {
-                    "unsynced writes lost".to_string()
-                } else {
-                    d.join("; ")
-                }
+                crash_disk_words(fault_value(h, f))
             } else {
                 String::new()
             };
             let _ = write!(
                 o,
-                "<tr{}><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td></tr>",
-                if at_stop { " class=\"rx-restart\"" } else { "" },
+                "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if marked { " class=\"rx-restart\"" } else { "" },
                 esc(&f.what),
                 secs(f.start),
                 end,
-                if at_stop {
-                    " (restarted: the run stopped then)"
-                } else {
-                    ""
-                },
                 disk
             );
         }
-        o += "</table>";
+        o += "</table><div class=\"rx-note\">A crash's disk faults strike only what there is: a synced write to damage, unsynced data to keep a tail of.</div>";
     }
-    if !lanes_of.is_empty() {
-        let za = stop.saturating_sub(3_000_000_000).max(t0);
+    if let (false, Some(stop)) = (lanes_of.is_empty(), stop) {
+        let za = stop.saturating_sub(3 * SECOND).max(t0);
         let _ = write!(
             o,
             "<h3>Node lanes of the last seconds ({} to {})</h3><div class=\"rx-note\">One row per node: its role in each term (thick outline: leader, hatched: candidate, dark: down), then the faults. The red line is where the run stopped.</div>",
@@ -2353,6 +2381,10 @@ mod tests {
             None
         );
         assert_eq!(panicked_host("node x stopped: y"), None);
+        assert_eq!(
+            panicked_host("on host 2: assertion failed: recovered log has a gap"),
+            Some(2)
+        );
     }
 
     /// A node that restarted after a crash which rotted a synced write,
@@ -2385,13 +2417,14 @@ mod tests {
             &[("panic", "node 2 stopped: wal record: invalid tag value: 0")],
         );
         assert!(
-            html.contains("Why the run stopped: host 2 stopped at 0.008 s"),
+            html.contains("Why the run stopped: a panic on host 2"),
             "{html}"
         );
-        assert!(html.contains("The faults on host 2"));
-        assert!(html.contains("<b>a bit of one synced write flipped</b>"));
+        assert!(html.contains("The run stopped at 0.008 s."));
+        assert!(html.contains("The faults aimed at host 2"));
+        assert!(html.contains("<b>flip a bit of one synced write</b>"));
         assert!(html.contains("class=\"rx-restart\""));
-        assert!(html.contains("(restarted: the run stopped then)"));
+        assert!(html.contains("0.008 s (restarted, 0 ms before the run stopped)"));
         // The loss names no host: not one of host 2's faults (the lanes
         // below show every fault).
         let table = &html[html.find("<table").unwrap()..html.find("</table>").unwrap()];
@@ -2413,5 +2446,32 @@ mod tests {
         );
         assert!(page.contains("<body><style>"));
         assert!(page.find("panic-explain") < page.find("<p>page</p>"));
+        // An empty history: no time, no lanes, nothing to list.
+        let empty = History::from_jsonl("").unwrap();
+        let html = panic_section(&empty, &[("panic", "node 1 stopped: x")]);
+        assert!(html.contains("none") && !html.contains("stopped at") && !html.contains("<svg"));
+    }
+
+    /// A fault still in effect when the run stopped is listed when the
+    /// message names no host, however long ago it started; only the last
+    /// restart is marked as the one the run stopped on.
+    #[test]
+    fn a_panic_without_a_host_lists_the_faults_still_in_effect() {
+        let mut h = Hist::new();
+        let part = serde_json::json!({"kind": "partition", "groups": [[1], [2, 3]]});
+        h.nemesis("start", serde_json::json!({"id": 1, "fault": part}));
+        h.t += 5_000_000_000;
+        for (id, node) in [(2, 1), (3, 3)] {
+            let crash = serde_json::json!({"kind": "crash", "node": node});
+            h.nemesis("start", serde_json::json!({"id": id, "fault": crash}));
+            h.nemesis("end", serde_json::json!({"id": id, "fault": crash}));
+        }
+        let (h, _) = h.done();
+        let html = panic_section(&h, &[("panic", "assertion failed")]);
+        assert!(html.contains("partition {1} | {2,3}"), "{html}");
+        assert_eq!(html.matches("class=\"rx-restart\"").count(), 1);
+        let marked = &html[html.find("rx-restart").unwrap()..];
+        assert!(marked[..marked.find("</tr>").unwrap()].contains("node=3"));
+        assert!(html.contains("lose the unsynced writes"));
     }
 }

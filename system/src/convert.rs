@@ -183,7 +183,8 @@ mod tests {
     use prost::Message as _;
 
     /// The snapshot file's payload is prost's encoding of `pb::Snapshot`,
-    /// fields at their default value included.
+    /// also when fields are at their default value (which prost leaves
+    /// out).
     #[test]
     fn snapshots_are_encoded_as_prost_encodes_them() {
         for (index, term, data) in [

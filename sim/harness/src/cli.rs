@@ -617,11 +617,7 @@ fn failure_lines(r: &RunResult) -> Vec<String> {
 }
 
 fn quiet_panics() {
-    // SIM_PANICS=1 keeps the default hook (messages and backtraces).
-    if std::env::var_os("SIM_PANICS").is_some() {
-        return;
-    }
-    std::panic::set_hook(Box::new(|_| {}));
+    crate::runner::quiet_panics();
 }
 
 /// Every scenario's options, once each (a name two scenarios share is one

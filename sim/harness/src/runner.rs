@@ -84,6 +84,77 @@ pub fn trace_hash(h: &History) -> u64 {
 }
 
 /// The message of a caught panic.
+thread_local! {
+    /// The run's hosts by madsim node name (`Sim::host`), for a panic's
+    /// message; a name given to two hosts maps to none.
+    static HOST_NAMES: std::cell::RefCell<BTreeMap<String, Option<u64>>> =
+        const { std::cell::RefCell::new(BTreeMap::new()) };
+    /// The madsim node name of the task that panicked last on this thread.
+    static PANICKED_ON: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Records that host `id` runs as the madsim node named `name`.
+pub(crate) fn name_host(name: &str, id: u64) {
+    HOST_NAMES.with(|m| {
+        let mut m = m.borrow_mut();
+        let e = m.entry(name.to_string()).or_insert(Some(id));
+        if *e != Some(id) {
+            *e = None;
+        }
+    });
+}
+
+/// Panics print nothing (a sweep's or a shrink's runs); `SIM_PANICS=1`
+/// keeps the default hook's messages and backtraces.
+pub fn quiet_panics() {
+    if std::env::var_os("SIM_PANICS").is_none() {
+        QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    note_panicking_nodes();
+}
+
+/// Installs, once, the panic hook that notes which simulated node a
+/// panic happened on (madsim's `gethostname` answers the current task's
+/// node name, and the real host's outside a task), then prints as the
+/// hook before it did unless [`quiet_panics`].
+fn note_panicking_nodes() {
+    HOOK.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let mut buf = [0u8; 256];
+            // SAFETY: a valid buffer and its length; nothing else is read.
+            let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+            if ok {
+                let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+                let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+                let _ = PANICKED_ON.try_with(|p| *p.borrow_mut() = Some(name));
+            }
+            if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+                before(info);
+            }
+        }));
+    });
+}
+
+/// The host of the node the last panic on this thread happened on, if it
+/// was one of the run's hosts.
+fn panicked_host() -> Option<u64> {
+    let name = PANICKED_ON.with(|p| p.borrow_mut().take())?;
+    HOST_NAMES.with(|m| m.borrow().get(&name).copied().flatten())
+}
+
+/// A panic's message, with the host it happened on in front when the
+/// message does not say it ("on host 2: assertion failed: ...").
+fn panic_failure(msg: String, host: Option<u64>) -> String {
+    match host {
+        Some(h) if !msg.contains(" stopped: ") => format!("on host {h}: {msg}"),
+        _ => msg,
+    }
+}
+
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
         .cloned()
@@ -132,6 +203,9 @@ fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Reco
     let slot: Arc<Mutex<Option<(Recorder, u64)>>> = Arc::new(Mutex::new(None));
     let (slot2, checks2) = (slot.clone(), checks.clone());
     hostio::coverage::start();
+    note_panicking_nodes();
+    HOST_NAMES.with(|m| m.borrow_mut().clear());
+    PANICKED_ON.with(|p| p.borrow_mut().take());
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         rt.block_on(async move {
             let rec = recorder();
@@ -162,7 +236,7 @@ fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Reco
                 ),
             )
         } else {
-            Failure::new("panic", msg)
+            Failure::new("panic", panic_failure(msg, panicked_host()))
         }
     });
     let coverage = hostio::coverage::take();
@@ -310,6 +384,54 @@ mod stuck {
         assert_eq!(r.failed_checks(), vec!["panic"]);
         assert_eq!(r.sim_ms, 2_000);
     }
+    /// A host whose process panics with a message that names no host.
+    struct HostPanics;
+
+    impl Scenario for HostPanics {
+        fn name(&self) -> &'static str {
+            "host-panics"
+        }
+        fn about(&self) -> &'static str {
+            "host 3's process panics 1 s in"
+        }
+        fn generate(&self, seed: u64, bug: Option<&str>, faults: &FaultSelection) -> Schedule {
+            Schedule::draw("host-panics", seed, bug, &[], faults, 3, 5_000)
+        }
+        fn run<'a>(&'a self, s: &'a Schedule, _ctx: RunCtx) -> RunFuture<'a> {
+            Box::pin(async move {
+                let mut sim = crate::sim::Sim::new(s.seed);
+                for id in 1..=3 {
+                    sim.host(id, format!("box{id}"), move |_env| async move {
+                        madsim::time::sleep(Duration::from_secs(1)).await;
+                        assert!(id != 3, "the disk is gone");
+                        madsim::time::sleep(Duration::from_secs(100)).await;
+                    });
+                }
+                madsim::time::sleep(Duration::from_secs(3)).await;
+                Vec::new()
+            })
+        }
+        fn check(&self, _s: &Schedule, _h: &History) -> Verdicts {
+            Verdicts::default()
+        }
+    }
+
+    #[test]
+    fn a_panic_on_a_host_names_the_host() {
+        let none = FaultSelection::Only(vec![]);
+        let r = run_verdict(&HostPanics, &HostPanics.generate(1, None, &none));
+        assert_eq!(r.failed_checks(), vec!["panic"]);
+        assert_eq!(r.failures[0].message, "on host 3: the disk is gone");
+        // A panic outside the hosts keeps its message as it is.
+        let panics = Stuck { panic: true };
+        let r = run_verdict(&panics, &panics.generate(1, None, &none));
+        assert_eq!(r.failures[0].message, "the system under test panicked");
+        assert_eq!(
+            panic_failure("node 5 stopped: bad record".into(), Some(5)),
+            "node 5 stopped: bad record"
+        );
+    }
+
     #[test]
     fn a_scenario_without_a_report_of_its_own_gets_the_failures_page() {
         let none = FaultSelection::Only(vec![]);

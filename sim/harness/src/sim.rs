@@ -169,9 +169,11 @@ impl Sim {
             },
         };
         let e = env.clone();
+        let name = name.into();
+        crate::runner::name_host(&name, id);
         let handle = Handle::current()
             .create_node()
-            .name(name.into())
+            .name(name)
             .ip(env.ip)
             .init(move || init(e.clone()))
             .build();
