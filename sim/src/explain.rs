@@ -296,6 +296,8 @@ struct FaultSpan {
     end: Option<u64>,
     /// Nodes it crashes or pauses.
     node: Option<u64>,
+    /// The `fault` object of its start event.
+    fault: Value,
 }
 
 fn fault_spans(h: &History) -> Vec<FaultSpan> {
@@ -322,6 +324,7 @@ fn fault_spans(h: &History) -> Vec<FaultSpan> {
                     start: time,
                     end: None,
                     node: fault["node"].as_u64(),
+                    fault: fault.clone(),
                 });
             }
             "end" => {
@@ -1538,7 +1541,7 @@ pub fn panic_section(h: &History, failures: &[(&str, &str)]) -> String {
                 Some(e) => secs(e),
             };
             let disk = if f.kind == "crash" {
-                crash_disk_words(fault_value(h, f))
+                crash_disk_words(&f.fault)
             } else {
                 String::new()
             };
@@ -1574,19 +1577,6 @@ pub fn panic_section(h: &History, failures: &[(&str, &str)]) -> String {
     }
     o += "</div>";
     o
-}
-
-/// The `fault` object of the nemesis event that started `f`.
-fn fault_value<'a>(h: &'a History, f: &FaultSpan) -> &'a Value {
-    h.ops
-        .iter()
-        .find(|op| {
-            matches!(&op.process, Process::Named(n) if n == "nemesis")
-                && op.f == "start"
-                && op.value["id"].as_u64() == Some(f.id)
-                && op.value["part"].as_u64() == f.part
-        })
-        .map_or(&Value::Null, |op| &op.value["fault"])
 }
 
 /// One replica's side of a divergence.

@@ -616,10 +616,6 @@ fn failure_lines(r: &RunResult) -> Vec<String> {
     text
 }
 
-fn quiet_panics() {
-    crate::runner::quiet_panics();
-}
-
 /// Every scenario's options, once each (a name two scenarios share is one
 /// flag).
 fn all_params(app: &App) -> Vec<(Param, Vec<&'static str>)> {
@@ -750,7 +746,7 @@ pub fn main(app: App) -> ExitCode {
 
 /// `run --summary`: one line of JSON for `sweep`.
 fn cmd_summary(c: &Common, seed: u64) -> Result<ExitCode, String> {
-    quiet_panics();
+    runner::quiet_panics();
     let r = runner::run_verdict(c.scenario, &c.schedule(seed)?);
     let (mut first, mut unwritten) = (None, None);
     if !r.passed() {
@@ -873,7 +869,7 @@ fn cmd_run(
         println!("{line}");
     }
     println!("{}", scheduled(&sched));
-    quiet_panics();
+    runner::quiet_panics();
     let t = Instant::now();
     let r = runner::run(scenario, &sched);
     print_result(&r, t.elapsed());
@@ -1026,7 +1022,7 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
         c.faults,
         if jobs == 1 { "" } else { "s" }
     );
-    quiet_panics();
+    runner::quiet_panics();
     let bar = if o.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -1219,7 +1215,7 @@ fn report_coverage(
 }
 
 fn cmd_shrink(c: &Common, seed: u64, max_runs: usize) -> Result<ExitCode, String> {
-    quiet_panics();
+    runner::quiet_panics();
     let original = runner::run(c.scenario, &c.schedule(seed)?);
     if original.passed() {
         return Err(format!(
@@ -1314,7 +1310,7 @@ fn cmd_bench(c: &Common, seeds: &str) -> Result<ExitCode, String> {
             }
         }
     };
-    quiet_panics();
+    runner::quiet_panics();
     let start = Instant::now();
     let (mut sim_ms, mut ops, mut events) = (0u64, 0usize, 0usize);
     let mut failed = Vec::new();

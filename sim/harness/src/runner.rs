@@ -83,7 +83,6 @@ pub fn trace_hash(h: &History) -> u64 {
     w.0
 }
 
-/// The message of a caught panic.
 thread_local! {
     /// The run's hosts by madsim node name (`Sim::host`), for a panic's
     /// message; a name given to two hosts maps to none.
@@ -155,6 +154,7 @@ fn panic_failure(msg: String, host: Option<u64>) -> String {
     }
 }
 
+/// The message of a caught panic.
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     p.downcast_ref::<String>()
         .cloned()
