@@ -1428,7 +1428,7 @@ pub fn raft_section(h: &History, failures: &[(&str, &str)]) -> String {
 /// "... service on host 12 stopped: ...", "... replica on host 21 stopped:
 /// ...", or "on host 2: ..." (the harness's prefix for a panic on a host).
 /// `None` when it names none (a panic outside the hosts).
-fn panicked_host(msg: &str) -> Option<u64> {
+fn host_named_in(msg: &str) -> Option<u64> {
     // The harness's prefix for a panic on a host whose message names none.
     if let Some(rest) = msg.strip_prefix("on host ") {
         return rest.split_once(": ")?.0.parse().ok();
@@ -1483,7 +1483,7 @@ pub fn panic_section(h: &History, failures: &[(&str, &str)]) -> String {
     let Some(&(_, msg)) = failures.iter().find(|f| f.0 == "panic") else {
         return String::new();
     };
-    let host = panicked_host(msg);
+    let host = host_named_in(msg);
     let (lanes_of, t0, _) = lanes(h);
     let stop = h.ops.iter().filter_map(|o| o.time).max();
     let at = stop.unwrap_or(0);
@@ -2357,22 +2357,22 @@ mod tests {
 
     #[test]
     fn a_panic_message_names_its_host() {
-        assert_eq!(panicked_host("node 3 stopped: wal record: bad"), Some(3));
+        assert_eq!(host_named_in("node 3 stopped: wal record: bad"), Some(3));
         assert_eq!(
-            panicked_host("stock service on host 12 stopped: store unavailable"),
+            host_named_in("stock service on host 12 stopped: store unavailable"),
             Some(12)
         );
         assert_eq!(
-            panicked_host("catalog replica on host 21 stopped: x stopped: y"),
+            host_named_in("catalog replica on host 21 stopped: x stopped: y"),
             Some(21)
         );
         assert_eq!(
-            panicked_host("assertion `left == right` failed: recovered log has a gap"),
+            host_named_in("assertion `left == right` failed: recovered log has a gap"),
             None
         );
-        assert_eq!(panicked_host("node x stopped: y"), None);
+        assert_eq!(host_named_in("node x stopped: y"), None);
         assert_eq!(
-            panicked_host("on host 2: assertion failed: recovered log has a gap"),
+            host_named_in("on host 2: assertion failed: recovered log has a gap"),
             Some(2)
         );
     }
