@@ -10,6 +10,7 @@
 //! | payment | `chg/<tx>`      | [`Hold`] a charge: user, amount and state     |
 //! | orders  | `order/<id>`    | [`OrderRec`] `{"user","items","total","paid"}`|
 //! | orders  | `tx/<order id>` | [`super::checkout::TxRecord`] the checkout    |
+//! | orders  | `open/<order id>` | the transaction id, while `tx/<order id>` is unfinished: written with the record that starts a checkout, deleted with the one that ends it (the recovery loop reads only these) |
 //! | each    | `req/<request id>` | what a write with that request id answered (the record it wrote), written with it in one transaction |
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ pub const USER: &str = "user/";
 pub const CHARGE: &str = "chg/";
 pub const ORDER: &str = "order/";
 pub const TX: &str = "tx/";
+pub const OPEN: &str = "open/";
 pub const REQUEST: &str = "req/";
 
 /// The key recording a write's answer under its request id.

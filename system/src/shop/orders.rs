@@ -50,6 +50,9 @@ fn order_key(id: &str) -> String {
 fn tx_key(order: &str) -> String {
     format!("{}{order}", keys::TX)
 }
+fn open_key(order: &str) -> String {
+    format!("{}{order}", keys::OPEN)
+}
 
 fn order_reply(id: &str, o: &OrderRec) -> pb::Order {
     pb::Order {
@@ -278,6 +281,9 @@ impl OrderService {
             let (next, paid) = checkout::after(&rec, outcome);
             let next_s = to_json(&next);
             let mut puts = vec![cmd::op_put(&tkey, &next_s)];
+            if next.terminal() {
+                puts.push(cmd::op_delete(&open_key(order)));
+            }
             let mut compares = vec![cmd::compare(&tkey, Some(rec_s))];
             let mut order_next = order_s.clone();
             if paid {
@@ -372,7 +378,10 @@ impl OrderService {
                     cmd::compare(&tkey, vals[1].as_deref()),
                 ];
                 let rec_s = to_json(&rec);
-                let puts = vec![cmd::op_put(&tkey, &rec_s)];
+                let puts = vec![
+                    cmd::op_put(&tkey, &rec_s),
+                    cmd::op_put(&open_key(order), &rec.tx_id),
+                ];
                 match self.store.client().txn(compares, puts, vec![]).await {
                     Ok(r) if r.succeeded => {
                         written = Some(vec![Some(rec_s), Some(order_s.clone())])
@@ -397,11 +406,39 @@ impl OrderService {
         }
     }
 
-    /// Unfinished checkout records: order id -> record string.
-    async fn unfinished(&self) -> Result<BTreeMap<String, String>, Status> {
-        let all = self.store.client().scan(keys::TX).await.map_err(kv_error)?;
+    /// Unfinished checkout records: order id -> record string. They are
+    /// the records the `open/` index names (a record and its index entry
+    /// are written in one transaction), so the cost follows the checkouts
+    /// in flight, not every checkout ever made. `all`: scan every record
+    /// instead (the recovery loop's first look, which also finds records
+    /// written before the index existed).
+    async fn unfinished(&self, all: bool) -> Result<BTreeMap<String, String>, Status> {
+        let records = if all {
+            self.store.client().scan(keys::TX).await.map_err(kv_error)?
+        } else {
+            let open = self
+                .store
+                .client()
+                .scan(keys::OPEN)
+                .await
+                .map_err(kv_error)?;
+            if open.is_empty() {
+                return Ok(BTreeMap::new());
+            }
+            let tkeys: Vec<String> = open
+                .iter()
+                .map(|(k, _)| tx_key(&k[keys::OPEN.len()..]))
+                .collect();
+            let refs: Vec<&str> = tkeys.iter().map(String::as_str).collect();
+            let values = self.read(&refs).await?;
+            tkeys
+                .into_iter()
+                .zip(values)
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect()
+        };
         let mut out = BTreeMap::new();
-        for (k, v) in all {
+        for (k, v) in records {
             let rec: TxRecord = from_json(&k, &v)?;
             if !rec.terminal() {
                 out.insert(k[keys::TX.len()..].to_string(), v);
@@ -417,11 +454,13 @@ impl OrderService {
         let mut seen: BTreeMap<String, (String, u32)> = BTreeMap::new();
         // Orders being driven by this loop right now.
         let running: Arc<Mutex<BTreeSet<String>>> = Default::default();
+        let mut scanned = false;
         loop {
             self.clock.sleep(every).await;
-            let Ok(now) = self.unfinished().await else {
+            let Ok(now) = self.unfinished(!scanned).await else {
                 continue;
             };
+            scanned = true;
             let now: BTreeMap<String, (String, u32)> = now
                 .into_iter()
                 .map(|(order, rec)| {
@@ -661,7 +700,7 @@ impl Orders for OrderService {
         &self,
         _: Request<pb::InFlightRequest>,
     ) -> Result<Response<pb::InFlightReply>, Status> {
-        let u = self.unfinished().await?;
+        let u = self.unfinished(false).await?;
         Ok(Response::new(pb::InFlightReply {
             count: u.len() as u64,
             orders: u.into_keys().collect(),
