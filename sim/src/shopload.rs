@@ -111,7 +111,7 @@ pub async fn after_heal(
                 // recovery loop reads its record again. (An entry missing
                 // for an unfinished checkout shows in the final state's
                 // `in_flight`, which counts the records themselves.)
-                match scan(&t.order_kv, keys::OPEN, 1 << 43).await {
+                match scan(&t.order_kv, keys::OPEN, 1 << 44).await {
                     Ok(open) if !open.is_empty() => failures.push(format!(
                         "no checkout in flight after healing, but the order group's {} index still names {} of them: {:?}",
                         keys::OPEN,

@@ -599,3 +599,84 @@ fn saga_answers_every_checkout_definitely_while_a_process_dies_every_1_5_s() {
 fn two_pc_answers_every_checkout_definitely_while_a_process_dies_every_1_5_s() {
     definite_answers_under_kills("2pc", 3);
 }
+
+/// A checkout record that the `open/` index does not name (as a version
+/// before the index wrote it) is still finished by the recovery loop: an
+/// order replica's first look after it starts reads every record and
+/// indexes the unfinished ones, and the looks after it take the checkout
+/// over. The record is written straight into the order group, then both
+/// order replicas are killed (the supervisor starts them again).
+#[test]
+fn a_checkout_record_the_index_does_not_name_is_found_and_finished() {
+    use bookstore::client::{ClientOptions, KvClient};
+    use bookstore::shop::checkout::{self, Phase, TxRecord};
+    use bookstore::shop::keys::{self, from_json, to_json, OrderRec};
+    use bookstore::shop::Mode;
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut shop = Shop::start("saga", 0);
+    runtime().block_on(async {
+        shop.wait_ready().await;
+        let http = &shop.http;
+        post_ok(http, "/stock/batch_init/1/5/1").await;
+        post_ok(http, "/payment/batch_init/1/10").await;
+        let order = post_ok(http, "/orders/create/0").await.str("order_id");
+        post_ok(http, &format!("/orders/addItem/{order}/0/1")).await;
+
+        let mut kv = KvClient::new(
+            shop.topology.order_kv.clone(),
+            0x5eed_0001,
+            ClientOptions::default(),
+        );
+        let (okey, tkey) = (
+            format!("{}{order}", keys::ORDER),
+            format!("{}{order}", keys::TX),
+        );
+        let okey_open = format!("{}{order}", keys::OPEN);
+        let o = kv.get(&okey).await.expect("read the order").unwrap();
+        let o: OrderRec = from_json(&okey, &o).unwrap();
+        let rec = checkout::start(Mode::Saga, format!("{order}.legacy"), &o);
+        let w = kv
+            .cas(&tkey, None, Some(&to_json(&rec)))
+            .await
+            .expect("write the record");
+        assert!(w.succeeded, "no record of the order before");
+        for name in ["orders-svc-1", "orders-svc-2"] {
+            let pid = shop.pid(name).expect("the order replica's pid");
+            // SAFETY: kill(2) with a pid the supervisor wrote.
+            assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+        }
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = kv.get(&tkey).await.ok().flatten();
+            let r: Option<TxRecord> = r.map(|s| from_json(&tkey, &s).unwrap());
+            if r.as_ref().is_some_and(|r| r.terminal()) {
+                let r = r.unwrap();
+                assert_eq!(r.phase, Phase::Done, "the checkout could pay: {r:?}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the record is still unfinished a minute after the order replicas restarted: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let o = definite(http, "GET", &format!("/orders/find/{order}"), true)
+            .await
+            .unwrap();
+        assert_eq!(o.body["paid"], true, "{}", o.body);
+        let item = definite(http, "GET", "/stock/find/0", true).await.unwrap();
+        assert_eq!(item.body["stock"], 4, "{}", item.body);
+        let user = definite(http, "GET", "/payment/find_user/0", true)
+            .await
+            .unwrap();
+        assert_eq!(user.body["credit"], 9, "{}", user.body);
+        assert_eq!(
+            kv.get(&okey_open).await.expect("read the index"),
+            None,
+            "the finished checkout left its index entry"
+        );
+    });
+    shop.stop();
+}

@@ -10,7 +10,7 @@
 //! | payment | `chg/<tx>`      | [`Hold`] a charge: user, amount and state     |
 //! | orders  | `order/<id>`    | [`OrderRec`] `{"user","items","total","paid"}`|
 //! | orders  | `tx/<order id>` | [`super::checkout::TxRecord`] the checkout    |
-//! | orders  | `open/<order id>` | the transaction id, while `tx/<order id>` is unfinished: written with the record that starts a checkout, deleted with the one that ends it (the recovery loop reads only these) |
+//! | orders  | `open/<order id>` | the transaction id, while `tx/<order id>` is unfinished: written with the record that starts a checkout, deleted with the one that ends it (the recovery loop's looks read these; its first look, and one a minute, read every record) |
 //! | each    | `req/<request id>` | what a write with that request id answered (the record it wrote), written with it in one transaction |
 
 use serde::{Deserialize, Serialize};

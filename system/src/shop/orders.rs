@@ -50,6 +50,11 @@ fn order_key(id: &str) -> String {
 fn tx_key(order: &str) -> String {
     format!("{}{order}", keys::TX)
 }
+/// The recovery loop reads every checkout record on its first look and on
+/// every this-many looks after it (a minute, at one look a second), the
+/// `open/` index on the others.
+const FULL_LOOK_EVERY: u64 = 60;
+
 fn open_key(order: &str) -> String {
     format!("{}{order}", keys::OPEN)
 }
@@ -410,18 +415,15 @@ impl OrderService {
     /// the records the `open/` index names (a record and its index entry
     /// are written in one transaction), so the cost follows the checkouts
     /// in flight, not every checkout ever made. `all`: scan every record
-    /// instead (the recovery loop's first look, which also finds records
-    /// written before the index existed).
+    /// instead, and index each unfinished one the index does not name (a
+    /// record written before the index existed, or by a replica of such a
+    /// version during an upgrade), so that the next looks see it too.
     async fn unfinished(&self, all: bool) -> Result<BTreeMap<String, String>, Status> {
+        let mut kv = self.store.client();
+        let open = kv.scan(keys::OPEN).await.map_err(kv_error)?;
         let records = if all {
-            self.store.client().scan(keys::TX).await.map_err(kv_error)?
+            kv.scan(keys::TX).await.map_err(kv_error)?
         } else {
-            let open = self
-                .store
-                .client()
-                .scan(keys::OPEN)
-                .await
-                .map_err(kv_error)?;
             if open.is_empty() {
                 return Ok(BTreeMap::new());
             }
@@ -437,12 +439,35 @@ impl OrderService {
                 .filter_map(|(k, v)| Some((k, v?)))
                 .collect()
         };
+        let indexed: BTreeSet<&str> = open.iter().map(|(k, _)| &k[keys::OPEN.len()..]).collect();
         let mut out = BTreeMap::new();
         for (k, v) in records {
             let rec: TxRecord = from_json(&k, &v)?;
-            if !rec.terminal() {
-                out.insert(k[keys::TX.len()..].to_string(), v);
+            if rec.terminal() {
+                continue;
             }
+            let order = k[keys::TX.len()..].to_string();
+            if !indexed.contains(order.as_str()) {
+                // Only if the record is still this one and has no entry
+                // yet (a checkout started since the index was read has
+                // one): a driver that moved it on since has its own
+                // answer, and the next full look indexes it if it is
+                // still unfinished then.
+                let okey = open_key(&order);
+                let r = kv
+                    .txn(
+                        vec![cmd::compare(&k, Some(&v)), cmd::compare(&okey, None)],
+                        vec![cmd::op_put(&okey, &rec.tx_id)],
+                        vec![],
+                    )
+                    .await;
+                if r.is_ok_and(|r| r.succeeded) {
+                    hostio::coverage::hit(
+                        "shop: an unfinished checkout the index did not name, indexed",
+                    );
+                }
+            }
+            out.insert(order, v);
         }
         Ok(out)
     }
@@ -454,13 +479,15 @@ impl OrderService {
         let mut seen: BTreeMap<String, (String, u32)> = BTreeMap::new();
         // Orders being driven by this loop right now.
         let running: Arc<Mutex<BTreeSet<String>>> = Default::default();
-        let mut scanned = false;
+        // Looks done; the first and every FULL_LOOK_EVERY-th read every
+        // record, not only the index (see `unfinished`).
+        let mut looks = 0u64;
         loop {
             self.clock.sleep(every).await;
-            let Ok(now) = self.unfinished(!scanned).await else {
+            let Ok(now) = self.unfinished(looks % FULL_LOOK_EVERY == 0).await else {
                 continue;
             };
-            scanned = true;
+            looks += 1;
             let now: BTreeMap<String, (String, u32)> = now
                 .into_iter()
                 .map(|(order, rec)| {
