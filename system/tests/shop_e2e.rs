@@ -8,6 +8,10 @@
 //! answered 2xx or 4xx, never 5xx, and the state read right after the last
 //! answer agrees with every answer.
 //!
+//! And a checkout record written without its `open/` index entry (as a
+//! version before the index wrote it) is found by the order replicas'
+//! recovery loop after they restart, and finished.
+//!
 //! The tests run one at a time (each starts 16 processes).
 #![cfg(not(madsim))]
 
@@ -44,8 +48,14 @@ impl Shop {
     fn start(mode: &str, slot: u16) -> Shop {
         let base = 11_000 + ((std::process::id() % 7) as u16 * 4 + slot) * 700;
         let port = base + 690;
-        let data =
-            std::env::temp_dir().join(format!("bookstore-shop-e2e-{}-{slot}", std::process::id()));
+        // A directory per start: tests that share a slot (one at a time)
+        // never wipe the logs a failed one kept.
+        static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let data = std::env::temp_dir().join(format!(
+            "bookstore-shop-e2e-{}-{slot}-{n}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&data);
         std::fs::create_dir_all(&data).expect("create the shop's data directory");
         // The supervisor's own lines (which process died, when it was
