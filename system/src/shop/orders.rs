@@ -439,7 +439,12 @@ impl OrderService {
                 .filter_map(|(k, v)| Some((k, v?)))
                 .collect()
         };
-        let indexed: BTreeSet<&str> = open.iter().map(|(k, _)| &k[keys::OPEN.len()..]).collect();
+        // Only a full look can find a record the index does not name.
+        let indexed: BTreeSet<&str> = if all {
+            open.iter().map(|(k, _)| &k[keys::OPEN.len()..]).collect()
+        } else {
+            BTreeSet::new()
+        };
         let mut out = BTreeMap::new();
         for (k, v) in records {
             let rec: TxRecord = from_json(&k, &v)?;
@@ -447,7 +452,7 @@ impl OrderService {
                 continue;
             }
             let order = k[keys::TX.len()..].to_string();
-            if !indexed.contains(order.as_str()) {
+            if all && !indexed.contains(order.as_str()) {
                 // Only if the record is still this one and has no entry
                 // yet (a checkout started since the index was read has
                 // one): a driver that moved it on since has its own
