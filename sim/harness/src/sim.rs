@@ -15,9 +15,11 @@ use hostio::net::Mangling;
 use hostio::{Clock, CrashFaults, IoFault, Net, SimDir};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
-use std::collections::BTreeMap;
+use madsim::task::NodeId;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a host gives the process it runs, again after every restart: its
@@ -120,6 +122,10 @@ pub struct Sim {
     crash_seed: u64,
     /// Client hosts by client number (for faults that include clients).
     client_hosts: std::sync::Mutex<BTreeMap<u64, madsim::task::NodeId>>,
+    /// The links clogged in madsim's network (by `apply_network` and
+    /// `isolate_now`): a change of the network faults clogs and unclogs
+    /// only the links that change, not every pair of hosts.
+    clogged: Arc<std::sync::Mutex<BTreeSet<(NodeId, NodeId)>>>,
     /// Runs the supervisors' restart timers.
     supervisor: NodeHandle,
 }
@@ -142,6 +148,7 @@ impl Sim {
             net_faults: BTreeMap::new(),
             crash_seed: seed,
             client_hosts: Default::default(),
+            clogged: Default::default(),
             supervisor: Handle::current().create_node().name("supervisor").build(),
         }
     }
@@ -304,12 +311,16 @@ impl Sim {
             .iter()
             .map(|(&i, n)| (i, n.handle.id()))
             .collect();
+        let clogged = self.clogged.clone();
         move |node| {
             let net = NetSim::current();
+            let mut clogged = clogged.lock().unwrap_or_else(|e| e.into_inner());
             for (&i, &m) in &ids {
                 if i != node {
-                    net.clog_link(ids[&node], m);
-                    net.clog_link(m, ids[&node]);
+                    for link in [(ids[&node], m), (m, ids[&node])] {
+                        net.clog_link(link.0, link.1);
+                        clogged.insert(link);
+                    }
                 }
             }
         }
@@ -384,21 +395,15 @@ impl Sim {
     fn apply_network(&self) {
         let net = NetSim::current();
         let ids: Vec<u64> = self.hosts.keys().copied().collect();
-        for &a in &ids {
-            for &b in &ids {
-                if a != b {
-                    net.unclog_link(self.madsim_id(a), self.madsim_id(b));
-                }
-            }
-        }
         let hosts = self.client_hosts.lock().unwrap().clone();
-        for &h in hosts.values() {
-            for &a in &ids {
-                net.unclog_link(h, self.madsim_id(a));
-                net.unclog_link(self.madsim_id(a), h);
-            }
-        }
-        let cut = |a: u64, b: u64| net.clog_link(self.madsim_id(a), self.madsim_id(b));
+        // The links the active faults cut; madsim's network is then brought
+        // from the links clogged now to these (clogging a link and
+        // unclogging it draw nothing, so only the set matters).
+        let want = std::cell::RefCell::new(BTreeSet::new());
+        let cut = |a: u64, b: u64| {
+            want.borrow_mut()
+                .insert((self.madsim_id(a), self.madsim_id(b)));
+        };
         let mut loss: f64 = 0.0;
         let mut latency: Option<(u64, u64)> = None;
         let mut mangling = Mangling::default();
@@ -436,8 +441,9 @@ impl Sim {
                     for (c, &h) in &hosts {
                         for &b in &ids {
                             if (b == *node) != clients.contains(c) {
-                                net.clog_link(h, self.madsim_id(b));
-                                net.clog_link(self.madsim_id(b), h);
+                                let mut want = want.borrow_mut();
+                                want.insert((h, self.madsim_id(b)));
+                                want.insert((self.madsim_id(b), h));
                             }
                         }
                     }
@@ -459,6 +465,16 @@ impl Sim {
                 _ => {}
             }
         }
+        let want = want.into_inner();
+        let mut clogged = self.clogged.lock().unwrap_or_else(|e| e.into_inner());
+        for &(a, b) in clogged.difference(&want) {
+            net.unclog_link(a, b);
+        }
+        for &(a, b) in want.difference(&clogged) {
+            net.clog_link(a, b);
+        }
+        *clogged = want;
+        drop(clogged);
         for h in self.hosts.values() {
             h.env.net.set(mangling);
         }
