@@ -399,10 +399,15 @@ impl Sim {
         // The links the active faults cut; madsim's network is then brought
         // from the links clogged now to these (clogging a link and
         // unclogging it draw nothing, so only the set matters).
+        // A host is never cut from itself (a partition whose groups share
+        // a host, or a one-way fault from a host to itself, cuts nothing
+        // there).
         let want = std::cell::RefCell::new(BTreeSet::new());
         let cut = |a: u64, b: u64| {
-            want.borrow_mut()
-                .insert((self.madsim_id(a), self.madsim_id(b)));
+            if a != b {
+                want.borrow_mut()
+                    .insert((self.madsim_id(a), self.madsim_id(b)));
+            }
         };
         let mut loss: f64 = 0.0;
         let mut latency: Option<(u64, u64)> = None;
@@ -565,5 +570,115 @@ mod tests {
             0,
             "a port still held by an earlier copy"
         );
+    }
+    /// Which of three hosts hear each other while network faults start and
+    /// end: `apply_network` changes only the links that differ, so what a
+    /// fault cut must be restored when it ends, and what another active
+    /// fault cuts must stay cut.
+    #[madsim::test]
+    async fn network_faults_cut_and_restore_exactly_their_links() {
+        // heard[dst][src]: messages host dst received from host src.
+        let heard: Arc<[[AtomicU64; 4]; 4]> = Arc::new(Default::default());
+        let mut sim = Sim::new(1);
+        for id in 1..=3u64 {
+            let heard = heard.clone();
+            sim.host(id, "h", move |h: HostEnv| {
+                let heard = heard.clone();
+                async move {
+                    let ep = Arc::new(madsim::net::Endpoint::bind((h.ip, 7000)).await.unwrap());
+                    let rx = ep.clone();
+                    madsim::task::spawn(async move {
+                        let mut buf = [0u8; 1];
+                        while let Ok((_, from)) = rx.recv_from(1, &mut buf).await {
+                            let IpAddr::V4(v4) = from.ip() else { continue };
+                            heard[h.id as usize][v4.octets()[3] as usize].fetch_add(1, SeqCst);
+                        }
+                    });
+                    loop {
+                        for to in (1..=3u64).filter(|&t| t != h.id) {
+                            let _ = ep.send_to((ip(to), 7000), 1, &[0]).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            });
+        }
+        // Which (src, dst) links carried a message during 300 ms, from
+        // 50 ms on (messages sent before a change arrive up to 10 ms later).
+        let links = || {
+            let heard = heard.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let count = |d: usize, s: usize| heard[d][s].load(SeqCst);
+                let before: Vec<u64> = (0..16).map(|i| count(i / 4, i % 4)).collect();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let mut open = BTreeSet::new();
+                for (i, b) in before.iter().enumerate() {
+                    if count(i / 4, i % 4) > *b {
+                        open.insert(((i % 4) as u64, (i / 4) as u64));
+                    }
+                }
+                open
+            }
+        };
+        let all: BTreeSet<(u64, u64)> = [(1, 2), (1, 3), (2, 1), (2, 3), (3, 1), (3, 2)].into();
+        let without = |cut: &[(u64, u64)]| -> BTreeSet<(u64, u64)> {
+            all.iter().filter(|l| !cut.contains(l)).copied().collect()
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(links().await, all);
+        let partition = Fault::Partition {
+            groups: vec![vec![1], vec![2, 3]],
+        };
+        sim.start_part(0, 0, &partition);
+        assert_eq!(links().await, without(&[(1, 2), (1, 3), (2, 1), (3, 1)]));
+        // A one-way cut starts, then the partition ends: only the one-way
+        // cut stays.
+        let one_way = Fault::OneWay { from: 2, to: 3 };
+        sim.start_part(1, 0, &one_way);
+        sim.end_part(0, 0, &partition);
+        assert_eq!(links().await, without(&[(2, 3)]));
+        // A cut made at once (outside the nemesis) is undone by the next
+        // change of the faults, as before.
+        (sim.isolate_now())(3);
+        assert_eq!(links().await, without(&[(1, 3), (2, 3), (3, 1), (3, 2)]));
+        sim.end_part(1, 0, &one_way);
+        assert_eq!(links().await, all);
+        // Groups that share a host: no host is cut from itself, and the
+        // fault's end restores every link.
+        let overlapping = Fault::Partition {
+            groups: vec![vec![1, 2], vec![2, 3]],
+        };
+        sim.start_part(2, 0, &overlapping);
+        assert_eq!(
+            links().await,
+            without(&[(1, 2), (1, 3), (2, 3), (2, 1), (3, 1), (3, 2)])
+        );
+        sim.end_part(2, 0, &overlapping);
+        assert_eq!(links().await, all);
+    }
+
+    /// madsim (vendored, `vendor/madsim`) gives an ephemeral port as
+    /// upstream's probe from port 1 does: the lowest free one.
+    #[madsim::test]
+    async fn an_ephemeral_port_is_the_lowest_free_one() {
+        let bind = || madsim::net::Endpoint::bind("0.0.0.0:0");
+        let port = |e: &madsim::net::Endpoint| e.local_addr().unwrap().port();
+        let a = bind().await.unwrap();
+        let b = bind().await.unwrap();
+        let c = bind().await.unwrap();
+        assert_eq!((port(&a), port(&b), port(&c)), (1, 2, 3));
+        drop(b);
+        let d = bind().await.unwrap();
+        assert_eq!(port(&d), 2, "the freed port is taken again");
+        let e = bind().await.unwrap();
+        assert_eq!(port(&e), 4);
+        // A port bound explicitly is skipped.
+        let _f = madsim::net::Endpoint::bind("0.0.0.0:5").await.unwrap();
+        drop(a);
+        let h = bind().await.unwrap();
+        assert_eq!(port(&h), 1);
+        let g = bind().await.unwrap();
+        assert_eq!(port(&g), 6);
     }
 }

@@ -91,7 +91,7 @@ impl IpVirtualServer {
 
     /// [`get_server`](Self::get_server) that builds the service's address
     /// only if some virtual service exists (vendored change: formatting the
-    /// address for every message and connection was 2 % of a simulation).
+    /// address for every message and connection was 1.3 % of a simulation).
     pub(crate) fn get_server_with(
         &self,
         service_addr: impl FnOnce() -> ServiceAddr,
