@@ -402,13 +402,13 @@ impl Sim {
         // A host is never cut from itself (a partition whose groups share
         // a host, or a one-way fault from a host to itself, cuts nothing
         // there).
-        let want = std::cell::RefCell::new(BTreeSet::new());
-        let cut = |a: u64, b: u64| {
+        let mut want: BTreeSet<(NodeId, NodeId)> = BTreeSet::new();
+        let mut cut = |a: NodeId, b: NodeId| {
             if a != b {
-                want.borrow_mut()
-                    .insert((self.madsim_id(a), self.madsim_id(b)));
+                want.insert((a, b));
             }
         };
+        let id = |h: u64| self.madsim_id(h);
         let mut loss: f64 = 0.0;
         let mut latency: Option<(u64, u64)> = None;
         let mut mangling = Mangling::default();
@@ -420,35 +420,34 @@ impl Sim {
                             if i != j {
                                 for &a in g {
                                     for &b in h {
-                                        cut(a, b);
+                                        cut(id(a), id(b));
                                     }
                                 }
                             }
                         }
                     }
                 }
-                Fault::OneWay { from, to } => cut(*from, *to),
+                Fault::OneWay { from, to } => cut(id(*from), id(*to)),
                 Fault::Bridge { left, right, .. } => {
                     for &a in left {
                         for &b in right {
-                            cut(a, b);
-                            cut(b, a);
+                            cut(id(a), id(b));
+                            cut(id(b), id(a));
                         }
                     }
                 }
                 Fault::Island { node, clients, .. } => {
                     for &b in &ids {
                         if b != *node {
-                            cut(*node, b);
-                            cut(b, *node);
+                            cut(id(*node), id(b));
+                            cut(id(b), id(*node));
                         }
                     }
                     for (c, &h) in &hosts {
                         for &b in &ids {
                             if (b == *node) != clients.contains(c) {
-                                let mut want = want.borrow_mut();
-                                want.insert((h, self.madsim_id(b)));
-                                want.insert((self.madsim_id(b), h));
+                                cut(h, id(b));
+                                cut(id(b), h);
                             }
                         }
                     }
@@ -470,7 +469,6 @@ impl Sim {
                 _ => {}
             }
         }
-        let want = want.into_inner();
         let mut clogged = self.clogged.lock().unwrap_or_else(|e| e.into_inner());
         for &(a, b) in clogged.difference(&want) {
             net.unclog_link(a, b);
