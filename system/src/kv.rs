@@ -199,39 +199,80 @@ impl KvState {
 
     /// The snapshot's protobuf bytes, written straight from the maps: the
     /// same bytes as building a `pb::KvSnapshot` and encoding it (checked
-    /// by a test), without copying every key and value first.
+    /// by a test), without copying every key, value and session result
+    /// first, into a buffer of the exact size (one pass measures, one
+    /// writes).
     fn encode(&self, with_sessions: bool) -> Vec<u8> {
-        use prost::encoding::{encode_key, encode_varint, string, WireType};
+        use prost::encoding::{encode_varint, encoded_len_varint, message, uint64};
+        // Field keys: (tag << 3) | wire type (2: length-delimited).
+        const DATA: u8 = (1 << 3) | 2; // KvSnapshot.data
+        const SESSIONS: u8 = (2 << 3) | 2; // KvSnapshot.sessions
+        const KEY: u8 = (1 << 3) | 2; // KeyValue.key
+        const VALUE: u8 = (2 << 3) | 2; // KeyValue.value
+        fn varint(v: u64, buf: &mut Vec<u8>) {
+            if v < 0x80 {
+                buf.push(v as u8);
+            } else {
+                encode_varint(v, buf);
+            }
+        }
         // A proto3 string field is left out when empty, as prost does.
-        let field_len = |tag: u32, s: &String| {
+        let string_len = |s: &str| {
             if s.is_empty() {
                 0
             } else {
-                string::encoded_len(tag, s)
+                1 + encoded_len_varint(s.len() as u64) + s.len()
             }
         };
-        let mut buf = Vec::new();
+        let put_string = |key: u8, s: &str, buf: &mut Vec<u8>| {
+            if !s.is_empty() {
+                buf.push(key);
+                varint(s.len() as u64, buf);
+                buf.extend_from_slice(s.as_bytes());
+            }
+        };
+        // So are the zero integers; the result is always there (`Some`).
+        let session_len = |c: u64, seq: u64, r: &pb::WriteResult| {
+            let result = r.encoded_len();
+            uint64::encoded_len(1, &c) * usize::from(c != 0)
+                + uint64::encoded_len(2, &seq) * usize::from(seq != 0)
+                + 1
+                + encoded_len_varint(result as u64)
+                + result
+        };
+        let entry_len = |k: &str, v: &str| string_len(k) + string_len(v);
+        let mut total = 0;
         for (k, v) in &self.data {
-            let len = field_len(1, k) + field_len(2, v);
-            encode_key(1, WireType::LengthDelimited, &mut buf);
-            encode_varint(len as u64, &mut buf);
-            if !k.is_empty() {
-                string::encode(1, k, &mut buf);
-            }
-            if !v.is_empty() {
-                string::encode(2, v, &mut buf);
-            }
+            let len = entry_len(k, v);
+            total += 1 + encoded_len_varint(len as u64) + len;
         }
         if with_sessions {
-            for (c, (s, r)) in &self.sessions {
-                let session = pb::Session {
-                    client_id: *c,
-                    seq: *s,
-                    result: Some(r.clone()),
-                };
-                prost::encoding::message::encode(2, &session, &mut buf);
+            for (c, (seq, r)) in &self.sessions {
+                let len = session_len(*c, *seq, r);
+                total += 1 + encoded_len_varint(len as u64) + len;
             }
         }
+        let mut buf = Vec::with_capacity(total);
+        for (k, v) in &self.data {
+            buf.push(DATA);
+            varint(entry_len(k, v) as u64, &mut buf);
+            put_string(KEY, k, &mut buf);
+            put_string(VALUE, v, &mut buf);
+        }
+        if with_sessions {
+            for (c, (seq, r)) in &self.sessions {
+                buf.push(SESSIONS);
+                varint(session_len(*c, *seq, r) as u64, &mut buf);
+                if *c != 0 {
+                    uint64::encode(1, c, &mut buf);
+                }
+                if *seq != 0 {
+                    uint64::encode(2, seq, &mut buf);
+                }
+                message::encode(3, r, &mut buf);
+            }
+        }
+        debug_assert_eq!(buf.len(), total);
         buf
     }
 
@@ -349,6 +390,12 @@ mod tests {
         result(kv.apply(&entry(2, 1, put("", "empty key"))));
         result(kv.apply(&entry(2, 2, put("empty value", ""))));
         result(kv.apply(&entry(3, 1, cas("a", Some("1"), Some("\u{e9}\n2")))));
+        // Lengths of two and three varint bytes, and the zero integers
+        // and empty result that prost leaves out or keeps.
+        kv.data.insert("k".repeat(200), "v".repeat(20_000));
+        kv.sessions.insert(0, (0, pb::WriteResult::default()));
+        kv.sessions
+            .insert(u64::MAX, (300, pb::WriteResult::default()));
         let prost_bytes = |with_sessions: bool| {
             pb::KvSnapshot {
                 data: kv
