@@ -489,7 +489,7 @@ impl OrderService {
         let mut looks = 0u64;
         loop {
             self.clock.sleep(every).await;
-            let Ok(now) = self.unfinished(looks % FULL_LOOK_EVERY == 0).await else {
+            let Ok(now) = self.unfinished(looks.is_multiple_of(FULL_LOOK_EVERY)).await else {
                 continue;
             };
             looks += 1;
