@@ -203,12 +203,13 @@ impl KvState {
     /// first, into a buffer of the exact size (one pass measures, one
     /// writes).
     fn encode(&self, with_sessions: bool) -> Vec<u8> {
-        use prost::encoding::{encode_varint, encoded_len_varint, message, uint64};
+        use prost::encoding::{encode_varint, encoded_len_varint, uint64};
         // Field keys: (tag << 3) | wire type (2: length-delimited).
         const DATA: u8 = (1 << 3) | 2; // KvSnapshot.data
         const SESSIONS: u8 = (2 << 3) | 2; // KvSnapshot.sessions
         const KEY: u8 = (1 << 3) | 2; // KeyValue.key
         const VALUE: u8 = (2 << 3) | 2; // KeyValue.value
+        const RESULT: u8 = (3 << 3) | 2; // Session.result
         fn varint(v: u64, buf: &mut Vec<u8>) {
             if v < 0x80 {
                 buf.push(v as u8);
@@ -269,7 +270,9 @@ impl KvState {
                 if *seq != 0 {
                     uint64::encode(2, seq, &mut buf);
                 }
-                message::encode(3, r, &mut buf);
+                buf.push(RESULT);
+                varint(r.encoded_len() as u64, &mut buf);
+                r.encode_raw(&mut buf);
             }
         }
         debug_assert_eq!(buf.len(), total);
@@ -393,7 +396,8 @@ mod tests {
         // Lengths of two and three varint bytes, and the zero integers
         // and empty result that prost leaves out or keeps.
         kv.data.insert("k".repeat(200), "v".repeat(20_000));
-        kv.sessions.insert(0, (0, pb::WriteResult::default()));
+        kv.sessions.insert(0, (5, pb::WriteResult::default()));
+        kv.sessions.insert(7, (0, pb::WriteResult::default()));
         kv.sessions
             .insert(u64::MAX, (300, pb::WriteResult::default()));
         let prost_bytes = |with_sessions: bool| {
