@@ -679,4 +679,40 @@ mod tests {
         let g = bind().await.unwrap();
         assert_eq!(port(&g), 6);
     }
+
+    /// madsim's `Sleep` (vendored, `vendor/madsim`, change 4) arms one
+    /// timer per deadline and disarms it when dropped or reset: no stale
+    /// timer wakes its task later for nothing. Upstream's armed a timer on
+    /// every poll and never took one back, and this task was polled at 30
+    /// and 50 ms too.
+    #[madsim::test]
+    async fn a_dropped_or_moved_sleep_wakes_no_one() {
+        use std::{future::Future, pin::Pin};
+        let start = madsim::time::Instant::now();
+        let ms = |n| Duration::from_millis(n);
+        let mut polls = Vec::new();
+        // Polled once, then dropped.
+        let mut dropped = Some(madsim::time::sleep(ms(50)));
+        // Polled once, then reset to a later deadline and moved.
+        let mut reset = Some(madsim::time::sleep(ms(30)));
+        let mut moved = None;
+        std::future::poll_fn(|cx| {
+            // In whole milliseconds: madsim moves its clock on a little
+            // (microseconds) as tasks run.
+            polls.push(start.elapsed().as_millis());
+            if let Some(mut d) = dropped.take() {
+                assert!(Pin::new(&mut d).poll(cx).is_pending());
+            }
+            if let Some(mut r) = reset.take() {
+                assert!(Pin::new(&mut r).poll(cx).is_pending());
+                Pin::new(&mut r).reset(start + ms(100));
+                moved = Some(Box::new(r));
+            }
+            // Polled again on every wake, after its move.
+            let r = moved.as_mut().unwrap();
+            Pin::new(&mut **r).poll(cx)
+        })
+        .await;
+        assert_eq!(polls, [0, 100], "polled at start and at the deadline only");
+    }
 }

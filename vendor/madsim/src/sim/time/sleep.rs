@@ -1,5 +1,10 @@
 use super::*;
-use std::{fmt, pin::Pin, task::Poll};
+use std::{
+    fmt,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Poll, Waker},
+};
 
 /// Waits until `duration` has elapsed.
 pub fn sleep(duration: Duration) -> Sleep {
@@ -20,6 +25,12 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 pub struct Sleep {
     pub(super) handle: TimeHandle,
     pub(super) deadline: Instant,
+    /// vendored change 4: the timer this sleep armed, if any: its deadline
+    /// and the slot its callback takes the waker from. Upstream armed a new
+    /// timer on every poll and never took one back, so every stale timer
+    /// (an earlier poll's, a reset or dropped sleep's) woke its task later
+    /// for nothing.
+    pub(super) armed: Option<(Instant, Arc<Mutex<Option<Waker>>>)>,
 }
 
 impl Sleep {
@@ -39,6 +50,19 @@ impl Sleep {
     pub fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
         self.deadline = deadline;
     }
+
+    /// vendored change 4: the armed timer, if any, wakes no one.
+    fn disarm(&mut self) {
+        if let Some((_, slot)) = self.armed.take() {
+            slot.lock().unwrap().take();
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.disarm();
+    }
 }
 
 impl Future for Sleep {
@@ -48,8 +72,29 @@ impl Future for Sleep {
         if self.is_elapsed() {
             return Poll::Ready(());
         }
-        let waker = cx.waker().clone();
-        self.handle.add_timer_at(self.deadline, || waker.wake());
+        // vendored change 4: one timer per deadline. A poll with the same
+        // deadline only updates the waker the armed timer will wake.
+        let this = self.get_mut();
+        if let Some((deadline, slot)) = &this.armed {
+            if *deadline == this.deadline {
+                let mut waker = slot.lock().unwrap();
+                match &mut *waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    w => *w = Some(cx.waker().clone()),
+                }
+                return Poll::Pending;
+            }
+        }
+        this.disarm();
+        let slot = Arc::new(Mutex::new(Some(cx.waker().clone())));
+        let fire = slot.clone();
+        this.handle.add_timer_at(this.deadline, move || {
+            let waker = fire.lock().unwrap().take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        });
+        this.armed = Some((this.deadline, slot));
         Poll::Pending
     }
 }
