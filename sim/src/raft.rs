@@ -69,6 +69,12 @@ pub enum RaftFault {
         /// corruption stream, see [`draw_faults`]).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         corrupt: bool,
+        /// The seed's bad disk: if the leader or the voter it crashes is
+        /// that host, its disk also damages a synced write, as a `crash`
+        /// fault's `damage` does (drawn from the seed's damage stream, see
+        /// [`draw_faults`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bad_disk: Option<BadDisk>,
     },
     /// Leader churn, for Figure 8's interleavings of terms: while the fault
     /// lasts, whoever leads is cut off from the other hosts, either at the
@@ -76,14 +82,39 @@ pub enum RaftFault {
     /// taking writes it cannot replicate) or at its first commit (before
     /// the messages of that step leave), drawn per leader, for a hold drawn
     /// from `hold_ms / 2..=hold_ms * 3 / 2`; a leader that outlives its cut
-    /// is cut again. Draws come from an RNG seeded with `seed`.
-    LeaderChurn { seed: u64, hold_ms: u64 },
+    /// is cut again. Draws come from an RNG seeded with `seed`. A leader
+    /// that is the seed's bad disk is crashed instead of cut off, and its
+    /// disk damages a synced write (see [`draw_faults`]); like a cut, the
+    /// next cut ends its crash.
+    LeaderChurn {
+        seed: u64,
+        hold_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bad_disk: Option<BadDisk>,
+    },
     /// A partition that strands the current leader with some clients (an
     /// island, see [`Fault::Island`]): the stranded clients can only reach
     /// the old leader, which believes it leads until its check-quorum
     /// fires; its clock runs `slow_ppm` parts per million slow meanwhile
     /// (a late lease timer).
     LeaderIsland { clients: Vec<u64>, slow_ppm: i64 },
+}
+
+/// The one host of a seed whose disk damages synced writes when it
+/// crashes, and how (`rot`, `lost-write` or `misdirected-write`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BadDisk {
+    pub host: u64,
+    pub damage: String,
+}
+
+impl BadDisk {
+    /// The damage of a crash of `node`.
+    fn of(bad: &Option<BadDisk>, node: u64) -> Option<String> {
+        bad.as_ref()
+            .filter(|b| b.host == node)
+            .map(|b| b.damage.clone())
+    }
 }
 
 /// Draws a Raft-targeted fault of `kind` (the harness draws its own).
@@ -101,6 +132,7 @@ pub fn draw_fault(
                 delay_ms: rng.random_range(0..=10),
                 torn_write: rng.random_bool(0.5),
                 corrupt: false,
+                bad_disk: None,
             },
             None,
         ),
@@ -108,6 +140,7 @@ pub fn draw_fault(
             let f = RaftFault::LeaderChurn {
                 seed: rng.random(),
                 hold_ms: rng.random_range(800..=2_500),
+                bad_disk: None,
             };
             // Long enough for several elections.
             (f, Some(rng.random_range(3_000..=8_000)))
@@ -310,7 +343,10 @@ impl Raft {
 /// The fault schedule of a bookstore seed: [`Draw::faults`] over
 /// [`KINDS`], then damaged torn writes for `crash-voter` faults too, as the
 /// harness draws them for `crash` (`FaultConfig::corrupt_rate`), from a
-/// stream of the seed of their own, so every other draw stays as it was.
+/// stream of the seed of their own, so every other draw stays as it was;
+/// and damaged synced writes (`FaultConfig::damage_rate`) for the crashes
+/// of the seed's one bad disk, the host whose `crash` faults the harness
+/// damaged (or, without one, a host drawn), from a stream of their own.
 pub fn draw_faults(
     d: &mut Draw,
     seed: u64,
@@ -355,7 +391,65 @@ pub fn draw_faults_with(
                 delay_ms,
                 torn_write: true,
                 corrupt,
+                bad_disk: None,
             });
+        }
+    }
+    // A crash-voter fault crashes whoever leads and votes then: if that is
+    // the seed's bad disk, its synced writes are damaged too (only that
+    // host's, so a majority of every group stays healthy). A node whose
+    // acknowledged entries are lost this way votes in the election that
+    // follows, with its floor.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0000_bad0_d15c_u64);
+    if config.damage_rate > 0.0 && targets.hosts > 0 {
+        let damaged = faults.iter().find_map(|f| match &f.fault {
+            Fault::Crash {
+                node,
+                damage: Some(_),
+                ..
+            } => Some(*node),
+            _ => None,
+        });
+        let host = damaged.unwrap_or_else(|| rng.random_range(1..=targets.hosts));
+        for f in faults.iter_mut() {
+            let with_bad_disk = |rng: &mut ChaCha8Rng| {
+                rng.random_bool(config.damage_rate).then(|| {
+                    let kinds = harness::hostio::disk::Damage::ALL;
+                    let damage = kinds[rng.random_range(0..kinds.len())].name().to_string();
+                    BadDisk { host, damage }
+                })
+            };
+            match f.fault.as_custom::<RaftFault>() {
+                Some(RaftFault::CrashVoter {
+                    delay_ms,
+                    torn_write,
+                    corrupt,
+                    bad_disk: None,
+                }) => {
+                    if let Some(bad) = with_bad_disk(&mut rng) {
+                        f.fault = Fault::custom(&RaftFault::CrashVoter {
+                            delay_ms,
+                            torn_write,
+                            corrupt,
+                            bad_disk: Some(bad),
+                        });
+                    }
+                }
+                Some(RaftFault::LeaderChurn {
+                    seed,
+                    hold_ms,
+                    bad_disk: None,
+                }) => {
+                    if let Some(bad) = with_bad_disk(&mut rng) {
+                        f.fault = Fault::custom(&RaftFault::LeaderChurn {
+                            seed,
+                            hold_ms,
+                            bad_disk: Some(bad),
+                        });
+                    }
+                }
+                _ => {}
+            }
         }
     }
     (config, faults)
@@ -374,9 +468,9 @@ fn corrupts(s: &Schedule) -> bool {
     crashes(s) && s.config.corrupt_rate > 0.0
 }
 
-/// Seeds whose crashes may damage synced data (only `crash` faults do).
+/// Seeds whose crashes may damage synced data.
 fn damages(s: &Schedule) -> bool {
-    has_kind(s, &["crash"]) && s.config.damage_rate > 0.0
+    crashes(s) && s.config.damage_rate > 0.0
 }
 
 /// Coverage floors of the Raft and KV paths, shared by the bookstore's
@@ -521,13 +615,14 @@ impl FaultPlugin for RaftFaults {
                 delay_ms,
                 torn_write,
                 corrupt,
+                bad_disk,
             } => Started {
                 // The leader now; the voter when it votes (see `part`).
                 apply: leader.map(|l| Fault::Crash {
                     node: l,
                     torn_write,
                     corrupt,
-                    damage: None,
+                    damage: BadDisk::of(&bad_disk, l),
                 }),
                 arm: Some(Arm {
                     on: vec![VOTE_GRANTED],
@@ -537,7 +632,7 @@ impl FaultPlugin for RaftFaults {
                     fire_now: None,
                 }),
             },
-            RaftFault::LeaderChurn { seed, hold_ms } => Started {
+            RaftFault::LeaderChurn { seed, hold_ms, .. } => Started {
                 apply: None,
                 arm: Some(Arm {
                     on: vec![NEW_LEADER, LEADER_COMMIT],
@@ -567,24 +662,35 @@ impl FaultPlugin for RaftFaults {
             RaftFault::CrashVoter {
                 torn_write,
                 corrupt,
+                bad_disk,
                 ..
             } => Some(Fault::Crash {
                 node,
                 torn_write,
                 corrupt,
-                damage: None,
+                damage: BadDisk::of(&bad_disk, node),
             }),
-            RaftFault::LeaderChurn { .. } => Some(sim.isolation(node)),
+            RaftFault::LeaderChurn { bad_disk, .. } => match BadDisk::of(&bad_disk, node) {
+                Some(damage) => Some(Fault::Crash {
+                    node,
+                    torn_write: false,
+                    corrupt: false,
+                    damage: Some(damage),
+                }),
+                None => Some(sim.isolation(node)),
+            },
             _ => None,
         }
     }
 
     fn refire(&self, fault: &Fault, node: u64) -> Option<&'static str> {
-        let churn = matches!(
+        // A leader that outlived its cut (not a crashed one: it restarts a
+        // follower).
+        let cut = matches!(
             fault.as_custom::<RaftFault>(),
-            Some(RaftFault::LeaderChurn { .. })
+            Some(RaftFault::LeaderChurn { bad_disk, .. }) if BadDisk::of(&bad_disk, node).is_none()
         );
-        (churn && self.0.leader() == Some(node)).then_some(NEW_LEADER)
+        (cut && self.0.leader() == Some(node)).then_some(NEW_LEADER)
     }
 }
 

@@ -340,7 +340,11 @@ impl Sim {
                 let damage = damage
                     .as_deref()
                     .map(|d| Damage::by_name(d).expect("a known kind of disk damage"));
-                self.crash_damaged(*node, *torn_write, *corrupt, damage)
+                self.crash_damaged(*node, *torn_write, *corrupt, damage);
+                // A cut made by `isolate_now` for this crash (a fault that
+                // crashes a host inside its event) ends with it: only the
+                // network faults that are on stay.
+                self.apply_network();
             }
             Fault::Pause { node } => self.pause(*node),
             Fault::Island { node, slow_ppm, .. } => {
