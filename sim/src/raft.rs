@@ -71,8 +71,8 @@ pub enum RaftFault {
         corrupt: bool,
         /// The seed's bad disk: if the leader or the voter it crashes is
         /// that host, its disk also damages a synced write, as a `crash`
-        /// fault's `damage` does (drawn from the seed's damage stream, see
-        /// [`draw_faults`]).
+        /// fault's `damage` does (drawn with the seed's damage rate, from a
+        /// stream of its own, see [`draw_faults`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bad_disk: Option<BadDisk>,
     },
@@ -82,10 +82,11 @@ pub enum RaftFault {
     /// taking writes it cannot replicate) or at its first commit (before
     /// the messages of that step leave), drawn per leader, for a hold drawn
     /// from `hold_ms / 2..=hold_ms * 3 / 2`; a leader that outlives its cut
-    /// is cut again. Draws come from an RNG seeded with `seed`. A leader
-    /// that is the seed's bad disk is crashed instead of cut off, and its
-    /// disk damages a synced write (see [`draw_faults`]); like a cut, the
-    /// next cut ends its crash.
+    /// is cut again. Draws come from an RNG seeded with `seed`. With
+    /// `bad_disk` (a drawn share of churn faults, see [`draw_faults`]), a
+    /// leader that is the seed's bad disk is crashed instead of cut off,
+    /// and its disk damages a synced write; like a cut, the next cut ends
+    /// its crash.
     LeaderChurn {
         seed: u64,
         hold_ms: u64,
@@ -395,11 +396,11 @@ pub fn draw_faults_with(
             });
         }
     }
-    // A crash-voter fault crashes whoever leads and votes then: if that is
-    // the seed's bad disk, its synced writes are damaged too (only that
-    // host's, so a majority of every group stays healthy). A node whose
-    // acknowledged entries are lost this way votes in the election that
-    // follows, with its floor.
+    // Crash-voter and leader-churn faults crash whoever leads (and votes)
+    // then: in a drawn share of them, if that is the seed's bad disk, its
+    // synced writes are damaged too (only that host's, so a majority of
+    // every group stays healthy). A node whose acknowledged entries are
+    // lost this way votes in the elections that follow, with its floor.
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0000_bad0_d15c_u64);
     if config.damage_rate > 0.0 && targets.hosts > 0 {
         let damaged = faults.iter().find_map(|f| match &f.fault {
@@ -468,7 +469,9 @@ fn corrupts(s: &Schedule) -> bool {
     crashes(s) && s.config.corrupt_rate > 0.0
 }
 
-/// Seeds whose crashes may damage synced data.
+/// Seeds whose crashes may damage synced data (a seed with leader churn
+/// but no crash kind is left out, as before churn could crash: a floor
+/// over fewer seeds than reach it is conservative).
 fn damages(s: &Schedule) -> bool {
     crashes(s) && s.config.damage_rate > 0.0
 }

@@ -304,7 +304,8 @@ impl Sim {
     /// A function that cuts a host off from every other host at once,
     /// without going through the nemesis (for a fault that must act inside
     /// a process's event, before its queued messages leave). The nemesis
-    /// then starts the same cut as a part of the fault, which keeps it.
+    /// then starts the same cut as a part of the fault, which keeps it, or
+    /// a crash of that host, which ends it.
     pub fn isolate_now(&self) -> impl Fn(u64) + Send + Sync + 'static {
         let ids: BTreeMap<u64, madsim::task::NodeId> = self
             .hosts
@@ -341,10 +342,11 @@ impl Sim {
                     .as_deref()
                     .map(|d| Damage::by_name(d).expect("a known kind of disk damage"));
                 self.crash_damaged(*node, *torn_write, *corrupt, damage);
-                // A cut made by `isolate_now` for this crash (a fault that
-                // crashes a host inside its event) ends with it: only the
-                // network faults that are on stay.
-                self.apply_network();
+                // A cut of this host made by `isolate_now` (a fault that
+                // crashes the host it cut inside its event) ends with the
+                // crash; the network faults that are on keep theirs, and
+                // other hosts' links are left as they are.
+                self.set_links(Some(self.madsim_id(*node)));
             }
             Fault::Pause { node } => self.pause(*node),
             Fault::Island { node, slow_ppm, .. } => {
@@ -397,6 +399,13 @@ impl Sim {
     }
 
     fn apply_network(&self) {
+        self.set_links(None);
+    }
+
+    /// Brings madsim's links to what the active network faults cut, and
+    /// sets loss, latency and mangling; with `only`, just the links of that
+    /// host (and nothing else).
+    fn set_links(&self, only: Option<NodeId>) {
         let net = NetSim::current();
         let ids: Vec<u64> = self.hosts.keys().copied().collect();
         let hosts = self.client_hosts.lock().unwrap().clone();
@@ -474,14 +483,21 @@ impl Sim {
             }
         }
         let mut clogged = self.clogged.lock().unwrap_or_else(|e| e.into_inner());
-        for &(a, b) in clogged.difference(&want) {
+        let mine = |l: &&(NodeId, NodeId)| only.is_none_or(|n| l.0 == n || l.1 == n);
+        let open: Vec<_> = clogged.difference(&want).filter(mine).copied().collect();
+        let close: Vec<_> = want.difference(&clogged).filter(mine).copied().collect();
+        for (a, b) in open {
             net.unclog_link(a, b);
+            clogged.remove(&(a, b));
         }
-        for &(a, b) in want.difference(&clogged) {
+        for (a, b) in close {
             net.clog_link(a, b);
+            clogged.insert((a, b));
         }
-        *clogged = want;
         drop(clogged);
+        if only.is_some() {
+            return;
+        }
         for h in self.hosts.values() {
             h.env.net.set(mangling);
         }
@@ -685,7 +701,8 @@ mod tests {
     }
 
     /// madsim's `Sleep` (vendored, `vendor/madsim`, change 4) arms one
-    /// timer per deadline and disarms it when dropped or reset: no stale
+    /// timer per deadline and disarms it when dropped, or polled with a new
+    /// deadline after a reset: no stale
     /// timer wakes its task later for nothing. Upstream's armed a timer on
     /// every poll and never took one back, and this task was polled at 30
     /// and 50 ms too.

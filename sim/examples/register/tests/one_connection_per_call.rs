@@ -1,6 +1,7 @@
 //! madsim-tonic (vendored, `vendor/madsim-tonic`, change 1) opens one
 //! connection per call. Upstream's channel opened a handshake connection
-//! first (its own network delay and a task on the server), so each unary
+//! first (its own network delays, the server's accept loop waiting on
+//! it), so each unary
 //! call cost four madsim messages instead of three. Run with
 //! `cargo simtest --test one_connection_per_call`.
 #![cfg(madsim)]

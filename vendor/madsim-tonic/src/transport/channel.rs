@@ -409,7 +409,8 @@ impl MultiEndpoint {
         ))?;
         // vendored change 1: one connection per call. Upstream opened a
         // handshake connection first (`connect_ep`), with its own network
-        // delay and a task on the server, then the call's own; a call's
+        // delays and the server's accept loop waiting on it, then the
+        // call's own; a call's
         // connection now fails as the handshake did when the server is not
         // there (`ConnectionRefused`, "transport error").
         let refused = |e: Error| io::Error::new(io::ErrorKind::ConnectionRefused, e.to_string());

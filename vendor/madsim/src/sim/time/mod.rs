@@ -120,6 +120,7 @@ impl TimeHandle {
         Sleep {
             handle: self.clone(),
             deadline: deadline.max(min_deadline),
+            // vendored change 4: no timer armed yet (see `Sleep::poll`).
             armed: None,
         }
     }
