@@ -413,43 +413,24 @@ pub fn draw_faults_with(
         });
         let host = damaged.unwrap_or_else(|| rng.random_range(1..=targets.hosts));
         for f in faults.iter_mut() {
-            let with_bad_disk = |rng: &mut ChaCha8Rng| {
-                rng.random_bool(config.damage_rate).then(|| {
+            let Some(mut rf) = f.fault.as_custom::<RaftFault>() else {
+                continue;
+            };
+            if let RaftFault::CrashVoter {
+                bad_disk: slot @ None,
+                ..
+            }
+            | RaftFault::LeaderChurn {
+                bad_disk: slot @ None,
+                ..
+            } = &mut rf
+            {
+                if rng.random_bool(config.damage_rate) {
                     let kinds = harness::hostio::disk::Damage::ALL;
                     let damage = kinds[rng.random_range(0..kinds.len())].name().to_string();
-                    BadDisk { host, damage }
-                })
-            };
-            match f.fault.as_custom::<RaftFault>() {
-                Some(RaftFault::CrashVoter {
-                    delay_ms,
-                    torn_write,
-                    corrupt,
-                    bad_disk: None,
-                }) => {
-                    if let Some(bad) = with_bad_disk(&mut rng) {
-                        f.fault = Fault::custom(&RaftFault::CrashVoter {
-                            delay_ms,
-                            torn_write,
-                            corrupt,
-                            bad_disk: Some(bad),
-                        });
-                    }
+                    *slot = Some(BadDisk { host, damage });
+                    f.fault = Fault::custom(&rf);
                 }
-                Some(RaftFault::LeaderChurn {
-                    seed,
-                    hold_ms,
-                    bad_disk: None,
-                }) => {
-                    if let Some(bad) = with_bad_disk(&mut rng) {
-                        f.fault = Fault::custom(&RaftFault::LeaderChurn {
-                            seed,
-                            hold_ms,
-                            bad_disk: Some(bad),
-                        });
-                    }
-                }
-                _ => {}
             }
         }
     }
