@@ -90,6 +90,35 @@ mod alloc {
     mod tests {
         use super::*;
 
+        /// Allocates `size` bytes aligned to `align`, fills them, moves them
+        /// to `new` bytes with realloc and frees them, checking that both
+        /// blocks are so aligned and that realloc kept the bytes.
+        fn alloc_realloc_free(size: usize, align: usize, new: usize) {
+            let l = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero sizes; the block is freed once, with the
+            // layout realloc gave it, after its last use.
+            unsafe {
+                let p = Mi.alloc(l);
+                assert!(
+                    !p.is_null() && (p as usize) % align == 0,
+                    "alloc {l:?}: {p:?}"
+                );
+                for i in 0..size {
+                    *p.add(i) = i as u8 | 1;
+                }
+                let q = Mi.realloc(p, l, new);
+                assert!(
+                    !q.is_null() && (q as usize) % align == 0,
+                    "realloc {l:?} to {new}: {q:?}"
+                );
+                assert!(
+                    (0..size.min(new)).all(|i| *q.add(i) == i as u8 | 1),
+                    "realloc {l:?} to {new} lost bytes"
+                );
+                Mi.dealloc(q, Layout::from_size_align(new, align).unwrap());
+            }
+        }
+
         /// Every block is aligned as its layout asks, through alloc,
         /// alloc_zeroed (zeroed) and realloc (contents kept), for every
         /// alignment up to 4 KiB and sizes around each size class.
@@ -101,28 +130,12 @@ mod alloc {
             let mut checked = 0;
             for align in (0..=12).map(|k| 1usize << k) {
                 for size in sizes.clone().filter(|s| s % align == 0) {
+                    // Leaves freed blocks filled (non-zero) for alloc_zeroed.
+                    alloc_realloc_free(size, align, size * 3);
                     let l = Layout::from_size_align(size, align).unwrap();
-                    // SAFETY: a non-zero size; each block is freed once,
+                    // SAFETY: a non-zero size; the block is freed once,
                     // with its layout, after its last use.
                     unsafe {
-                        let p = Mi.alloc(l);
-                        assert!(
-                            !p.is_null() && (p as usize) % align == 0,
-                            "alloc {l:?}: {p:?}"
-                        );
-                        p.write_bytes(0xab, size);
-                        let grown = size * 3;
-                        let q = Mi.realloc(p, l, grown);
-                        assert!(
-                            !q.is_null() && (q as usize) % align == 0,
-                            "realloc {l:?} to {grown}: {q:?}"
-                        );
-                        assert!(
-                            (0..size).all(|i| *q.add(i) == 0xab),
-                            "realloc {l:?} lost bytes"
-                        );
-                        let l3 = Layout::from_size_align(grown, align).unwrap();
-                        Mi.dealloc(q, l3);
                         let z = Mi.alloc_zeroed(l);
                         assert!(
                             !z.is_null() && (z as usize) % align == 0,
@@ -157,28 +170,7 @@ mod alloc {
                 (100, 4, 3),
             ];
             for (size, align, new) in cases {
-                let l = Layout::from_size_align(size, align).unwrap();
-                // SAFETY: non-zero sizes; the block is freed once, with the
-                // layout realloc gave it.
-                unsafe {
-                    let p = Mi.alloc(l);
-                    assert!(
-                        !p.is_null() && (p as usize) % align == 0,
-                        "alloc {l:?}: {p:?}"
-                    );
-                    for i in 0..size {
-                        *p.add(i) = i as u8;
-                    }
-                    let q = Mi.realloc(p, l, new);
-                    assert!(!q.is_null(), "realloc {l:?} to {new}: null");
-                    assert!((q as usize) % align == 0, "realloc {l:?} to {new}: {q:?}");
-                    let kept = size.min(new);
-                    assert!(
-                        (0..kept).all(|i| *q.add(i) == i as u8),
-                        "realloc {l:?} to {new} lost bytes"
-                    );
-                    Mi.dealloc(q, Layout::from_size_align(new, align).unwrap());
-                }
+                alloc_realloc_free(size, align, new);
             }
         }
     }
