@@ -698,6 +698,22 @@ mod tests {
         assert_eq!(port(&h), 1);
         let g = bind().await.unwrap();
         assert_eq!(port(&g), 6);
+        // Across the vendored search's 64-port words.
+        let mut more = Vec::new();
+        for want in 7..=140 {
+            let e = bind().await.unwrap();
+            assert_eq!(port(&e), want);
+            more.push(e);
+        }
+        // Ports 64 and 100.
+        more.remove(100 - 7);
+        more.remove(64 - 7);
+        let (x, y, z) = (
+            bind().await.unwrap(),
+            bind().await.unwrap(),
+            bind().await.unwrap(),
+        );
+        assert_eq!((port(&x), port(&y), port(&z)), (64, 100, 141));
     }
 
     /// madsim's `Sleep` (vendored, `vendor/madsim`, change 4) arms one

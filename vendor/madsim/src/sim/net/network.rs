@@ -3,7 +3,7 @@ use crate::{rand::*, task::NodeId};
 use serde::{Deserialize, Serialize};
 use std::{
     any::Any,
-    collections::{hash_map::Entry, BTreeSet, HashMap, HashSet},
+    collections::{hash_map::Entry, HashMap, HashSet},
     hash::{BuildHasherDefault, Hash, Hasher},
     io,
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -97,10 +97,47 @@ struct Node {
     ip: Option<IpAddr>,
     /// Sockets in the node.
     sockets: FxMap<(SocketAddr, IpProtocol), Arc<dyn Socket>>,
-    /// The keys of `sockets` in order (vendored change): an ephemeral port
-    /// is the lowest free one, found by walking the bound ports instead of
+    /// The keys of `sockets`, one bit per port (vendored change): an
+    /// ephemeral port is the lowest free one, found in the bits instead of
     /// probing the map from port 1 up.
-    bound: BTreeSet<(IpAddr, IpProtocol, u16)>,
+    bound: FxMap<(IpAddr, IpProtocol), Ports>,
+}
+
+/// The bound ports of one IP address and protocol, one bit each (vendored
+/// change).
+#[derive(Default)]
+struct Ports(Vec<u64>);
+
+impl Ports {
+    fn insert(&mut self, port: u16) {
+        let word = usize::from(port) / 64;
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (port % 64);
+    }
+
+    fn remove(&mut self, port: u16) {
+        if let Some(w) = self.0.get_mut(usize::from(port) / 64) {
+            *w &= !(1 << (port % 64));
+        }
+    }
+
+    /// The lowest port from 1 that is not bound, as madsim finds it by
+    /// probing; `None` when every one is.
+    fn lowest_free(&self) -> Option<u16> {
+        for (i, &w) in self.0.iter().enumerate() {
+            // Port 0 is never handed out.
+            let w = if i == 0 { w | 1 } else { w };
+            if w != u64::MAX {
+                return u16::try_from(i * 64 + (!w).trailing_zeros() as usize).ok();
+            }
+        }
+        if self.0.is_empty() {
+            return Some(1);
+        }
+        u16::try_from(self.0.len() * 64).ok()
+    }
 }
 
 #[non_exhaustive]
@@ -289,21 +326,14 @@ impl Network {
         if addr.port() == 0 {
             // The lowest port from 1 not bound with this IP and protocol,
             // as madsim finds it by probing.
-            let ip = addr.ip();
-            let mut port = 1u32;
-            for &(_, _, p) in node.bound.range((ip, protocol, 1)..=(ip, protocol, u16::MAX)) {
-                if u32::from(p) != port {
-                    break;
-                }
-                port += 1;
-            }
-            if port > u32::from(u16::MAX) {
+            let free = node.bound.get(&(addr.ip(), protocol)).map_or(Some(1), Ports::lowest_free);
+            let Some(port) = free else {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     "no available ephemeral port",
                 ));
-            }
-            addr.set_port(port as u16);
+            };
+            addr.set_port(port);
         }
         // insert socket
         match node.sockets.entry((addr, protocol)) {
@@ -315,7 +345,7 @@ impl Network {
             }
             Entry::Vacant(o) => {
                 o.insert(socket);
-                node.bound.insert((addr.ip(), protocol, addr.port()));
+                (node.bound.entry((addr.ip(), protocol)).or_default()).insert(addr.port());
             }
         }
         debug!(node = %node_id, ?addr, "bind");
@@ -327,7 +357,9 @@ impl Network {
         debug!(%node, ?addr, ?protocol, "close");
         let node = self.nodes.get_mut(&node).expect("node not found");
         node.sockets.remove(&(addr, protocol));
-        node.bound.remove(&(addr.ip(), protocol, addr.port()));
+        if let Some(ports) = node.bound.get_mut(&(addr.ip(), protocol)) {
+            ports.remove(addr.port());
+        }
     }
 
     /// Returns the latency of sending a packet. If packet loss, returns `None`.
