@@ -25,7 +25,25 @@ trait AppendMetadata {
 impl AppendMetadata for metadata::MetadataMap {
     fn append_metadata(&mut self) {
         self.append("content-type", "application/grpc".parse().unwrap());
-        self.append("date", chrono::Utc::now().to_rfc2822().parse().unwrap());
+        // vendored change 2: the date formatted once per second, as hyper
+        // does, instead of on every response (the same header).
+        thread_local! {
+            static DATE: std::cell::RefCell<Option<(i64, metadata::AsciiMetadataValue)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let now = chrono::Utc::now();
+        let date = DATE.with(|d| {
+            let mut d = d.borrow_mut();
+            match &*d {
+                Some((secs, v)) if *secs == now.timestamp() => v.clone(),
+                _ => {
+                    let v: metadata::AsciiMetadataValue = now.to_rfc2822().parse().unwrap();
+                    *d = Some((now.timestamp(), v.clone()));
+                    v
+                }
+            }
+        });
+        self.append("date", date);
     }
 }
 impl<T> AppendMetadata for Request<T> {

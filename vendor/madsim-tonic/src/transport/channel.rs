@@ -403,10 +403,11 @@ impl MultiEndpoint {
     pub(crate) async fn connect1(
         &self,
     ) -> io::Result<(madsim::net::Sender, madsim::net::Receiver)> {
-        let ep = self.balance.get_one().ok_or(io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            "no endpoints available",
-        ))?;
+        // vendored change 3: the error built only when there is no
+        // endpoint (upstream built it, with its allocation, on every call).
+        let ep = self.balance.get_one().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::AddrNotAvailable, "no endpoints available")
+        })?;
         // vendored change 1: one connection per call. Upstream opened a
         // handshake connection first (`connect_ep`), with its own network
         // delays and the server's accept loop waiting on it, then the
