@@ -76,6 +76,12 @@ impl KvState {
         let Ok(req) = pb::WriteRequest::decode(data) else {
             return Applied::Nothing;
         };
+        self.apply_request(req)
+    }
+
+    /// Applies one committed entry whose data is `req`'s encoding (the
+    /// leader keeps what it proposed, and need not decode it again).
+    pub fn apply_request(&mut self, req: pb::WriteRequest) -> Applied {
         let (client_id, seq) = (req.client_id, req.seq);
         if !self.duplicate_apply {
             if let Some((last, result)) = self.sessions.get(&client_id) {

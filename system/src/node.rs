@@ -408,6 +408,14 @@ pub async fn serve(
 /// Where a read's answer goes.
 type ReadReply = oneshot::Sender<Result<ReadAnswer, Status>>;
 
+/// A proposal awaiting its entry's application (see `Node::waiters`).
+struct Waiter {
+    term: u64,
+    reply: oneshot::Sender<Result<pb::WriteResult, Status>>,
+    req: pb::WriteRequest,
+    data: Vec<u8>,
+}
+
 struct Node {
     raft: Raft,
     store: RaftStore,
@@ -425,7 +433,10 @@ struct Node {
     /// Term and vote of the last messages sent (see [`NodeEvent::Promised`]).
     promised: (u64, Option<NodeId>),
     /// Proposals waiting to be applied: index -> (term, reply).
-    waiters: BTreeMap<u64, (u64, oneshot::Sender<Result<pb::WriteResult, Status>>)>,
+    /// Proposals awaiting their entry's application, by index: the term
+    /// they were proposed in, where to answer, and the request with its
+    /// encoding (the entry's data when the entry is this proposal).
+    waiters: BTreeMap<u64, Waiter>,
     next_ctx: u64,
     pending_reads: BTreeMap<u64, (ReadKind, ReadReply)>,
     /// Confirmed reads waiting for the state machine to reach their index:
@@ -473,9 +484,17 @@ impl Node {
             }
             Input::Write(req, reply) => {
                 use prost::Message as _;
-                match self.raft.propose(req.encode_to_vec()) {
+                let data = req.encode_to_vec();
+                match self.raft.propose(data.clone()) {
                     Ok((index, term)) => {
-                        if let Some((_, old)) = self.waiters.insert(index, (term, reply)) {
+                        let waiter = Waiter {
+                            term,
+                            reply,
+                            req,
+                            data,
+                        };
+                        if let Some(Waiter { reply: old, .. }) = self.waiters.insert(index, waiter)
+                        {
                             // The old proposal was cut from this node's log, but
                             // another node may still hold it and a later leader
                             // may commit it: its outcome is unknown, not "failed".
@@ -647,20 +666,28 @@ impl Node {
                 term: e.term,
                 digest: digest(&e.data),
             });
-            let applied = self.kv.apply(&e.data);
-            if let Some((term, reply)) = self.waiters.remove(&e.index) {
-                let answer = match applied {
-                    _ if term != e.term => {
-                        Err(Status::aborted("proposal overwritten; not applied"))
-                    }
-                    Applied::Write { result: Ok(r), .. } => Ok(r),
-                    Applied::Write {
-                        result: Err(msg), ..
-                    } => Err(Status::invalid_argument(msg)),
-                    Applied::Nothing => Err(Status::internal("undecodable entry")),
-                };
-                let _ = reply.send(answer);
-            }
+            let Some(w) = self.waiters.remove(&e.index) else {
+                self.kv.apply(&e.data);
+                continue;
+            };
+            let (term, reply) = (w.term, w.reply);
+            // The entry is this proposal when its data is the proposal's
+            // encoding: then the decoded request is applied as it is (the
+            // same as decoding the data again).
+            let applied = if !e.data.is_empty() && w.data == e.data {
+                self.kv.apply_request(w.req)
+            } else {
+                self.kv.apply(&e.data)
+            };
+            let answer = match applied {
+                _ if term != e.term => Err(Status::aborted("proposal overwritten; not applied")),
+                Applied::Write { result: Ok(r), .. } => Ok(r),
+                Applied::Write {
+                    result: Err(msg), ..
+                } => Err(Status::invalid_argument(msg)),
+                Applied::Nothing => Err(Status::internal("undecodable entry")),
+            };
+            let _ = reply.send(answer);
         }
         // 4. Reads.
         for rs in rd.read_states {
