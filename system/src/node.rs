@@ -432,7 +432,6 @@ struct Node {
     current_hs: HardState,
     /// Term and vote of the last messages sent (see [`NodeEvent::Promised`]).
     promised: (u64, Option<NodeId>),
-    /// Proposals waiting to be applied: index -> (term, reply).
     /// Proposals awaiting their entry's application, by index: the term
     /// they were proposed in, where to answer, and the request with its
     /// encoding (the entry's data when the entry is this proposal).

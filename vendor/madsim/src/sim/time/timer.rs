@@ -23,8 +23,11 @@ struct Event {
     callback: Callback,
 }
 
+/// Nanoseconds from the clock's base instant, saturating: a deadline more
+/// than 584 years away (which `naive-timer` kept as a `Duration`) is at
+/// `u64::MAX`.
 fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).expect("a deadline within 584 years")
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Timer {
@@ -142,15 +145,20 @@ mod tests {
             x % n
         };
         let mut now = Duration::ZERO;
+        let mut deadlines = Vec::new();
         for id in 0..20_000u64 {
-            // Deadlines a few whole milliseconds ahead: many ties.
-            let deadline = now + Duration::from_millis(1 + next(8)) + Duration::from_nanos(next(2));
+            // Deadlines 1-200 whole milliseconds ahead of a time that
+            // moves in whole milliseconds (some a nanosecond later): most
+            // tie, and the heap holds hundreds of timers.
+            let deadline =
+                now + Duration::from_millis(1 + next(200)) + Duration::from_nanos(next(8) / 7);
+            deadlines.push(deadline);
             let o = ours.clone();
             a.add(deadline, move || o.lock().unwrap().push(id));
             let t = theirs.clone();
             b.add(deadline, move |_| t.lock().unwrap().push(id));
             if next(4) == 0 {
-                now += Duration::from_nanos(next(3_000_000));
+                now += Duration::from_millis(next(3));
                 a.expire(now);
                 b.expire(now);
                 assert_eq!(a.next(), b.events.peek().map(|e| e.deadline));
@@ -159,7 +167,15 @@ mod tests {
         a.expire(now + Duration::from_secs(3600));
         b.expire(now + Duration::from_secs(3600));
         let (ours, theirs) = (ours.lock().unwrap(), theirs.lock().unwrap());
-        assert_eq!(ours.len(), 20_000);
+        assert_eq!((ours.len(), theirs.len()), (20_000, 20_000));
+        deadlines.sort();
+        let tied = (0..deadlines.len())
+            .filter(|&i| {
+                (i > 0 && deadlines[i - 1] == deadlines[i])
+                    || (i + 1 < deadlines.len() && deadlines[i + 1] == deadlines[i])
+            })
+            .count();
+        assert!(tied > 15_000, "only {tied} timers share a deadline");
         let first = ours.iter().zip(theirs.iter()).position(|(a, b)| a != b);
         assert_eq!(
             first, None,
