@@ -126,17 +126,13 @@ impl Ports {
     /// The lowest port from 1 that is not bound, as madsim finds it by
     /// probing; `None` when every one is.
     fn lowest_free(&self) -> Option<u16> {
-        for (i, &w) in self.0.iter().enumerate() {
+        // The words past the last one are all free.
+        let words = self.0.iter().copied().chain(std::iter::once(0));
+        let (i, w) = (words.enumerate())
             // Port 0 is never handed out.
-            let w = if i == 0 { w | 1 } else { w };
-            if w != u64::MAX {
-                return u16::try_from(i * 64 + (!w).trailing_zeros() as usize).ok();
-            }
-        }
-        if self.0.is_empty() {
-            return Some(1);
-        }
-        u16::try_from(self.0.len() * 64).ok()
+            .map(|(i, w)| (i, if i == 0 { w | 1 } else { w }))
+            .find(|&(_, w)| w != u64::MAX)?;
+        u16::try_from(i * 64 + (!w).trailing_zeros() as usize).ok()
     }
 }
 
