@@ -752,4 +752,48 @@ mod tests {
         .await;
         assert_eq!(polls, [0, 100], "polled at start and at the deadline only");
     }
+
+    /// The vendored madsim drops every task's future when its runtime goes
+    /// (change 6): a task's future held its own waker, so a task that never
+    /// finished kept itself, and all it owned, alive after the run. Here a
+    /// task sleeps past the run's end holding a channel's sender, another
+    /// waits on that channel, and a third is on a paused node. With
+    /// upstream's madsim none of the three was dropped.
+    #[test]
+    fn a_dropped_runtime_drops_the_tasks_it_left() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Flag(Arc<AtomicUsize>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let rt = madsim::runtime::Runtime::new();
+        let d = dropped.clone();
+        rt.block_on(async move {
+            let h = madsim::runtime::Handle::current();
+            let node = h.create_node().name("a").build();
+            let paused = h.create_node().name("b").build();
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let (f1, f2, f3) = (Flag(d.clone()), Flag(d.clone()), Flag(d.clone()));
+            node.spawn(async move {
+                let _f = (f1, tx);
+                madsim::time::sleep(Duration::from_secs(1_000_000)).await;
+            });
+            node.spawn(async move {
+                let _f = f2;
+                let _ = rx.await;
+            });
+            paused.spawn(async move {
+                let _f = f3;
+                madsim::time::sleep(Duration::from_millis(10)).await;
+            });
+            h.pause(paused.id());
+            madsim::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(d.load(Ordering::SeqCst), 0, "every task still runs");
+        });
+        drop(rt);
+        assert_eq!(dropped.load(Ordering::SeqCst), 3, "tasks left undropped");
+    }
 }

@@ -37,6 +37,16 @@ pub struct Runtime {
     handle: Handle,
 }
 
+/// vendored change 6: the tasks left when the runtime goes are dropped
+/// (see `Executor::drop_all_tasks`), inside the runtime's context, since a
+/// future's `Drop` may use it.
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _guard = crate::context::enter(self.handle.clone());
+        self.task.drop_all_tasks();
+    }
+}
+
 impl Default for Runtime {
     fn default() -> Self {
         Self::new()

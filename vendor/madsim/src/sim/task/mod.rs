@@ -259,6 +259,35 @@ impl Executor {
         }
     }
 
+    /// vendored change 6: drops the future of every task left when the
+    /// runtime goes. A task's future holds its `TaskInfo`, whose waker
+    /// holds the task: a task that never finishes (a server's loop, a
+    /// sleeping client) kept itself, and everything its future owns,
+    /// alive after the runtime was dropped. Every node is killed, as
+    /// `kill` does, and the futures are dropped as `run_all_ready` drops a
+    /// killed node's, until none is woken again.
+    pub(crate) fn drop_all_tasks(&self) {
+        let mut infos = vec![self.handle.main_info.clone()];
+        let mut paused = Vec::new();
+        for node in self.handle.nodes.lock().values_mut() {
+            infos.push(node.info.clone());
+            paused.append(&mut node.paused);
+        }
+        for info in &infos {
+            info.kill();
+        }
+        let mut queue: Vec<Runnable> = paused;
+        loop {
+            queue.extend(std::iter::from_fn(|| self.queue.try_recv_random(&self.rand).ok()));
+            let Some(runnable) = queue.pop() else { break };
+            let Some(info) = runnable.metadata().upgrade() else {
+                continue;
+            };
+            let _guard = crate::context::enter_task(info);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(runnable)));
+        }
+    }
+
     /// Drain all tasks from ready queue and run them.
     fn run_all_ready(&self) {
         while let Ok(runnable) = self.queue.try_recv_random(&self.rand) {
