@@ -598,6 +598,24 @@ impl Node {
                 index: snap.index,
                 term: snap.term,
             });
+            // This node's proposals at the indexes the snapshot covers (it
+            // led, and a later leader's snapshot overtook them) are never
+            // applied here one by one: whether the entry at such an index
+            // is the proposal is unknown. Their callers learn that now
+            // (and retry with their sessions, which the snapshot holds)
+            // instead of at their timeouts, and the waiters do not stay
+            // until a restart.
+            let later = self.waiters.split_off(&(snap.index + 1));
+            let covered = std::mem::replace(&mut self.waiters, later);
+            hostio::coverage::sometimes(
+                !covered.is_empty(),
+                "raft: a proposal overtaken by an installed snapshot",
+            );
+            for w in covered.into_values() {
+                let _ = w.reply.send(Err(Status::unavailable(
+                    "outcome unknown: a snapshot from the leader covers the proposal's index",
+                )));
+            }
         }
         // Entries go before the hard state: a commit index on disk never
         // refers to entries that a torn or damaged write kept off it.
@@ -1071,6 +1089,104 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::cmd;
+    use tonic::Code;
+
+    /// A node of a three-node group on an in-memory disk; its peers'
+    /// queues are returned (what it sends them).
+    fn node_of_three() -> (Node, Vec<mpsc::Receiver<Message>>) {
+        let dir: Arc<dyn storage::Dir> = Arc::new(storage::SimDir::new());
+        let (store, persisted, _) = RaftStore::open_with(dir, StoreOpts::default()).unwrap();
+        let raft = Raft::new(Config::new(1, vec![1, 2, 3], 7), persisted);
+        let (mut peers, mut queues) = (BTreeMap::new(), Vec::new());
+        for id in [2, 3] {
+            let (tx, rx) = mpsc::channel(1024);
+            peers.insert(id, tx);
+            queues.push(rx);
+        }
+        let node = Node {
+            raft,
+            store,
+            kv: KvState::new(false),
+            peers,
+            events: None,
+            snapshot_every: 1_000_000,
+            shared_runtime: false,
+            bugs: Bugs::default(),
+            promised: (0, None),
+            current_hs: HardState::default(),
+            synced_hs: HardState::default(),
+            waiters: BTreeMap::new(),
+            next_ctx: 1,
+            pending_reads: BTreeMap::new(),
+            ready_reads: Vec::new(),
+            last_role: None,
+            last_commit: 0,
+        };
+        (node, queues)
+    }
+
+    /// A proposal of a leader that a later leader's snapshot overtook is
+    /// answered "outcome unknown" when the snapshot is installed; it used
+    /// to wait, unanswered, until a restart.
+    #[test]
+    fn a_snapshot_over_a_pending_proposal_answers_it_as_unknown() {
+        let (mut node, mut queues) = node_of_three();
+        // Node 2 grants every pre-vote and vote: node 1 leads.
+        for _ in 0..1000 {
+            if node.raft.status().role == Role::Leader {
+                break;
+            }
+            node.handle(Input::Tick);
+            node.process_ready().unwrap();
+            while let Ok(m) = queues[0].try_recv() {
+                let kind = match m.kind {
+                    raft::MsgKind::PreVote { .. } => raft::MsgKind::PreVoteResp { reject: false },
+                    raft::MsgKind::Vote { .. } => raft::MsgKind::VoteResp { reject: false },
+                    _ => continue,
+                };
+                node.handle(Input::Raft(vec![Message {
+                    from: 2,
+                    to: 1,
+                    term: m.term,
+                    kind,
+                }]));
+                node.process_ready().unwrap();
+            }
+        }
+        let term = node.raft.status().term;
+        assert_eq!(node.raft.status().role, Role::Leader);
+        // A write it proposes, which no follower acknowledges.
+        let (reply, mut answer) = oneshot::channel();
+        let req = pb::WriteRequest {
+            client_id: 9,
+            seq: 1,
+            command: Some(cmd::put("k", "v")),
+        };
+        node.handle(Input::Write(req, reply));
+        node.process_ready().unwrap();
+        let index = node.raft.log().last_index();
+        assert_eq!(node.waiters.keys().collect::<Vec<_>>(), [&index]);
+        assert!(answer.try_recv().is_err(), "not answered yet");
+        // Node 2 leads a later term and sends a snapshot past that index.
+        let snapshot = raft::Snapshot {
+            index: index + 5,
+            term: term + 1,
+            data: KvState::new(false).snapshot(),
+        };
+        node.handle(Input::Raft(vec![Message {
+            from: 2,
+            to: 1,
+            term: term + 1,
+            kind: raft::MsgKind::InstallSnapshot { snapshot },
+        }]));
+        node.process_ready().unwrap();
+        assert_eq!(node.raft.log().snapshot_index(), index + 5);
+        let status = answer.try_recv().expect("answered").unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.message().contains("outcome unknown"), "{status:?}");
+        assert!(node.waiters.is_empty());
+    }
 
     #[test]
     fn every_event_round_trips_through_its_json_and_a_cut_line_is_refused() {

@@ -175,6 +175,10 @@ impl Scenario for Tartu {
         // measured 16 % of the seeds with damage (1000 seeds), so 8 %.
         let mut f: Vec<Floor> = raft::floors()
             .into_iter()
+            // Tartu's stores have few proposals in flight: a snapshot
+            // overtook a deposed leader's proposal in 4 % of seeds 0..100
+            // and 8.7 % of 100..400, too few and too uneven for a floor.
+            .filter(|f| f.counter != "raft: a proposal overtaken by an installed snapshot")
             .map(|f| match f.counter {
                 "node: stopped on an I/O error, restarted" => Floor {
                     min_share: 0.15,
