@@ -374,25 +374,11 @@ pub async fn serve(
         // ended while the node, still running, went on leading: a leader
         // told to stop held the others in its term with its heartbeats.
         .serve_with_shutdown(addr, std::future::pending::<()>());
-    let node = Node {
-        raft,
-        store,
-        kv,
-        peers,
-        events,
-        snapshot_every: cfg.snapshot_every,
-        shared_runtime: cfg.shared_runtime,
-        bugs: cfg.bugs,
-        promised: (hs.term, hs.vote),
-        current_hs: hs.clone(),
-        synced_hs: hs,
-        waiters: BTreeMap::new(),
-        next_ctx: 1,
-        pending_reads: BTreeMap::new(),
-        ready_reads: Vec::new(),
-        last_role: None,
-        last_commit: 0,
-    };
+    let mut node = Node::new(raft, store, kv, peers, hs);
+    node.events = events;
+    node.snapshot_every = cfg.snapshot_every;
+    node.shared_runtime = cfg.shared_runtime;
+    node.bugs = cfg.bugs;
     // On `shutdown` (SIGTERM, Ctrl-C) the node stops at once, as a crash
     // does, but cleanly: every acknowledged write is already synced, and
     // clients retry elsewhere with their sessions.
@@ -759,6 +745,37 @@ impl Node {
 }
 
 impl Node {
+    /// A node with its recovered Raft core, store and state machine, whose
+    /// term and vote `hs` are on disk; no events, no planted bug, and a
+    /// snapshot every million entries until its driver says otherwise.
+    fn new(
+        raft: Raft,
+        store: RaftStore,
+        kv: KvState,
+        peers: BTreeMap<NodeId, mpsc::Sender<Message>>,
+        hs: HardState,
+    ) -> Node {
+        Node {
+            raft,
+            store,
+            kv,
+            peers,
+            events: None,
+            snapshot_every: 1_000_000,
+            shared_runtime: false,
+            bugs: Bugs::default(),
+            promised: (hs.term, hs.vote),
+            current_hs: hs.clone(),
+            synced_hs: hs,
+            waiters: BTreeMap::new(),
+            next_ctx: 1,
+            pending_reads: BTreeMap::new(),
+            ready_reads: Vec::new(),
+            last_role: None,
+            last_commit: 0,
+        }
+    }
+
     /// [`NodeEvent::Elected`] for this node's log now.
     fn elected(&self, term: u64) -> NodeEvent {
         let log = self.raft.log();
@@ -1104,25 +1121,13 @@ mod tests {
             peers.insert(id, tx);
             queues.push(rx);
         }
-        let node = Node {
+        let node = Node::new(
             raft,
             store,
-            kv: KvState::new(false),
+            KvState::new(false),
             peers,
-            events: None,
-            snapshot_every: 1_000_000,
-            shared_runtime: false,
-            bugs: Bugs::default(),
-            promised: (0, None),
-            current_hs: HardState::default(),
-            synced_hs: HardState::default(),
-            waiters: BTreeMap::new(),
-            next_ctx: 1,
-            pending_reads: BTreeMap::new(),
-            ready_reads: Vec::new(),
-            last_role: None,
-            last_commit: 0,
-        };
+            HardState::default(),
+        );
         (node, queues)
     }
 
