@@ -269,10 +269,17 @@ impl Executor {
     pub(crate) fn drop_all_tasks(&self) {
         let mut infos = vec![self.handle.main_info.clone()];
         let mut paused = Vec::new();
-        for node in self.handle.nodes.lock().values_mut() {
+        // In node order, not the map's: the futures drop in the same order
+        // whatever the hasher's keys.
+        let mut nodes = self.handle.nodes.lock();
+        let mut ids: Vec<NodeId> = nodes.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            let node = nodes.get_mut(&id).expect("listed");
             infos.push(node.info.clone());
             paused.append(&mut node.paused);
         }
+        drop(nodes);
         for info in &infos {
             info.kill();
         }
