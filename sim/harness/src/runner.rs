@@ -206,8 +206,9 @@ fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Reco
     note_panicking_nodes();
     HOST_NAMES.with(|m| m.borrow_mut().clear());
     PANICKED_ON.with(|p| p.borrow_mut().take());
+    let runtime = &rt;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        rt.block_on(async move {
+        runtime.block_on(async move {
             let rec = recorder();
             *slot2.lock().unwrap() = Some((rec.clone(), 0));
             let ctx = RunCtx {
@@ -240,7 +241,11 @@ fn run_with(scenario: &dyn Scenario, schedule: &Schedule, recorder: fn() -> Reco
         }
     });
     let coverage = hostio::coverage::take();
-    judge(scenario, schedule, rec, sim_ms, &checks, outcome, coverage)
+    let result = judge(scenario, schedule, rec, sim_ms, &checks, outcome, coverage);
+    // The runtime goes once the run is judged: dropping the futures it left
+    // (vendored madsim, change 6) must not add to what the run recorded.
+    drop(rt);
+    result
 }
 
 /// Checks what a run recorded: the checks that followed events, the
