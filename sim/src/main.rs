@@ -100,7 +100,7 @@ mod alloc {
             unsafe {
                 let p = Mi.alloc(l);
                 assert!(
-                    !p.is_null() && (p as usize) % align == 0,
+                    !p.is_null() && (p as usize).is_multiple_of(align),
                     "alloc {l:?}: {p:?}"
                 );
                 for i in 0..size {
@@ -108,7 +108,7 @@ mod alloc {
                 }
                 let q = Mi.realloc(p, l, new);
                 assert!(
-                    !q.is_null() && (q as usize) % align == 0,
+                    !q.is_null() && (q as usize).is_multiple_of(align),
                     "realloc {l:?} to {new}: {q:?}"
                 );
                 assert!(
@@ -138,7 +138,7 @@ mod alloc {
                     unsafe {
                         let z = Mi.alloc_zeroed(l);
                         assert!(
-                            !z.is_null() && (z as usize) % align == 0,
+                            !z.is_null() && (z as usize).is_multiple_of(align),
                             "alloc_zeroed {l:?}: {z:?}"
                         );
                         assert!(
