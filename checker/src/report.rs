@@ -6,7 +6,8 @@
 //! and run to the end. For a failing history the longest linearizable
 //! prefix is numbered, the operations that cannot follow it are red, and
 //! the region where it fails is shaded; for a valid history every operation
-//! carries its position in the linearization.
+//! carries its position in the linearization. The spans during which a
+//! fault was active ([`fault_bands`]) are shaded across every row.
 //!
 //! When rendering finishes the page sets `<body data-rendered="ok">`;
 //! script errors are collected into `data-errors` (used by `ci/check-report`).
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::history::{History, OpType};
+use crate::history::{History, OpType, Process};
 use crate::linear::CheckResult;
 
 /// Builds the report page.
@@ -109,6 +110,16 @@ pub fn html(history: &History, result: &CheckResult, title: &str) -> String {
         "partitions": result.partitions,
         "events": n,
         "ops": rows,
+        "faults": fault_bands(history)
+            .iter()
+            .map(|b| json!({
+                "start": ranks[b.start],
+                "end": b.end.map(|e| ranks[e]),
+                "index": history.ops[b.start].index,
+                "name": b.name,
+                "label": b.label,
+            }))
+            .collect::<Vec<_>>(),
     });
     // `<` only occurs inside JSON strings, where \u003c is equivalent; this
     // keeps `</script>` in a value from closing the script element.
@@ -116,6 +127,180 @@ pub fn html(history: &History, result: &CheckResult, title: &str) -> String {
     let title_html = escape_html(title);
     PAGE.replace("{{TITLE}}", &title_html)
         .replace("{{DATA}}", &data)
+}
+
+/// A span of a history during which a fault was active.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultBand {
+    /// Positions in `History::ops` of the operation that began the fault
+    /// and of the one that ended it; `None`: still active when the history
+    /// ends.
+    pub start: usize,
+    pub end: Option<usize>,
+    /// The kind of fault: the simulator's fault kind (`pause`,
+    /// `partition`...), or the name of the Jepsen region (`nemesis`, `kill`,
+    /// `pause`, `partition`, `clock`, `packet`).
+    pub name: String,
+    /// What the fault did, in a few words.
+    pub label: String,
+}
+
+/// Jepsen's nemesis regions, as `jepsen.checker.perf` shades them: a
+/// region begins at an operation whose `f` is in the first set and ends at
+/// the next one whose `f` is in the second (`jepsen.util/nemesis-intervals`,
+/// whose default is `:start` to `:stop`; the others are the `:perf` specs of
+/// `jepsen.nemesis.combined`'s packages).
+const JEPSEN_REGIONS: &[(&str, &[&str], &[&str])] = &[
+    ("nemesis", &["start"], &["stop"]),
+    ("kill", &["kill"], &["start"]),
+    ("pause", &["pause"], &["resume"]),
+    ("partition", &["start-partition"], &["stop-partition"]),
+    ("clock", &["bump-clock"], &["reset-clock"]),
+    ("packet", &["start-packet"], &["stop-packet"]),
+];
+
+/// The spans of `history` during which a fault was active, from the
+/// operations of its `nemesis` process, in the order they began.
+///
+/// - The simulator's and Jepsen mode's own events: `start` and `end` with
+///   the same `value.id` begin and end one fault (`value.fault` says
+///   which); `heal-all` ends every fault still active.
+/// - Jepsen's: as [`JEPSEN_REGIONS`] says, with Jepsen's meaning. A
+///   nemesis operation is usually an invocation and a completion with the
+///   same `f` (both `:info`), taken together as one action; an action that
+///   ends a region ends every region of that kind still open, as in
+///   `jepsen.util/nemesis-intervals`. The default region (`:start` to
+///   `:stop`) is left out of a history that has `:kill` and no `:stop`,
+///   where `:start` restarts what `:kill` stopped.
+pub fn fault_bands(history: &History) -> Vec<FaultBand> {
+    let nemesis: Vec<usize> = (0..history.ops.len())
+        .filter(|&i| matches!(&history.ops[i].process, Process::Named(n) if n == "nemesis"))
+        .collect();
+    let id_of = |i: usize| history.ops[i].value.get("id").and_then(Value::as_u64);
+    let mut bands: Vec<FaultBand> = Vec::new();
+
+    // The simulator's events, paired by id.
+    let mut open: Vec<(u64, usize)> = Vec::new(); // (id, band)
+    for &i in &nemesis {
+        let op = &history.ops[i];
+        match (op.f.as_str(), id_of(i)) {
+            ("start", Some(id)) => {
+                let fault = op.value.get("fault").unwrap_or(&Value::Null);
+                let name = fault
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("fault")
+                    .to_string();
+                open.push((id, bands.len()));
+                bands.push(FaultBand {
+                    start: i,
+                    end: None,
+                    label: describe_fault(fault),
+                    name,
+                });
+            }
+            ("end", Some(id)) => {
+                if let Some(k) = open.iter().position(|&(o, _)| o == id) {
+                    bands[open.remove(k).1].end = Some(i);
+                }
+            }
+            ("heal-all", _) => {
+                for (_, b) in open.drain(..) {
+                    bands[b].end = Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Jepsen's: actions (an invocation and its completion), then regions.
+    let mut actions: Vec<(usize, usize)> = Vec::new(); // first and last op
+    for &i in nemesis.iter().filter(|&&i| id_of(i).is_none()) {
+        let f = &history.ops[i].f;
+        match actions.last_mut() {
+            Some(a) if a.0 == a.1 && history.ops[a.0].f == *f => a.1 = i,
+            _ => actions.push((i, i)),
+        }
+    }
+    let has = |fs: &[&str]| {
+        actions
+            .iter()
+            .any(|a| fs.contains(&history.ops[a.0].f.as_str()))
+    };
+    let mut jepsen: Vec<FaultBand> = Vec::new();
+    for &(name, starts, stops) in JEPSEN_REGIONS {
+        if name == "nemesis" && has(&["kill"]) && !has(&["stop"]) {
+            continue;
+        }
+        let mut open: Vec<(usize, usize)> = Vec::new();
+        for &a in &actions {
+            let f = history.ops[a.0].f.as_str();
+            if starts.contains(&f) {
+                open.push(a);
+            } else if stops.contains(&f) {
+                for s in open.drain(..) {
+                    jepsen.push(jepsen_band(history, name, s, Some(a.1)));
+                }
+            }
+        }
+        jepsen.extend(
+            open.into_iter()
+                .map(|s| jepsen_band(history, name, s, None)),
+        );
+    }
+    bands.extend(jepsen);
+    bands.sort_by_key(|b| b.start);
+    bands
+}
+
+fn jepsen_band(history: &History, name: &str, s: (usize, usize), end: Option<usize>) -> FaultBand {
+    // The completion says what was done ("Cut off ..."); the invocation
+    // what was asked.
+    let value = [s.1, s.0]
+        .iter()
+        .map(|&i| &history.ops[i].value)
+        .find(|v| !v.is_null());
+    let mut label = history.ops[s.0].f.clone();
+    if let Some(v) = value {
+        label.push(' ');
+        label.push_str(&match v {
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        });
+    }
+    FaultBand {
+        start: s.0,
+        end,
+        name: name.to_string(),
+        label,
+    }
+}
+
+/// A simulator fault (`{"kind": "pause", "node": 3}`) in a few words:
+/// `pause node 3`.
+fn describe_fault(fault: &Value) -> String {
+    let Some(m) = fault.as_object() else {
+        return if fault.is_null() {
+            "fault".into()
+        } else {
+            fault.to_string()
+        };
+    };
+    let mut out = m
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("fault")
+        .to_string();
+    for (k, v) in m.iter().filter(|(k, _)| k.as_str() != "kind") {
+        out.push(' ');
+        out.push_str(k);
+        out.push(' ');
+        out.push_str(&match v {
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        });
+    }
+    out
 }
 
 /// Escapes `&`, `<`, `>` and `"` for HTML text and double-quoted attributes.
@@ -167,6 +352,12 @@ pre { background: #fff; border: 1px solid #ddd; padding: 8px; overflow-x: auto; 
 .tail { position: absolute; top: 12px; height: 0; border-top: 2px dotted #fb8c00; z-index: 1; opacity: 0.6; }
 .region { position: absolute; top: 0; bottom: 0; background: rgba(198, 40, 40, 0.10); border-left: 2px solid #c62828;
   border-right: 2px solid #c62828; z-index: 1; pointer-events: none; }
+.fault-band { position: absolute; top: 0; bottom: 0; background: rgba(126, 87, 194, 0.09);
+  border-left: 1px dashed #7e57c2; z-index: 0; pointer-events: none; }
+.fault-band.open-ended { background: linear-gradient(90deg, rgba(126, 87, 194, 0.09), rgba(126, 87, 194, 0.02)); }
+.row.faults { background: #faf8ff; }
+.fault-tag { position: absolute; height: 12px; font-size: 10px; line-height: 12px; color: #4527a0; border-radius: 2px;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; z-index: 2; background: #ede7f6; padding: 0 3px; cursor: default; }
 .controls { margin: 8px 0; font-size: 13px; }
 ol.lin { font-size: 12px; columns: 3; }
 </style>
@@ -182,6 +373,7 @@ ol.lin { font-size: 12px; columns: 3; }
   <span><i class="sw" style="background:#e0e0e0"></i>failed (no effect)</span>
   <span><i class="sw" style="background:#d1c4e9"></i>nemesis / event</span>
   <span><i class="sw" style="background:rgba(198,40,40,.15);border:1px solid #c62828"></i>failing region</span>
+  <span><i class="sw" style="background:rgba(126,87,194,.18);border-left:1px dashed #7e57c2"></i>a fault active (from the nemesis's start to its end)</span>
 </div>
 <div class="controls" id="controls"></div>
 <div id="wrap"><div id="timeline"></div></div>
@@ -208,7 +400,8 @@ ol.lin { font-size: 12px; columns: 3; }
   summary.appendChild(v);
   summary.appendChild(document.createTextNode("  " + clientOps + " client operations on " +
     data.partitions + (data.partitions === 1 ? " key" : " keys") + " (each checked on its own), " +
-    data.events + " events"));
+    data.events + " events" + ((data.faults || []).length ? ", " + data.faults.length +
+    (data.faults.length === 1 ? " fault (shaded)" : " faults (shaded)") : "")));
   if (data.explanation) summary.appendChild(el("pre", "", data.explanation));
   if (data.unknown_reason) summary.appendChild(el("pre", "", "unknown: " + data.unknown_reason));
 
@@ -279,6 +472,40 @@ ol.lin { font-size: 12px; columns: 3; }
     tl.appendChild(row);
   });
 
+  // Fault bands, behind the operations: each from the nemesis event that
+  // began the fault to the one that ended it (or the end of the history),
+  // its label in a "faults" row on top (labels that would overlap go on
+  // further lines).
+  var faults = data.faults || [];
+  if (faults.length) {
+    var frow = el("div", "row faults");
+    frow.appendChild(el("span", "label", "faults"));
+    var tagEnds = [];
+    faults.forEach(function (b) {
+      var open = b.end === null || b.end === undefined;
+      var end = open ? data.events : b.end;
+      var band = el("div", "fault-band" + (open ? " open-ended" : ""));
+      band.style.left = (LABEL + b.start * PX) + "px";
+      band.style.width = Math.max(2, (end - b.start + 1) * PX) + "px";
+      band.setAttribute("data-fault", b.name);
+      band.title = b.label;
+      tl.appendChild(band);
+      var span = Math.max(40, (end - b.start + 1) * PX);
+      var line = 0;
+      while (tagEnds[line] !== undefined && tagEnds[line] > b.start * PX) line++;
+      tagEnds[line] = b.start * PX + Math.min(7 * b.label.length + 6, span) + 2;
+      var tag = el("div", "fault-tag", b.label);
+      tag.style.left = (LABEL + b.start * PX) + "px";
+      tag.style.top = (2 + line * 13) + "px";
+      tag.style.maxWidth = span + "px";
+      tag.title = "#" + b.index + " " + b.label + (open ? "\nstill active when the history ends" : "");
+      frow.appendChild(tag);
+    });
+    frow.style.height = (4 + 13 * tagEnds.length) + "px";
+    frow.firstChild.style.height = frow.style.height;
+    tl.insertBefore(frow, tl.firstChild);
+  }
+
   // Failing region: from the first invocation to the first completion
   // among the operations that cannot be placed.
   var failing = data.ops.filter(function (o) { return o.failing; });
@@ -324,3 +551,128 @@ ol.lin { font-size: 12px; columns: 3; }
 </body>
 </html>
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jsonl(lines: &[&str]) -> History {
+        History::from_jsonl(&lines.join("\n")).expect("test history parses")
+    }
+
+    fn spans(h: &History) -> Vec<(String, usize, Option<usize>)> {
+        fault_bands(h)
+            .into_iter()
+            .map(|b| (b.name, b.start, b.end))
+            .collect()
+    }
+
+    #[test]
+    fn the_simulators_faults_pair_by_id_and_heal_all_ends_the_rest() {
+        let h = jsonl(&[
+            r#"{"process":"nemesis","type":"info","f":"start","value":{"id":0,"fault":{"kind":"pause","node":3}}}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":{"id":1,"fault":{"kind":"partition","sides":[[1],[2,3]]}}}"#,
+            r#"{"process":0,"type":"invoke","f":"read","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"end","value":{"id":0,"fault":{"kind":"pause","node":3}}}"#,
+            r#"{"process":0,"type":"ok","f":"read","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":{"id":2,"fault":{"kind":"crash","node":1}}}"#,
+            r#"{"process":"nemesis","type":"info","f":"heal-all","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":{"id":3,"fault":{"kind":"clock","node":2}}}"#,
+        ]);
+        assert_eq!(
+            spans(&h),
+            vec![
+                ("pause".into(), 0, Some(3)),
+                ("partition".into(), 1, Some(6)),
+                ("crash".into(), 5, Some(6)),
+                ("clock".into(), 7, None),
+            ]
+        );
+        assert_eq!(fault_bands(&h)[0].label, "pause node 3");
+        assert_eq!(fault_bands(&h)[1].label, "partition sides [[1],[2,3]]");
+    }
+
+    #[test]
+    fn jepsens_start_and_stop_pairs_as_nemesis_intervals_pairs_them() {
+        // :start :start :start :start :stop :stop: two actions begun, both
+        // ended by the one stop action (jepsen.util/nemesis-intervals).
+        let h = jsonl(&[
+            r#"{"process":"nemesis","type":"info","f":"start","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":"Cut off {n1 #{n2}}"}"#,
+            r#"{"process":0,"type":"invoke","f":"read","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":null}"#,
+            r#"{"process":0,"type":"ok","f":"read","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"stop","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"stop","value":"fully connected"}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":null}"#,
+        ]);
+        assert_eq!(
+            spans(&h),
+            vec![
+                ("nemesis".into(), 0, Some(7)),
+                ("nemesis".into(), 3, Some(7)),
+                ("nemesis".into(), 8, None),
+            ]
+        );
+        assert_eq!(fault_bands(&h)[0].label, "start Cut off {n1 #{n2}}");
+    }
+
+    #[test]
+    fn a_kill_ends_at_the_start_that_restarts_the_process() {
+        // jepsen.nemesis.combined's db package: :kill, then :start. Without
+        // a :stop, :start begins no default region.
+        let h = jsonl(&[
+            r#"{"process":"nemesis","type":"info","f":"kill","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"kill","value":{"n1":"killed"}}"#,
+            r#"{"process":"nemesis","type":"info","f":"pause","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"pause","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"resume","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"resume","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start-partition","value":null}"#,
+            r#"{"process":"nemesis","type":"info","f":"start-partition","value":"majority"}"#,
+        ]);
+        assert_eq!(
+            spans(&h),
+            vec![
+                ("kill".into(), 0, Some(5)),
+                ("pause".into(), 2, Some(7)),
+                ("partition".into(), 8, None),
+            ]
+        );
+        assert_eq!(fault_bands(&h)[0].label, r#"kill {"n1":"killed"}"#);
+        assert_eq!(fault_bands(&h)[2].label, "start-partition majority");
+    }
+
+    #[test]
+    fn no_nemesis_no_band() {
+        let h = jsonl(&[
+            r#"{"process":0,"type":"invoke","f":"start","value":null}"#,
+            r#"{"process":0,"type":"ok","f":"start","value":null}"#,
+            r#"{"process":"n1","type":"info","f":"start","value":{"id":0}}"#,
+        ]);
+        assert!(fault_bands(&h).is_empty());
+    }
+
+    #[test]
+    fn the_page_carries_the_bands_in_event_ranks() {
+        let h = jsonl(&[
+            r#"{"process":0,"type":"invoke","f":"write","value":1,"time":10}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":{"id":7,"fault":{"kind":"loss"}},"time":20}"#,
+            r#"{"process":0,"type":"ok","f":"write","value":1,"time":30}"#,
+            r#"{"process":"nemesis","type":"info","f":"end","value":{"id":7},"time":40}"#,
+        ]);
+        let result =
+            crate::linear::check(&h, crate::model::ModelKind::Register, &Default::default());
+        let page = html(&h, &result, "t");
+        assert!(
+            page.contains(
+                r#""faults":[{"end":3,"index":1,"label":"loss","name":"loss","start":1}]"#
+            ),
+            "{}",
+            &page[page.find("\"faults\"").unwrap_or(0)..][..200.min(page.len())]
+        );
+    }
+}
