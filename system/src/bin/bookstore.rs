@@ -400,6 +400,12 @@ enum Cmd {
         /// Turn on a planted bug in the services (see system/src/bugs.rs).
         #[arg(long)]
         bug: Option<String>,
+        /// Let browser pages of ORIGIN (scheme://host[:port], e.g. a front
+        /// end's dev server, http://localhost:3000) call the GraphQL
+        /// gateways, with credentials (the refresh token's cookie); repeat
+        /// it for several. None by default: no CORS headers.
+        #[arg(long = "cors-origin", value_name = "ORIGIN")]
+        cors_origin: Vec<String>,
     },
     /// One process of the platform (`bookstore pad` starts them all).
     PadProc {
@@ -429,6 +435,9 @@ enum Cmd {
         clock_drift_ppm: i64,
         #[arg(long, default_value_t = 2000)]
         clock_jump_ms: u64,
+        /// The gateway: see `pad --cors-origin`.
+        #[arg(long = "cors-origin", value_name = "ORIGIN")]
+        cors_origin: Vec<String>,
     },
     /// Measure orders end to end through the GraphQL gateways: each client
     /// signs in as its own user, then adds a product to its cart, calls
@@ -961,8 +970,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ports,
             data_dir,
             bug,
+            cors_origin,
         } => {
-            real::pad(ports, data_dir, bug).await?;
+            real::pad(ports, data_dir, bug, cors_origin).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::PadProc {
@@ -975,6 +985,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             clock_drift_ppm,
             clock_jump_ms,
+            cors_origin,
         } => {
             let t = match topology {
                 None => ports.topology(),
@@ -995,6 +1006,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 clock_drift_ppm,
                 clock_jump_ms,
+                &cors_origin,
             )
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -1141,6 +1153,7 @@ async fn pad_proc(
     listen: Option<std::net::SocketAddr>,
     clock_drift_ppm: i64,
     clock_jump_ms: u64,
+    cors_origin: &[String],
 ) -> anyhow::Result<()> {
     use bookstore::pad;
     let bugs = match &bug {
@@ -1196,7 +1209,7 @@ async fn pad_proc(
     };
     if what == "gateway" {
         let addr = own(&t.gateways)?;
-        return real::pad_gateway(env, addr).await;
+        return real::pad_gateway(env, addr, cors_origin).await;
     }
     let addrs = if what == "registry" {
         t.registry.clone()
@@ -1556,7 +1569,12 @@ mod real {
     pub async fn gateway(_: u16, _: ShopPorts) -> anyhow::Result<()> {
         bail!("the gateway runs in the real build only")
     }
-    pub async fn pad(_: PadPorts, _: PathBuf, _: Option<String>) -> anyhow::Result<()> {
+    pub async fn pad(
+        _: PadPorts,
+        _: PathBuf,
+        _: Option<String>,
+        _: Vec<String>,
+    ) -> anyhow::Result<()> {
         bail!("the platform runs in the real build only")
     }
     pub async fn pad_bench(_: usize, _: usize, _: Vec<String>, _: PadPorts) -> anyhow::Result<()> {
@@ -1565,6 +1583,7 @@ mod real {
     pub async fn pad_gateway(
         _: bookstore::pad::services::ServiceEnv,
         _: std::net::SocketAddr,
+        _: &[String],
     ) -> anyhow::Result<()> {
         bail!("the GraphQL gateway runs in the real build only")
     }
@@ -2109,8 +2128,10 @@ mod real {
     pub async fn pad_gateway(
         env: bookstore::pad::services::ServiceEnv,
         addr: std::net::SocketAddr,
+        cors_origin: &[String],
     ) -> anyhow::Result<()> {
         use bookstore::pad::{gateway, graphql};
+        let cors = gateway::cors(cors_origin).map_err(anyhow::Error::msg)?;
         // Calls from the gateway may run a whole initOrder (several calls
         // inside the order service): each attempt gets 5 s, a call 10 s.
         let disc = bookstore::pad::rpc::Discovery::new(
@@ -2126,13 +2147,21 @@ mod real {
             audit: None,
         });
         println!("GraphQL gateway on http://{addr}/graphql (GraphiQL: open it in a browser)");
-        gateway::serve(schema, disc, addr, terminated())
+        if !cors_origin.is_empty() {
+            println!("pages of {} may call it (CORS)", cors_origin.join(", "));
+        }
+        gateway::serve(schema, disc, addr, cors, terminated())
             .await
             .with_context(|| format!("gateway on {addr}"))
     }
 
     /// The command lines of every process of the platform.
-    fn pad_procs(ports: &PadPorts, data_dir: &std::path::Path, bug: &Option<String>) -> Vec<Proc> {
+    fn pad_procs(
+        ports: &PadPorts,
+        data_dir: &std::path::Path,
+        bug: &Option<String>,
+        cors_origin: &[String],
+    ) -> Vec<Proc> {
         let t = ports.topology();
         let common = |what: &str, r: u64| {
             let mut a: Vec<String> = [
@@ -2180,9 +2209,13 @@ mod real {
         }
         for (i, addr) in t.gateways.iter().enumerate() {
             let r = i as u64 + 1;
+            let mut args = common("gateway", r);
+            for o in cors_origin {
+                args.extend(["--cors-origin".to_string(), o.clone()]);
+            }
             out.push(new_proc(
                 format!("gateway-{r}"),
-                common("gateway", r),
+                args,
                 format!("http://{addr}/graphql"),
             ));
         }
@@ -2214,10 +2247,13 @@ mod real {
         ports: PadPorts,
         data_dir: PathBuf,
         bug: Option<String>,
+        cors_origin: Vec<String>,
     ) -> anyhow::Result<()> {
         if let Some(b) = &bug {
             bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?;
         }
+        // Refused here, before any process starts, not by each gateway.
+        bookstore::pad::gateway::cors(&cors_origin).map_err(anyhow::Error::msg)?;
         for sub in ["logs", "pids"] {
             let d = data_dir.join(sub);
             std::fs::create_dir_all(&d)
@@ -2238,7 +2274,7 @@ mod real {
         let mut sup = Supervisor {
             exe: std::env::current_exe()?,
             data_dir: data_dir.clone(),
-            procs: pad_procs(&ports, &data_dir, &bug),
+            procs: pad_procs(&ports, &data_dir, &bug, &cors_origin),
             tiers: &["gateway", "svc", "kv"],
         };
         let first = format!("http://{}", t.gateways[0]);

@@ -14,6 +14,12 @@
 //! 405 (with `Allow`), a `GET /graphql` that is not a browser's (GraphQL
 //! over GET is not served) 405; an executed request is answered 200 with
 //! `data` and `errors`.
+//!
+//! Cross-origin requests: none by default (no CORS headers; a preflight is
+//! answered 405 like any `OPTIONS`). [`cors`] builds the layer that
+//! [`serve`] adds for the origins given (`--cors-origin`): preflights from
+//! them are answered, and their requests may carry credentials (the
+//! refresh token's cookie) and read `x-refresh-token`.
 
 use super::graphql::{Creds, PadSchema};
 use super::rpc::Discovery;
@@ -304,15 +310,68 @@ pub fn router(schema: PadSchema, disc: Discovery, name: String) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-/// Serves the gateway on `addr` until `shutdown` completes.
+/// The CORS layer for browser pages served from `origins` (each
+/// `scheme://host[:port]`, as a browser sends it in `Origin`), or `None`
+/// for no origin. Their requests may carry credentials: the refresh token
+/// travels in a cookie, and `x-refresh-token` is exposed to them. So `*` is
+/// refused (a page of any site could then refresh a visitor's tokens), as
+/// is anything that is not an origin, with a message that says what to give.
+pub fn cors(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>, String> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let mut allowed = Vec::new();
+    for o in origins {
+        let example = "e.g. --cors-origin http://localhost:3000";
+        if o == "*" {
+            return Err(format!(
+                "--cors-origin '*': name each origin allowed ({example}); any origin is refused because requests carry the refresh token's cookie"
+            ));
+        }
+        let (scheme, rest) = o.split_once("://").ok_or_else(|| {
+            format!("--cors-origin '{o}': an origin is scheme://host[:port] ({example})")
+        })?;
+        let host_ok = !rest.is_empty()
+            && !rest.contains(['/', '?', '#', '@', ' '])
+            && rest.parse::<axum::http::uri::Authority>().is_ok();
+        if !matches!(scheme, "http" | "https") || !host_ok {
+            return Err(format!(
+                "--cors-origin '{o}': an origin is http:// or https://, a host and maybe a port, with no path ({example})"
+            ));
+        }
+        allowed.push(HeaderValue::from_str(o).map_err(|e| format!("--cors-origin '{o}': {e}"))?);
+    }
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("x-refresh-token"),
+            ])
+            .expose_headers([HeaderName::from_static("x-refresh-token")])
+            .max_age(std::time::Duration::from_secs(600)),
+    ))
+}
+
+/// Serves the gateway on `addr` until `shutdown` completes; with `cors`
+/// (see [`cors`]), to browser pages of those origins too.
 pub async fn serve(
     schema: PadSchema,
     disc: Discovery,
     addr: std::net::SocketAddr,
+    cors: Option<tower_http::cors::CorsLayer>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, router(schema, disc, addr.to_string()))
+    let mut app = router(schema, disc, addr.to_string());
+    if let Some(c) = cors {
+        app = app.layer(c);
+    }
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
@@ -681,5 +740,103 @@ mod tests {
                 assert!(g.json.get("warning").is_none(), "{}", g.text);
             }
         });
+    }
+
+    /// With `--cors-origin`, a page of that origin gets its preflight
+    /// answered and may send credentials and read `x-refresh-token`; any
+    /// other origin gets no CORS header (the browser refuses the answer);
+    /// without it, nothing changes (a preflight is 405, as any OPTIONS).
+    #[test]
+    fn cross_origin_requests_only_from_the_origins_given() {
+        rt().block_on(async {
+            let page = "http://localhost:3000";
+            let app = gateway("127.0.0.1:9").layer(cors(&[page.into()]).unwrap().unwrap());
+            let preflight = |origin: &'static str| {
+                req(
+                    "OPTIONS",
+                    "/graphql",
+                    &[
+                        ("origin", origin),
+                        ("access-control-request-method", "POST"),
+                        (
+                            "access-control-request-headers",
+                            "content-type,authorization",
+                        ),
+                    ],
+                    vec![],
+                )
+            };
+            let g = send(&app, preflight(page)).await;
+            assert_eq!(g.status, StatusCode::OK, "{}", g.text);
+            let h = |g: &Got, name: &str| {
+                g.headers
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            assert_eq!(h(&g, "access-control-allow-origin"), page);
+            assert_eq!(h(&g, "access-control-allow-credentials"), "true");
+            let allowed = h(&g, "access-control-allow-headers");
+            assert!(
+                allowed.contains("authorization") && allowed.contains("content-type"),
+                "{allowed}"
+            );
+            assert!(h(&g, "access-control-allow-methods").contains("POST"));
+
+            let post = |origin: &'static str| {
+                req(
+                    "POST",
+                    "/graphql",
+                    &[("origin", origin), ("content-type", "application/json")],
+                    br#"{"query": "{ hello }"}"#.to_vec(),
+                )
+            };
+            let g = send(&app, post(page)).await;
+            assert_eq!(g.status, StatusCode::OK, "{}", g.text);
+            assert_eq!(h(&g, "access-control-allow-origin"), page);
+            assert_eq!(h(&g, "access-control-expose-headers"), "x-refresh-token");
+
+            let other = "http://evil.example";
+            let g = send(&app, post(other)).await;
+            assert_eq!(h(&g, "access-control-allow-origin"), "");
+            let g = send(&app, preflight(other)).await;
+            assert_eq!(h(&g, "access-control-allow-origin"), "");
+
+            let plain = gateway("127.0.0.1:9");
+            let g = send(&plain, preflight(page)).await;
+            assert_eq!(g.status, StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(h(&g, "access-control-allow-origin"), "");
+            let g = send(&plain, post(page)).await;
+            assert_eq!(h(&g, "access-control-allow-origin"), "");
+        });
+    }
+
+    #[test]
+    fn a_cors_origin_that_is_not_one_is_refused_with_what_to_give() {
+        assert!(cors(&[]).unwrap().is_none());
+        assert!(cors(&[
+            "https://shop.example:8443".into(),
+            "http://127.0.0.1:5173".into()
+        ])
+        .unwrap()
+        .is_some());
+        for (bad, says) in [
+            ("*", "name each origin allowed"),
+            ("localhost:3000", "an origin is scheme://host[:port]"),
+            ("http://localhost:3000/", "with no path"),
+            ("http://localhost:3000/app", "with no path"),
+            ("ftp://localhost", "http:// or https://"),
+            ("http://", "http:// or https://"),
+            ("http://user@host", "with no path"),
+        ] {
+            let e = cors(&[bad.into()])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(e.contains(says) && e.contains(bad), "{bad}: {e}");
+            assert!(
+                e.contains("e.g. --cors-origin http://localhost:3000"),
+                "{e}"
+            );
+        }
     }
 }
