@@ -435,7 +435,7 @@ enum Cmd {
         clock_drift_ppm: i64,
         #[arg(long, default_value_t = 2000)]
         clock_jump_ms: u64,
-        /// The gateway: see `pad --cors-origin`.
+        /// The gateway only: see `pad --cors-origin`.
         #[arg(long = "cors-origin", value_name = "ORIGIN")]
         cors_origin: Vec<String>,
     },
@@ -1160,6 +1160,9 @@ async fn pad_proc(
         Some(b) => bookstore::bugs::Bugs::from_name(b).map_err(anyhow::Error::msg)?,
         None => Default::default(),
     };
+    if what != "gateway" && !cors_origin.is_empty() {
+        bail!("--cors-origin is for the gateway (pad-proc gateway), not {what}");
+    }
     if let Some(group) = what.strip_suffix("-kv") {
         let Some(peers) = t.kv.get(group).cloned() else {
             bail!(
