@@ -163,8 +163,10 @@ const JEPSEN_REGIONS: &[(&str, &[&str], &[&str])] = &[
 /// operations of its `nemesis` process, in the order they began.
 ///
 /// - The simulator's and Jepsen mode's own events: `start` and `end` with
-///   the same `value.id` begin and end one fault (`value.fault` says
-///   which); `heal-all` ends every fault still active.
+///   the same `value.id` and `value.part` begin and end one fault or one
+///   part of it (a fault in parts, such as a leader churn, records a start
+///   and an end per part under its id; `value.fault` says what);
+///   `heal-all` ends every fault still active.
 /// - Jepsen's: as [`JEPSEN_REGIONS`] says, with Jepsen's meaning. A
 ///   nemesis operation is usually an invocation and a completion with the
 ///   same `f` (both `:info`), taken together as one action; an action that
@@ -179,11 +181,12 @@ pub fn fault_bands(history: &History) -> Vec<FaultBand> {
     let id_of = |i: usize| history.ops[i].value.get("id").and_then(Value::as_u64);
     let mut bands: Vec<FaultBand> = Vec::new();
 
-    // The simulator's events, paired by id.
-    let mut open: Vec<(u64, usize)> = Vec::new(); // (id, band)
+    // The simulator's events, paired by id and part.
+    let mut open: Vec<((u64, Option<u64>), usize)> = Vec::new(); // (key, band)
     for &i in &nemesis {
         let op = &history.ops[i];
-        match (op.f.as_str(), id_of(i)) {
+        let key = |id| (id, op.value.get("part").and_then(Value::as_u64));
+        match (op.f.as_str(), id_of(i).map(key)) {
             ("start", Some(id)) => {
                 let fault = op.value.get("fault").unwrap_or(&Value::Null);
                 let name = fault
@@ -263,10 +266,7 @@ fn jepsen_band(history: &History, name: &str, s: (usize, usize), end: Option<usi
     let mut label = history.ops[s.0].f.clone();
     if let Some(v) = value {
         label.push(' ');
-        label.push_str(&match v {
-            Value::String(t) => t.clone(),
-            other => other.to_string(),
-        });
+        label.push_str(&words(v));
     }
     FaultBand {
         start: s.0,
@@ -295,12 +295,18 @@ fn describe_fault(fault: &Value) -> String {
         out.push(' ');
         out.push_str(k);
         out.push(' ');
-        out.push_str(&match v {
-            Value::String(t) => t.clone(),
-            other => other.to_string(),
-        });
+        out.push_str(&words(v));
     }
     out
+}
+
+/// A value as a label shows it: a string without its quotes, anything
+/// else as JSON.
+fn words(v: &Value) -> String {
+    match v {
+        Value::String(t) => t.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Escapes `&`, `<`, `>` and `"` for HTML text and double-quoted attributes.
@@ -590,6 +596,25 @@ mod tests {
         );
         assert_eq!(fault_bands(&h)[0].label, "pause node 3");
         assert_eq!(fault_bands(&h)[1].label, "partition sides [[1],[2,3]]");
+    }
+
+    #[test]
+    fn a_fault_in_parts_pairs_each_part_with_its_own_end() {
+        // A leader churn (id 4) and the cut it triggered (part 1), as the
+        // harness's nemesis records them: the part ends before the fault.
+        let h = jsonl(&[
+            r#"{"process":"nemesis","type":"info","f":"start","value":{"id":4,"fault":{"kind":"leader-churn"}}}"#,
+            r#"{"process":"nemesis","type":"info","f":"start","value":{"id":4,"part":1,"trigger":2,"fault":{"kind":"isolate","node":2}}}"#,
+            r#"{"process":"nemesis","type":"info","f":"end","value":{"id":4,"part":1,"fault":{"kind":"isolate","node":2}}}"#,
+            r#"{"process":"nemesis","type":"info","f":"end","value":{"id":4,"fault":{"kind":"leader-churn"}}}"#,
+        ]);
+        assert_eq!(
+            spans(&h),
+            vec![
+                ("leader-churn".into(), 0, Some(3)),
+                ("isolate".into(), 1, Some(2)),
+            ]
+        );
     }
 
     #[test]
