@@ -87,10 +87,14 @@ enum Cmd {
         /// Write history, report and schedule even if the run passes.
         #[arg(long)]
         write: bool,
-        /// Print only a one-line JSON summary (used by `sweep`, which runs
-        /// each seed in its own process).
+        /// Print only a one-line JSON summary (used by `sweep`).
         #[arg(long, hide = true)]
         summary: bool,
+        /// Run the seeds read from stdin, one per line, one after the
+        /// other in this process, each as `--summary` would (`sweep`'s
+        /// worker processes; --seed is ignored).
+        #[arg(long, hide = true)]
+        worker: bool,
     },
     /// Run many seeds; list the failing ones with their replay commands.
     Sweep {
@@ -479,52 +483,154 @@ pub fn with_verdict(page: &str, r: &RunResult) -> String {
     crate::report::with_verdict(page, &failures, r.lin.is_some())
 }
 
-/// Runs one seed in a child process (`run --summary`), so that what one
-/// simulated run leaves behind in memory (madsim does not free every task
-/// of a finished runtime) dies with its process. Returns the simulated
-/// milliseconds, the first failure and the coverage.
-fn run_in_child(c: &Common, seed: u64) -> Child {
-    let exe = std::env::current_exe().expect("the harness binary's path");
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("run")
-        .arg("--summary")
-        .args(c.args())
-        .arg("--seed")
-        .arg(seed.to_string())
-        .arg("--out")
-        .arg(&c.out);
+/// A child process (`run --worker`) that runs a sweep's seeds one after
+/// the other. A fresh process per seed spent a few per cent of a checkout
+/// seed's time starting and having the kernel zero the pages it touched
+/// (README, "Scenario checkout", step 13); a worker reuses its pages. Its
+/// runs are the ones a fresh process gives (`sim run --check-determinism`
+/// and the test `a_worker_runs_each_seed_as_a_fresh_process_does`), and to
+/// keep whatever a run might leave behind from reaching many others, a
+/// worker is replaced after a seed that failed, after it died, and after
+/// [`Worker::SEEDS`] seeds.
+struct Worker {
+    proc: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// What the process wrote on stderr since its current seed began (at
+    /// most [`Worker::STDERR`] bytes).
+    stderr: std::sync::Arc<Mutex<Vec<u8>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
+    seeds: u32,
+}
+
+impl Worker {
+    /// Seeds a worker runs before a fresh one takes over.
+    const SEEDS: u32 = 64;
+    const STDERR: usize = 16 << 10;
+
+    fn start(c: &Common) -> std::io::Result<Worker> {
+        use std::io::Read;
+        use std::process::Stdio;
+        let exe = std::env::current_exe()?;
+        let mut proc = std::process::Command::new(exe)
+            .arg("run")
+            .arg("--worker")
+            .args(c.args())
+            .arg("--out")
+            .arg(&c.out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let (stdin, stdout, mut err) = (
+            proc.stdin.take(),
+            proc.stdout.take().expect("piped stdout"),
+            proc.stderr.take().expect("piped stderr"),
+        );
+        let stderr = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        // Drained as it comes, so a chatty run never blocks on a full pipe.
+        let drain = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut buf) {
+                let mut v = sink.lock().unwrap();
+                let room = Worker::STDERR.saturating_sub(v.len());
+                v.extend_from_slice(&buf[..n.min(room)]);
+            }
+        });
+        Ok(Worker {
+            proc,
+            stdin,
+            stdout: std::io::BufReader::new(stdout),
+            stderr,
+            drain: Some(drain),
+            seeds: 0,
+        })
+    }
+
+    /// Runs `seed`; `Err` with why if the process died (or could not be
+    /// written to) before answering.
+    fn run(&mut self, seed: u64) -> Result<Child, String> {
+        use std::io::{BufRead, Write};
+        self.seeds += 1;
+        self.stderr.lock().unwrap().clear();
+        let stdin = self.stdin.as_mut().expect("open until dropped");
+        if writeln!(stdin, "{seed}")
+            .and_then(|_| stdin.flush())
+            .is_ok()
+        {
+            let mut line = String::new();
+            while matches!(self.stdout.read_line(&mut line), Ok(1..)) {
+                // Anything else a run printed on stdout is not an answer.
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v["seed"].as_u64() == Some(seed) {
+                        return Ok(Child::from_summary(&v));
+                    }
+                }
+                line.clear();
+            }
+        }
+        Err(self.died())
+    }
+
+    /// Why the process ended: its exit status and the start of what it
+    /// wrote on stderr for the seed it was running.
+    fn died(&mut self) -> String {
+        self.stdin.take();
+        let status = match self.proc.wait() {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("status unknown: {e}"),
+        };
+        if let Some(d) = self.drain.take() {
+            let _ = d.join();
+        }
+        let err = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+        format!(
+            "the child run died ({status}): {}",
+            err.chars().take(300).collect::<String>()
+        )
+    }
+}
+
+impl Drop for Worker {
+    /// Closes its stdin, so it ends once its current seed is answered.
+    fn drop(&mut self) {
+        if self.stdin.take().is_some() {
+            let _ = self.proc.wait();
+        }
+        if let Some(d) = self.drain.take() {
+            let _ = d.join();
+        }
+    }
+}
+
+/// Runs `seed` on the job's worker, starting one if there is none, and
+/// retires the worker when it should be (see [`Worker`]).
+fn run_on_worker(c: &Common, worker: &mut Option<Worker>, seed: u64) -> Child {
     let died = |why: String| Child {
         sim_ms: 0,
         failure: Some(("harness".into(), why)),
         coverage: BTreeMap::new(),
         unwritten: None,
     };
-    let out = match cmd.output() {
-        Ok(o) => o,
-        Err(e) => return died(format!("cannot start a child run: {e}")),
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or("");
-    match serde_json::from_str::<serde_json::Value>(line) {
-        Ok(v) => Child {
-            sim_ms: v["sim_ms"].as_u64().unwrap_or(0),
-            failure: v["failure"].as_array().map(|a| {
-                (
-                    a[0].as_str().unwrap_or("?").to_string(),
-                    a[1].as_str().unwrap_or("").to_string(),
-                )
-            }),
-            coverage: serde_json::from_value(v["coverage"].clone()).unwrap_or_default(),
-            unwritten: v["unwritten"].as_str().map(str::to_string),
-        },
-        Err(_) => died(format!(
-            "the child run died ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-                .chars()
-                .take(300)
-                .collect::<String>()
-        )),
+    if worker.is_none() {
+        match Worker::start(c) {
+            Ok(w) => *worker = Some(w),
+            Err(e) => return died(format!("cannot start a child run: {e}")),
+        }
+    }
+    let w = worker.as_mut().expect("started above");
+    match w.run(seed) {
+        Ok(child) => {
+            if child.failure.is_some() || w.seeds >= Worker::SEEDS {
+                *worker = None;
+            }
+            child
+        }
+        Err(why) => {
+            *worker = None;
+            died(why)
+        }
     }
 }
 
@@ -535,6 +641,23 @@ struct Child {
     coverage: BTreeMap<String, u64>,
     /// Why its files could not be written, if they could not.
     unwritten: Option<String>,
+}
+
+impl Child {
+    /// From a [`summary`] line.
+    fn from_summary(v: &serde_json::Value) -> Child {
+        Child {
+            sim_ms: v["sim_ms"].as_u64().unwrap_or(0),
+            failure: v["failure"].as_array().map(|a| {
+                (
+                    a[0].as_str().unwrap_or("?").to_string(),
+                    a[1].as_str().unwrap_or("").to_string(),
+                )
+            }),
+            coverage: serde_json::from_value(v["coverage"].clone()).unwrap_or_default(),
+            unwritten: v["unwritten"].as_str().map(str::to_string),
+        }
+    }
 }
 
 /// At most `n` bytes of `s`, cut at a character boundary.
@@ -703,8 +826,11 @@ pub fn main(app: App) -> ExitCode {
             check_determinism,
             write,
             summary,
+            worker,
         } => Common::resolve(app, common, set).and_then(|c| {
-            if summary {
+            if worker {
+                cmd_worker(&c)
+            } else if summary {
                 cmd_summary(&c, seed)
             } else {
                 cmd_run(
@@ -747,6 +873,38 @@ pub fn main(app: App) -> ExitCode {
 /// `run --summary`: one line of JSON for `sweep`.
 fn cmd_summary(c: &Common, seed: u64) -> Result<ExitCode, String> {
     runner::quiet_panics();
+    println!("{}", summary(c, seed)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `run --worker`: the seeds on stdin, one per line, each answered with its
+/// summary line as soon as it has run; ends at the end of stdin.
+fn cmd_worker(c: &Common) -> Result<ExitCode, String> {
+    use std::io::{BufRead, Write};
+    runner::quiet_panics();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|e| format!("worker: cannot read stdin: {e}"))?;
+        let seed: u64 = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("worker: {line:?} is not a seed"))?;
+        // For the test of a worker that dies mid-seed.
+        if std::env::var("SIM_TEST_WORKER_ABORT").is_ok_and(|v| v == seed.to_string()) {
+            eprintln!("worker: aborting at seed {seed} (SIM_TEST_WORKER_ABORT)");
+            std::process::abort();
+        }
+        let v = summary(c, seed)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{v}")
+            .and_then(|_| out.flush())
+            .map_err(|e| format!("worker: cannot write stdout: {e}"))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A seed's verdict run (and, if it fails, its run with every event, whose
+/// files it writes): what `sweep` needs of it, as JSON.
+fn summary(c: &Common, seed: u64) -> Result<serde_json::Value, String> {
     let r = runner::run_verdict(c.scenario, &c.schedule(seed)?);
     let (mut first, mut unwritten) = (None, None);
     if !r.passed() {
@@ -754,11 +912,15 @@ fn cmd_summary(c: &Common, seed: u64) -> Result<ExitCode, String> {
         first = full.failures.first().map(|f| (f.check, f.message.clone()));
         unwritten = write_failure(c, &c.out, "", &full, &c.replay(seed)).err();
     }
-    println!(
-        "{}",
-        serde_json::json!({"sim_ms": r.sim_ms, "failure": first, "coverage": r.coverage, "unwritten": unwritten})
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(serde_json::json!({
+        "seed": seed,
+        "sim_ms": r.sim_ms,
+        "client_ops": r.client_ops,
+        "events": r.history.ops.len(),
+        "failure": first,
+        "coverage": r.coverage,
+        "unwritten": unwritten,
+    }))
 }
 
 /// A schedule file, of one of `app`'s scenarios.
@@ -1005,8 +1167,8 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
         crate::coverage::set_floor(&mut floors, f)?;
     }
     let tally = Mutex::new(crate::coverage::Tally::new(&floors));
-    // The sweep's own threads, outside any simulation: each seed runs in a
-    // child process.
+    // The sweep's own threads, outside any simulation: each runs its seeds
+    // on a worker process (see `Worker`).
     let jobs = o.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -1042,39 +1204,42 @@ fn cmd_sweep(c: &Common, o: &SweepOpts) -> Result<ExitCode, String> {
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                // The first seed always runs: a sweep that ran none
-                // would pass having tested nothing.
-                if i >= count
-                    || stop.load(Ordering::SeqCst)
-                    || (i > 0 && budget.is_some_and(|b| start.elapsed() >= b))
-                {
-                    return;
-                }
-                let seed = first + i * sn;
-                let child = run_in_child(c, seed);
-                sim_ms.fetch_add(child.sim_ms, Ordering::Relaxed);
-                if let Ok(s) = c.schedule(seed) {
-                    tally.lock().unwrap().add(&floors, &s, &child.coverage);
-                }
-                if let Some((check, mut msg)) = child.failure {
-                    clip(&mut msg, 200);
-                    let unwritten = child
-                        .unwritten
-                        .map(|e| format!("\n    its files were not written: {e}"))
-                        .unwrap_or_default();
-                    failed.lock().unwrap().push((
-                        seed,
-                        format!("[{check}] {msg}\n    replay: {}{unwritten}", c.replay(seed)),
-                    ));
-                    if o.stop_on_failure {
-                        stop.store(true, Ordering::SeqCst);
+            scope.spawn(|| {
+                let mut worker: Option<Worker> = None;
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    // The first seed always runs: a sweep that ran none
+                    // would pass having tested nothing.
+                    if i >= count
+                        || stop.load(Ordering::SeqCst)
+                        || (i > 0 && budget.is_some_and(|b| start.elapsed() >= b))
+                    {
+                        return;
                     }
+                    let seed = first + i * sn;
+                    let child = run_on_worker(c, &mut worker, seed);
+                    sim_ms.fetch_add(child.sim_ms, Ordering::Relaxed);
+                    if let Ok(s) = c.schedule(seed) {
+                        tally.lock().unwrap().add(&floors, &s, &child.coverage);
+                    }
+                    if let Some((check, mut msg)) = child.failure {
+                        clip(&mut msg, 200);
+                        let unwritten = child
+                            .unwritten
+                            .map(|e| format!("\n    its files were not written: {e}"))
+                            .unwrap_or_default();
+                        failed.lock().unwrap().push((
+                            seed,
+                            format!("[{check}] {msg}\n    replay: {}{unwritten}", c.replay(seed)),
+                        ));
+                        if o.stop_on_failure {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                    bar.inc(1);
+                    bar.set_message(format!("{} failed", failed.lock().unwrap().len()));
                 }
-                done.fetch_add(1, Ordering::SeqCst);
-                bar.inc(1);
-                bar.set_message(format!("{} failed", failed.lock().unwrap().len()));
             });
         }
     });
