@@ -54,11 +54,32 @@ impl Cluster {
         c.wait().unwrap();
     }
 
+    /// `bookstore status`'s exit code.
+    fn status(&self) -> Option<i32> {
+        Command::new(env!("CARGO_BIN_EXE_bookstore"))
+            .args(["status", "--base-port", &self.base_port.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run bookstore status")
+            .code()
+    }
+
     fn peers(&self) -> BTreeMap<u64, String> {
         (1..=3)
             .map(|i| (i, format!("127.0.0.1:{}", self.base_port as u64 + i - 1)))
             .collect()
     }
+}
+
+/// With no node up, `status` says the cluster is unreachable.
+#[test]
+fn status_of_a_cluster_with_no_node_up_exits_2() {
+    let c = Cluster {
+        base_port: 32000 + (std::process::id() % 2000) as u16 * 3,
+        data: std::env::temp_dir().join(format!("bookstore-none-{}", std::process::id())),
+        procs: BTreeMap::new(),
+    };
+    assert_eq!(c.status(), Some(2));
 }
 
 impl Drop for Cluster {
@@ -97,8 +118,10 @@ async fn killing_and_restarting_the_leader_loses_no_acknowledged_write() {
     let mut unknown = 0;
     for i in 0..60 {
         if i == 20 {
+            assert_eq!(cluster.status(), Some(0), "every node answers");
             let l = leader(&mut client).await;
             cluster.kill(l);
+            assert_eq!(cluster.status(), Some(4), "two of three nodes answer");
         }
         if i == 40 {
             for id in 1..=3 {

@@ -471,8 +471,9 @@ enum Cmd {
     },
     /// Show every node's role, term, commit and applied index.
     ///
-    /// Exit status: 0 every node answers; 2 some node does not (the cluster
-    /// may still serve with a majority: see which node leads).
+    /// Exit status: 0 every node answers; 4 some answer and some do not
+    /// (the cluster may still serve with a majority: see which node
+    /// leads); 2 none answers (or bad input).
     Status {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -1096,6 +1097,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(if down == 0 {
                 ExitCode::SUCCESS
+            } else if down < cluster.nodes {
+                ExitCode::from(4)
             } else {
                 ExitCode::from(2)
             })
