@@ -1,6 +1,6 @@
 //! The command line every harness binary gets: `run` (one seed or a
-//! schedule file, `--check-determinism`), `sweep` (many seeds, each in its
-//! own process, `--jobs`, `--shard`, `--time-budget`), `shrink`,
+//! schedule file, `--check-determinism`), `sweep` (many seeds, on worker
+//! processes, `--jobs`, `--shard`, `--time-budget`), `shrink`,
 //! `schedule` and `bench`, for every scenario in the registry it is given.
 //! A scenario's options become flags (`--NAME VALUE`) of every subcommand.
 //!
@@ -1106,8 +1106,8 @@ struct SweepOpts {
     /// Seed range A..B (B excluded).
     #[arg(long, default_value = "0..100")]
     seeds: String,
-    /// Parallel workers (each seed runs in its own process) [default: the
-    /// machine's cores]
+    /// Parallel jobs, each a worker process running its seeds one after
+    /// another [default: the machine's cores]
     #[arg(long, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// Run only the seeds s with s % N == I (I/N), to split a sweep across machines.
