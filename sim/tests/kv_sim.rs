@@ -417,6 +417,7 @@ fn a_sweep_reports_a_dead_worker_and_goes_on() {
         text.contains("5 seeds run in")
             && text.contains("; 1 failed")
             && text.contains("seed 2: [harness] the child run died (signal: 6 (SIGABRT)")
+            && text.contains("(after 2 earlier seeds in its worker: run it alone")
             && text.contains("worker: aborting at seed 2"),
         "{text}"
     );

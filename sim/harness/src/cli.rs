@@ -585,8 +585,16 @@ impl Worker {
             let _ = d.join();
         }
         let err = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+        // It may have died of what an earlier seed left behind.
+        let earlier = match self.seeds - 1 {
+            0 => String::new(),
+            n => format!(
+                " (after {n} earlier seed{} in its worker: run it alone to see if it dies by itself)",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
         format!(
-            "the child run died ({status}): {}",
+            "the child run died ({status}){earlier}: {}",
             err.chars().take(300).collect::<String>()
         )
     }
