@@ -282,6 +282,10 @@ fn committed_histories() {
     assert!(n >= 1, "no committed schedules found in {dir}");
 }
 
+/// kv with every fault kind and clients back to back: the flags of the CLI
+/// tests below.
+const KV_ALL_BACK_TO_BACK: [&str; 6] = ["--scenario", "kv", "--faults", "all", "--think-ms", "0"];
+
 /// `sim run --check-determinism` runs a seed twice in one process. Seed 17
 /// differed there while the node's `select!` drew its branch order from
 /// tokio's thread-local RNG, whose state outlives a run.
@@ -290,16 +294,9 @@ fn the_cli_runs_a_seed_twice_in_one_process_identically() {
     let out_dir = std::env::temp_dir().join(format!("sim-determinism-{}", std::process::id()));
     for seed in ["17", "3"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
-            .args([
-                "run",
-                "--scenario",
-                "kv",
-                "--faults",
-                "all",
-                "--think-ms",
-                "0",
-                "--check-determinism",
-            ])
+            .arg("run")
+            .args(KV_ALL_BACK_TO_BACK)
+            .arg("--check-determinism")
             .args(["--seed", seed, "--out"])
             .arg(&out_dir)
             .output()
@@ -323,24 +320,14 @@ fn a_worker_runs_each_seed_as_a_fresh_process_does() {
     use std::io::Write;
     let out_dir = std::env::temp_dir().join(format!("sim-worker-{}", std::process::id()));
     let sim = env!("CARGO_BIN_EXE_sim");
+    let with_bug = [
+        KV_ALL_BACK_TO_BACK.as_slice(),
+        &["--bug", "vote-no-log-check"],
+    ]
+    .concat();
     let cases: [(&[&str], u64); 3] = [
-        (
-            &["--scenario", "kv", "--faults", "all", "--think-ms", "0"],
-            8,
-        ),
-        (
-            &[
-                "--scenario",
-                "kv",
-                "--faults",
-                "all",
-                "--think-ms",
-                "0",
-                "--bug",
-                "vote-no-log-check",
-            ],
-            6,
-        ),
+        (&KV_ALL_BACK_TO_BACK, 8),
+        (&with_bug, 6),
         (&["--scenario", "checkout", "--faults", "all"], 3),
     ];
     let mut failing = 0;

@@ -87,7 +87,8 @@ enum Cmd {
         /// Write history, report and schedule even if the run passes.
         #[arg(long)]
         write: bool,
-        /// Print only a one-line JSON summary (used by `sweep`).
+        /// Print only a one-line JSON summary: what a sweep's worker
+        /// answers for a seed (see --worker).
         #[arg(long, hide = true)]
         summary: bool,
         /// Run the seeds read from stdin, one per line, one after the
