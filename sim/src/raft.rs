@@ -165,6 +165,66 @@ pub fn draw_fault(
     (Fault::custom(&f), duration)
 }
 
+/// Simpler versions of a Raft-targeted fault, for the shrinker
+/// ([`harness::Scenario::simpler`]): a crash-voter or leader-churn fault
+/// without the seed's bad disk, a crash-voter without corruption or torn
+/// write, a leader island without its slow clock. Each drops one thing, so
+/// a shrunk schedule keeps only what its failure needs.
+pub fn simpler(fault: &Fault) -> Vec<(Fault, &'static str)> {
+    let Some(f) = fault.as_custom::<RaftFault>() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    match f {
+        RaftFault::CrashVoter {
+            delay_ms,
+            torn_write,
+            corrupt,
+            bad_disk,
+        } => {
+            let voter = |torn_write, corrupt, bad_disk| RaftFault::CrashVoter {
+                delay_ms,
+                torn_write,
+                corrupt,
+                bad_disk,
+            };
+            if bad_disk.is_some() {
+                out.push((voter(torn_write, corrupt, None), "without its bad disk"));
+            }
+            if corrupt {
+                let v = voter(torn_write, false, bad_disk.clone());
+                out.push((v, "without corruption"));
+            }
+            if torn_write {
+                out.push((voter(false, false, bad_disk), "without its torn write"));
+            }
+        }
+        RaftFault::LeaderChurn {
+            seed,
+            hold_ms,
+            bad_disk: Some(_),
+        } => {
+            let plain = RaftFault::LeaderChurn {
+                seed,
+                hold_ms,
+                bad_disk: None,
+            };
+            out.push((plain, "without its bad disk"));
+        }
+        RaftFault::LeaderIsland { clients, slow_ppm } if slow_ppm != 0 => {
+            let plain = RaftFault::LeaderIsland {
+                clients,
+                slow_ppm: 0,
+            };
+            out.push((plain, "without its slow clock"));
+        }
+        _ => {}
+    }
+    out.into_iter()
+        .map(|(f, w)| (Fault::custom(&f), w))
+        .collect()
+}
+
 /// What the Raft groups of a run report, and what is known from it.
 #[derive(Clone)]
 pub struct Raft {

@@ -167,6 +167,49 @@ fn a_planted_bug_is_caught_and_replays_identically() {
     assert_eq!(again.first_check(), r.first_check());
 }
 
+/// A shrink keeps of each fault only what its failure needs: seed 5 of
+/// `figure8` (every kind) fails under a leader churn that also crashes the
+/// seed's bad disk (host 3, a misdirected write); the bug needs the churn,
+/// not the damage, and the shrunk churn has no bad disk. Before the
+/// shrinker asked the scenario for simpler faults, it kept it.
+#[test]
+fn a_shrunk_leader_churn_loses_the_bad_disk_its_failure_does_not_need() {
+    let all = FaultSelection::Only(KINDS.iter().map(|k| k.to_string()).collect());
+    let s = Kv.generate(5, Some("figure8"), &all);
+    let churn = |s: &Schedule| -> Vec<RaftFault> {
+        s.faults
+            .iter()
+            .filter_map(|f| f.fault.as_custom::<RaftFault>())
+            .filter(|f| matches!(f, RaftFault::LeaderChurn { .. }))
+            .collect()
+    };
+    let original = runner::run(&Kv, &s);
+    assert_eq!(original.first_check(), Some("raft"));
+    let shrunk = harness::shrink::shrink(&Kv, original, 200, |_| {});
+    assert_eq!(shrunk.result.first_check(), Some("raft"));
+    let left = churn(&shrunk.schedule);
+    assert_eq!(
+        shrunk.schedule.faults.len(),
+        1,
+        "{:?}",
+        shrunk.schedule.faults
+    );
+    assert!(
+        matches!(left[..], [RaftFault::LeaderChurn { bad_disk: None, .. }]),
+        "{left:?}"
+    );
+    // The same churn, as the seed drew it, carried one.
+    let at = shrunk.schedule.faults[0].at_ms;
+    let drawn = s.faults.iter().find(|f| f.at_ms == at).expect("drawn");
+    assert!(matches!(
+        drawn.fault.as_custom::<RaftFault>(),
+        Some(RaftFault::LeaderChurn {
+            bad_disk: Some(_),
+            ..
+        })
+    ));
+}
+
 /// A sweep's seeds and a shrink's candidates run for their verdict only
 /// (`runner::run_verdict`): the same run, with the same verdict, coverage
 /// and simulated time, whose history is the full one without the nodes'

@@ -7,7 +7,7 @@
 use crate::nemesis::Triggers;
 use crate::recorder::Recorder;
 use crate::runner::RunResult;
-use crate::schedule::{FaultSelection, Schedule};
+use crate::schedule::{Fault, FaultSelection, Schedule};
 use checker::history::History;
 use checker::linear::CheckResult;
 use std::future::Future;
@@ -203,6 +203,16 @@ pub trait Scenario: Send + Sync {
     }
     /// Coverage floors a sweep must reach (see [`Floor`]).
     fn floors(&self) -> Vec<Floor> {
+        Vec::new()
+    }
+    /// Simpler versions of one of its own faults ([`Fault::Custom`]) for
+    /// `sim shrink` to try in order, each with the words its progress
+    /// prints (e.g. the same leader churn without the disk damage it
+    /// carries: "without its bad disk"). The shrinker keeps the first
+    /// that still fails the same check and asks again, as it does for the
+    /// harness's own crash fields. Default: none.
+    fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
+        let _ = fault;
         Vec::new()
     }
     /// An HTML page that explains a run (default: the linearizability

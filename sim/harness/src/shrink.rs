@@ -1,13 +1,15 @@
 //! Shrinking: minimises a failing schedule while the same check still
-//! fails: drop faults (all, then one at a time), shorten them, end the
-//! workload phase after the last fault, then drop clients and operations.
+//! fails: drop faults (all, then one at a time), shorten them, simplify
+//! each (a crash without corruption, disk damage or a torn write; a
+//! scenario's own fault as [`Scenario::simpler`] says), end the workload
+//! phase after the last fault, then drop clients and operations.
 //! Greedy, like QuickCheck's shrinking; every candidate is a full
 //! deterministic run (without the detail a report needs, see
 //! `runner::run_verdict`; the smallest one runs again with it).
 
 use crate::runner::{rerun_with_detail, run_verdict, RunResult};
 use crate::scenario::Scenario;
-use crate::schedule::Schedule;
+use crate::schedule::{Fault, Schedule};
 
 pub struct Shrunk {
     pub schedule: Schedule,
@@ -94,7 +96,7 @@ pub fn shrink(
     // 2b. Crashes without disk corruption.
     for i in 0..best.schedule.faults.len() {
         let mut c = best.schedule.clone();
-        if let crate::schedule::Fault::Crash { corrupt, .. } = &mut c.faults[i].fault {
+        if let Fault::Crash { corrupt, .. } = &mut c.faults[i].fault {
             if *corrupt {
                 *corrupt = false;
                 try_candidate(c, &mut best, &format!("fault {i} without corruption"));
@@ -104,10 +106,41 @@ pub fn shrink(
     // 2c. Crashes without damage to synced data.
     for i in 0..best.schedule.faults.len() {
         let mut c = best.schedule.clone();
-        if let crate::schedule::Fault::Crash { damage, .. } = &mut c.faults[i].fault {
+        if let Fault::Crash { damage, .. } = &mut c.faults[i].fault {
             if damage.take().is_some() {
                 try_candidate(c, &mut best, &format!("fault {i} without disk damage"));
             }
+        }
+    }
+    // 2d. Crashes without a torn write, and the scenario's own faults in
+    // the simpler versions it offers, until none still fails.
+    for i in 0..best.schedule.faults.len() {
+        'simpler: loop {
+            let fault = &best.schedule.faults[i].fault;
+            let mut options = scenario.simpler(fault);
+            if let Fault::Crash {
+                node,
+                torn_write: true,
+                damage,
+                ..
+            } = fault
+            {
+                let plain = Fault::Crash {
+                    node: *node,
+                    torn_write: false,
+                    corrupt: false,
+                    damage: damage.clone(),
+                };
+                options.push((plain, "without its torn write"));
+            }
+            for (simpler, what) in options {
+                let mut c = best.schedule.clone();
+                c.faults[i].fault = simpler;
+                if try_candidate(c, &mut best, &format!("fault {i} {what}")) {
+                    continue 'simpler;
+                }
+            }
+            break;
         }
     }
     // 3. A shorter workload phase: just past the last fault.
@@ -154,5 +187,116 @@ pub fn shrink(
         result,
         runs: runs.get(),
         complete: !out_of_runs.get(),
+    }
+}
+
+#[cfg(all(test, madsim))]
+mod tests {
+    use super::*;
+    use crate::scenario::{Failure, RunCtx, RunFuture, Verdicts};
+    use crate::schedule::{FaultEvent, FaultSelection};
+    use checker::history::History;
+    use serde_json::json;
+
+    /// Fails (check "knot") while its schedule holds a `knot` fault with
+    /// `tight` set and a crash of host 1; `loose` and the crash's torn
+    /// write do not matter. Offers each field cleared as a simpler knot.
+    struct Knots;
+
+    fn knot(tight: bool, loose: bool) -> Fault {
+        serde_json::from_value(json!({"kind": "knot", "tight": tight, "loose": loose})).unwrap()
+    }
+
+    fn field(f: &Fault, name: &str) -> bool {
+        matches!(f, Fault::Custom(c) if c.fields[name] == json!(true))
+    }
+
+    impl Scenario for Knots {
+        fn name(&self) -> &'static str {
+            "knots"
+        }
+        fn about(&self) -> &'static str {
+            "fails while a tight knot and a crash are scheduled"
+        }
+        fn generate(&self, seed: u64, bug: Option<&str>, _: &FaultSelection) -> Schedule {
+            let none = FaultSelection::Only(vec![]);
+            let mut s = Schedule::draw("knots", seed, bug, &[], &none, 3, 5_000);
+            let at = |at_ms, fault| FaultEvent {
+                at_ms,
+                duration_ms: 1_000,
+                fault,
+            };
+            s.faults = vec![
+                at(100, knot(true, true)),
+                at(200, Fault::Pause { node: 2 }),
+                at(
+                    300,
+                    Fault::Crash {
+                        node: 1,
+                        torn_write: true,
+                        corrupt: false,
+                        damage: None,
+                    },
+                ),
+            ];
+            s
+        }
+        fn run<'a>(&'a self, _s: &'a Schedule, _ctx: RunCtx) -> RunFuture<'a> {
+            Box::pin(async { Vec::new() })
+        }
+        fn check(&self, s: &Schedule, _h: &History) -> Verdicts {
+            let tight = s.faults.iter().any(|f| field(&f.fault, "tight"));
+            let crash = s
+                .faults
+                .iter()
+                .any(|f| matches!(f.fault, Fault::Crash { .. }));
+            let failures = if tight && crash {
+                vec![Failure::new("knot", "a tight knot and a crash")]
+            } else {
+                Vec::new()
+            };
+            Verdicts {
+                failures,
+                lin: None,
+            }
+        }
+        fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
+            let (tight, loose) = (field(fault, "tight"), field(fault, "loose"));
+            if !matches!(fault, Fault::Custom(c) if c.kind == "knot") {
+                return Vec::new();
+            }
+            let mut out = Vec::new();
+            if tight {
+                out.push((knot(false, loose), "untied"));
+            }
+            if loose {
+                out.push((knot(tight, false), "without its loose end"));
+            }
+            out
+        }
+    }
+
+    #[test]
+    fn a_shrunk_fault_keeps_only_the_parts_its_failure_needs() {
+        let s = Knots.generate(1, None, &FaultSelection::Only(vec![]));
+        let original = crate::runner::run(&Knots, &s);
+        assert_eq!(original.failed_checks(), vec!["knot"]);
+        let mut steps = Vec::new();
+        let shrunk = shrink(&Knots, original, 100, |m| steps.push(m.to_string()));
+        let faults: Vec<&Fault> = shrunk.schedule.faults.iter().map(|f| &f.fault).collect();
+        let plain_crash = Fault::Crash {
+            node: 1,
+            torn_write: false,
+            corrupt: false,
+            damage: None,
+        };
+        assert_eq!(faults, [&knot(true, false), &plain_crash], "{steps:#?}");
+        assert!(steps
+            .iter()
+            .any(|m| m.starts_with("fault 0 without its loose end")));
+        assert!(steps
+            .iter()
+            .any(|m| m.starts_with("fault 1 without its torn write")));
+        assert_eq!(shrunk.result.failed_checks(), vec!["knot"]);
     }
 }

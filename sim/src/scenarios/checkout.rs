@@ -27,7 +27,7 @@ use checker::history::History;
 use harness::nemesis::Nemesis;
 use harness::runner::RunResult;
 use harness::scenario::{Failure, Floor, Param, RunCtx, RunFuture, Scenario, Verdicts};
-use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
+use harness::schedule::{Draw, Fault, FaultSelection, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -53,6 +53,10 @@ impl Scenario for Checkout {
 
     fn fault_kinds(&self) -> Vec<&'static str> {
         raft::KINDS.to_vec()
+    }
+
+    fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
+        raft::simpler(fault)
     }
 
     fn bugs(&self) -> Vec<&'static str> {

@@ -14,7 +14,7 @@ use checker::history::{History, OpType};
 use checker::model::ModelKind;
 use harness::nemesis::Nemesis;
 use harness::scenario::{Floor, Param, RunCtx, RunFuture, Scenario, Verdicts};
-use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
+use harness::schedule::{Draw, Fault, FaultSelection, Schedule, Targets};
 use harness::sim::Sim;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -35,6 +35,10 @@ impl Scenario for Kv {
 
     fn fault_kinds(&self) -> Vec<&'static str> {
         raft::KINDS.to_vec()
+    }
+
+    fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
+        raft::simpler(fault)
     }
 
     fn bugs(&self) -> Vec<&'static str> {

@@ -48,7 +48,7 @@ use harness::hostio::coverage::hit;
 use harness::nemesis::Nemesis;
 use harness::recorder::{Completion, Recorder};
 use harness::scenario::{Floor, RunCtx, RunFuture, Scenario, Verdicts};
-use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
+use harness::schedule::{Draw, Fault, FaultSelection, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -103,6 +103,10 @@ impl Scenario for Pad {
         let mut k = raft::KINDS.to_vec();
         k.push(TOKEN_CLOCK);
         k
+    }
+
+    fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
+        raft::simpler(fault)
     }
 
     fn bugs(&self) -> Vec<&'static str> {
@@ -222,7 +226,6 @@ fn draw_fault(
     c: &harness::schedule::FaultConfig,
     rng: &mut ChaCha8Rng,
 ) -> (harness::schedule::Fault, Option<u64>) {
-    use harness::schedule::Fault;
     if kind != TOKEN_CLOCK {
         return raft::draw_fault(kind, t, c, rng);
     }

@@ -58,7 +58,7 @@ use harness::hostio::coverage::hit;
 use harness::nemesis::Nemesis;
 use harness::runner::RunResult;
 use harness::scenario::{Floor, RunCtx, RunFuture, Scenario, Verdicts};
-use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
+use harness::schedule::{Draw, Fault, FaultSelection, Schedule, Targets};
 use harness::sim::{addr, Sim};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -104,6 +104,10 @@ impl Scenario for Tartu {
         let mut k = raft::KINDS.to_vec();
         k.extend(EXECUTOR_KINDS);
         k
+    }
+
+    fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
+        raft::simpler(fault)
     }
 
     fn bugs(&self) -> Vec<&'static str> {
@@ -260,7 +264,6 @@ fn draw_fault(
     c: &harness::schedule::FaultConfig,
     rng: &mut ChaCha8Rng,
 ) -> (harness::schedule::Fault, Option<u64>) {
-    use harness::schedule::Fault;
     match kind {
         "pause-executor" => (
             Fault::custom(&TartuFault::PauseExecutor),
@@ -292,7 +295,6 @@ impl harness::nemesis::FaultPlugin for TartuFaults {
         fault: &harness::schedule::Fault,
         sim: &Sim,
     ) -> harness::nemesis::Started {
-        use harness::schedule::Fault;
         let Some(f) = fault.as_custom::<TartuFault>() else {
             return self.raft.start(fid, fault, sim);
         };

@@ -24,7 +24,7 @@ use harness::nemesis::Nemesis;
 use harness::recorder::{Completion, Recorder};
 use harness::runner::RunResult;
 use harness::scenario::{Failure, Floor, Param, RunCtx, RunFuture, Scenario, Verdicts};
-use harness::schedule::{Draw, FaultSelection, Schedule, Targets};
+use harness::schedule::{Draw, Fault, FaultSelection, Schedule, Targets};
 use harness::sim::Sim;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -60,6 +60,10 @@ impl Scenario for Txn {
 
     fn fault_kinds(&self) -> Vec<&'static str> {
         raft::KINDS.to_vec()
+    }
+
+    fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
+        raft::simpler(fault)
     }
 
     fn bugs(&self) -> Vec<&'static str> {
