@@ -113,6 +113,89 @@ impl Fault {
         }
     }
 
+    /// Simpler versions of this fault that the shrinker tries, in order,
+    /// each with the words its progress prints: a crash without its torn
+    /// write; an island, a reorder or a clock without one of its effects;
+    /// loss, latency, a clock jump or drift at half the size (down to a
+    /// floor, so halving ends). A scenario adds its own kinds'
+    /// ([`crate::scenario::Scenario::simpler`]).
+    pub fn simpler(&self) -> Vec<(Fault, &'static str)> {
+        let mut out = Vec::new();
+        match self {
+            Fault::Crash {
+                node,
+                torn_write: true,
+                damage,
+                ..
+            } => {
+                let plain = Fault::Crash {
+                    node: *node,
+                    torn_write: false,
+                    corrupt: false,
+                    damage: damage.clone(),
+                };
+                out.push((plain, "without its torn write"));
+            }
+            Fault::Island {
+                node,
+                clients,
+                slow_ppm,
+            } if *slow_ppm != 0 => {
+                let plain = Fault::Island {
+                    node: *node,
+                    clients: clients.clone(),
+                    slow_ppm: 0,
+                };
+                out.push((plain, "without its slow clock"));
+            }
+            Fault::Reorder {
+                duplicate,
+                reorder,
+                max_delay_ms,
+            } if *duplicate > 0.0 && *reorder > 0.0 => {
+                let max_delay_ms = *max_delay_ms;
+                let dup_only = Fault::Reorder {
+                    duplicate: *duplicate,
+                    reorder: 0.0,
+                    max_delay_ms,
+                };
+                let reorder_only = Fault::Reorder {
+                    duplicate: 0.0,
+                    reorder: *reorder,
+                    max_delay_ms,
+                };
+                out.push((dup_only, "without reordering"));
+                out.push((reorder_only, "without duplicates"));
+            }
+            Fault::Loss { rate } if *rate >= 0.01 => {
+                out.push((Fault::Loss { rate: rate / 2.0 }, "at half the loss rate"));
+            }
+            Fault::Latency { min_ms, max_ms } if *max_ms >= 10 => {
+                let half = Fault::Latency {
+                    min_ms: min_ms / 2,
+                    max_ms: max_ms / 2,
+                };
+                out.push((half, "at half the latency"));
+            }
+            Fault::ClockJump { node, offset_ms } if offset_ms.abs() >= 100 => {
+                let half = Fault::ClockJump {
+                    node: *node,
+                    offset_ms: offset_ms / 2,
+                };
+                out.push((half, "with half the clock jump"));
+            }
+            Fault::ClockDrift { node, ppm } if ppm.abs() >= 1_000 => {
+                let half = Fault::ClockDrift {
+                    node: *node,
+                    ppm: ppm / 2,
+                };
+                out.push((half, "with half the clock drift"));
+            }
+            _ => {}
+        }
+        out
+    }
+
     /// The kind's name, as `--faults` lists it (clock jumps and drift are
     /// both `clock`).
     pub fn kind(&self) -> &str {
@@ -856,6 +939,30 @@ mod tests {
             20_000,
             &no_custom_faults,
         )
+    }
+
+    /// Every drawn fault's simpler versions differ from it, and taking the
+    /// first again and again ends: the shrinker's step cannot loop.
+    #[test]
+    fn simpler_faults_differ_and_run_out() {
+        let mut kinds_simplified = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            for f in draw(seed, &FaultSelection::Swarm).1 {
+                let mut fault = f.fault;
+                for step in 0.. {
+                    let options = fault.simpler();
+                    assert!(options.iter().all(|(g, _)| *g != fault), "{fault:?}");
+                    let Some((next, _)) = options.into_iter().next() else {
+                        break;
+                    };
+                    assert!(step < 20, "{next:?} is still simplified");
+                    kinds_simplified.insert(next.kind().to_string());
+                    fault = next;
+                }
+            }
+        }
+        let kinds: Vec<&str> = kinds_simplified.iter().map(|k| k.as_str()).collect();
+        assert_eq!(kinds, ["clock", "crash", "latency", "loss", "reorder"]);
     }
 
     #[test]
