@@ -196,7 +196,12 @@ pub fn simpler(fault: &Fault) -> Vec<(Fault, &'static str)> {
                 out.push((v, "without corruption"));
             }
             if torn_write {
-                out.push((voter(false, false, bad_disk), "without its torn write"));
+                let what = if corrupt {
+                    "without its torn, corrupt write"
+                } else {
+                    "without its torn write"
+                };
+                out.push((voter(false, false, bad_disk), what));
             }
         }
         RaftFault::LeaderChurn {
@@ -746,5 +751,81 @@ pub fn bugs_of(s: &Schedule) -> Bugs {
     match &s.bug {
         Some(b) => Bugs::from_name(b).expect("bug names are validated by the CLI"),
         None => Bugs::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each option drops one thing, comes back as the same kind, never
+    /// leaves corruption without its torn write, and following the first
+    /// option again and again ends with nothing left to drop.
+    #[test]
+    fn simpler_raft_faults_drop_one_thing_at_a_time() {
+        let bad = Some(BadDisk {
+            host: 2,
+            damage: "rot".into(),
+        });
+        let faults = [
+            RaftFault::CrashVoter {
+                delay_ms: 3,
+                torn_write: true,
+                corrupt: true,
+                bad_disk: bad.clone(),
+            },
+            RaftFault::LeaderChurn {
+                seed: 7,
+                hold_ms: 900,
+                bad_disk: bad,
+            },
+            RaftFault::LeaderIsland {
+                clients: vec![1, 3],
+                slow_ppm: 200_000,
+            },
+        ];
+        let counts: Vec<usize> = faults
+            .iter()
+            .map(|f| simpler(&Fault::custom(f)).len())
+            .collect();
+        assert_eq!(counts, [3, 1, 1]);
+        for f in faults {
+            let mut fault = Fault::custom(&f);
+            let mut steps = 0;
+            loop {
+                let options = simpler(&fault);
+                for (g, _) in &options {
+                    let back: RaftFault = g.as_custom().expect("a Raft fault");
+                    assert_eq!(g.kind(), fault.kind());
+                    assert_ne!(*g, fault);
+                    if let RaftFault::CrashVoter {
+                        torn_write,
+                        corrupt,
+                        ..
+                    } = back
+                    {
+                        assert!(torn_write || !corrupt, "{g:?}");
+                    }
+                }
+                let Some((next, _)) = options.into_iter().next() else {
+                    break;
+                };
+                fault = next;
+                steps += 1;
+            }
+            let last: RaftFault = fault.as_custom().unwrap();
+            let plain = match &last {
+                RaftFault::CrashVoter {
+                    torn_write,
+                    corrupt,
+                    bad_disk,
+                    ..
+                } => !torn_write && !corrupt && bad_disk.is_none(),
+                RaftFault::LeaderChurn { bad_disk, .. } => bad_disk.is_none(),
+                RaftFault::LeaderIsland { slow_ppm, .. } => *slow_ppm == 0,
+                _ => false,
+            };
+            assert!(plain && steps >= 1, "{last:?} after {steps} steps");
+        }
     }
 }

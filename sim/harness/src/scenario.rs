@@ -209,8 +209,8 @@ pub trait Scenario: Send + Sync {
     /// `sim shrink` to try in order, each with the words its progress
     /// prints (e.g. the same leader churn without the disk damage it
     /// carries: "without its bad disk"). The shrinker keeps the first
-    /// that still fails the same check and asks again, as it does for the
-    /// harness's own crash fields. Default: none.
+    /// that still fails the same check and asks again, as it does with the
+    /// harness's own kinds' ([`Fault::simpler`]). Default: none.
     fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
         let _ = fault;
         Vec::new()

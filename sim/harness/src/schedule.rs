@@ -2,7 +2,7 @@
 //! workload's bounds, the fault schedule, and the scenario's own parameters.
 //! Drawn from the seed (swarm testing: each seed picks which fault kinds are
 //! on and their rates), printed at start, written to a file on failure,
-//! shrunk by dropping and shortening faults, and replayed with
+//! shrunk by dropping, shortening and simplifying faults, and replayed with
 //! `run --schedule FILE`.
 //!
 //! Faults are data: the harness knows the ones any host can suffer
@@ -115,9 +115,11 @@ impl Fault {
 
     /// Simpler versions of this fault that the shrinker tries, in order,
     /// each with the words its progress prints: a crash without its torn
-    /// write; an island, a reorder or a clock without one of its effects;
-    /// loss, latency, a clock jump or drift at half the size (down to a
-    /// floor, so halving ends). A scenario adds its own kinds'
+    /// write (and so without corruption); an island without its slow
+    /// clock; a reorder without duplicates or without reordering; loss,
+    /// latency, a clock jump or drift at half the size (down to a floor,
+    /// so halving ends). A crash's corruption and damage alone are earlier
+    /// steps of the shrink. A scenario adds its own kinds'
     /// ([`crate::scenario::Scenario::simpler`]).
     pub fn simpler(&self) -> Vec<(Fault, &'static str)> {
         let mut out = Vec::new();
@@ -125,8 +127,8 @@ impl Fault {
             Fault::Crash {
                 node,
                 torn_write: true,
+                corrupt,
                 damage,
-                ..
             } => {
                 let plain = Fault::Crash {
                     node: *node,
@@ -134,7 +136,12 @@ impl Fault {
                     corrupt: false,
                     damage: damage.clone(),
                 };
-                out.push((plain, "without its torn write"));
+                let what = if *corrupt {
+                    "without its torn, corrupt write"
+                } else {
+                    "without its torn write"
+                };
+                out.push((plain, what));
             }
             Fault::Island {
                 node,
@@ -963,6 +970,33 @@ mod tests {
         }
         let kinds: Vec<&str> = kinds_simplified.iter().map(|k| k.as_str()).collect();
         assert_eq!(kinds, ["clock", "crash", "latency", "loss", "reorder"]);
+        // Kinds `Draw::faults` does not give: a corrupt torn write, an island.
+        let corrupt = Fault::Crash {
+            node: 1,
+            torn_write: true,
+            corrupt: true,
+            damage: Some("rot".into()),
+        };
+        let plain = Fault::Crash {
+            node: 1,
+            torn_write: false,
+            corrupt: false,
+            damage: Some("rot".into()),
+        };
+        assert_eq!(
+            corrupt.simpler(),
+            [(plain, "without its torn, corrupt write")]
+        );
+        let island = |slow_ppm| Fault::Island {
+            node: 2,
+            clients: vec![1],
+            slow_ppm,
+        };
+        assert_eq!(
+            island(300_000).simpler(),
+            [(island(0), "without its slow clock")]
+        );
+        assert!(island(0).simpler().is_empty());
     }
 
     #[test]
