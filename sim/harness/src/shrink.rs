@@ -207,7 +207,7 @@ mod tests {
             "knots"
         }
         fn about(&self) -> &'static str {
-            "fails while a tight knot and a crash are scheduled"
+            "fails while a tight knot, a crash and a loss above 1 % are scheduled"
         }
         fn generate(&self, seed: u64, bug: Option<&str>, _: &FaultSelection) -> Schedule {
             let none = FaultSelection::Only(vec![]);
@@ -245,7 +245,10 @@ mod tests {
             let loss =
                 (s.faults.iter()).any(|f| matches!(f.fault, Fault::Loss { rate } if rate > 0.01));
             let failures = if tight && crash && loss {
-                vec![Failure::new("knot", "a tight knot and a crash")]
+                vec![Failure::new(
+                    "knot",
+                    "a tight knot, a crash and a loss above 1 %",
+                )]
             } else {
                 Vec::new()
             };
@@ -255,10 +258,10 @@ mod tests {
             }
         }
         fn simpler(&self, fault: &Fault) -> Vec<(Fault, &'static str)> {
-            let (tight, loose) = (field(fault, "tight"), field(fault, "loose"));
             if !matches!(fault, Fault::Custom(c) if c.kind == "knot") {
                 return Vec::new();
             }
+            let (tight, loose) = (field(fault, "tight"), field(fault, "loose"));
             let mut out = Vec::new();
             if tight {
                 out.push((knot(false, loose), "untied"));
