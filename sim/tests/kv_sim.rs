@@ -167,15 +167,17 @@ fn a_planted_bug_is_caught_and_replays_identically() {
     assert_eq!(again.first_check(), r.first_check());
 }
 
-/// A shrink keeps of each fault only what its failure needs: seed 5 of
+/// A shrink keeps of each fault only what its failure needs: seed 77 of
 /// `figure8` (every kind) fails under a leader churn that also crashes the
-/// seed's bad disk (host 3, a misdirected write); the bug needs the churn,
+/// seed's bad disk (host 5, a misdirected write); the bug needs the churn,
 /// not the damage, and the shrunk churn has no bad disk. Before the
-/// shrinker asked the scenario for simpler faults, it kept it.
+/// shrinker asked the scenario for simpler faults, it kept it. (Seed 5
+/// showed it until step 14 of the README's "Scenario checkout" changed
+/// every run; it now shrinks to four faults.)
 #[test]
 fn a_shrunk_leader_churn_loses_the_bad_disk_its_failure_does_not_need() {
     let all = FaultSelection::Only(KINDS.iter().map(|k| k.to_string()).collect());
-    let s = Kv.generate(5, Some("figure8"), &all);
+    let s = Kv.generate(77, Some("figure8"), &all);
     let original = runner::run(&Kv, &s);
     assert_eq!(original.first_check(), Some("raft"));
     let shrunk = harness::shrink::shrink(&Kv, original, 200, |_| {});

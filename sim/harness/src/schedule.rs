@@ -884,7 +884,7 @@ fn draw_host_fault(
         "reorder" => {
             let round = |x: f64| (x * 100.0).round() / 100.0;
             Fault::Reorder {
-                duplicate: round(rng.random_range(0.0..0.3)),
+                duplicate: round(rng.random_range(0.0..0.6)),
                 reorder: round(rng.random_range(0.05..0.4)),
                 max_delay_ms: rng.random_range(5..=300),
             }

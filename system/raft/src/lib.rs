@@ -251,6 +251,13 @@ struct Progress {
     matched: u64,
     next: u64,
     recent_active: bool,
+    /// `matched` at the last heartbeat tick, and whether the follower was
+    /// behind then.
+    mark: u64,
+    behind_at_mark: bool,
+    /// Behind for a whole heartbeat interval without `matched` moving: an
+    /// append or its answer was probably lost (see `HeartbeatResp`).
+    stalled: bool,
 }
 
 struct PendingRead {
@@ -481,6 +488,9 @@ impl Raft {
                         matched: 0,
                         next: last + 1,
                         recent_active: true,
+                        mark: 0,
+                        behind_at_mark: false,
+                        stalled: false,
                     },
                 )
             })
@@ -555,6 +565,12 @@ impl Raft {
             self.heartbeat_elapsed += 1;
             if self.heartbeat_elapsed >= self.cfg.heartbeat_tick {
                 self.heartbeat_elapsed = 0;
+                let last = self.log.last_index();
+                for pr in self.progress.values_mut() {
+                    pr.stalled = pr.behind_at_mark && pr.matched == pr.mark;
+                    pr.mark = pr.matched;
+                    pr.behind_at_mark = pr.matched < last;
+                }
                 self.broadcast_heartbeat();
             }
             if self.election_elapsed >= self.cfg.election_tick {
@@ -811,8 +827,12 @@ impl Raft {
                     if let Some(pr) = self.progress.get_mut(&m.from) {
                         pr.recent_active = true;
                         let behind = pr.matched < self.log.last_index();
-                        if behind {
-                            // Resend from the last known match: covers lost appends.
+                        if behind && pr.stalled {
+                            // Resend from the last known match: covers lost
+                            // appends. Only when the follower has not moved
+                            // for a whole heartbeat interval: appends still
+                            // on their way would be sent twice.
+                            pr.stalled = false;
                             pr.next = pr.matched + 1;
                             self.send_append(m.from);
                         }

@@ -574,8 +574,9 @@ fn figure8(bug: bool) -> (Option<u64>, Result<u64, String>) {
         net.process(1);
     }
     net.stabilize_filtered(no_index3);
-    // A heartbeat round lets S1 learn how far each follower matches.
-    for _ in 0..2 {
+    // Two heartbeat intervals in which no follower's match moves let S1
+    // resend from what each is known to match, and so learn how far that is.
+    for _ in 0..4 {
         net.tick(1);
     }
     net.stabilize_filtered(no_index3);
@@ -849,6 +850,56 @@ fn followers_answer_not_leader_with_a_hint() {
         net.node(f).read_index(1),
         Err(Error::NotLeader { leader: Some(l) })
     );
+}
+
+/// A heartbeat answered while an append is still on its way to the
+/// follower does not send that append again; once the follower's match has
+/// not moved for a whole heartbeat interval (the append was lost), the next
+/// answer does. Returns how many times index 2 went to the follower while it
+/// was in flight, then in all.
+fn resend_on_heartbeat() -> (usize, usize, bool) {
+    let mut net = Net::new(3, 9, |c| c.max_batch = 1);
+    let l = net.elect();
+    let f = (1..=3).find(|&i| i != l).unwrap();
+    let (index, _) = net.node(l).propose(vec![7]).unwrap();
+    net.process(l);
+    // The append to `f` is on its way (held here); the other follower's is
+    // delivered and commits the entry.
+    let to_f = |m: &Message| {
+        m.to == f
+            && matches!(&m.kind, MsgKind::Append { entries, .. } if entries.iter().any(|e| e.index == index))
+    };
+    let held: Vec<Message> = net.queue.iter().filter(|m| to_f(m)).cloned().collect();
+    assert_eq!(held.len(), 1);
+    net.queue.retain(|m| !to_f(m));
+    let sent = std::cell::Cell::new(0);
+    let count = |m: &Message| {
+        if to_f(m) {
+            sent.set(sent.get() + 1);
+        }
+        true
+    };
+    // One heartbeat interval, answered.
+    for _ in 0..2 {
+        net.tick(l);
+    }
+    net.stabilize_filtered(count);
+    let while_in_flight = sent.get();
+    // The held append is lost. Another interval without f's match moving.
+    for _ in 0..2 {
+        net.tick(l);
+    }
+    net.stabilize_filtered(count);
+    let has = net.node(f).log().last_index() >= index;
+    (while_in_flight, sent.get(), has)
+}
+
+#[test]
+fn a_heartbeat_answer_resends_appends_only_to_a_stalled_follower() {
+    let (while_in_flight, total, has) = resend_on_heartbeat();
+    assert_eq!(while_in_flight, 0, "an append on its way was sent again");
+    assert_eq!(total, 1, "the lost append was not sent again");
+    assert!(has, "the follower never got the lost entry");
 }
 
 // ----- Stale messages (duplicated, or overtaken by newer ones) -----
